@@ -1,0 +1,318 @@
+// Package runner is the rollout: it loads and validates the spec, plans the
+// waves, and sequences the steps (snapshot, baseline, apply, monitor,
+// decide, revert, report) for a live run and for a dry run over recorded
+// metrics.
+package runner
+
+import (
+	"time"
+)
+
+// Spec is a parsed and validated rollout.yaml. Field comments give the YAML
+// key's meaning and its default; the loader fills defaults in.
+type Spec struct {
+	// Name identifies the rollout (lock, history, reports). Required.
+	Name string `yaml:"name" json:"name"`
+	// Targets says where the hosts come from: exactly one source.
+	Targets Targets `yaml:"targets" json:"targets"`
+	// Canary is the first group to receive the change.
+	Canary Canary `yaml:"canary" json:"canary"`
+	// Waves follow the canary, each a size of the remaining hosts.
+	// Default: one wave of 100% monitored as long as the canary.
+	Waves []Wave `yaml:"waves,omitempty" json:"waves,omitempty"`
+	// Bake is a final monitoring period after the last wave (default 0).
+	Bake Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
+	// Apply is the change.
+	Apply Apply `yaml:"apply" json:"apply"`
+	// Revert says how a change is undone.
+	Revert Revert `yaml:"revert,omitempty" json:"revert,omitempty"`
+	// Metrics says where the metrics come from and which to watch.
+	Metrics Metrics `yaml:"metrics" json:"metrics"`
+	// Detection tunes the detectors.
+	Detection Detection `yaml:"detection,omitempty" json:"detection,omitempty"`
+	// Policies decide when to roll back. At least one.
+	Policies []PolicyRef `yaml:"policies" json:"policies"`
+	// Alerts are sent on degradation and on rollback.
+	Alerts []Alert `yaml:"alerts,omitempty" json:"alerts,omitempty"`
+	// State says where history, journal and lock live (default: local
+	// directory .rollguard next to the spec).
+	State State `yaml:"state,omitempty" json:"state,omitempty"`
+
+	// File is the spec's path as given; Dir is its directory, against
+	// which relative paths (playbooks, policy files) are resolved.
+	File string `yaml:"-" json:"-"`
+	Dir  string `yaml:"-" json:"-"`
+}
+
+// Duration is a Go duration written as a string ("90s", "5m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a count of hosts (3) or a share of them ("10%").
+type Size struct {
+	// Count is the number of hosts when Percent is 0.
+	Count int
+	// Percent is the share, 0 < Percent <= 100, when set.
+	Percent float64
+}
+
+// Target is one host of a static target list: a name, or an object.
+type Target struct {
+	// Name is the host's name (Ansible inventory name). Required.
+	Name string `yaml:"name" json:"name"`
+	// Address is how to reach it (ansible_host); default: Name.
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Port is the service port, when the source knows one.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Vars become Ansible host variables.
+	Vars map[string]any `yaml:"vars,omitempty" json:"vars,omitempty"`
+	// Tags and Meta select canaries ({tag: canary}, {meta: {k: v}}).
+	Tags []string          `yaml:"tags,omitempty" json:"tags,omitempty"`
+	Meta map[string]string `yaml:"meta,omitempty" json:"meta,omitempty"`
+}
+
+// Targets holds exactly one host source.
+type Targets struct {
+	// Static lists the hosts in the spec.
+	Static []Target `yaml:"static,omitempty" json:"static,omitempty"`
+	// Inventory is an Ansible inventory file (INI or YAML), relative to the spec.
+	Inventory string `yaml:"inventory,omitempty" json:"inventory,omitempty"`
+	// Group restricts an inventory to one group (default: all).
+	Group string `yaml:"group,omitempty" json:"group,omitempty"`
+	// Consul discovers the hosts of a Consul service.
+	Consul *ConsulTargets `yaml:"consul,omitempty" json:"consul,omitempty"`
+	// Nomad discovers Nomad client nodes.
+	Nomad *NomadTargets `yaml:"nomad,omitempty" json:"nomad,omitempty"`
+}
+
+// ConsulTargets discovers hosts through Consul's health API.
+type ConsulTargets struct {
+	// Service is the Consul service name. Required.
+	Service string `yaml:"service" json:"service"`
+	// Tags keeps instances carrying every one of these tags.
+	Tags []string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	// Datacenter to query (default: the agent's).
+	Datacenter string `yaml:"datacenter,omitempty" json:"datacenter,omitempty"`
+	// PassingOnly keeps instances whose checks all pass (default true).
+	PassingOnly *bool `yaml:"passing_only,omitempty" json:"passing_only,omitempty"`
+	// NodeMeta keeps instances whose node carries this metadata.
+	NodeMeta map[string]string `yaml:"node_meta,omitempty" json:"node_meta,omitempty"`
+	// Namespace and Partition are passed through when set (Consul Enterprise).
+	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	Partition string `yaml:"partition,omitempty" json:"partition,omitempty"`
+	// NameFrom names each host: "node" (default) or "service_id".
+	NameFrom string `yaml:"name_from,omitempty" json:"name_from,omitempty"`
+}
+
+// NomadTargets discovers ready Nomad client nodes.
+type NomadTargets struct {
+	NodePool  string            `yaml:"node_pool,omitempty" json:"node_pool,omitempty"`
+	NodeClass string            `yaml:"node_class,omitempty" json:"node_class,omitempty"`
+	Meta      map[string]string `yaml:"meta,omitempty" json:"meta,omitempty"`
+}
+
+// HostSelector picks the canary: a count, a share, names, a tag or meta.
+type HostSelector struct {
+	// Size is set for a count (1) or share ("10%"): hosts in target order.
+	Size *Size
+	// Names lists canary hosts by name.
+	Names []string
+	// Tag selects hosts carrying this tag.
+	Tag string
+	// Meta selects hosts whose meta has all these pairs.
+	Meta map[string]string
+}
+
+// Canary is the first group to receive the change.
+type Canary struct {
+	// Hosts selects the canary (default 1).
+	Hosts HostSelector `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	// Monitor is the monitoring period after the canary's apply ends
+	// (default 5m).
+	Monitor Duration `yaml:"monitor,omitempty" json:"monitor,omitempty"`
+}
+
+// Wave is one step after the canary.
+type Wave struct {
+	// Name of the wave (default "wave-1", "wave-2", ...).
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Size of the wave, as a count or a share of the hosts remaining
+	// after the canary. Required.
+	Size Size `yaml:"size" json:"size"`
+	// Monitor is the monitoring period after the wave's apply (default:
+	// the canary's).
+	Monitor Duration `yaml:"monitor,omitempty" json:"monitor,omitempty"`
+}
+
+// Apply is the change: a playbook and its variables.
+type Apply struct {
+	// Playbook is the playbook path, relative to the spec. Required.
+	Playbook string `yaml:"playbook" json:"playbook"`
+	// ExtraVars are passed as --extra-vars and kept in history.
+	ExtraVars map[string]any `yaml:"extra_vars,omitempty" json:"extra_vars,omitempty"`
+	// Version identifies the config version in history (default: a hash
+	// of playbook and extra_vars).
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// Forks is Ansible's --forks (default 10).
+	Forks int `yaml:"forks,omitempty" json:"forks,omitempty"`
+	// VaultPasswordFile is passed as --vault-password-file.
+	VaultPasswordFile string `yaml:"vault_password_file,omitempty" json:"vault_password_file,omitempty"`
+	// Timeout bounds one ansible-playbook run (default 30m).
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Revert modes and scopes.
+const (
+	ScopeHost = "host"
+	ScopeWave = "wave"
+	ScopeAll  = "all"
+
+	ModeRevert = "revert"
+	ModeFreeze = "freeze"
+)
+
+// Revert says how a change is undone.
+type Revert struct {
+	// Playbook is a revert playbook, relative to the spec (optional).
+	Playbook string `yaml:"playbook,omitempty" json:"playbook,omitempty"`
+	// KnownGood re-runs apply.playbook with the last known-good version's
+	// variables (default false).
+	KnownGood bool `yaml:"known_good,omitempty" json:"known_good,omitempty"`
+	// Snapshot holds the snapshot hooks (optional).
+	Snapshot *Snapshot `yaml:"snapshot,omitempty" json:"snapshot,omitempty"`
+	// Scope is what a fleet-level fire reverts: host | wave | all
+	// (default wave).
+	Scope string `yaml:"scope,omitempty" json:"scope,omitempty"`
+	// Mode is revert (default) or freeze: halt without reverting.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Verify is how long reverted hosts are watched until their metrics
+	// are back in the baseline band (default 2 intervals).
+	Verify Duration `yaml:"verify,omitempty" json:"verify,omitempty"`
+	// OnInterrupt is what SIGTERM/SIGINT does: revert (default) | freeze.
+	OnInterrupt string `yaml:"on_interrupt,omitempty" json:"on_interrupt,omitempty"`
+}
+
+// Snapshot holds argv templates over {{.Host.Name}} {{.Host.Address}}
+// {{.RunID}} {{.Snapshot}}.
+type Snapshot struct {
+	Create  []string `yaml:"create,omitempty" json:"create,omitempty"`
+	Restore []string `yaml:"restore,omitempty" json:"restore,omitempty"`
+	Delete  []string `yaml:"delete,omitempty" json:"delete,omitempty"`
+	// Concurrency bounds hooks running at once (default 4).
+	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// Timeout bounds one hook (default 5m).
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// OnFailure is skip_host (default: a host whose snapshot failed is not
+	// changed) or continue.
+	OnFailure string `yaml:"on_failure,omitempty" json:"on_failure,omitempty"`
+}
+
+// Metrics says where metrics come from and which to watch.
+type Metrics struct {
+	// URL of a Prometheus-compatible query API. Required for run.
+	URL string `yaml:"url,omitempty" json:"url,omitempty"`
+	// Interval between ticks (default 15s).
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Baseline is the window before each wave's apply (default 30m).
+	Baseline Duration `yaml:"baseline,omitempty" json:"baseline,omitempty"`
+	// HostLabel is the label naming the host (default "instance").
+	HostLabel string `yaml:"host_label,omitempty" json:"host_label,omitempty"`
+	// HostValue is a template giving HostLabel's value for a host
+	// (default "{{.Host.Name}}").
+	HostValue string `yaml:"host_value,omitempty" json:"host_value,omitempty"`
+	// Queries to watch, by name. At least one.
+	Queries Queries `yaml:"queries" json:"queries"`
+	// BearerToken, BasicAuth and Headers authenticate to the API.
+	BearerToken string            `yaml:"bearer_token,omitempty" json:"bearer_token,omitempty"`
+	BasicAuth   *BasicAuth        `yaml:"basic_auth,omitempty" json:"basic_auth,omitempty"`
+	Headers     map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Timeout bounds one query (default 10s).
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// ErrorLimit is the number of consecutive failed ticks after which the
+	// decision is an error (default 3).
+	ErrorLimit int `yaml:"error_limit,omitempty" json:"error_limit,omitempty"`
+}
+
+// BasicAuth credentials.
+type BasicAuth struct {
+	Username string `yaml:"username" json:"username"`
+	Password string `yaml:"password" json:"password"`
+}
+
+// Queries keeps the queries in the order they were written.
+type Queries []Query
+
+// Query is one metric to watch.
+type Query struct {
+	// Name is the map key; it is the metric's name in policies and in
+	// recorded metrics (__name__).
+	Name string `yaml:"-" json:"-"`
+	// Query is the PromQL/MetricsQL expression, one series per host.
+	Query string `yaml:"query" json:"query"`
+	// Worse is the direction of degradation: higher (default) | lower.
+	Worse string `yaml:"worse,omitempty" json:"worse,omitempty"`
+	// RelFloor is the smallest spread, as a share of the baseline level
+	// (default from detection).
+	RelFloor *float64 `yaml:"rel_floor,omitempty" json:"rel_floor,omitempty"`
+	// AbsFloor is the smallest spread in the metric's unit (default from
+	// detection).
+	AbsFloor *float64 `yaml:"abs_floor,omitempty" json:"abs_floor,omitempty"`
+}
+
+// Detection tunes the detectors. Explicit parameters override the preset.
+type Detection struct {
+	// Sensitivity preset: low | medium (default) | high.
+	Sensitivity string `yaml:"sensitivity,omitempty" json:"sensitivity,omitempty"`
+	// Allowance is the CUSUM slack k, in baseline spreads.
+	Allowance *float64 `yaml:"allowance,omitempty" json:"allowance,omitempty"`
+	// Threshold is the score over which a host is degraded (h).
+	Threshold *float64 `yaml:"threshold,omitempty" json:"threshold,omitempty"`
+	// Smoothing is the moving-average window, in ticks.
+	Smoothing *int `yaml:"smoothing,omitempty" json:"smoothing,omitempty"`
+	// RelFloor and AbsFloor are the default spread floors for every query.
+	RelFloor *float64 `yaml:"rel_floor,omitempty" json:"rel_floor,omitempty"`
+	AbsFloor *float64 `yaml:"abs_floor,omitempty" json:"abs_floor,omitempty"`
+	// MinBaselineSamples below which a baseline is low-confidence (default 10).
+	MinBaselineSamples int `yaml:"min_baseline_samples,omitempty" json:"min_baseline_samples,omitempty"`
+	// NoDataTicks is how many consecutive no-data ticks on_no_data: fail
+	// tolerates before it fires (default 4).
+	NoDataTicks int `yaml:"no_data_ticks,omitempty" json:"no_data_ticks,omitempty"`
+	// HoldLimit is how long on_no_data: hold may extend monitoring before
+	// it fails (default: the wave's monitoring period).
+	HoldLimit Duration `yaml:"hold_limit,omitempty" json:"hold_limit,omitempty"`
+}
+
+// PolicyRef is a policy file or an inline policy.
+type PolicyRef struct {
+	// File is a policy file (one policy or a list), relative to the spec.
+	File string `yaml:"file,omitempty" json:"file,omitempty"`
+	// Inline policy fields, when File is empty.
+	Name             string `yaml:"name,omitempty" json:"name,omitempty"`
+	RollbackWhen     string `yaml:"rollback_when,omitempty" json:"rollback_when,omitempty"`
+	HostRollbackWhen string `yaml:"host_rollback_when,omitempty" json:"host_rollback_when,omitempty"`
+	OnNoData         string `yaml:"on_no_data,omitempty" json:"on_no_data,omitempty"`
+}
+
+// Alert is one alert destination.
+type Alert struct {
+	// Type: webhook | slack | alertmanager | github.
+	Type string `yaml:"type" json:"type"`
+	// URL of the webhook, Slack webhook or Alertmanager (secret: never logged).
+	URL string `yaml:"url,omitempty" json:"url,omitempty"`
+	// On lists the events to send: degraded, rollback, halted, promoted
+	// (default: degraded, rollback, halted).
+	On []string `yaml:"on,omitempty" json:"on,omitempty"`
+}
+
+// State says where history, journal and lock live.
+type State struct {
+	// Store: local (default) | consul | nomad.
+	Store string `yaml:"store,omitempty" json:"store,omitempty"`
+	// Dir is the local state directory (default .rollguard next to the spec).
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+	// Prefix is the key prefix in Consul KV / Nomad Variables
+	// (default rollguard/<name>).
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+}

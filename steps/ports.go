@@ -1,0 +1,111 @@
+// Package steps holds the steps of a rollout (snapshot, baseline, apply,
+// monitor, decide, revert, verify, report) and declares the ports they need
+// from the outside world. Adapters in integrations/ implement the ports; the
+// runner sequences the steps.
+package steps
+
+import (
+	"context"
+	"time"
+)
+
+// Host is one target host as the steps see it.
+type Host struct {
+	// Name is the inventory name.
+	Name string `json:"name"`
+	// Address is how to reach the host (ansible_host); default Name.
+	Address string `json:"address,omitempty"`
+	// Port is the service port when the source knows one.
+	Port int `json:"port,omitempty"`
+	// Vars are Ansible host variables.
+	Vars map[string]any `json:"vars,omitempty"`
+	// Tags and Meta come from the inventory source (Consul, Nomad, static).
+	Tags []string          `json:"tags,omitempty"`
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// Query is one metric to watch: its name in policies and recordings, and
+// the PromQL/MetricsQL expression giving one series per host.
+type Query struct {
+	Name string
+	Expr string
+}
+
+// MetricsSource reads metrics for all the hosts of a rollout at once: one
+// request per query, never one per host. Keys are the hosts' values of the
+// host label (metrics.host_value rendered per host), in the caller's order.
+type MetricsSource interface {
+	// Instant writes q's value at t for each key into out (len(out) ==
+	// len(keys)); NaN where the source has no value. Cancelling ctx aborts
+	// the request and returns an error wrapping ctx.Err().
+	Instant(ctx context.Context, q Query, keys []string, at time.Time, out []float64) error
+	// Range returns, for each key, q's values in [from, to] at step (nil
+	// where the source has none), in at most two requests. Cancelling ctx
+	// aborts the request and returns an error wrapping ctx.Err().
+	Range(ctx context.Context, q Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error)
+}
+
+// Host outcomes of an apply.
+const (
+	HostOK          = "ok"
+	HostChanged     = "changed"
+	HostFailed      = "failed"
+	HostUnreachable = "unreachable"
+	HostSkipped     = "skipped"
+)
+
+// ApplyRequest is one playbook run over some hosts.
+type ApplyRequest struct {
+	// Playbook is the playbook's path.
+	Playbook string
+	// Inventory is every target host (the generated inventory holds them
+	// all so that playbooks can see the fleet); Limit restricts the run.
+	Inventory []Host
+	Limit     []string
+	// ExtraVars are passed as --extra-vars (JSON).
+	ExtraVars map[string]any
+	// Forks is --forks (0: Ansible's default).
+	Forks int
+	// VaultPasswordFile is --vault-password-file (never logged).
+	VaultPasswordFile string
+}
+
+// HostResult is one host's outcome of a playbook run.
+type HostResult struct {
+	Host string `json:"host"`
+	// Status: ok | changed | failed | unreachable | skipped.
+	Status string `json:"status"`
+	// ChangedTasks names the tasks that changed something, in order.
+	ChangedTasks []string `json:"changed_tasks,omitempty"`
+	// Message is the failure message, when the host failed.
+	Message string `json:"message,omitempty"`
+}
+
+// ApplyResult is the outcome of a playbook run, per host.
+type ApplyResult struct {
+	Hosts []HostResult
+}
+
+// ApplyEvent is progress while a playbook runs.
+type ApplyEvent struct {
+	Host   string
+	Task   string
+	Status string
+}
+
+// Applier runs playbooks.
+type Applier interface {
+	// Apply runs req and returns each host's outcome. Progress, when not
+	// nil, is called as tasks finish. Cancelling ctx stops the playbook's
+	// whole process group and returns an error wrapping ctx.Err(), with
+	// the outcomes known so far.
+	Apply(ctx context.Context, req ApplyRequest, progress func(ApplyEvent)) (ApplyResult, error)
+}
+
+// Clock is the time source of a rollout: the wall clock in a live run, a
+// simulated one in a dry run and in tests.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d or until ctx is cancelled (then it returns ctx.Err()).
+	Sleep(ctx context.Context, d time.Duration) error
+}
