@@ -93,9 +93,9 @@ type Env struct {
 	Hosts []*Host `expr:"hosts"`
 	// Host is the host being judged by a host_rollback_when program (nil
 	// for fleet programs).
-	Host *Host `expr:"host"`
-	Fleet Fleet  `expr:"fleet"`
-	Wave  Wave   `expr:"wave"`
+	Host  *Host `expr:"host"`
+	Fleet Fleet `expr:"fleet"`
+	Wave  Wave  `expr:"wave"`
 	// Phase is "apply" while the playbook runs, "monitor" afterwards.
 	Phase string `expr:"phase"`
 	// Elapsed is the number of seconds since the wave's apply began.
