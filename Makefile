@@ -1,0 +1,39 @@
+# rollguard — `make demo` runs the whole loop on a simulated local fleet;
+# `make test` runs every test. Both install what they need first.
+GO      ?= go
+GOBIN   := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+FUZZTIME ?= 10s
+
+.PHONY: all build deps test unit fuzz demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/rollguard .
+
+deps:
+	@bash ci/install-deps.sh
+
+# End-to-end tests need the real Ansible and VictoriaMetrics: ROLLGUARD_E2E=1
+# makes a missing one a failure instead of a skip.
+test: deps
+	$(GO) vet ./...
+	ROLLGUARD_E2E=1 $(GO) test -count=1 -timeout 12m ./...
+	$(MAKE) fuzz
+
+unit:
+	$(GO) test ./...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./runner
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePolicy$$' -fuzztime=$(FUZZTIME) ./policies
+
+demo: deps build
+	./bin/rollguard demo
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./policies ./integrations/victoriametrics
+
+clean:
+	rm -rf bin

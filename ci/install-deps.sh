@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need, when it is missing:
+# Ansible (ansible-core), qemu-img (qemu-utils), Alertmanager from Debian's
+# packages, and VictoriaMetrics with `go install`. Idempotent and quiet
+# when everything is there.
+set -euo pipefail
+
+need=()
+command -v ansible-playbook >/dev/null 2>&1 || need+=(ansible-core)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+if [ ${#need[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	echo "install-deps: installing ${need[*]} from Debian's packages"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+gobin="$(go env GOPATH)/bin"
+if ! command -v victoria-metrics >/dev/null 2>&1 && [ ! -x "$gobin/victoria-metrics" ]; then
+	echo "install-deps: installing VictoriaMetrics v1.151.0 with go install (a few minutes the first time)"
+	go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0
+fi
