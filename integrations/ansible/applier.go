@@ -1,0 +1,346 @@
+// Package ansible runs playbooks for rollguard: it implements steps.Applier
+// with github.com/apenella/go-ansible/v2, writing a generated inventory of
+// the rollout's hosts, running ansible-playbook with --limit, and turning
+// Ansible's JSON output into one outcome per host (ok, changed, failed,
+// unreachable, skipped) with the names of the tasks that changed something.
+//
+// Progress streams while the playbook runs through a small notification
+// callback plugin embedded in the binary (see events.go). Cancelling the
+// context stops ansible-playbook's whole process group (see process.go).
+package ansible
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apenella/go-ansible/v2/pkg/execute"
+	"github.com/apenella/go-ansible/v2/pkg/execute/stdoutcallback"
+	"github.com/apenella/go-ansible/v2/pkg/playbook"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// DefaultBinary is the ansible-playbook executable used when Config.Binary
+// is empty; it is looked up in PATH.
+const DefaultBinary = "ansible-playbook"
+
+// DefaultKillGrace is how long a cancelled playbook's process group has
+// between SIGTERM and SIGKILL when Config.KillGrace is zero.
+const DefaultKillGrace = 5 * time.Second
+
+// Config configures an Applier.
+type Config struct {
+	// Binary is the ansible-playbook executable (default "ansible-playbook",
+	// looked up in PATH).
+	Binary string
+	// WorkDir is the directory ansible-playbook runs in, where it finds an
+	// ansible.cfg (default: the current directory).
+	WorkDir string
+	// Env holds extra environment variables for ansible-playbook, on top of
+	// the process environment (so ANSIBLE_* variables set there pass
+	// through). Values are never logged.
+	Env map[string]string
+	// KillGrace is how long a cancelled playbook's process group has
+	// between SIGTERM and SIGKILL (default DefaultKillGrace).
+	KillGrace time.Duration
+	// Logger receives one line when a run starts and one when it ends
+	// (default: discard).
+	Logger *slog.Logger
+}
+
+// Applier runs playbooks with ansible-playbook. It is safe for concurrent
+// use: each Apply works in its own temporary directory.
+type Applier struct {
+	cfg Config
+	log *slog.Logger
+}
+
+var _ steps.Applier = (*Applier)(nil)
+
+// New returns an Applier with cfg's defaults filled in.
+func New(cfg Config) *Applier {
+	if cfg.Binary == "" {
+		cfg.Binary = DefaultBinary
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = DefaultKillGrace
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Applier{cfg: cfg, log: log}
+}
+
+// Apply runs req.Playbook over req.Limit (every inventory host when Limit
+// is empty) and returns each host's outcome, in Limit (or inventory) order.
+// progress, when not nil, is called from one goroutine as task results
+// arrive.
+//
+// Hosts that fail or are unreachable are reported in the result, not as an
+// error: Apply returns an error only when ansible-playbook could not run the
+// play at all (missing binary or playbook, syntax error), with Ansible's
+// message. Cancelling ctx stops the playbook's whole process group (SIGTERM,
+// then SIGKILL after Config.KillGrace) and returns an error wrapping
+// ctx.Err() together with the outcomes known so far.
+//
+// Extra variables are written to a private temporary file and passed as
+// --extra-vars @file, so their values appear neither on the command line
+// (visible to every local user) nor in logs or errors.
+func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress func(steps.ApplyEvent)) (steps.ApplyResult, error) {
+	order, err := hostOrder(req)
+	if err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+	}
+	if _, err := os.Stat(req.Playbook); err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
+	}
+	dir, err := os.MkdirTemp("", "rollguard-ansible-*")
+	if err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: temporary directory: %w", req.Playbook, err)
+	}
+	defer os.RemoveAll(dir)
+
+	inventory, err := writeInventory(dir, req.Inventory)
+	if err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+	}
+	opts := &playbook.AnsiblePlaybookOptions{Inventory: inventory}
+	if len(req.Limit) > 0 {
+		opts.Limit = strings.Join(req.Limit, ",")
+	}
+	if req.Forks > 0 {
+		opts.Forks = strconv.Itoa(req.Forks)
+	}
+	if req.VaultPasswordFile != "" {
+		opts.VaultPasswordFile = req.VaultPasswordFile
+	}
+	if len(req.ExtraVars) > 0 {
+		file, err := writeExtraVars(dir, req.ExtraVars)
+		if err != nil {
+			return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+		}
+		if err := opts.AddExtraVarsFile(file); err != nil {
+			return steps.ApplyResult{}, fmt.Errorf("apply %s: extra vars: %w", req.Playbook, err)
+		}
+	}
+	pluginDir, err := writeCallbackPlugin(dir)
+	if err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+	}
+	events, err := newEventStream(progress)
+	if err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+	}
+	defer events.close()
+
+	var stdout, stderr bytes.Buffer
+	cmd := playbook.NewAnsiblePlaybookCmd(
+		playbook.WithBinary(a.cfg.Binary),
+		playbook.WithPlaybooks(req.Playbook),
+		playbook.WithPlaybookOptions(opts),
+	)
+	runner := execute.NewDefaultExecute(
+		execute.WithCmd(cmd),
+		execute.WithCmdRunDir(a.cfg.WorkDir),
+		execute.WithWrite(&stdout),
+		execute.WithWriteError(&stderr),
+	)
+	group := &groupExec{
+		env:       a.environ(pluginDir, runner),
+		dir:       a.cfg.WorkDir,
+		extra:     events.writer,
+		onStarted: events.closeWriter,
+		grace:     a.cfg.KillGrace,
+	}
+	runner.Exec = group
+
+	a.log.InfoContext(ctx, "ansible-playbook starting",
+		"playbook", req.Playbook, "hosts", len(order), "forks", req.Forks,
+		"extra_vars", slices.Sorted(maps.Keys(req.ExtraVars)))
+	start := time.Now()
+	// go-ansible's own error text embeds the command line and the
+	// environment; the outcome is judged from the exit status that
+	// groupExec records and from Ansible's output instead.
+	_ = stdoutcallback.NewJSONStdoutCallbackExecute(runner).Execute(ctx)
+	waitErr := group.finish()
+	events.closeWriter()
+	seen := events.wait()
+
+	if startErr := group.startErr(); startErr != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: start %s: %w", req.Playbook, a.cfg.Binary, startErr)
+	}
+	if ctx.Err() != nil {
+		res := resultsFromEvents(order, seen)
+		a.log.InfoContext(ctx, "ansible-playbook stopped", "playbook", req.Playbook,
+			"duration", time.Since(start).Round(time.Millisecond))
+		return res, fmt.Errorf("apply %s: stopped: %w", req.Playbook, ctx.Err())
+	}
+
+	res, parsed := resultsFromJSON(order, stdout.Bytes())
+	var exitErr *exec.ExitError
+	switch {
+	case waitErr != nil && !errors.As(waitErr, &exitErr):
+		return resultsFromEvents(order, seen), fmt.Errorf("apply %s: wait for %s: %w", req.Playbook, a.cfg.Binary, waitErr)
+	case !parsed && waitErr != nil:
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: ansible-playbook exited with status %d: %s",
+			req.Playbook, exitErr.ExitCode(), ansibleMessage(stderr.String(), stdout.String()))
+	case !parsed:
+		// Exit 0 without a JSON document should not happen; the event
+		// stream still knows every task result.
+		res = resultsFromEvents(order, seen)
+	}
+	a.log.InfoContext(ctx, "ansible-playbook finished", "playbook", req.Playbook,
+		"duration", time.Since(start).Round(time.Millisecond), "outcomes", countStatuses(res))
+	return res, nil
+}
+
+// environ is the environment of one run: the process environment, then
+// Config.Env, then the settings go-ansible adds (the json stdout callback),
+// then the event callback's, which win. Callback directories and enabled
+// callbacks already configured are kept, ours appended.
+func (a *Applier) environ(pluginDir string, runner *execute.DefaultExecute) func() []string {
+	return func() []string {
+		env := map[string]string{}
+		for _, kv := range os.Environ() {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
+			}
+		}
+		for k, v := range a.cfg.Env {
+			env[k] = v
+		}
+		for k, v := range runner.EnvVars {
+			env[k] = v
+		}
+		env["ANSIBLE_CALLBACK_PLUGINS"] = appendList(env["ANSIBLE_CALLBACK_PLUGINS"], ":", pluginDir)
+		env["ANSIBLE_CALLBACKS_ENABLED"] = appendList(env["ANSIBLE_CALLBACKS_ENABLED"], ",", callbackName)
+		env[eventsFDVar] = strconv.Itoa(eventsFD)
+		// Colour codes would end up in failure messages.
+		env["ANSIBLE_NOCOLOR"] = "1"
+		out := make([]string, 0, len(env))
+		for k, v := range env {
+			out = append(out, k+"="+v)
+		}
+		return out
+	}
+}
+
+// hostOrder returns the hosts the run covers, checking that every limited
+// host is in the inventory and that names cannot be misread as patterns.
+func hostOrder(req steps.ApplyRequest) ([]string, error) {
+	known := make(map[string]bool, len(req.Inventory))
+	for _, h := range req.Inventory {
+		if h.Name == "" {
+			return nil, errors.New("inventory host without a name")
+		}
+		if strings.ContainsAny(h.Name, ", ") {
+			return nil, fmt.Errorf("inventory host %q: a name may not contain a comma or a space", h.Name)
+		}
+		known[h.Name] = true
+	}
+	if len(req.Limit) == 0 {
+		order := make([]string, len(req.Inventory))
+		for i, h := range req.Inventory {
+			order[i] = h.Name
+		}
+		return order, nil
+	}
+	for _, name := range req.Limit {
+		if !known[name] {
+			return nil, fmt.Errorf("limit host %q is not in the inventory", name)
+		}
+	}
+	return slices.Clone(req.Limit), nil
+}
+
+// writeInventory writes hosts as a YAML-plugin inventory in JSON (YAML's
+// subset): every host under all.hosts with ansible_host (Address, default
+// Name), rollguard_port (Port, when known; not ansible_port, which is the
+// SSH port) and its Vars, which override the former.
+func writeInventory(dir string, hosts []steps.Host) (string, error) {
+	all := make(map[string]map[string]any, len(hosts))
+	for _, h := range hosts {
+		vars := map[string]any{"ansible_host": h.Name}
+		if h.Address != "" {
+			vars["ansible_host"] = h.Address
+		}
+		if h.Port != 0 {
+			vars["rollguard_port"] = h.Port
+		}
+		for k, v := range h.Vars {
+			vars[k] = v
+		}
+		all[h.Name] = vars
+	}
+	data, err := json.Marshal(map[string]any{"all": map[string]any{"hosts": all}})
+	if err != nil {
+		return "", fmt.Errorf("inventory: %w", err)
+	}
+	path := filepath.Join(dir, "inventory.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("inventory: %w", err)
+	}
+	return path, nil
+}
+
+// writeExtraVars writes vars as JSON to a file only the current user can
+// read.
+func writeExtraVars(dir string, vars map[string]any) (string, error) {
+	data, err := json.Marshal(vars)
+	if err != nil {
+		return "", fmt.Errorf("extra vars: %w", err)
+	}
+	path := filepath.Join(dir, "extra-vars.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("extra vars: %w", err)
+	}
+	return path, nil
+}
+
+// ansibleMessage is what Ansible said about a run that could not happen:
+// its ERROR lines and what follows them, or the end of its output.
+func ansibleMessage(stderr, stdout string) string {
+	text := strings.TrimSpace(stderr)
+	if text == "" {
+		text = strings.TrimSpace(stdout)
+	}
+	if i := strings.Index(text, "ERROR!"); i >= 0 {
+		text = text[i:]
+	}
+	const max = 4000
+	if len(text) > max {
+		text = text[:max] + " ..."
+	}
+	if text == "" {
+		return "no output"
+	}
+	return text
+}
+
+func appendList(list, sep, item string) string {
+	if list == "" {
+		return item
+	}
+	return list + sep + item
+}
+
+func countStatuses(res steps.ApplyResult) map[string]int {
+	n := map[string]int{}
+	for _, h := range res.Hosts {
+		n[h.Status]++
+	}
+	return n
+}

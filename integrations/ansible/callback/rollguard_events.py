@@ -1,0 +1,69 @@
+# rollguard_events: an Ansible notification callback that streams one JSON
+# line per task result to the file descriptor named by ROLLGUARD_EVENTS_FD.
+# rollguard ships it inside its binary and enables it for the playbooks it
+# runs, alongside the json stdout callback (which prints only at the end).
+from __future__ import annotations
+
+DOCUMENTATION = '''
+    name: rollguard_events
+    type: notification
+    short_description: one JSON line per task result, for rollguard
+    description:
+      - Writes {"host", "task", "status", "msg", "ignored"} for every task
+        result to the file descriptor in ROLLGUARD_EVENTS_FD.
+'''
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'notification'
+    CALLBACK_NAME = 'rollguard_events'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._out = None
+        fd = os.environ.get('ROLLGUARD_EVENTS_FD')
+        if fd:
+            try:
+                self._out = os.fdopen(int(fd), 'w', buffering=1)
+            except (OSError, ValueError):
+                self._out = None
+
+    def _emit(self, result, status, ignored=False):
+        if self._out is None:
+            return
+        res = result._result if isinstance(result._result, dict) else {}
+        msg = ''
+        if status in ('failed', 'unreachable'):
+            msg = res.get('msg') or res.get('stderr') or ''
+            if not isinstance(msg, str):
+                msg = json.dumps(msg, default=str)
+        line = {
+            'host': result._host.get_name(),
+            'task': result._task.get_name(),
+            'status': status,
+            'msg': msg,
+            'ignored': bool(ignored),
+        }
+        try:
+            self._out.write(json.dumps(line) + '\n')
+        except (OSError, ValueError):
+            self._out = None
+
+    def v2_runner_on_ok(self, result):
+        self._emit(result, 'changed' if result._result.get('changed') else 'ok')
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._emit(result, 'failed', ignored=ignore_errors)
+
+    def v2_runner_on_unreachable(self, result):
+        self._emit(result, 'unreachable')
+
+    def v2_runner_on_skipped(self, result):
+        self._emit(result, 'skipped')
