@@ -128,4 +128,3 @@ func TestKVStoreWrongTokenIsAnErrorWithoutTheToken(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
