@@ -1,0 +1,271 @@
+package victoriametrics
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// NameLabel is the label holding a series' metric name; in a recording it is
+// the query's name in the spec.
+const NameLabel = "__name__"
+
+// DefaultHostLabel is the host label assumed when a recording does not
+// reveal one (see Recording.HostLabel).
+const DefaultHostLabel = "instance"
+
+// Series is one recorded series: a label set and its samples, sorted by
+// time, without missing values.
+type Series struct {
+	// Labels is the full label set, __name__ included.
+	Labels map[string]string
+	// Timestamps are unix milliseconds, strictly increasing.
+	Timestamps []int64
+	// Values[i] is the value at Timestamps[i]; never NaN.
+	Values []float64
+}
+
+// Name returns the series' metric name (its __name__ label).
+func (s *Series) Name() string { return s.Labels[NameLabel] }
+
+// Recording is a set of series read from an export file.
+type Recording struct {
+	// Series are in the order of their first line in the file.
+	Series []*Series
+	// HostLabel is the label the recording is keyed by: set by
+	// ReadRecording to the one label other than __name__ that every series
+	// carries ("instance" when several qualify or none does). Set it to
+	// key the recording by another label before building a Replay.
+	HostLabel string
+}
+
+// OpenRecording reads the recording at path (plain or gzip).
+func OpenRecording(path string) (*Recording, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open recording: %w", err)
+	}
+	defer f.Close()
+	rec, err := ReadRecording(f)
+	if err != nil {
+		return nil, fmt.Errorf("recording %s: %w", path, err)
+	}
+	return rec, nil
+}
+
+// exportLine is one line of the export format.
+type exportLine struct {
+	Metric     map[string]string `json:"metric"`
+	Values     []exportValue     `json:"values"`
+	Timestamps []int64           `json:"timestamps"`
+}
+
+// exportValue is a sample value as VictoriaMetrics exports it: a number,
+// null for NaN, or a string ("Infinity", "NaN", "0.5").
+type exportValue float64
+
+func (v *exportValue) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*v = exportValue(math.NaN())
+		return nil
+	}
+	if len(b) >= 2 && b[0] == '"' {
+		b = b[1 : len(b)-1]
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("value %q is not a number", b)
+	}
+	*v = exportValue(f)
+	return nil
+}
+
+// ReadRecording reads export-format data (one JSON series a line, plain or
+// gzip, detected by its magic bytes). Several lines of the same series are
+// merged and sorted by time; when two samples share a timestamp the later
+// line wins. NaN and null values are dropped: they are missing data. Errors
+// name the line.
+func ReadRecording(r io.Reader) (*Recording, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 64<<10)
+	}
+
+	rec := &Recording{}
+	byKey := map[string]*Series{}
+	for lineNo := 1; ; lineNo++ {
+		line, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("line %d: %w", lineNo, err)
+		}
+		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
+			if perr := addLine(rec, byKey, trimmed); perr != nil {
+				return nil, fmt.Errorf("line %d: %w", lineNo, perr)
+			}
+		}
+		if err != nil { // io.EOF
+			break
+		}
+	}
+	for _, s := range rec.Series {
+		normalize(s)
+	}
+	rec.HostLabel = inferHostLabel(rec.Series)
+	return rec, nil
+}
+
+func addLine(rec *Recording, byKey map[string]*Series, line []byte) error {
+	var l exportLine
+	if err := json.Unmarshal(line, &l); err != nil {
+		return err
+	}
+	if l.Metric[NameLabel] == "" {
+		return errors.New(`series has no "__name__" label`)
+	}
+	if len(l.Values) != len(l.Timestamps) {
+		return fmt.Errorf("series %s has %d values but %d timestamps",
+			formatLabels(l.Metric), len(l.Values), len(l.Timestamps))
+	}
+	key := formatLabels(l.Metric)
+	s := byKey[key]
+	if s == nil {
+		s = &Series{Labels: l.Metric}
+		byKey[key] = s
+		rec.Series = append(rec.Series, s)
+	}
+	for i, v := range l.Values {
+		if math.IsNaN(float64(v)) {
+			continue
+		}
+		s.Timestamps = append(s.Timestamps, l.Timestamps[i])
+		s.Values = append(s.Values, float64(v))
+	}
+	return nil
+}
+
+// normalize sorts s by time and keeps the last value given for a timestamp.
+func normalize(s *Series) {
+	idx := make([]int, len(s.Timestamps))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return s.Timestamps[idx[a]] < s.Timestamps[idx[b]] })
+	ts := make([]int64, 0, len(idx))
+	vs := make([]float64, 0, len(idx))
+	for _, i := range idx {
+		if n := len(ts); n > 0 && ts[n-1] == s.Timestamps[i] {
+			vs[n-1] = s.Values[i] // stable sort: i is the later line
+			continue
+		}
+		ts = append(ts, s.Timestamps[i])
+		vs = append(vs, s.Values[i])
+	}
+	s.Timestamps, s.Values = ts, vs
+}
+
+// inferHostLabel returns the label other than __name__ carried by every
+// series, when exactly one is, else DefaultHostLabel.
+func inferHostLabel(series []*Series) string {
+	if len(series) == 0 {
+		return DefaultHostLabel
+	}
+	var common []string
+	for k := range series[0].Labels {
+		if k != NameLabel {
+			common = append(common, k)
+		}
+	}
+	for _, s := range series[1:] {
+		common = slices.DeleteFunc(common, func(k string) bool { _, ok := s.Labels[k]; return !ok })
+	}
+	if len(common) == 1 {
+		return common[0]
+	}
+	return DefaultHostLabel
+}
+
+// Names returns the metric names present, sorted.
+func (r *Recording) Names() []string {
+	var names []string
+	for _, s := range r.Series {
+		if !slices.Contains(names, s.Name()) {
+			names = append(names, s.Name())
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Hosts returns the values of the host label present, sorted.
+func (r *Recording) Hosts() []string {
+	var hosts []string
+	for _, s := range r.Series {
+		if h, ok := s.Labels[r.HostLabel]; ok && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.Sort(hosts)
+	return hosts
+}
+
+// Span returns the times of the first and the last sample; zero times when
+// the recording has no samples.
+func (r *Recording) Span() (first, last time.Time) {
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, s := range r.Series {
+		if len(s.Timestamps) == 0 {
+			continue
+		}
+		lo = min(lo, s.Timestamps[0])
+		hi = max(hi, s.Timestamps[len(s.Timestamps)-1])
+	}
+	if lo > hi {
+		return time.Time{}, time.Time{}
+	}
+	return time.UnixMilli(lo).UTC(), time.UnixMilli(hi).UTC()
+}
+
+// formatLabels writes a label set the way Prometheus prints it, sorted:
+// name{a="1",b="2"}. It is also the identity of a series.
+func formatLabels(labels map[string]string) string {
+	keys := slices.DeleteFunc(sortedLabelNames(labels), func(k string) bool { return k == NameLabel })
+	var b strings.Builder
+	b.WriteString(labels[NameLabel])
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(labels[k]))
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// sortedLabelNames returns the label names of labels, sorted.
+func sortedLabelNames(labels map[string]string) []string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,363 @@
+package victoriametrics
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// change is the change time T of the committed recordings.
+var change = time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func gzipped(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestReadRecording(t *testing.T) {
+	const merged = `{"metric":{"__name__":"cpu","instance":"web-1"},"values":[0.3,null],"timestamps":[3000,4000]}
+{"metric":{"__name__":"lat","instance":"web-1"},"values":[1,2],"timestamps":[1000,2000]}
+
+{"metric":{"instance":"web-1","__name__":"cpu"},"values":[0.1,"NaN",0.2,"Infinity"],"timestamps":[1000,1500,2000,5000]}
+`
+	tests := []struct {
+		name      string
+		in        string
+		wantErr   string
+		hostLabel string
+		names     []string
+		// series cpu's samples after merging
+		cpuTimes  []int64
+		cpuValues []float64
+	}{
+		{name: "merged and sorted, null and NaN dropped", in: merged, hostLabel: "instance",
+			names: []string{"cpu", "lat"}, cpuTimes: []int64{1000, 2000, 3000, 5000}, cpuValues: []float64{0.1, 0.2, 0.3, math.Inf(1)}},
+		{name: "gzip detected", in: "GZ" + merged, hostLabel: "instance",
+			names: []string{"cpu", "lat"}, cpuTimes: []int64{1000, 2000, 3000, 5000}, cpuValues: []float64{0.1, 0.2, 0.3, math.Inf(1)}},
+		{name: "later line wins on the same timestamp",
+			in: `{"metric":{"__name__":"cpu","host":"a"},"values":[1],"timestamps":[1000]}
+{"metric":{"__name__":"cpu","host":"a"},"values":[2],"timestamps":[1000]}`,
+			hostLabel: "host", names: []string{"cpu"}, cpuTimes: []int64{1000}, cpuValues: []float64{2}},
+		{name: "bad JSON names the line", in: merged + "{not json\n", wantErr: "line 5:"},
+		{name: "length mismatch names the line and the series",
+			in: `{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2],"timestamps":[1000]}`,
+			wantErr: `line 1: series cpu{instance="a"} has 2 values but 1 timestamps`},
+		{name: "no name", in: "\n" + `{"metric":{"instance":"a"},"values":[],"timestamps":[]}`, wantErr: `line 2: series has no "__name__" label`},
+		{name: "bad value", in: `{"metric":{"__name__":"cpu"},"values":["x"],"timestamps":[1]}`, wantErr: `line 1:`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			if rest, ok := strings.CutPrefix(in, "GZ"); ok {
+				in = gzipped(t, rest)
+			}
+			rec, err := ReadRecording(strings.NewReader(in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.HostLabel != tt.hostLabel {
+				t.Errorf("HostLabel = %q, want %q", rec.HostLabel, tt.hostLabel)
+			}
+			if got := rec.Names(); !slices.Equal(got, tt.names) {
+				t.Errorf("Names() = %v, want %v", got, tt.names)
+			}
+			cpu := rec.Series[0]
+			if !slices.Equal(cpu.Timestamps, tt.cpuTimes) || !slices.Equal(cpu.Values, tt.cpuValues) {
+				t.Errorf("cpu = %v %v, want %v %v", cpu.Timestamps, cpu.Values, tt.cpuTimes, tt.cpuValues)
+			}
+		})
+	}
+}
+
+func TestCommittedRecordings(t *testing.T) {
+	at := func(d time.Duration) time.Time { return change.Add(d) }
+	tests := []struct {
+		file string
+		// check gets a Replay over the file and fails when the scenario's
+		// story does not hold.
+		check func(t *testing.T, r *Replay)
+	}{
+		{"good.jsonl", func(t *testing.T, r *Replay) {
+			for _, h := range []string{"web-1", "web-7"} {
+				if ratio := meanOver(t, r, "latency_p95", h, 1, 30) / meanOver(t, r, "latency_p95", h, -60, -1); ratio < 0.9 || ratio > 1.1 {
+					t.Errorf("%s latency after/before = %.2f, want about 1", h, ratio)
+				}
+			}
+		}},
+		{"latency-50.jsonl", func(t *testing.T, r *Replay) {
+			if ratio := meanOver(t, r, "latency_p95", "web-1", 1, 30) / meanOver(t, r, "latency_p95", "web-1", -60, -1); ratio < 1.35 || ratio > 1.65 {
+				t.Errorf("web-1 latency after/before = %.2f, want about 1.5", ratio)
+			}
+			if ratio := meanOver(t, r, "latency_p95", "web-2", 1, 30) / meanOver(t, r, "latency_p95", "web-2", -60, -1); ratio > 1.1 {
+				t.Errorf("web-2 latency after/before = %.2f, want about 1", ratio)
+			}
+		}},
+		{"errors-from-zero.jsonl", func(t *testing.T, r *Replay) {
+			if before := meanOver(t, r, "error_rate", "web-1", -120, -1); before != 0 {
+				t.Errorf("web-1 error_rate before T = %v, want 0", before)
+			}
+			if after := meanOver(t, r, "error_rate", "web-1", 1, 60); after < 0.012 || after > 0.025 {
+				t.Errorf("web-1 error_rate after T = %v, want about 0.02", after)
+			}
+		}},
+		{"traffic-shift.jsonl.gz", func(t *testing.T, r *Replay) {
+			for _, h := range []string{"web-1", "web-5", "web-10"} {
+				if ratio := meanOver(t, r, "latency_p95", h, 1, 30) / meanOver(t, r, "latency_p95", h, -60, -1); ratio < 1.25 || ratio > 1.55 {
+					t.Errorf("%s latency after/before = %.2f, want about 1.4", h, ratio)
+				}
+			}
+		}},
+		{"noisy-host.jsonl", func(t *testing.T, r *Replay) {
+			if ratio := meanOver(t, r, "latency_p95", "web-7", 21, 40) / meanOver(t, r, "latency_p95", "web-7", -60, -1); ratio < 2.5 {
+				t.Errorf("web-7 latency after/before = %.2f, want about 3", ratio)
+			}
+			if v := meanOver(t, r, "error_rate", "web-7", 21, 40); math.Abs(v-0.10) > 1e-9 {
+				t.Errorf("web-7 error_rate = %v, want 0.10", v)
+			}
+			if v := meanOver(t, r, "latency_p95", "web-7", 1, 20) / meanOver(t, r, "latency_p95", "web-7", -60, -1); v > 1.1 {
+				t.Errorf("web-7 latency before T+21m moved by %.2f", v)
+			}
+		}},
+		{"nodata.jsonl", func(t *testing.T, r *Replay) {
+			out := make([]float64, 2)
+			for _, q := range []string{"latency_p95", "error_rate", "cpu"} {
+				if err := r.Instant(context.Background(), steps.Query{Name: q}, []string{"web-1", "web-2"}, at(10*time.Minute), out); err != nil {
+					t.Fatal(err)
+				}
+				if !math.IsNaN(out[0]) || math.IsNaN(out[1]) {
+					t.Errorf("%s at T+10m = %v, want [NaN, a value]", q, out)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			rec, err := OpenRecording("../../testdata/recordings/" + tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := rec.Names(), []string{"cpu", "error_rate", "latency_p95"}; !slices.Equal(got, want) {
+				t.Errorf("names = %v, want %v", got, want)
+			}
+			if got := len(rec.Hosts()); got != 10 || rec.HostLabel != "instance" {
+				t.Errorf("%d hosts keyed by %q, want 10 keyed by instance", got, rec.HostLabel)
+			}
+			first, last := rec.Span()
+			if !first.Equal(change.Add(-2*time.Hour)) || !last.Equal(change.Add(2*time.Hour)) {
+				t.Errorf("span = %s .. %s, want 10:00 .. 14:00", first, last)
+			}
+			r, err := NewReplay(rec, ReplayOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, r)
+		})
+	}
+}
+
+// meanOver is the mean of the samples of name on host in [T+fromMin, T+toMin].
+func meanOver(t *testing.T, r *Replay, name, host string, fromMin, toMin int) float64 {
+	t.Helper()
+	vals, err := r.Range(context.Background(), steps.Query{Name: name}, []string{host},
+		change.Add(time.Duration(fromMin)*time.Minute), change.Add(time.Duration(toMin)*time.Minute), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := toMin - fromMin + 1; len(vals[0]) != want {
+		t.Fatalf("%s on %s: %d samples in [%d, %d] min, want %d", name, host, len(vals[0]), fromMin, toMin, want)
+	}
+	sum := 0.0
+	for _, v := range vals[0] {
+		sum += v
+	}
+	return sum / float64(len(vals[0]))
+}
+
+func TestReplayInstant(t *testing.T) {
+	rec, err := ReadRecording(strings.NewReader(
+		`{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2,3],"timestamps":[60000,120000,600000]}
+{"metric":{"__name__":"cpu","instance":"b"},"values":[7],"timestamps":[120000]}
+{"metric":{"__name__":"latency","instance":"a"},"values":[9],"timestamps":[60000]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReplay(rec, ReplayOptions{Lookback: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nan := math.NaN()
+	tests := []struct {
+		name string
+		q    string
+		atS  int64
+		want []float64 // for keys a, b, missing
+	}{
+		{"exact sample time", "cpu", 120, []float64{2, 7, nan}},
+		{"latest before", "cpu", 179, []float64{2, 7, nan}},
+		{"before the first sample", "cpu", 59, []float64{nan, nan, nan}},
+		{"within lookback", "cpu", 419, []float64{2, 7, nan}},
+		{"lookback is open at its start", "cpu", 420, []float64{nan, nan, nan}},
+		{"after a gap", "cpu", 600, []float64{3, nan, nan}},
+		{"by name, not expression", "latency", 60, []float64{9, nan, nan}},
+		{"unknown name", "nope", 60, []float64{nan, nan, nan}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := make([]float64, 3)
+			q := steps.Query{Name: tt.q, Expr: "sum(whatever)"}
+			if err := r.Instant(context.Background(), q, []string{"a", "b", "missing"}, time.Unix(tt.atS, 0), out); err != nil {
+				t.Fatal(err)
+			}
+			if !equalNaN(out, tt.want) {
+				t.Errorf("Instant at %ds = %v, want %v", tt.atS, out, tt.want)
+			}
+		})
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := r.Instant(ctx, steps.Query{Name: "cpu"}, []string{"a"}, time.Unix(60, 0), make([]float64, 1))
+		if err == nil || !strings.Contains(err.Error(), "canceled") {
+			t.Errorf("error = %v, want a cancellation", err)
+		}
+	})
+}
+
+func TestReplayRange(t *testing.T) {
+	rec, err := ReadRecording(strings.NewReader(
+		`{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2,3,4],"timestamps":[60000,120000,180000,240000]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReplay(rec, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Range(context.Background(), steps.Query{Name: "cpu"}, []string{"a", "b"}, time.Unix(120, 0), time.Unix(180, 0), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !slices.Equal(got[0], []float64{2, 3}) || got[1] != nil {
+		t.Errorf("Range = %v, want [[2 3] []] (bounds inclusive, nil for a missing host)", got)
+	}
+}
+
+func TestReplayRejectsTwoSeriesForAHost(t *testing.T) {
+	rec, err := ReadRecording(strings.NewReader(
+		`{"metric":{"__name__":"cpu","instance":"a","zone":"x"},"values":[1],"timestamps":[1000]}
+{"metric":{"__name__":"cpu","instance":"a","zone":"y"},"values":[1],"timestamps":[1000]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewReplay(rec, ReplayOptions{})
+	want := `two series for cpu instance="a": cpu{instance="a",zone="x"} and cpu{instance="a",zone="y"}`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to contain %q", err, want)
+	}
+}
+
+func TestRecorderRoundTrip(t *testing.T) {
+	src, err := OpenRecording("../../testdata/recordings/latency-50.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay, err := NewReplay(src, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file bytes.Buffer
+	rec := NewRecorder(replay, "instance", &file)
+	ctx := context.Background()
+	keys := []string{"web-1", "web-2", "web-3", "absent"}
+	queries := []steps.Query{{Name: "latency_p95", Expr: "q1"}, {Name: "cpu", Expr: "q2"}}
+
+	// What a run does: a baseline range, then instant ticks every 15s
+	// (between the recording's samples, so values are carried forward).
+	type seen struct {
+		q    string
+		at   time.Time
+		vals []float64
+	}
+	var ticks []seen
+	baseline := map[string][][]float64{}
+	for _, q := range queries {
+		b, err := rec.Range(ctx, q, keys, change.Add(-30*time.Minute), change, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		baseline[q.Name] = b
+	}
+	for at := change.Add(15 * time.Second); at.Before(change.Add(10 * time.Minute)); at = at.Add(15 * time.Second) {
+		for _, q := range queries {
+			out := make([]float64, len(keys))
+			if err := rec.Instant(ctx, q, keys, at, out); err != nil {
+				t.Fatal(err)
+			}
+			ticks = append(ticks, seen{q.Name, at, out})
+		}
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A dry run over the written file sees what the run saw.
+	back, err := ReadRecording(&file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(back.Series); got != 6 {
+		t.Errorf("recording has %d series, want 6 (2 queries x 3 hosts with data)", got)
+	}
+	again, err := NewReplay(back, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ticks {
+		out := make([]float64, len(keys))
+		if err := again.Instant(ctx, steps.Query{Name: s.q}, keys, s.at, out); err != nil {
+			t.Fatal(err)
+		}
+		if !equalNaN(out, s.vals) {
+			t.Fatalf("replay of %s at %s = %v, the run saw %v", s.q, s.at, out, s.vals)
+		}
+	}
+	for _, q := range queries {
+		got, err := again.Range(ctx, q, keys, change.Add(-30*time.Minute), change, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if !slices.Equal(got[i], baseline[q.Name][i]) {
+				t.Errorf("replayed baseline of %s on %s = %v, the run saw %v", q.Name, keys[i], got[i], baseline[q.Name][i])
+			}
+		}
+	}
+	if ticks[0].vals[0] == ticks[len(ticks)-2].vals[0] {
+		t.Errorf("web-1 latency did not change over the ticks: the test proves nothing")
+	}
+}
+
+func equalNaN(a, b []float64) bool {
+	return slices.EqualFunc(a, b, func(x, y float64) bool { return x == y || (math.IsNaN(x) && math.IsNaN(y)) })
+}
