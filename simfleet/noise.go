@@ -1,0 +1,164 @@
+package simfleet
+
+import (
+	"bytes"
+	"embed"
+	"encoding/csv"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+)
+
+// The load of a simulated host is its configuration times four kinds of
+// noise, each a pure function of the host and the simulated time, so a
+// scrape at any moment is reproducible from the seed:
+//
+//   - shape: the slow, autocorrelated, heavy-tailed part, replayed from real
+//     AWS CloudWatch series (shapes/, from the Numenta Anomaly Benchmark),
+//     one recorded 5-minute point per shapeStep of simulated time, each host
+//     starting at its own offset;
+//   - drift: a slow sine, a period of 15 to 30 minutes, a few per cent deep;
+//   - jitter: independent per second, a few per cent;
+//   - spikes: now and then (about one 120 s window in 20) a few seconds of
+//     higher latency and errors.
+
+//go:embed shapes/ec2_cpu_utilization_5f5533.csv shapes/elb_request_count_8c0756.csv
+var shapeFS embed.FS
+
+const (
+	// shapeStep is how much simulated time one recorded point lasts.
+	shapeStep = 10.0
+	// spikeWindow is the span within which at most one spike happens.
+	spikeWindow = 120
+	// spikeChance is the probability of a spike in a window.
+	spikeChance = 0.05
+	// spikeLen is how long a spike lasts, in seconds.
+	spikeLen = 4
+)
+
+// shape is a recorded series normalised by its median, so 1 is typical.
+type shape []float64
+
+func loadShape(name string) (shape, error) {
+	data, err := shapeFS.ReadFile("shapes/" + name)
+	if err != nil {
+		return nil, fmt.Errorf("shape %s: %w", name, err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("shape %s: %w", name, err)
+	}
+	var s shape
+	for _, row := range rows[1:] {
+		if len(row) != 2 {
+			return nil, fmt.Errorf("shape %s: row %v: want timestamp,value", name, row)
+		}
+		v, err := strconv.ParseFloat(row[1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("shape %s: %w", name, err)
+		}
+		s = append(s, v)
+	}
+	if len(s) < 2 {
+		return nil, fmt.Errorf("shape %s: too few points", name)
+	}
+	sorted := slices.Sorted(slices.Values(s))
+	med := sorted[len(sorted)/2]
+	if med <= 0 {
+		return nil, fmt.Errorf("shape %s: median %g is not positive", name, med)
+	}
+	for i := range s {
+		s[i] = math.Max(s[i], med/100) / med
+	}
+	return s, nil
+}
+
+// at interpolates the series at position u (in points), wrapping around.
+func (s shape) at(u float64) float64 {
+	n := float64(len(s))
+	u = math.Mod(u, n)
+	if u < 0 {
+		u += n
+	}
+	i := int(u)
+	frac := u - float64(i)
+	j := (i + 1) % len(s)
+	return s[i]*(1-frac) + s[j]*frac
+}
+
+// noise holds one host's noise parameters, drawn from the fleet's seed.
+type noise struct {
+	key         uint64
+	cpu         shape
+	traffic     shape
+	cpuOffset   float64
+	trafOffset  float64
+	driftPeriod float64
+	driftPhase  float64
+	// baseLatency is the host's median request latency at latency_factor 1.
+	baseLatency float64
+	// baseRPS is the host's request rate at a typical traffic point.
+	baseRPS float64
+}
+
+func newNoise(seed int64, index int, cpu, traffic shape) noise {
+	r := rand.New(rand.NewPCG(uint64(seed), uint64(index)+1))
+	return noise{
+		key:         r.Uint64(),
+		cpu:         cpu,
+		traffic:     traffic,
+		cpuOffset:   r.Float64() * float64(len(cpu)),
+		trafOffset:  r.Float64() * float64(len(traffic)),
+		driftPeriod: 900 + r.Float64()*900,
+		driftPhase:  r.Float64() * 2 * math.Pi,
+		baseLatency: 0.040 * (0.9 + 0.2*r.Float64()),
+		baseRPS:     20 * (0.8 + 0.4*r.Float64()),
+	}
+}
+
+// load is the noise's multipliers at simulated second t (seconds since the
+// fleet's epoch).
+type load struct {
+	latency, errors, cpu, traffic float64
+}
+
+func (n noise) at(t float64) load {
+	cpuShape := n.cpu.at(n.cpuOffset + t/shapeStep)
+	// Request counts are far spikier than latency; a fractional power keeps
+	// their shape and tames their range (median 1, 5th-95th pct ~0.5-1.5).
+	traffic := math.Pow(n.traffic.at(n.trafOffset+t/shapeStep), 0.3)
+	drift := 1 + 0.03*math.Sin(2*math.Pi*t/n.driftPeriod+n.driftPhase)
+	sec := uint64(math.Floor(t))
+	jitter := func(stream uint64, depth float64) float64 {
+		return math.Exp(depth * (2*unit(n.key, stream, sec) - 1))
+	}
+	l := load{
+		latency: math.Pow(cpuShape, 0.3) * drift * jitter(1, 0.04),
+		errors:  math.Sqrt(cpuShape) * jitter(2, 0.10),
+		cpu:     cpuShape * math.Pow(traffic, 0.3) * jitter(3, 0.03),
+		traffic: traffic * jitter(4, 0.05),
+	}
+	win := sec / spikeWindow
+	if unit(n.key, 5, win) < spikeChance {
+		start := win*spikeWindow + uint64(unit(n.key, 6, win)*(spikeWindow-spikeLen))
+		if sec >= start && sec < start+spikeLen {
+			l.latency *= 1.4
+			l.errors *= 3
+		}
+	}
+	return l
+}
+
+// unit is a uniform number in [0, 1) from a hash of its arguments
+// (splitmix64 finaliser), so noise needs no state.
+func unit(key, stream, x uint64) float64 {
+	z := key ^ (stream * 0x9e3779b97f4a7c15) ^ (x * 0xbf58476d1ce4e5b9)
+	z ^= z >> 30
+	z *= 0xbf58476d1ce4e5b9
+	z ^= z >> 27
+	z *= 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11) / (1 << 53)
+}
