@@ -1,0 +1,830 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+	"text/template/parse"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rollguard/rollguard/policies"
+)
+
+// required lists, per type, the keys that must be written. The decoder
+// checks them and Schema writes them into the JSON Schema.
+var required = map[string][]string{
+	"Spec":          {"name", "targets", "apply", "metrics", "policies"},
+	"Apply":         {"playbook"},
+	"Metrics":       {"queries"},
+	"ConsulTargets": {"service"},
+	"Query":         {"query"},
+	"Wave":          {"size"},
+	"Alert":         {"type"},
+	"Target":        {"name"},
+	"BasicAuth":     {"username"},
+}
+
+// enums lists, per Type.key, the allowed values of a string (or of each
+// string of a list).
+var enums = map[string][]string{
+	"Revert.scope":            {ScopeHost, ScopeWave, ScopeAll},
+	"Revert.mode":             {ModeRevert, ModeFreeze},
+	"Revert.on_interrupt":     {ModeRevert, ModeFreeze},
+	"Query.worse":             {"higher", "lower"},
+	"Detection.sensitivity":   {"low", "medium", "high"},
+	"PolicyRef.on_no_data":    {policies.NoDataFail, policies.NoDataHold, policies.NoDataIgnore},
+	"Alert.type":              {"webhook", "slack", "alertmanager", "github"},
+	"Alert.on":                {"degraded", "rollback", "halted", "promoted"},
+	"State.store":             {"local", "consul", "nomad"},
+	"Snapshot.on_failure":     {"skip_host", "continue"},
+	"ConsulTargets.name_from": {"node", "service_id"},
+}
+
+// secretFields are the Type.key whose values never appear in an error.
+var secretFields = map[string]bool{
+	"Metrics.url":          true, // may carry user:password@
+	"Metrics.bearer_token": true,
+	"Metrics.headers":      true,
+	"BasicAuth.password":   true,
+	"Alert.url":            true,
+}
+
+// Fields that the templates may use.
+var (
+	snapshotFields  = map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true, ".Snapshot": true}
+	hostValueFields = map[string]bool{".Host.Name": true, ".Host.Address": true, ".Host.Port": true, ".Host.Meta.*": true}
+)
+
+// Load reads, validates and compiles the rollout spec at path and the
+// policies it names. env looks up ${VAR} references (nil: os.LookupEnv).
+//
+// Every problem of the spec and its policy files is reported at once: the
+// error is then a policies.ErrorList of *policies.PosError sorted by file,
+// line and column, and nothing else is returned. On success the spec has
+// its defaults filled in and its relative paths resolved against its
+// directory, and the policies are compiled.
+func Load(path string, env func(string) (string, bool)) (*Spec, []*policies.Policy, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read spec %s: %w", path, err)
+	}
+	return load(path, data, env, os.ReadFile)
+}
+
+// load is Load over data already read; readFile reads policy files and
+// checks that referenced files exist.
+func load(file string, data []byte, env func(string) (string, bool), readFile func(string) ([]byte, error)) (*Spec, []*policies.Policy, error) {
+	d := newDecoder(file)
+	d.data = data
+	root := d.parse(data)
+	if root == nil {
+		return nil, nil, sortErrors(d.errs)
+	}
+	d.expandTree(root, env, 0)
+	d.nodes[""] = root
+	var s Spec
+	s.File = file
+	s.Dir = filepath.Dir(file)
+	d.value(root, reflectValue(&s), "", false, 0)
+	d.validate(&s, readFile)
+	pols := d.compilePolicies(&s, readFile)
+	if len(d.errs) > 0 {
+		return nil, nil, sortErrors(d.errs)
+	}
+	if abs, err := filepath.Abs(s.Dir); err == nil {
+		s.Dir = abs
+	}
+	applyDefaults(&s, d.has)
+	return &s, pols, nil
+}
+
+// parse reads the single YAML document of data, reporting syntax errors
+// with their line.
+func (d *decoder) parse(data []byte) *yaml.Node {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			d.errorf(nil, "the spec is empty")
+			return nil
+		}
+		d.syntaxError(err)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		d.errorf(&extra, "a spec holds one YAML document; remove the second one")
+	} else if !errors.Is(err, io.EOF) {
+		d.syntaxError(err)
+	}
+	if len(doc.Content) == 0 {
+		d.errorf(nil, "the spec is empty")
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// syntaxError turns "yaml: line 3: ..." into an error at line 3.
+func (d *decoder) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 1
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, tail, ok := strings.Cut(rest, ": "); ok {
+			if _, serr := fmt.Sscanf(n, "%d", &line); serr == nil && line > 0 {
+				msg = tail
+			} else {
+				line = 1
+			}
+		}
+	}
+	d.errorf(&yaml.Node{Line: line}, "YAML syntax: %s", msg)
+}
+
+// validate checks what the types alone cannot: one target source, hosts
+// that exist, waves that can hold hosts, templates, files, ranges.
+func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
+	d.validateTargets(s, readFile)
+	d.validateWaves(s)
+	d.checkFile("apply.playbook", s.Apply.Playbook, s.Dir, readFile)
+	d.checkFile("apply.vault_password_file", s.Apply.VaultPasswordFile, s.Dir, readFile)
+	d.checkFile("revert.playbook", s.Revert.Playbook, s.Dir, readFile)
+
+	for _, p := range []string{"apply.forks", "revert.snapshot.concurrency", "metrics.error_limit",
+		"detection.smoothing", "detection.min_baseline_samples", "detection.no_data_ticks"} {
+		d.atLeastOne(p)
+	}
+	for _, p := range []string{"metrics.interval", "metrics.baseline", "metrics.timeout", "apply.timeout",
+		"revert.snapshot.timeout", "revert.verify"} {
+		if d.has(p) && d.nodes[p].Kind == yaml.ScalarNode && d.nodes[p].Value != "" && isZeroDuration(d.nodes[p].Value) {
+			d.errorf(d.nodes[p], "%s must be longer than 0s", p)
+		}
+	}
+	for _, f := range []struct {
+		path     string
+		v        *float64
+		positive bool
+	}{
+		{"detection.allowance", s.Detection.Allowance, false},
+		{"detection.threshold", s.Detection.Threshold, true},
+		{"detection.rel_floor", s.Detection.RelFloor, false},
+		{"detection.abs_floor", s.Detection.AbsFloor, false},
+	} {
+		d.checkFloat(f.path, f.v, f.positive)
+	}
+	for _, q := range s.Metrics.Queries {
+		d.checkFloat("metrics.queries."+q.Name+".rel_floor", q.RelFloor, false)
+		d.checkFloat("metrics.queries."+q.Name+".abs_floor", q.AbsFloor, false)
+	}
+
+	if s.Revert.Snapshot != nil {
+		sn := s.Revert.Snapshot
+		if (len(sn.Create) > 0) != (len(sn.Restore) > 0) {
+			d.errorf(d.at("revert.snapshot"), "revert.snapshot: create and restore go together (a snapshot that is never restored, or restored without being taken, is a mistake)")
+		}
+		for _, hook := range []struct {
+			name string
+			argv []string
+		}{{"create", sn.Create}, {"restore", sn.Restore}, {"delete", sn.Delete}} {
+			for i, arg := range hook.argv {
+				p := fmt.Sprintf("revert.snapshot.%s[%d]", hook.name, i)
+				d.checkTemplate(p, arg, snapshotFields)
+			}
+		}
+	}
+	if d.has("metrics.host_value") {
+		d.checkTemplate("metrics.host_value", s.Metrics.HostValue, hostValueFields)
+	}
+	if s.Metrics.URL != "" {
+		d.checkURL("metrics.url", s.Metrics.URL)
+	}
+	if s.Metrics.BearerToken != "" && s.Metrics.BasicAuth != nil {
+		d.errorf(d.at("metrics.basic_auth"), "metrics: set bearer_token or basic_auth, not both")
+	}
+	for i, a := range s.Alerts {
+		p := fmt.Sprintf("alerts[%d]", i)
+		switch {
+		case a.Type == "github" && a.URL != "":
+			d.errorf(d.at(p+".url"), "%s.url: a github alert writes workflow annotations and takes no url", p)
+		case a.Type != "github" && a.Type != "" && a.URL == "":
+			d.errorf(d.at(p), "%s: a %s alert needs a url", p, a.Type)
+		case a.URL != "":
+			d.checkURL(p+".url", a.URL)
+		}
+	}
+	switch s.State.Store {
+	case "consul", "nomad":
+		if d.has("state.dir") {
+			d.errorf(d.at("state.dir"), "state.dir: only a local store has a directory (store is %s)", s.State.Store)
+		}
+	default:
+		if d.has("state.prefix") {
+			d.errorf(d.at("state.prefix"), "state.prefix: only the consul and nomad stores have a key prefix")
+		}
+	}
+}
+
+func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)) {
+	t := s.Targets
+	var sources []string
+	if d.has("targets.static") {
+		sources = append(sources, "static")
+	}
+	if d.has("targets.inventory") {
+		sources = append(sources, "inventory")
+	}
+	if t.Consul != nil {
+		sources = append(sources, "consul")
+	}
+	if t.Nomad != nil {
+		sources = append(sources, "nomad")
+	}
+	if d.has("targets") || d.nodes["targets"] != nil {
+		switch len(sources) {
+		case 0:
+			d.errorf(d.at("targets"), "targets: give exactly one source: static, inventory, consul or nomad")
+		case 1:
+		default:
+			d.errorf(d.at("targets"), "targets: give exactly one source, not %s", strings.Join(sources, " and "))
+		}
+	}
+	if d.has("targets.static") && len(t.Static) == 0 && d.nodes["targets.static"].Kind == yaml.SequenceNode {
+		d.errorf(d.at("targets.static"), "targets.static must list at least one host")
+	}
+	if d.has("targets.group") && t.Inventory == "" {
+		d.errorf(d.at("targets.group"), "targets.group: a group selects hosts of an inventory; set targets.inventory")
+	}
+	d.checkFile("targets.inventory", t.Inventory, s.Dir, readFile)
+
+	first := map[string]int{}
+	for i, h := range t.Static {
+		p := fmt.Sprintf("targets.static[%d]", i)
+		if h.Name == "" {
+			continue
+		}
+		if j, dup := first[h.Name]; dup {
+			d.errorf(d.at(p), "%s: duplicate host %q (also targets.static[%d])", p, h.Name, j)
+			continue
+		}
+		first[h.Name] = i
+		if h.Port < 0 || h.Port > 65535 {
+			d.errorf(d.at(p+".port"), "%s.port: %d is not a port (1-65535)", p, h.Port)
+		}
+	}
+
+	hs := s.Canary.Hosts
+	if len(t.Static) == 0 {
+		return
+	}
+	// With a static list the canary can be checked against the hosts.
+	for i, name := range hs.Names {
+		if _, ok := first[name]; !ok {
+			p := fmt.Sprintf("canary.hosts[%d]", i)
+			msg := fmt.Sprintf("%s: canary host %q is not in targets.static", p, name)
+			if c := closest(name, keysOfInt(first)); c != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", c)
+			}
+			d.errorf(d.at(p), "%s", msg)
+		}
+	}
+	if hs.Tag != "" && !anyHost(t.Static, func(h Target) bool { return contains(h.Tags, hs.Tag) }) {
+		d.errorf(d.at("canary.hosts.tag"), "canary.hosts.tag: no host in targets.static has tag %q", hs.Tag)
+	}
+	if len(hs.Meta) > 0 && !anyHost(t.Static, func(h Target) bool { return metaMatch(h.Meta, hs.Meta) }) {
+		d.errorf(d.at("canary.hosts.meta"), "canary.hosts.meta: no host in targets.static has all of this meta")
+	}
+	if hs.Size != nil && hs.Size.Count > len(t.Static) {
+		d.errorf(d.at("canary.hosts"), "canary.hosts: %d hosts, but targets.static has only %d", hs.Size.Count, len(t.Static))
+	}
+}
+
+// validateWaves reports waves that can never contain a host.
+func (d *decoder) validateWaves(s *Spec) {
+	names := map[string]int{}
+	full := -1
+	for i, w := range s.Waves {
+		p := fmt.Sprintf("waves[%d]", i)
+		if full >= 0 {
+			d.errorf(d.at(p), "%s can never contain a host: waves[%d] already takes 100%% of the remaining hosts", p, full)
+		} else if w.Size.Percent == 100 {
+			full = i
+		}
+		if w.Name != "" {
+			if j, dup := names[w.Name]; dup {
+				d.errorf(d.at(p+".name"), "%s.name: duplicate wave name %q (also waves[%d])", p, w.Name, j)
+			}
+			names[w.Name] = i
+			if w.Name == "canary" {
+				d.errorf(d.at(p+".name"), "%s.name: \"canary\" is the canary group's name", p)
+			}
+		}
+	}
+	n := len(s.Targets.Static)
+	if n == 0 || len(s.Waves) == 0 {
+		return
+	}
+	canary := 0
+	switch hs := s.Canary.Hosts; {
+	case hs.Size != nil && hs.Size.Count > 0:
+		canary = hs.Size.Count
+	case hs.Size != nil && hs.Size.Percent == 100:
+		canary = n
+	case len(hs.Names) > 0:
+		canary = len(uniq(hs.Names))
+	}
+	if canary >= n {
+		d.errorf(d.at("waves"), "waves can never contain a host: the canary takes all %d hosts of targets.static", n)
+	}
+}
+
+// checkFile reports a referenced file that does not exist or cannot be
+// read, at the key's value.
+func (d *decoder) checkFile(path, file, dir string, readFile func(string) ([]byte, error)) {
+	if file == "" {
+		return
+	}
+	if _, err := readFile(resolvePath(dir, file)); err != nil {
+		reason := "cannot be read"
+		if errors.Is(err, fs.ErrNotExist) {
+			reason = "does not exist"
+		}
+		d.errorf(d.at(path), "%s: file %s %s", path, resolvePath(dir, file), reason)
+	}
+}
+
+func resolvePath(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+func (d *decoder) atLeastOne(path string) {
+	n := d.nodes[path]
+	if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		return
+	}
+	var i int
+	if _, err := fmt.Sscan(n.Value, &i); err == nil && i < 1 {
+		d.errorf(n, "%s must be at least 1, got %d", path, i)
+	}
+}
+
+func isZeroDuration(s string) bool {
+	var d Duration
+	dec := newDecoder("")
+	dec.duration(&yaml.Node{Kind: yaml.ScalarNode, Value: s}, reflectValue(&d), "")
+	return len(dec.errs) == 0 && d == 0
+}
+
+func (d *decoder) checkFloat(path string, v *float64, positive bool) {
+	switch {
+	case v == nil:
+	case positive && *v <= 0:
+		d.errorf(d.at(path), "%s must be over 0", path)
+	case *v < 0:
+		d.errorf(d.at(path), "%s must not be negative", path)
+	}
+}
+
+// checkURL reports a URL that is not http(s)://host; the URL itself may
+// hold credentials and is never printed.
+func (d *decoder) checkURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		d.errorf(d.at(path), "%s: expected an http:// or https:// URL with a host (value not shown)", path)
+	}
+}
+
+// checkTemplate parses a text/template and reports fields outside allowed
+// (".Host.Name"; ".Host.Meta.*" allows any key under .Host.Meta).
+func (d *decoder) checkTemplate(path, text string, allowed map[string]bool) {
+	t, err := template.New("t").Option("missingkey=error").Parse(text)
+	if err != nil {
+		// "template: t:1: unclosed action" -> "unclosed action"
+		msg := templateErrPrefix.ReplaceAllString(err.Error(), "")
+		d.errorf(d.at(path), "%s: bad template: %s", path, msg)
+		return
+	}
+	var bad []string
+	for _, tr := range t.Templates() {
+		if tr.Tree == nil {
+			continue
+		}
+		walkFields(tr.Tree.Root, func(f string) {
+			if allowed[f] {
+				return
+			}
+			for a := range allowed {
+				if pre, ok := strings.CutSuffix(a, "*"); ok && strings.HasPrefix(f, pre) && len(f) > len(pre) {
+					return
+				}
+			}
+			bad = append(bad, f)
+		})
+	}
+	if len(bad) > 0 {
+		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(uniq(bad), ", "), strings.Join(sortedKeys(allowed), " "))
+	}
+}
+
+var templateErrPrefix = regexp.MustCompile(`^template: t:\d+:(\d+:)? `)
+
+// walkFields calls f with every field chain (".Host.Name") the template
+// uses.
+func walkFields(n parse.Node, f func(string)) {
+	if n == nil {
+		return
+	}
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walkFields(c, f)
+		}
+	case *parse.ActionNode:
+		walkFields(n.Pipe, f)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walkFields(c, f)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walkFields(a, f)
+		}
+	case *parse.FieldNode:
+		f("." + strings.Join(n.Ident, "."))
+	case *parse.VariableNode:
+		if len(n.Ident) > 1 && n.Ident[0] == "$" {
+			f("." + strings.Join(n.Ident[1:], "."))
+		}
+	case *parse.ChainNode:
+		if fn, ok := n.Node.(*parse.FieldNode); ok {
+			f("." + strings.Join(append(append([]string{}, fn.Ident...), n.Field...), "."))
+		} else {
+			walkFields(n.Node, f)
+		}
+	case *parse.IfNode:
+		walkFields(n.Pipe, f)
+		walkFields(n.List, f)
+		walkFields(n.ElseList, f)
+	case *parse.RangeNode:
+		walkFields(n.Pipe, f)
+		walkFields(n.List, f)
+		walkFields(n.ElseList, f)
+	case *parse.WithNode:
+		walkFields(n.Pipe, f)
+		walkFields(n.List, f)
+		walkFields(n.ElseList, f)
+	case *parse.TemplateNode:
+		walkFields(n.Pipe, f)
+	}
+}
+
+// compilePolicies parses the policy files, builds the inline policies and
+// compiles every one against the query names, merging their errors.
+func (d *decoder) compilePolicies(s *Spec, readFile func(string) ([]byte, error)) []*policies.Policy {
+	metrics := make([]string, len(s.Metrics.Queries))
+	for i, q := range s.Metrics.Queries {
+		metrics[i] = q.Name
+	}
+	opts := policies.CompileOptions{Metrics: metrics}
+	var srcs []policies.Source
+	for i, ref := range s.Policies {
+		p := fmt.Sprintf("policies[%d]", i)
+		inline := ref.Name != "" || ref.RollbackWhen != "" || ref.HostRollbackWhen != "" || ref.OnNoData != ""
+		switch {
+		case ref.File != "" && inline:
+			d.errorf(d.at(p), "%s: give either file or an inline policy (name, rollback_when, ...), not both", p)
+		case ref.File != "":
+			file := resolvePath(s.Dir, ref.File)
+			data, err := readFile(file)
+			if err != nil {
+				reason := "cannot be read"
+				if errors.Is(err, fs.ErrNotExist) {
+					reason = "does not exist"
+				}
+				d.errorf(d.at(p+".file"), "%s.file: file %s %s", p, file, reason)
+				continue
+			}
+			fileSrcs, err := policies.ParseFile(file, data)
+			d.mergeErrors(err, d.at(p+".file"), p+".file")
+			srcs = append(srcs, fileSrcs...)
+		case inline:
+			ok := true
+			if ref.Name == "" {
+				d.errorf(d.at(p), "missing required key \"name\" in %s", p)
+				ok = false
+			}
+			if ref.RollbackWhen == "" && ref.HostRollbackWhen == "" {
+				d.errorf(d.at(p), "%s: an inline policy needs rollback_when or host_rollback_when", p)
+				ok = false
+			}
+			if ref.OnNoData != "" && !contains(enums["PolicyRef.on_no_data"], ref.OnNoData) {
+				ok = false // reported by the decoder
+			}
+			if !ok {
+				continue // compiling would report the same problems again
+			}
+			node := d.at(p)
+			onNoData := ref.OnNoData
+			if onNoData == "" {
+				onNoData = policies.NoDataFail
+			}
+			srcs = append(srcs, policies.Source{
+				Name:             ref.Name,
+				File:             d.file,
+				Pos:              policies.Pos{Line: node.Line, Col: node.Column},
+				RollbackWhen:     d.expr(p+".rollback_when", ref.RollbackWhen),
+				HostRollbackWhen: d.expr(p+".host_rollback_when", ref.HostRollbackWhen),
+				OnNoData:         onNoData,
+			})
+		default:
+			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode {
+				d.errorf(d.at(p), "%s: give file or an inline policy (name, rollback_when, ...)", p)
+			}
+		}
+	}
+	names := map[string]policies.Source{}
+	var pols []*policies.Policy
+	for _, src := range srcs {
+		// ParseFile reports duplicates inside one policy file.
+		if first, dup := names[src.Name]; dup && src.Name != "" && (first.File != src.File || src.File == d.file) {
+			d.errs = append(d.errs, &policies.PosError{File: src.File, Line: max(src.Pos.Line, 1), Col: src.Pos.Col,
+				Msg: fmt.Sprintf("duplicate policy name %q (also %s:%d)", src.Name, first.File, first.Pos.Line)})
+		}
+		names[src.Name] = src
+		pol, err := policies.Compile(src, opts)
+		at := &yaml.Node{Line: max(src.Pos.Line, 1), Column: src.Pos.Col}
+		if src.File != d.file {
+			// An error without a position in another file: report it
+			// at that file's policy.
+			d.mergeErrorsIn(err, src.File, at, "policy "+src.Name)
+		} else {
+			d.mergeErrors(err, at, "policy "+src.Name)
+		}
+		if err == nil && pol != nil {
+			pols = append(pols, pol)
+		}
+	}
+	return pols
+}
+
+// expr is an inline expression with the position and style of its scalar.
+func (d *decoder) expr(path, text string) policies.Expr {
+	if text == "" {
+		return policies.Expr{}
+	}
+	return policies.NewExpr(d.at(path), d.data)
+}
+
+func (d *decoder) mergeErrors(err error, at *yaml.Node, what string) {
+	d.mergeErrorsIn(err, d.file, at, what)
+}
+
+// mergeErrorsIn adds err's problems: the PosErrors as they are, any other
+// error at a position in file, so that every error has a line.
+func (d *decoder) mergeErrorsIn(err error, file string, at *yaml.Node, what string) {
+	if err == nil {
+		return
+	}
+	var list policies.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			d.mergeErrorsIn(e, file, at, what)
+		}
+		return
+	}
+	var pe *policies.PosError
+	if errors.As(err, &pe) && pe.Line > 0 {
+		d.errs = append(d.errs, pe)
+		return
+	}
+	line, col := 1, 0
+	if at != nil && at.Line > 0 {
+		line, col = at.Line, at.Column
+	}
+	d.errs = append(d.errs, &policies.PosError{File: file, Line: line, Col: col, Msg: fmt.Sprintf("%s: %v", what, err)})
+}
+
+// Defaults, filled in once the spec is valid.
+const (
+	defaultCanaryMonitor      = Duration(5 * time.Minute)
+	defaultForks              = 10
+	defaultApplyTimeout       = Duration(30 * time.Minute)
+	defaultInterval           = Duration(15 * time.Second)
+	defaultBaseline           = Duration(30 * time.Minute)
+	defaultHostLabel          = "instance"
+	defaultHostValue          = "{{.Host.Name}}"
+	defaultQueryTimeout       = Duration(10 * time.Second)
+	defaultErrorLimit         = 3
+	defaultMinBaselineSamples = 10
+	defaultNoDataTicks        = 4
+	defaultSnapshotConc       = 4
+	defaultSnapshotTimeout    = Duration(5 * time.Minute)
+)
+
+// applyDefaults fills what the spec left out (see the field comments in
+// spec.go) and resolves relative paths against s.Dir.
+// written reports whether the spec wrote a key path, so that an explicit
+// zero ("monitor: 0s") is kept.
+func applyDefaults(s *Spec, written func(path string) bool) {
+	if s.Canary.Hosts.Size == nil && len(s.Canary.Hosts.Names) == 0 && s.Canary.Hosts.Tag == "" && len(s.Canary.Hosts.Meta) == 0 {
+		s.Canary.Hosts.Size = &Size{Count: 1}
+	}
+	if s.Canary.Monitor == 0 && !written("canary.monitor") {
+		s.Canary.Monitor = defaultCanaryMonitor
+	}
+	if len(s.Waves) == 0 {
+		s.Waves = []Wave{{Size: Size{Percent: 100}}}
+	}
+	for i := range s.Waves {
+		w := &s.Waves[i]
+		if w.Name == "" {
+			w.Name = fmt.Sprintf("wave-%d", i+1)
+		}
+		if w.Monitor == 0 && !written(fmt.Sprintf("waves[%d].monitor", i)) {
+			w.Monitor = s.Canary.Monitor
+		}
+	}
+	a := &s.Apply
+	a.Playbook = resolvePath(s.Dir, a.Playbook)
+	a.VaultPasswordFile = resolvePath(s.Dir, a.VaultPasswordFile)
+	if a.Forks == 0 {
+		a.Forks = defaultForks
+	}
+	if a.Timeout == 0 {
+		a.Timeout = defaultApplyTimeout
+	}
+	t := &s.Targets
+	t.Inventory = resolvePath(s.Dir, t.Inventory)
+	if t.Inventory != "" && t.Group == "" {
+		t.Group = "all"
+	}
+	for i := range t.Static {
+		if t.Static[i].Address == "" {
+			t.Static[i].Address = t.Static[i].Name
+		}
+	}
+	if c := t.Consul; c != nil {
+		if c.PassingOnly == nil {
+			yes := true
+			c.PassingOnly = &yes
+		}
+		if c.NameFrom == "" {
+			c.NameFrom = "node"
+		}
+	}
+	m := &s.Metrics
+	if m.Interval == 0 {
+		m.Interval = defaultInterval
+	}
+	if m.Baseline == 0 {
+		m.Baseline = defaultBaseline
+	}
+	if m.HostLabel == "" {
+		m.HostLabel = defaultHostLabel
+	}
+	if m.HostValue == "" {
+		m.HostValue = defaultHostValue
+	}
+	if m.Timeout == 0 {
+		m.Timeout = defaultQueryTimeout
+	}
+	if m.ErrorLimit == 0 {
+		m.ErrorLimit = defaultErrorLimit
+	}
+	for i := range m.Queries {
+		if m.Queries[i].Worse == "" {
+			m.Queries[i].Worse = "higher"
+		}
+	}
+	det := &s.Detection
+	if det.Sensitivity == "" {
+		det.Sensitivity = "medium"
+	}
+	if det.MinBaselineSamples == 0 {
+		det.MinBaselineSamples = defaultMinBaselineSamples
+	}
+	if det.NoDataTicks == 0 {
+		det.NoDataTicks = defaultNoDataTicks
+	}
+	r := &s.Revert
+	r.Playbook = resolvePath(s.Dir, r.Playbook)
+	if r.Scope == "" {
+		r.Scope = ScopeWave
+	}
+	if r.Mode == "" {
+		r.Mode = ModeRevert
+	}
+	if r.OnInterrupt == "" {
+		r.OnInterrupt = ModeRevert
+	}
+	if r.Verify == 0 {
+		r.Verify = 2 * m.Interval
+	}
+	if sn := r.Snapshot; sn != nil {
+		if sn.Concurrency == 0 {
+			sn.Concurrency = defaultSnapshotConc
+		}
+		if sn.Timeout == 0 {
+			sn.Timeout = defaultSnapshotTimeout
+		}
+		if sn.OnFailure == "" {
+			sn.OnFailure = "skip_host"
+		}
+	}
+	for i := range s.Policies {
+		s.Policies[i].File = resolvePath(s.Dir, s.Policies[i].File)
+	}
+	for i := range s.Alerts {
+		if len(s.Alerts[i].On) == 0 {
+			s.Alerts[i].On = []string{"degraded", "rollback", "halted"}
+		}
+	}
+	st := &s.State
+	if st.Store == "" {
+		st.Store = "local"
+	}
+	switch st.Store {
+	case "local":
+		if st.Dir == "" {
+			st.Dir = ".rollguard"
+		}
+		st.Dir = resolvePath(s.Dir, st.Dir)
+	default:
+		if st.Prefix == "" {
+			st.Prefix = "rollguard/" + s.Name
+		}
+	}
+}
+
+func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
+
+func keysOfInt(m map[string]int) []string { return sortedKeys(m) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func anyHost(hs []Target, f func(Target) bool) bool {
+	for _, h := range hs {
+		if f(h) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func metaMatch(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func uniq(ss []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

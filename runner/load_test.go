@@ -1,0 +1,333 @@
+package runner
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/policies"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/*-bad.yaml")
+
+// testEnv is the environment the testdata specs are loaded with.
+func testEnv(name string) (string, bool) {
+	v, ok := map[string]string{
+		"GITHUB_SHA": "abc123",
+		"VM_TOKEN":   "s3cret-token",
+		"ALERT_URL":  "https://hooks.example.com/T0/secret",
+		"FORKS":      "",
+	}[name]
+	return v, ok
+}
+
+func TestLoadGood(t *testing.T) {
+	dir, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		file     string
+		policies []string
+		check    func(t *testing.T, s *Spec)
+	}{
+		{
+			file:     "static-good.yaml",
+			policies: []string{"latency-regression", "error-spike", "cpu-host", "fleet-threshold"},
+			check: func(t *testing.T, s *Spec) {
+				eq(t, "target forms", s.Targets.Static, []Target{
+					{Name: "web-1", Address: "web-1"},
+					{Name: "web-2", Address: "web-2"},
+					{Name: "web-3", Address: "10.0.0.3", Port: 8080, Vars: map[string]any{"nginx_role": "edge"}, Tags: []string{"canary"}, Meta: map[string]string{"rack": "r1"}},
+					{Name: "web-4", Address: "10.0.0.4"},
+					{Name: "web-5", Address: "web-5"},
+				})
+				eq(t, "canary names", s.Canary.Hosts, HostSelector{Names: []string{"web-1", "web-3"}})
+				eq(t, "waves", s.Waves, []Wave{
+					{Name: "first-half", Size: Size{Count: 2}, Monitor: Duration(150 * time.Second)},
+					{Name: "wave-2", Size: Size{Percent: 100}, Monitor: Duration(10 * time.Minute)},
+				})
+				eq(t, "version from ${GITHUB_SHA}", s.Apply.Version, "abc123")
+				eq(t, "metrics url default of ${VM_URL:-...}", s.Metrics.URL, "http://127.0.0.1:8428")
+				eq(t, "extra_vars", s.Apply.ExtraVars, map[string]any{
+					"nginx_worker_connections": 4096, "upstreams": []any{"a", "b"}, "tuning": map[string]any{"keepalive": 65}})
+				eq(t, "vault file resolved", s.Apply.VaultPasswordFile, filepath.Join(dir, "vault-pass.txt"))
+				eq(t, "revert playbook resolved", s.Revert.Playbook, filepath.Join(dir, "playbooks/revert.yml"))
+				eq(t, "snapshot", *s.Revert.Snapshot, Snapshot{
+					Create:      []string{"virsh", "snapshot-create-as", "{{.Host.Name}}", "rollguard-{{.RunID}}"},
+					Restore:     []string{"virsh", "snapshot-revert", "{{.Host.Name}}", "{{.Snapshot}}"},
+					Delete:      []string{"virsh", "snapshot-delete", "{{.Host.Address}}", "rollguard-{{.RunID}}"},
+					Concurrency: 2, Timeout: Duration(2 * time.Minute), OnFailure: "continue",
+				})
+				var names []string
+				for _, q := range s.Metrics.Queries {
+					names = append(names, q.Name+":"+q.Worse)
+				}
+				eq(t, "queries in written order", names, []string{"latency_p95:higher", "error_rate:higher", "throughput:lower", "cpu:higher"})
+				eq(t, "abs_floor", *s.Metrics.Queries[1].AbsFloor, 0.001)
+				eq(t, "detection", s.Detection.Sensitivity+" "+s.Detection.HoldLimit.D().String(), "high 10m0s")
+				eq(t, "alert on default", s.Alerts[1].On, []string{"degraded", "rollback", "halted"})
+				eq(t, "state dir resolved", s.State.Dir, filepath.Join(dir, "state"))
+				eq(t, "revert", [4]string{s.Revert.Scope, s.Revert.Mode, s.Revert.OnInterrupt, s.Revert.Verify.D().String()}, [4]string{"all", "revert", "freeze", "1m0s"})
+			},
+		},
+		{
+			file:     "minimal-good.yaml",
+			policies: []string{"any-degraded"},
+			check: func(t *testing.T, s *Spec) {
+				eq(t, "File", s.File, filepath.Join("testdata", "minimal-good.yaml"))
+				eq(t, "Dir", s.Dir, dir)
+				eq(t, "canary default", s.Canary, Canary{Hosts: HostSelector{Size: &Size{Count: 1}}, Monitor: Duration(5 * time.Minute)})
+				eq(t, "waves default", s.Waves, []Wave{{Name: "wave-1", Size: Size{Percent: 100}, Monitor: Duration(5 * time.Minute)}})
+				eq(t, "apply", s.Apply, Apply{Playbook: filepath.Join(dir, "playbooks/site.yml"), Forks: 10, Timeout: Duration(30 * time.Minute)})
+				m := s.Metrics
+				m.Queries = nil
+				eq(t, "metrics defaults", m, Metrics{Interval: Duration(15 * time.Second), Baseline: Duration(30 * time.Minute),
+					HostLabel: "instance", HostValue: "{{.Host.Name}}", Timeout: Duration(10 * time.Second), ErrorLimit: 3})
+				eq(t, "worse default", s.Metrics.Queries[0].Worse, "higher")
+				eq(t, "detection defaults", s.Detection, Detection{Sensitivity: "medium", MinBaselineSamples: 10, NoDataTicks: 4})
+				eq(t, "revert defaults", s.Revert, Revert{Scope: "wave", Mode: "revert", OnInterrupt: "revert", Verify: Duration(30 * time.Second)})
+				eq(t, "state default", s.State, State{Store: "local", Dir: filepath.Join(dir, ".rollguard")})
+			},
+		},
+		{
+			file:     "inventory-good.yaml",
+			policies: []string{"host-errors"},
+			check: func(t *testing.T, s *Spec) {
+				eq(t, "inventory resolved", s.Targets.Inventory, filepath.Join(dir, "inventories/prod.ini"))
+				eq(t, "group", s.Targets.Group, "web")
+				eq(t, "canary share", *s.Canary.Hosts.Size, Size{Percent: 10})
+				eq(t, "explicit monitor 0s kept", s.Waves[1].Monitor, Duration(0))
+				eq(t, "default monitor from canary", s.Waves[0].Monitor, Duration(5*time.Minute))
+				eq(t, "$$ escapes $", s.Apply.Version, "${not-expanded}")
+				eq(t, "empty default", *s.Metrics.BasicAuth, BasicAuth{Username: "reader"})
+				eq(t, "policy expression not expanded, block style kept", s.Policies[0].HostRollbackWhen, "host.metrics.p99.z > 6\n&& host.metrics.p99.samples > 0\n")
+			},
+		},
+		{
+			file:     "consul-good.yaml",
+			policies: []string{"latency-regression"},
+			check: func(t *testing.T, s *Spec) {
+				no := false
+				eq(t, "consul", *s.Targets.Consul, ConsulTargets{Service: "api", Tags: []string{"prod"}, Datacenter: "dc1",
+					PassingOnly: &no, NodeMeta: map[string]string{"rack": "r1"}, NameFrom: "service_id"})
+				eq(t, "canary tag", s.Canary.Hosts, HostSelector{Tag: "canary"})
+				eq(t, "forks from ${FORKS:-20} with FORKS empty", s.Apply.Forks, 20)
+				eq(t, "wave monitor follows canary", s.Waves[0].Monitor, Duration(90*time.Second))
+				eq(t, "state", s.State, State{Store: "consul", Prefix: "rollguard/api"})
+			},
+		},
+		{
+			file:     "nomad-good.yaml",
+			policies: []string{"error-spike", "cpu-host"},
+			check: func(t *testing.T, s *Spec) {
+				eq(t, "nomad", *s.Targets.Nomad, NomadTargets{NodePool: "default", NodeClass: "web", Meta: map[string]string{"role": "web"}})
+				eq(t, "canary meta", s.Canary.Hosts, HostSelector{Meta: map[string]string{"role": "web", "canary": "true"}})
+				eq(t, "wave names", s.Waves[0].Name+","+s.Waves[1].Name, "wave-1,wave-2")
+				eq(t, "state prefix default", s.State, State{Store: "nomad", Prefix: "rollguard/nomad-nodes"})
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			s, pols, err := Load(filepath.Join("testdata", tt.file), testEnv)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			var names []string
+			for _, p := range pols {
+				names = append(names, p.Name)
+			}
+			eq(t, "policies", names, tt.policies)
+			tt.check(t, s)
+		})
+	}
+}
+
+// TestLoadBad compares every error of each *-bad.yaml with its golden file.
+func TestLoadBad(t *testing.T) {
+	files, err := filepath.Glob("testdata/*-bad.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad specs: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			_, _, err := Load(file, testEnv)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			checkPosErrors(t, err)
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./runner -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// checkPosErrors asserts err is a list of PosErrors with lines, in order.
+func checkPosErrors(t *testing.T, err error) {
+	t.Helper()
+	var list policies.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("error is %T, not a policies.ErrorList: %v", err, err)
+	}
+	prev := policies.PosError{}
+	for _, e := range list {
+		pe, ok := e.(*policies.PosError)
+		if !ok {
+			t.Fatalf("error %q is %T, not a *policies.PosError", e, e)
+		}
+		if pe.Line <= 0 || pe.File == "" {
+			t.Errorf("error %q has no file or line", pe)
+		}
+		if pe.File == prev.File && (pe.Line < prev.Line || pe.Line == prev.Line && pe.Col < prev.Col) {
+			t.Errorf("error %q comes after %q: not in file order", pe, &prev)
+		}
+		prev = *pe
+	}
+}
+
+// TestManyMistakesAtOnce is the promise of the loader: one pass finds all.
+func TestManyMistakesAtOnce(t *testing.T) {
+	_, _, err := Load("testdata/many-bad.yaml", testEnv)
+	var list policies.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("got %v", err)
+	}
+	kinds := map[string]bool{}
+	for _, e := range list {
+		msg := e.(*policies.PosError).Msg
+		for _, k := range []string{"duplicate host", "not in targets.static", "unknown key", "host count", "expected a duration",
+			"does not exist", "expected an integer", "is not one of"} {
+			if strings.Contains(msg, k) {
+				kinds[k] = true
+			}
+		}
+	}
+	if len(kinds) < 8 || len(list) < 10 {
+		t.Errorf("got %d errors of %d kinds, want at least 10 of 8:\n%v", len(list), len(kinds), err)
+	}
+}
+
+func TestSecretsNotInErrors(t *testing.T) {
+	_, _, err := Load("testdata/secrets-bad.yaml", testEnv)
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	if n := len(err.(policies.ErrorList)); n < 7 {
+		t.Errorf("got %d errors, want one for each of the 7 bad fields:\n%v", n, err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a secret leaked into the errors:\n%v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, _, err := Load("testdata/no-such-spec.yaml", testEnv)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v, want an error wrapping os.ErrNotExist", err)
+	}
+}
+
+// TestLoadErrorPositions pins the line:col of single mistakes, each in an
+// otherwise valid spec.
+func TestLoadErrorPositions(t *testing.T) {
+	const base = `name: x
+targets:
+  static: [a, b, c]
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  queries:
+    q: {query: up}
+policies:
+  - name: p
+    rollback_when: 'fleet.degraded > 0'
+`
+	f := func(extra, want string) {
+		t.Helper()
+		_, _, err := load("testdata/x.yaml", []byte(base+extra), testEnv, os.ReadFile)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("with %q:\ngot  %s\nwant %s", extra, got, want)
+		}
+	}
+	f("", "")
+	f("canary: {hosts: 4}\n", "testdata/x.yaml:12:17: canary.hosts: 4 hosts, but targets.static has only 3")
+	f("canary: {hosts: 0%}\n", "testdata/x.yaml:12:17: canary.hosts: share must be over 0% and at most 100%, got 0%")
+	f("canary: {hosts: [a, a]}\nwaves: [{size: 1}]\n", "")
+	f("canary: {hosts: [a, b, c]}\nwaves: [{size: 1}]\n", "testdata/x.yaml:13:8: waves can never contain a host: the canary takes all 3 hosts of targets.static")
+	f("canary: {hosts: {meta: {k: v}}}\n", "testdata/x.yaml:12:24: canary.hosts.meta: no host in targets.static has all of this meta")
+	f("canary: {hosts: {color: red}}\n", "testdata/x.yaml:12:18: unknown key \"color\" in canary.hosts (allowed: tag, meta)")
+	f("bake: 5\n", "testdata/x.yaml:12:7: bake: expected a duration like \"90s\" or \"5m\", got \"5\" (a duration needs a unit)")
+	f("detection: {threshold: 0, allowance: -1}\n", "testdata/x.yaml:12:24: detection.threshold must be over 0\ntestdata/x.yaml:12:38: detection.allowance must not be negative")
+	f("detection: {smoothing: 1.5}\n", "testdata/x.yaml:12:24: detection.smoothing: expected an integer, got \"1.5\"")
+	f("revert: {snapshot: {create: [x]}}\n", "testdata/x.yaml:12:20: revert.snapshot: create and restore go together (a snapshot that is never restored, or restored without being taken, is a mistake)")
+	f("revert: {known_good: yes}\n", "testdata/x.yaml:12:22: revert.known_good: expected true or false, got \"yes\"")
+	f("apply: {}\n", "testdata/x.yaml:12:1: duplicate key \"apply\" in the spec (first at line 4)")
+	f("alerts: [{type: github, url: 'https://x'}]\n", "testdata/x.yaml:12:30: alerts[0].url: a github alert writes workflow annotations and takes no url")
+	f("metrics2: {}\n", "testdata/x.yaml:12:1: unknown key \"metrics2\" in the spec (did you mean \"metrics\"?)")
+	f("state: {store: consul, dir: x}\n", "testdata/x.yaml:12:29: state.dir: only a local store has a directory (store is consul)")
+	f("x: &a [*a]\n", "testdata/x.yaml:12:1: unknown key \"x\" in the spec (allowed: name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state)")
+}
+
+func eq(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\ngot  %#v\nwant %#v", what, got, want)
+	}
+}
+
+// FuzzLoad checks that no input makes Load panic and that every error it
+// reports for non-empty input is a PosError with a line.
+func FuzzLoad(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, _, err := load("testdata/fuzz.yaml", data, testEnv, os.ReadFile)
+		if err == nil {
+			if s == nil {
+				t.Fatal("no error and no spec")
+			}
+			return
+		}
+		var list policies.ErrorList
+		if !errors.As(err, &list) || len(list) == 0 {
+			t.Fatalf("error is %T, not a non-empty ErrorList: %v", err, err)
+		}
+		for _, e := range list {
+			pe, ok := e.(*policies.PosError)
+			if !ok {
+				t.Fatalf("error %q is %T, not a *policies.PosError", e, e)
+			}
+			if len(data) > 0 && pe.Line <= 0 {
+				t.Fatalf("error %q has no line", pe)
+			}
+		}
+	})
+}
