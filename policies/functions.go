@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"reflect"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
@@ -96,6 +97,9 @@ func (p *fractionPatcher) Visit(node *ast.Node) {
 		return
 	}
 	list := b.Arguments[0]
+	if k := list.Type().Kind(); k != reflect.Slice && k != reflect.Array {
+		return // expr reports findLast's (that is, fraction's) misuse
+	}
 	loc := b.Location()
 	at := func(n ast.Node) ast.Node { n.SetLocation(loc); return n }
 	length := func() ast.Node { return at(&ast.BuiltinNode{Name: "len", Arguments: []ast.Node{list}}) }
