@@ -19,8 +19,8 @@ import (
 )
 
 // Recorder wraps a steps.MetricsSource and remembers every value the run
-// saw: Instant results at the query time, Range results at their samples'
-// times (when the source is a SampleRanger; other sources' ranges are not
+// saw: Instant results at the query time (NaN as a missing value), Range
+// results at their samples' times (when the source is a SampleRanger; other sources' ranges are not
 // recorded, since their times are unknown). WriteTo and Close write them in
 // the export format, one line per series, so that a Replay of the file
 // answers the run's queries with the values the run saw.
@@ -76,7 +76,8 @@ func (g *gzipFile) Close() error {
 }
 
 // Instant queries the wrapped source and records the values it returned at
-// time at (NaN values are not recorded: they are missing data).
+// time at. A NaN is recorded as a missing value (null), so that a replay
+// does not carry an earlier value over a tick that saw none.
 func (r *Recorder) Instant(ctx context.Context, q steps.Query, keys []string, at time.Time, out []float64) error {
 	if err := r.src.Instant(ctx, q, keys, at, out); err != nil {
 		return err
@@ -123,9 +124,6 @@ func (r *Recorder) RangeSamples(ctx context.Context, q steps.Query, keys []strin
 }
 
 func (r *Recorder) add(name, key string, t int64, v float64) {
-	if math.IsNaN(v) {
-		return
-	}
 	byHost := r.samples[name]
 	if byHost == nil {
 		byHost = map[string]map[int64]float64{}
@@ -151,6 +149,9 @@ func (r *Recorder) WriteTo(w io.Writer) (int64, error) {
 		byHost := r.samples[name]
 		for _, host := range slices.Sorted(mapKeys(byHost)) {
 			byTime := byHost[host]
+			if !hasValue(byTime) {
+				continue // a host the source never had: no series
+			}
 			times := slices.Sorted(mapKeys(byTime))
 			line = appendExportLine(line[:0], name, r.hostLabel, host, times, byTime)
 			if _, err := bw.Write(line); err != nil {
@@ -176,6 +177,15 @@ func (r *Recorder) Close() error {
 		err = errors.Join(err, c.Close())
 	}
 	return err
+}
+
+func hasValue(byTime map[int64]float64) bool {
+	for _, v := range byTime {
+		if !math.IsNaN(v) {
+			return true
+		}
+	}
+	return false
 }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {

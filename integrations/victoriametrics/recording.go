@@ -26,13 +26,16 @@ const NameLabel = "__name__"
 const DefaultHostLabel = "instance"
 
 // Series is one recorded series: a label set and its samples, sorted by
-// time, without missing values.
+// time.
 type Series struct {
 	// Labels is the full label set, __name__ included.
 	Labels map[string]string
 	// Timestamps are unix milliseconds, strictly increasing.
 	Timestamps []int64
-	// Values[i] is the value at Timestamps[i]; never NaN.
+	// Values[i] is the value at Timestamps[i]. NaN (null or NaN in the
+	// file) is a missing value: it is no sample, but like Prometheus'
+	// staleness marker it ends the previous sample's lookback, so that a
+	// recorded run that saw no data replays as no data.
 	Values []float64
 }
 
@@ -94,8 +97,8 @@ func (v *exportValue) UnmarshalJSON(b []byte) error {
 // ReadRecording reads export-format data (one JSON series a line, plain or
 // gzip, detected by its magic bytes). Several lines of the same series are
 // merged and sorted by time; when two samples share a timestamp the later
-// line wins. NaN and null values are dropped: they are missing data. Errors
-// name the line.
+// line wins. NaN and null values are missing data (see Series.Values).
+// Errors name the line.
 func ReadRecording(r io.Reader) (*Recording, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -150,9 +153,6 @@ func addLine(rec *Recording, byKey map[string]*Series, line []byte) error {
 		rec.Series = append(rec.Series, s)
 	}
 	for i, v := range l.Values {
-		if math.IsNaN(float64(v)) {
-			continue
-		}
 		s.Timestamps = append(s.Timestamps, l.Timestamps[i])
 		s.Values = append(s.Values, float64(v))
 	}
@@ -229,11 +229,11 @@ func (r *Recording) Hosts() []string {
 func (r *Recording) Span() (first, last time.Time) {
 	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
 	for _, s := range r.Series {
-		if len(s.Timestamps) == 0 {
-			continue
+		for i, t := range s.Timestamps {
+			if !math.IsNaN(s.Values[i]) {
+				lo, hi = min(lo, t), max(hi, t)
+			}
 		}
-		lo = min(lo, s.Timestamps[0])
-		hi = max(hi, s.Timestamps[len(s.Timestamps)-1])
 	}
 	if lo > hi {
 		return time.Time{}, time.Time{}

@@ -35,6 +35,7 @@ func TestReadRecording(t *testing.T) {
 
 {"metric":{"instance":"web-1","__name__":"cpu"},"values":[0.1,"NaN",0.2,"Infinity"],"timestamps":[1000,1500,2000,5000]}
 `
+	nan := math.NaN()
 	tests := []struct {
 		name      string
 		in        string
@@ -45,17 +46,17 @@ func TestReadRecording(t *testing.T) {
 		cpuTimes  []int64
 		cpuValues []float64
 	}{
-		{name: "merged and sorted, null and NaN dropped", in: merged, hostLabel: "instance",
-			names: []string{"cpu", "lat"}, cpuTimes: []int64{1000, 2000, 3000, 5000}, cpuValues: []float64{0.1, 0.2, 0.3, math.Inf(1)}},
+		{name: "merged and sorted, null and NaN missing", in: merged, hostLabel: "instance",
+			names: []string{"cpu", "lat"}, cpuTimes: []int64{1000, 1500, 2000, 3000, 4000, 5000}, cpuValues: []float64{0.1, nan, 0.2, 0.3, nan, math.Inf(1)}},
 		{name: "gzip detected", in: "GZ" + merged, hostLabel: "instance",
-			names: []string{"cpu", "lat"}, cpuTimes: []int64{1000, 2000, 3000, 5000}, cpuValues: []float64{0.1, 0.2, 0.3, math.Inf(1)}},
+			names: []string{"cpu", "lat"}, cpuTimes: []int64{1000, 1500, 2000, 3000, 4000, 5000}, cpuValues: []float64{0.1, nan, 0.2, 0.3, nan, math.Inf(1)}},
 		{name: "later line wins on the same timestamp",
 			in: `{"metric":{"__name__":"cpu","host":"a"},"values":[1],"timestamps":[1000]}
 {"metric":{"__name__":"cpu","host":"a"},"values":[2],"timestamps":[1000]}`,
 			hostLabel: "host", names: []string{"cpu"}, cpuTimes: []int64{1000}, cpuValues: []float64{2}},
 		{name: "bad JSON names the line", in: merged + "{not json\n", wantErr: "line 5:"},
 		{name: "length mismatch names the line and the series",
-			in: `{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2],"timestamps":[1000]}`,
+			in:      `{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2],"timestamps":[1000]}`,
 			wantErr: `line 1: series cpu{instance="a"} has 2 values but 1 timestamps`},
 		{name: "no name", in: "\n" + `{"metric":{"instance":"a"},"values":[],"timestamps":[]}`, wantErr: `line 2: series has no "__name__" label`},
 		{name: "bad value", in: `{"metric":{"__name__":"cpu"},"values":["x"],"timestamps":[1]}`, wantErr: `line 1:`},
@@ -83,7 +84,7 @@ func TestReadRecording(t *testing.T) {
 				t.Errorf("Names() = %v, want %v", got, tt.names)
 			}
 			cpu := rec.Series[0]
-			if !slices.Equal(cpu.Timestamps, tt.cpuTimes) || !slices.Equal(cpu.Values, tt.cpuValues) {
+			if !slices.Equal(cpu.Timestamps, tt.cpuTimes) || !equalNaN(cpu.Values, tt.cpuValues) {
 				t.Errorf("cpu = %v %v, want %v %v", cpu.Timestamps, cpu.Values, tt.cpuTimes, tt.cpuValues)
 			}
 		})
@@ -197,7 +198,7 @@ func meanOver(t *testing.T, r *Replay, name, host string, fromMin, toMin int) fl
 func TestReplayInstant(t *testing.T) {
 	rec, err := ReadRecording(strings.NewReader(
 		`{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2,3],"timestamps":[60000,120000,600000]}
-{"metric":{"__name__":"cpu","instance":"b"},"values":[7],"timestamps":[120000]}
+{"metric":{"__name__":"cpu","instance":"b"},"values":[7,null],"timestamps":[120000,240000]}
 {"metric":{"__name__":"latency","instance":"a"},"values":[9],"timestamps":[60000]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,8 @@ func TestReplayInstant(t *testing.T) {
 		{"exact sample time", "cpu", 120, []float64{2, 7, nan}},
 		{"latest before", "cpu", 179, []float64{2, 7, nan}},
 		{"before the first sample", "cpu", 59, []float64{nan, nan, nan}},
-		{"within lookback", "cpu", 419, []float64{2, 7, nan}},
+		{"within lookback, until a missing value", "cpu", 419, []float64{2, nan, nan}},
+		{"before the missing value", "cpu", 239, []float64{2, 7, nan}},
 		{"lookback is open at its start", "cpu", 420, []float64{nan, nan, nan}},
 		{"after a gap", "cpu", 600, []float64{3, nan, nan}},
 		{"by name, not expression", "latency", 60, []float64{9, nan, nan}},

@@ -79,7 +79,8 @@ func NewReplay(rec *Recording, opts ReplayOptions) (*Replay, error) {
 }
 
 // Instant writes, for each key, the latest sample of q.Name in
-// (at-lookback, at], NaN when there is none. It does no I/O; ctx is only
+// (at-lookback, at], NaN when there is none or when a missing value
+// (a staleness marker) follows it. It does no I/O; ctx is only
 // checked for cancellation.
 func (r *Replay) Instant(ctx context.Context, q steps.Query, keys []string, at time.Time, out []float64) error {
 	if err := ctx.Err(); err != nil {
@@ -107,7 +108,7 @@ func (r *Replay) Instant(ctx context.Context, q steps.Query, keys []string, at t
 }
 
 // Range returns, for each key, the samples of q.Name with from <= t <= to
-// (nil where there are none). The recording is not resampled: step is
+// (nil where there are none), missing values left out. The recording is not resampled: step is
 // ignored.
 func (r *Replay) Range(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
 	samples, err := r.RangeSamples(ctx, q, keys, from, to, step)
@@ -132,8 +133,11 @@ func (r *Replay) RangeSamples(ctx context.Context, q steps.Query, keys []string,
 		}
 		lo := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] >= fromMs })
 		hi := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] > toMs })
-		if lo < hi {
-			out[i] = Samples{Timestamps: s.Timestamps[lo:hi:hi], Values: s.Values[lo:hi:hi]}
+		for j := lo; j < hi; j++ {
+			if !math.IsNaN(s.Values[j]) {
+				out[i].Timestamps = append(out[i].Timestamps, s.Timestamps[j])
+				out[i].Values = append(out[i].Values, s.Values[j])
+			}
 		}
 	}
 	return out, nil

@@ -113,6 +113,9 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("start victoria-metrics: %w", err)
+	}
 	scrapeConfig := opts.ScrapeConfigPath
 	if scrapeConfig != "" && opts.ScrapeInterval > 0 {
 		var err error
@@ -227,6 +230,16 @@ func (s *Server) Stop() error {
 		}
 	})
 	return err
+}
+
+// Flush makes everything the server has ingested searchable now
+// (/internal/force_flush) rather than after its periodic flush. Cancelling
+// ctx aborts it.
+func (s *Server) Flush(ctx context.Context) error {
+	if err := post(ctx, s.url+"/internal/force_flush", nil); err != nil {
+		return fmt.Errorf("flush victoria-metrics: %w", err)
+	}
+	return nil
 }
 
 // Import posts export-format data (plain or gzip, see ReadRecording) to
