@@ -1,0 +1,379 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Detection, per host and metric, in four steps. The reasons for each:
+//
+// Baseline. The pre-change window gives a centre (median) and a spread
+// (MAD x 1.4826, which equals the standard deviation for normal data). Both
+// are robust: one burst in the baseline window moves neither, where a mean
+// and standard deviation would be dragged by it and make the detector blind
+// for the whole wave. The spread is floored by RelFloor x |median| and by
+// AbsFloor, because real series are often flat or quantised (a CPU counter
+// that reads 0.066 three times out of four has MAD 0): without a floor every
+// wobble of one quantum would be an infinite deviation.
+//
+// Current value. The latest Smoothing observations are averaged, so one
+// noisy poll moves the current value by 1/Smoothing of its excursion.
+//
+// Deviation. z = (current - median) / spread, signed so that positive is
+// the metric's worse direction. When untouched hosts exist, their mean z
+// over the same ticks (each against its own baseline taken at the same wave
+// start) is subtracted: a change in traffic that moves the whole fleet moves
+// the control hosts too and cancels out (difference in differences). Working
+// in spread units makes hosts of different scales comparable.
+//
+// Score. A one-sided CUSUM (Page 1954): S = max(0, S + z' - k). Each tick
+// adds by how much the deviation exceeds the allowance k, so the score grows
+// with severity times duration, and falls by k - z' per tick once the metric
+// recovers, so a blip decays instead of being remembered forever. The input
+// z' is computed like z but from observations winsorized to median ±
+// ZCap x spread before they are averaged: one sample can then add at most
+// ZCap to the score over all the ticks it stays in the moving average, and
+// with ZCap < Threshold a single heavy-tailed spike (the kind real CPU and
+// network series show several times a day) cannot fire on its own, while a
+// sustained step of any size still adds up to ZCap - k per tick. The host's
+// metric is degraded when S > Threshold. The reported Z is not winsorized:
+// it is what a user reads as "how far off is it now".
+//
+// No data (NaN) is its own state: the score is kept as it was, the metric
+// is marked NoData and consecutive no-data ticks are counted, so that the
+// engine can hand on_no_data the decision instead of passing silently.
+
+// DetectorConfig tunes the detectors. Preset gives the values for the
+// sensitivity presets; a spec may override each field.
+type DetectorConfig struct {
+	// Allowance is the CUSUM slack k, in spreads: the deviation a metric may
+	// keep for ever without its score growing. Must be >= 0.
+	Allowance float64
+	// Threshold is the score h over which a metric, and its host, is
+	// degraded. Must be > 0.
+	Threshold float64
+	// Smoothing is the moving-average window, in ticks (>= 1).
+	Smoothing int
+	// RelFloor is the smallest spread as a share of |baseline median|
+	// (default for every metric; a metric may override it).
+	RelFloor float64
+	// AbsFloor is the smallest spread in the metric's unit (default for
+	// every metric; a metric may override it). Must be > 0 so that a
+	// baseline of constant zeros still has a spread.
+	AbsFloor float64
+	// TailQuantile, when in (0.5, 1), floors the spread by the distance from
+	// the median to this quantile of the baseline in the metric's worse
+	// direction, scaled to a standard deviation for normal data (for 0.9:
+	// divided by 1.2816). A baseline whose normal bursts are rare enough
+	// for the MAD to ignore them still widens its band by them. 0 = off.
+	TailQuantile float64
+	// ZCap winsorizes observations to median ± ZCap spreads before they
+	// enter the score, so that one sample adds at most ZCap to it. Must
+	// be > Allowance.
+	ZCap float64
+	// MinBaselineSamples is the number of baseline samples below which the
+	// baseline is flagged low-confidence (Metric.LowConfidence).
+	MinBaselineSamples int
+	// Band is the half-width, in spreads, of the band a reverted host's
+	// smoothed metrics must be back in for a rollback to count as verified
+	// (see Engine.InBand). Must be > 0.
+	Band float64
+}
+
+// Validate reports every invalid field at once.
+func (c DetectorConfig) Validate() error {
+	var errs []error
+	if c.Allowance < 0 || math.IsNaN(c.Allowance) {
+		errs = append(errs, fmt.Errorf("detection allowance %v: must be >= 0", c.Allowance))
+	}
+	if !(c.Threshold > 0) {
+		errs = append(errs, fmt.Errorf("detection threshold %v: must be > 0", c.Threshold))
+	}
+	if c.Smoothing < 1 {
+		errs = append(errs, fmt.Errorf("detection smoothing %d: must be >= 1", c.Smoothing))
+	}
+	if c.RelFloor < 0 || math.IsNaN(c.RelFloor) {
+		errs = append(errs, fmt.Errorf("detection rel_floor %v: must be >= 0", c.RelFloor))
+	}
+	if !(c.AbsFloor > 0) {
+		errs = append(errs, fmt.Errorf("detection abs_floor %v: must be > 0", c.AbsFloor))
+	}
+	if !(c.ZCap > c.Allowance) {
+		errs = append(errs, fmt.Errorf("detection z_cap %v: must be > allowance %v", c.ZCap, c.Allowance))
+	}
+	if c.TailQuantile != 0 && !(c.TailQuantile > 0.5 && c.TailQuantile < 1) {
+		errs = append(errs, fmt.Errorf("detection tail_quantile %v: must be 0 or in (0.5, 1)", c.TailQuantile))
+	}
+	if c.MinBaselineSamples < 0 {
+		errs = append(errs, fmt.Errorf("detection min_baseline_samples %d: must be >= 0", c.MinBaselineSamples))
+	}
+	if !(c.Band > 0) {
+		errs = append(errs, fmt.Errorf("detection band %v: must be > 0", c.Band))
+	}
+	return errors.Join(errs...)
+}
+
+// MetricConfig is one metric the engine watches.
+type MetricConfig struct {
+	// Name is the query's name (host.metrics.<name> in policies).
+	Name string
+	// HigherIsWorse is the degradation direction: true for latency, errors,
+	// CPU; false for throughput or success rate.
+	HigherIsWorse bool
+	// RelFloor and AbsFloor override the detector's floors for this metric
+	// when > 0.
+	RelFloor, AbsFloor float64
+}
+
+// metricState is one host's detector for one metric. The engine keeps all of
+// them in one slab; Metric is embedded so that host.metrics.<name> points
+// straight into the slab and nothing is copied per tick.
+type metricState struct {
+	Metric
+	// scoreZ is the winsorized, control-adjusted deviation fed to the score.
+	scoreZ float64
+	// ctrlZ is this host's own z before the control adjustment, clamped to
+	// ±ZCap: what it contributes to the control shift when it is untouched.
+	ctrlZ float64
+	// noDataTicks counts consecutive ticks without a value.
+	noDataTicks int32
+	// ringN is how many observations the ring holds, ringPos where the
+	// next one goes.
+	ringN, ringPos int32
+	hasBaseline    bool
+	// fresh is true when the latest tick brought a value.
+	fresh bool
+}
+
+// detectorParams are the per-metric constants of the maths.
+type detectorParams struct {
+	dir                   float64 // +1 higher is worse, -1 lower is worse
+	relFloor, absFloor    float64
+	allowance, threshold  float64
+	zCap, band            float64
+	tailQ, tailZ          float64
+	minSamples, smoothing int
+}
+
+func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
+	p := detectorParams{
+		dir:        -1,
+		relFloor:   c.RelFloor,
+		absFloor:   c.AbsFloor,
+		allowance:  c.Allowance,
+		threshold:  c.Threshold,
+		zCap:       c.ZCap,
+		band:       c.Band,
+		minSamples: c.MinBaselineSamples,
+		smoothing:  c.Smoothing,
+	}
+	if m.HigherIsWorse {
+		p.dir = 1
+	}
+	if c.TailQuantile > 0 {
+		p.tailQ = c.TailQuantile
+		p.tailZ = math.Sqrt2 * math.Erfinv(2*c.TailQuantile-1)
+	}
+	if m.RelFloor > 0 {
+		p.relFloor = m.RelFloor
+	}
+	if m.AbsFloor > 0 {
+		p.absFloor = m.AbsFloor
+	}
+	return p
+}
+
+// setBaseline computes the robust centre and spread of samples (NaN skipped)
+// and restarts the state: empty smoothing window, zero score. scratch is
+// reused for sorting; the grown buffer is returned.
+func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64) []float64 {
+	scratch = scratch[:0]
+	for _, v := range samples {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			scratch = append(scratch, v)
+		}
+	}
+	n := len(scratch)
+	s.Samples = n
+	s.LowConfidence = n < p.minSamples
+	s.hasBaseline = n > 0
+	s.ringN, s.ringPos = 0, 0
+	s.Score, s.scoreZ, s.ctrlZ, s.Z = 0, 0, 0, 0
+	s.Current, s.Delta, s.Ratio = 0, 0, 0
+	s.noDataTicks = 0
+	s.fresh = false
+	if n == 0 {
+		s.Baseline, s.Stddev = 0, 0
+		return scratch
+	}
+	slices.Sort(scratch)
+	med := median(scratch)
+	tail := 0.0
+	if p.tailQ > 0 {
+		if p.dir > 0 {
+			tail = (quantile(scratch, p.tailQ) - med) / p.tailZ
+		} else {
+			tail = (med - quantile(scratch, 1-p.tailQ)) / p.tailZ
+		}
+	}
+	for i, v := range scratch {
+		scratch[i] = math.Abs(v - med)
+	}
+	slices.Sort(scratch)
+	spread := 1.4826 * median(scratch)
+	spread = max(spread, tail, p.relFloor*math.Abs(med), p.absFloor)
+	s.Baseline, s.Stddev = med, spread
+	return scratch
+}
+
+// median of sorted, non-empty xs.
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// quantile of sorted, non-empty xs, interpolating linearly between ranks.
+func quantile(xs []float64, q float64) float64 {
+	r := q * float64(len(xs)-1)
+	i := int(r)
+	if i+1 >= len(xs) {
+		return xs[len(xs)-1]
+	}
+	f := r - float64(i)
+	return xs[i]*(1-f) + xs[i+1]*f
+}
+
+// observe takes one tick's value (NaN = no data) into the smoothing window
+// and computes the uncontrolled deviations. ring is this state's window.
+func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
+	if !s.hasBaseline || math.IsNaN(v) || math.IsInf(v, 0) {
+		s.fresh = false
+		s.NoData = true
+		s.noDataTicks++
+		return
+	}
+	s.fresh = true
+	s.NoData = false
+	s.noDataTicks = 0
+	w := int32(len(ring))
+	ring[s.ringPos] = v
+	s.ringPos = (s.ringPos + 1) % w
+	if s.ringN < w {
+		s.ringN++
+	}
+	lo := s.Baseline - p.zCap*s.Stddev
+	hi := s.Baseline + p.zCap*s.Stddev
+	var sum, clipped float64
+	for _, x := range ring[:s.ringN] {
+		sum += x
+		clipped += min(max(x, lo), hi)
+	}
+	n := float64(s.ringN)
+	s.Current = sum / n
+	s.Delta = s.Current - s.Baseline
+	if s.Baseline != 0 {
+		s.Ratio = s.Current / s.Baseline
+	} else {
+		s.Ratio = 0
+	}
+	s.Z = p.dir * s.Delta / s.Stddev
+	s.scoreZ = p.dir * (clipped/n - s.Baseline) / s.Stddev
+	s.ctrlZ = min(max(s.Z, -p.zCap), p.zCap)
+}
+
+// control subtracts the control hosts' mean shift (in spreads) and records
+// their mean current value; has is false when there are no control hosts.
+func (s *metricState) control(shift, mean float64, has bool) {
+	s.HasControl = has
+	if !has {
+		s.Control = 0
+		return
+	}
+	s.Control = mean
+	if s.fresh {
+		s.Z -= shift
+		s.scoreZ -= shift
+	}
+}
+
+// accumulate advances the CUSUM by one tick; a tick without data keeps the
+// score. It reports whether the metric is degraded.
+func (s *metricState) accumulate(p *detectorParams) bool {
+	if s.fresh {
+		s.Score = max(0, s.Score+s.scoreZ-p.allowance)
+	}
+	return s.Score > p.threshold
+}
+
+// inBand reports whether the smoothed value is within Band spreads of the
+// baseline (control-adjusted), with at least one value since the reset.
+func (s *metricState) inBand(p *detectorParams) bool {
+	return s.fresh && s.ringN > 0 && math.Abs(s.Z) <= p.band
+}
+
+// restartWindow empties the smoothing window, so that Current reflects only
+// what is observed from now on.
+func (s *metricState) restartWindow() {
+	s.ringN, s.ringPos = 0, 0
+	s.fresh = false
+}
+
+// Detector is the detector of one metric on one host, for callers that do
+// not need a whole Engine (tests, replaying one series). The Engine runs the
+// same maths over a slab of them.
+type Detector struct {
+	p       detectorParams
+	st      metricState
+	ring    []float64
+	scratch []float64
+}
+
+// NewDetector returns a detector for one metric, or an error if cfg is
+// invalid.
+func NewDetector(cfg DetectorConfig, m MetricConfig) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("detector for metric %q: %w", m.Name, err)
+	}
+	return &Detector{p: newDetectorParams(cfg, m), ring: make([]float64, cfg.Smoothing)}, nil
+}
+
+// SetBaseline sets the baseline from the pre-change samples (NaN skipped)
+// and restarts smoothing and score.
+func (d *Detector) SetBaseline(samples []float64) {
+	d.scratch = d.st.setBaseline(&d.p, samples, d.scratch)
+}
+
+// Observe takes one tick's value (NaN = no data) without a control group
+// and reports whether the metric is degraded.
+func (d *Detector) Observe(v float64) bool {
+	d.st.observe(&d.p, v, d.ring)
+	d.st.control(0, 0, false)
+	return d.st.accumulate(&d.p)
+}
+
+// ObserveControlled is Observe with a control group: shift is the mean
+// deviation, in spreads and in the worse direction, of untouched hosts over
+// the same tick, and mean their mean current value.
+func (d *Detector) ObserveControlled(v, shift, mean float64) bool {
+	d.st.observe(&d.p, v, d.ring)
+	d.st.control(shift, mean, true)
+	return d.st.accumulate(&d.p)
+}
+
+// Metric is the detector's state as policies see it.
+func (d *Detector) Metric() *Metric { return &d.st.Metric }
+
+// Degraded reports whether the score is over the threshold.
+func (d *Detector) Degraded() bool { return d.st.Score > d.p.threshold }
+
+// NoDataTicks is the number of consecutive ticks without a value.
+func (d *Detector) NoDataTicks() int { return int(d.st.noDataTicks) }
+
+// InBand reports whether the smoothed value is back within Band spreads of
+// the baseline.
+func (d *Detector) InBand() bool { return d.st.inBand(&d.p) }

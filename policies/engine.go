@@ -1,0 +1,482 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Evaluator is what the engine needs of a policy. *Policy implements it;
+// tests pass closures.
+type Evaluator interface {
+	// HasFleet reports whether the policy has a rollback_when program.
+	HasFleet() bool
+	// HasHost reports whether the policy has a host_rollback_when program.
+	HasHost() bool
+	// EvalFleet runs rollback_when against env.
+	EvalFleet(env *Env) (bool, error)
+	// EvalHost runs host_rollback_when against env with env.Host = h.
+	EvalHost(env *Env, h *Host) (bool, error)
+	// UsesMetrics names the metrics the policy reads; nil means all of
+	// them (the engine then treats no data on any metric as no data for
+	// the policy).
+	UsesMetrics() []string
+	// PolicyName names the policy in results and reports.
+	PolicyName() string
+}
+
+// Outcome is a policy's result at one tick.
+type Outcome int
+
+// Outcomes, from the least to the most decisive for a caller: Fire wins over
+// NoData (it fired on the data that exists), Error over NoData.
+const (
+	// OutcomePass: evaluated on complete data, did not fire.
+	OutcomePass Outcome = iota
+	// OutcomeFire: rollback_when fired.
+	OutcomeFire
+	// OutcomeNoData: did not fire, but a metric the policy uses had no
+	// data for some changed host; the caller applies on_no_data.
+	OutcomeNoData
+	// OutcomeError: an evaluation failed (see PolicyResult.Err).
+	OutcomeError
+)
+
+// String returns pass, fire, nodata or error.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomePass:
+		return "pass"
+	case OutcomeFire:
+		return "fire"
+	case OutcomeNoData:
+		return "nodata"
+	case OutcomeError:
+		return "error"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// PolicyResult is one policy's result at one tick.
+type PolicyResult struct {
+	Policy Evaluator
+	// Outcome is the fleet-level outcome (rollback_when). Host-level fires
+	// (host_rollback_when) are listed in TickResult.HostFires; a policy
+	// with only a host program is Pass, NoData or Error here.
+	Outcome Outcome
+	// NoData is true when a metric the policy uses had no data for some
+	// changed host at this tick, whether or not the policy fired.
+	NoData bool
+	// NoDataTicks is the number of consecutive ticks, this one included,
+	// with NoData true (0 when NoData is false).
+	NoDataTicks int
+	// Err is the first evaluation error of the tick, when Outcome is
+	// OutcomeError.
+	Err error
+}
+
+// HostFire is one host whose host_rollback_when fired.
+type HostFire struct {
+	Policy Evaluator
+	// Host is the host's index in EngineConfig.Hosts.
+	Host int
+}
+
+// TickResult is what one tick decided. The engine reuses it: it is valid
+// until the next call to Tick.
+type TickResult struct {
+	// Policies has one result per policy, in EngineConfig order.
+	Policies []PolicyResult
+	// HostFires lists host-level fires, by policy then host order.
+	HostFires []HostFire
+}
+
+// EngineConfig is what an Engine watches and decides with.
+type EngineConfig struct {
+	// Hosts are every target host's names; the engine refers to hosts by
+	// their index in this list.
+	Hosts []string
+	// Metrics are the queries, in the order Observe refers to them.
+	Metrics []MetricConfig
+	// Detector tunes every detector (per-metric floors may override it).
+	Detector DetectorConfig
+	// Policies are evaluated at every tick, in order.
+	Policies []Evaluator
+	// NoDataTicks is carried for the caller (on_no_data: fail tolerates
+	// that many consecutive no-data ticks); the engine only counts them.
+	NoDataTicks int
+}
+
+type policyState struct {
+	ev          Evaluator
+	metrics     []int // indices into EngineConfig.Metrics; nil = all
+	noDataTicks int
+}
+
+// Engine runs the detectors of every host and metric and evaluates the
+// policies, one tick at a time. It keeps one Env and updates it in place;
+// after construction a tick allocates nothing of its own (policy programs
+// may). It is not safe for concurrent use.
+//
+// Memory layout: one slab of detector states (host-major, so one host's
+// metrics sit together), one slab of smoothing windows, one Host per target
+// whose Metrics map points into the state slab. Hosts are entered in
+// Env.Hosts when their wave starts and leave it when excluded.
+type Engine struct {
+	cfg    EngineConfig
+	nh, nm int
+	params []detectorParams // per metric
+	hosts  []Host
+	states []metricState // [host*nm + metric]
+	rings  []float64     // [(host*nm + metric)*smoothing + i]
+	obs    []float64     // [metric*nh + host], NaN-filled after each tick
+
+	changed, excluded []bool
+	// envIdx[i] is the host index of env.Hosts[i].
+	envIdx []int
+
+	// Per-metric scratch of a tick: the control group's shift and mean,
+	// and whether some changed host had no data.
+	ctrlShift, ctrlMean []float64
+	ctrlN               []int
+	metricNoData        []bool
+
+	policies []policyState
+	env      Env
+	result   TickResult
+	scratch  []float64
+}
+
+// NewEngine builds an engine, or reports every problem in cfg at once.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	var errs []error
+	if err := cfg.Detector.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(cfg.Metrics) == 0 {
+		errs = append(errs, errors.New("no metrics"))
+	}
+	index := make(map[string]int, len(cfg.Metrics))
+	for i, m := range cfg.Metrics {
+		if _, dup := index[m.Name]; dup {
+			errs = append(errs, fmt.Errorf("metric %q: defined twice", m.Name))
+		}
+		index[m.Name] = i
+		if m.RelFloor < 0 || m.AbsFloor < 0 {
+			errs = append(errs, fmt.Errorf("metric %q: floors must be >= 0", m.Name))
+		}
+	}
+	e := &Engine{cfg: cfg, nh: len(cfg.Hosts), nm: len(cfg.Metrics)}
+	for _, ev := range cfg.Policies {
+		ps := policyState{ev: ev}
+		if used := ev.UsesMetrics(); used != nil {
+			ps.metrics = make([]int, 0, len(used))
+			for _, name := range used {
+				i, ok := index[name]
+				if !ok {
+					errs = append(errs, fmt.Errorf("policy %q: unknown metric %q", ev.PolicyName(), name))
+					continue
+				}
+				ps.metrics = append(ps.metrics, i)
+			}
+		}
+		e.policies = append(e.policies, ps)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+
+	nh, nm, w := e.nh, e.nm, cfg.Detector.Smoothing
+	e.params = make([]detectorParams, nm)
+	for m, mc := range cfg.Metrics {
+		e.params[m] = newDetectorParams(cfg.Detector, mc)
+	}
+	e.hosts = make([]Host, nh)
+	e.states = make([]metricState, nh*nm)
+	e.rings = make([]float64, nh*nm*w)
+	e.obs = make([]float64, nm*nh)
+	for i := range e.obs {
+		e.obs[i] = math.NaN()
+	}
+	e.changed = make([]bool, nh)
+	e.excluded = make([]bool, nh)
+	e.ctrlShift = make([]float64, nm)
+	e.ctrlMean = make([]float64, nm)
+	e.ctrlN = make([]int, nm)
+	e.metricNoData = make([]bool, nm)
+	for h, name := range cfg.Hosts {
+		host := &e.hosts[h]
+		host.Name = name
+		host.Metrics = make(map[string]*Metric, nm)
+		for m, mc := range cfg.Metrics {
+			st := &e.states[h*nm+m]
+			st.NoData = true
+			host.Metrics[mc.Name] = &st.Metric
+		}
+	}
+	e.env.Hosts = make([]*Host, 0, nh)
+	e.envIdx = make([]int, 0, nh)
+	e.env.Fleet.Size = nh
+	e.result.Policies = make([]PolicyResult, len(e.policies))
+	for i, ps := range e.policies {
+		e.result.Policies[i].Policy = ps.ev
+	}
+	return e, nil
+}
+
+func (e *Engine) valid(host int) bool { return host >= 0 && host < e.nh }
+
+func (e *Engine) ring(host, metric int) []float64 {
+	w := e.cfg.Detector.Smoothing
+	i := (host*e.nm + metric) * w
+	return e.rings[i : i+w : i+w]
+}
+
+// StartWave marks hosts (indices into EngineConfig.Hosts) as changed and
+// applied, enters them in Env.Hosts and restarts their scores and smoothing.
+// It sets Env.Wave. Indices out of range, already changed or excluded hosts
+// are skipped.
+func (e *Engine) StartWave(name string, index int, hosts []int) {
+	e.env.Wave = Wave{Name: name, Index: index}
+	for _, h := range hosts {
+		if !e.valid(h) || e.changed[h] || e.excluded[h] {
+			continue
+		}
+		e.changed[h] = true
+		host := &e.hosts[h]
+		host.Wave = name
+		host.Applied = true
+		host.Score, host.Degraded = 0, false
+		for m := range e.nm {
+			st := &e.states[h*e.nm+m]
+			st.Score = 0
+			st.restartWindow()
+		}
+		e.env.Hosts = append(e.env.Hosts, host)
+		e.envIdx = append(e.envIdx, h)
+	}
+	e.env.Fleet.Changed = len(e.env.Hosts)
+}
+
+// SetBaseline sets one host's baseline for one metric from the pre-change
+// samples (NaN skipped), and restarts that detector's smoothing and score.
+// Call it at each wave start for the wave's hosts and for every untouched
+// host, which form the control group.
+func (e *Engine) SetBaseline(metric, host int, samples []float64) {
+	if !e.valid(host) || metric < 0 || metric >= e.nm {
+		return
+	}
+	e.scratch = e.states[host*e.nm+metric].setBaseline(&e.params[metric], samples, e.scratch)
+}
+
+// Observe records one metric's values for the next Tick: values[h] for host
+// index h, NaN for no data. A metric not observed before a tick has no data
+// at that tick.
+func (e *Engine) Observe(metric int, values []float64) {
+	if metric < 0 || metric >= e.nm {
+		return
+	}
+	copy(e.obs[metric*e.nh:(metric+1)*e.nh], values)
+}
+
+// MarkFailed marks a host whose apply failed or that was unreachable.
+func (e *Engine) MarkFailed(host int) {
+	if e.valid(host) {
+		e.hosts[host].Failed = true
+	}
+}
+
+// Exclude takes a reverted host out of Env.Hosts and out of the control
+// group. Its detectors keep observing, from an empty smoothing window, so
+// that InBand can verify the rollback.
+func (e *Engine) Exclude(host int) {
+	if !e.valid(host) || e.excluded[host] {
+		return
+	}
+	e.excluded[host] = true
+	for m := range e.nm {
+		e.states[host*e.nm+m].restartWindow()
+	}
+	if i := slices.Index(e.envIdx, host); i >= 0 {
+		e.env.Hosts = slices.Delete(e.env.Hosts, i, i+1)
+		e.envIdx = slices.Delete(e.envIdx, i, i+1)
+	}
+	e.env.Fleet.Changed = len(e.env.Hosts)
+}
+
+// Env is the environment the policies see; it changes at every Tick.
+func (e *Engine) Env() *Env { return &e.env }
+
+// Host returns host i (an index into EngineConfig.Hosts).
+func (e *Engine) Host(i int) *Host { return &e.hosts[i] }
+
+// InBand reports whether every metric of host that has a baseline has a
+// value since the host was excluded (or its window restarted) and its
+// smoothed value is within Band spreads of the baseline, after the control
+// adjustment: the check that a rollback worked. A host without any
+// baseline is not in band.
+func (e *Engine) InBand(host int) bool {
+	if !e.valid(host) {
+		return false
+	}
+	judged := false
+	for m := range e.nm {
+		st := &e.states[host*e.nm+m]
+		if !st.hasBaseline {
+			continue
+		}
+		if !st.inBand(&e.params[m]) {
+			return false
+		}
+		judged = true
+	}
+	return judged
+}
+
+// NoDataTicks is the configured tolerance (EngineConfig.NoDataTicks).
+func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
+
+// Tick updates every detector from the last Observe of each metric,
+// refreshes the Env (host scores, fleet statistics, phase, elapsed) and
+// evaluates every policy: a fleet program once, a host program once per
+// changed, non-excluded host. The result is reused by the next Tick.
+func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
+	nh, nm := e.nh, e.nm
+	// Detectors: every host with a baseline observes, so that untouched
+	// hosts can serve as controls and excluded hosts can be verified.
+	for m := range nm {
+		e.ctrlShift[m], e.ctrlMean[m], e.ctrlN[m] = 0, 0, 0
+		e.metricNoData[m] = false
+	}
+	for h := range nh {
+		control := !e.changed[h] && !e.excluded[h]
+		for m := range nm {
+			st := &e.states[h*nm+m]
+			v := e.obs[m*nh+h]
+			e.obs[m*nh+h] = math.NaN()
+			if !st.hasBaseline && !e.changed[h] {
+				continue
+			}
+			st.observe(&e.params[m], v, e.ring(h, m))
+			if control && st.fresh {
+				e.ctrlShift[m] += st.ctrlZ
+				e.ctrlMean[m] += st.Current
+				e.ctrlN[m]++
+			}
+		}
+	}
+	for m := range nm {
+		if n := e.ctrlN[m]; n > 0 {
+			e.ctrlShift[m] /= float64(n)
+			e.ctrlMean[m] /= float64(n)
+		}
+	}
+
+	// Scores of changed hosts; control adjustment for every host that is
+	// judged or verified.
+	var fleet Fleet
+	fleet.Size = nh
+	for h := range nh {
+		if !e.changed[h] && !e.excluded[h] {
+			continue
+		}
+		host := &e.hosts[h]
+		judged := e.changed[h] && !e.excluded[h]
+		score, degraded := 0.0, false
+		for m := range nm {
+			st := &e.states[h*nm+m]
+			st.control(e.ctrlShift[m], e.ctrlMean[m], e.ctrlN[m] > 0)
+			if !judged {
+				continue
+			}
+			if st.accumulate(&e.params[m]) {
+				degraded = true
+			}
+			score = max(score, st.Score)
+			if st.NoData {
+				e.metricNoData[m] = true
+			}
+		}
+		if !judged {
+			continue
+		}
+		host.Score, host.Degraded = score, degraded
+		fleet.Changed++
+		fleet.MeanScore += score
+		fleet.MaxScore = max(fleet.MaxScore, score)
+		if degraded {
+			fleet.Degraded++
+		}
+	}
+	if fleet.Changed > 0 {
+		fleet.MeanScore /= float64(fleet.Changed)
+		fleet.FractionDegraded = float64(fleet.Degraded) / float64(fleet.Changed)
+	}
+	e.env.Fleet = fleet
+	e.env.Phase = phase
+	e.env.Elapsed = elapsed
+	e.env.Host = nil
+
+	e.result.HostFires = e.result.HostFires[:0]
+	for i := range e.policies {
+		e.evaluate(i)
+	}
+	e.env.Host = nil
+	return &e.result
+}
+
+// evaluate runs policy i and fills its result.
+func (e *Engine) evaluate(i int) {
+	ps := &e.policies[i]
+	res := &e.result.Policies[i]
+	noData := false
+	if ps.metrics == nil {
+		noData = slices.Contains(e.metricNoData, true)
+	} else {
+		for _, m := range ps.metrics {
+			noData = noData || e.metricNoData[m]
+		}
+	}
+	if noData {
+		ps.noDataTicks++
+	} else {
+		ps.noDataTicks = 0
+	}
+	res.NoData, res.NoDataTicks, res.Err = noData, ps.noDataTicks, nil
+
+	fired := false
+	if ps.ev.HasFleet() {
+		ok, err := ps.ev.EvalFleet(&e.env)
+		if err != nil {
+			res.Err = fmt.Errorf("policy %q rollback_when: %w", ps.ev.PolicyName(), err)
+		}
+		fired = ok && err == nil
+	}
+	if ps.ev.HasHost() {
+		for j, host := range e.env.Hosts {
+			e.env.Host = host
+			ok, err := ps.ev.EvalHost(&e.env, host)
+			if err != nil {
+				if res.Err == nil {
+					res.Err = fmt.Errorf("policy %q host_rollback_when on host %q: %w", ps.ev.PolicyName(), host.Name, err)
+				}
+				continue
+			}
+			if ok {
+				e.result.HostFires = append(e.result.HostFires, HostFire{Policy: ps.ev, Host: e.envIdx[j]})
+			}
+		}
+		e.env.Host = nil
+	}
+	switch {
+	case fired:
+		res.Outcome = OutcomeFire
+	case res.Err != nil:
+		res.Outcome = OutcomeError
+	case noData:
+		res.Outcome = OutcomeNoData
+	default:
+		res.Outcome = OutcomePass
+	}
+}
