@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,7 @@ type Client struct {
 	hc        *http.Client
 	log       *slog.Logger
 	bufs      sync.Pool // *bytes.Buffer for response bodies
+	matchers  matcherCache
 }
 
 var (
@@ -118,6 +120,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.bufs.New = func() any { return new(bytes.Buffer) }
+	c.matchers.hostLabel = c.hostLabel
 	return c, nil
 }
 
@@ -167,13 +170,13 @@ func (c *Client) Instant(ctx context.Context, q steps.Query, keys []string, at t
 		out[i] = math.NaN()
 	}
 	params := url.Values{"query": {q.Expr}, "time": {formatTime(at)}}
-	m := newKeyMatcher(keys)
-	err := c.query(ctx, q, "/api/v1/query", params, func(host []byte, hasHost bool, labels []byte, pts []point) error {
+	m := c.matchers.matcher(keys)
+	err := c.query(ctx, q, "/api/v1/query", params, func(body, host []byte, hasHost bool, labels []byte, pts []point) error {
 		i, ok := m.match(host, hasHost, labels)
 		if !ok || len(pts) == 0 {
 			return nil
 		}
-		if err := m.claim(i, labels); err != nil {
+		if err := m.claim(i, body, host, labels); err != nil {
 			return err
 		}
 		out[i] = pts[len(pts)-1].V
@@ -231,13 +234,13 @@ func (c *Client) rangeInto(ctx context.Context, q steps.Query, keys []string, fr
 		"end":   {formatTime(to)},
 		"step":  {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
 	}
-	m := newKeyMatcher(keys)
-	return c.query(ctx, q, "/api/v1/query_range", params, func(host []byte, hasHost bool, labels []byte, pts []point) error {
+	m := c.matchers.matcher(keys)
+	return c.query(ctx, q, "/api/v1/query_range", params, func(body, host []byte, hasHost bool, labels []byte, pts []point) error {
 		i, ok := m.match(host, hasHost, labels)
 		if !ok {
 			return nil
 		}
-		if err := m.claim(i, labels); err != nil {
+		if err := m.claim(i, body, host, labels); err != nil {
 			return err
 		}
 		s := &out[i]
@@ -254,18 +257,13 @@ func (c *Client) rangeInto(ctx context.Context, q steps.Query, keys []string, fr
 // keyMatcher maps result series to the caller's keys and catches a key
 // matched twice.
 type keyMatcher struct {
-	index     map[string]int
-	claimed   []string // label set that claimed each key, "" when none
+	index     map[string]int // shared, read-only
+	seen      []bool
+	label     string // the host label
 	unmatched int
 }
 
-func newKeyMatcher(keys []string) *keyMatcher {
-	m := &keyMatcher{index: make(map[string]int, len(keys)), claimed: make([]string, len(keys))}
-	for i, k := range keys {
-		m.index[k] = i
-	}
-	return m
-}
+func (m *keyMatcher) hostLabel() string { return m.label }
 
 func (m *keyMatcher) match(host []byte, hasHost bool, labels []byte) (int, bool) {
 	if !hasHost {
@@ -279,17 +277,43 @@ func (m *keyMatcher) match(host []byte, hasHost bool, labels []byte) (int, bool)
 	return i, ok
 }
 
-func (m *keyMatcher) claim(i int, labels []byte) error {
-	if m.claimed[i] != "" {
-		return fmt.Errorf("two series for one host: %s and %s", m.claimed[i], compactLabels(labels))
+// claim marks key i as answered; a second series for it is an error naming
+// both label sets (the first one found again in body, off the hot path).
+func (m *keyMatcher) claim(i int, body, host, labels []byte) error {
+	if !m.seen[i] {
+		m.seen[i] = true
+		return nil
 	}
-	m.claimed[i] = compactLabels(labels)
-	return nil
+	return fmt.Errorf("two series for one host: %s and %s", firstLabels(body, m.hostLabel(), host), compactLabels(labels))
+}
+
+// matcherCache keeps the index of the last key list: a rollout asks about
+// the same hosts every tick, and building a 10,000-entry map each time
+// would cost more than decoding the answer.
+type matcherCache struct {
+	mu        sync.Mutex
+	keys      []string
+	index     map[string]int
+	hostLabel string
+}
+
+func (c *matcherCache) matcher(keys []string) *keyMatcher {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.index == nil || !slices.Equal(c.keys, keys) {
+		c.keys = slices.Clone(keys)
+		c.index = make(map[string]int, len(keys))
+		for i, k := range keys {
+			c.index[k] = i
+		}
+	}
+	return &keyMatcher{index: c.index, seen: make([]bool, len(keys)), label: c.hostLabel}
 }
 
 // query sends one query (retrying once on a transient failure), decodes
 // the answer and calls fn per series. Errors name the query.
-func (c *Client) query(ctx context.Context, q steps.Query, path string, params url.Values, fn seriesFunc) error {
+func (c *Client) query(ctx context.Context, q steps.Query, path string, params url.Values,
+	fn func(body, host []byte, hasHost bool, labels []byte, pts []point) error) error {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = params.Encode()
@@ -315,7 +339,10 @@ func (c *Client) query(ctx context.Context, q steps.Query, path string, params u
 		return fmt.Errorf("query %q: %w", q.Name, err)
 	}
 
-	resp, derr := decodeResponse(buf.Bytes(), c.hostLabel, fn)
+	body := buf.Bytes()
+	resp, derr := decodeResponse(body, c.hostLabel, func(host []byte, hasHost bool, labels []byte, pts []point) error {
+		return fn(body, host, hasHost, labels, pts)
+	})
 	if status/100 != 2 || resp.Status == "error" {
 		apiErr := &APIError{StatusCode: status, Type: resp.ErrorType, Message: resp.Error}
 		if apiErr.Message == "" && derr != nil { // not the API's JSON: a proxy's page

@@ -517,3 +517,79 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestClientKeyOrderFollowsEachCall(t *testing.T) {
+	srv := newAPIServer(t, serve(200, fixture(t, "instant-latency.json")))
+	c := newClient(t, Config{URL: srv.URL})
+	at := time.Unix(1704110460, 0)
+	for _, tt := range []struct {
+		keys []string
+		want []float64
+	}{
+		{[]string{"web-1", "web-2"}, []float64{0.300334, 0.192774}},
+		{[]string{"web-2", "web-1"}, []float64{0.192774, 0.300334}},
+		{[]string{"web-2", "web-1", "web-9"}, []float64{0.192774, 0.300334, 0.203991}},
+	} {
+		out := make([]float64, len(tt.keys))
+		if err := c.Instant(context.Background(), latency, tt.keys, at, out); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(out, tt.want) {
+			t.Errorf("keys %v: values %v, want %v", tt.keys, out, tt.want)
+		}
+	}
+}
+
+func TestDecodeResponse(t *testing.T) {
+	type series struct {
+		host    string
+		hasHost bool
+		points  []point
+	}
+	tests := []struct {
+		name    string
+		body    string
+		want    []series
+		wantErr string
+	}{
+		{name: "escaped label value, fractional time, special values",
+			body: `{"status":"success","data":{"result":[{"metric":{"instance":"web-\"1\"\u00e9"},"values":[[1704110460.123,"NaN"],[-1.5,"+Inf"],[2,"1e-3"]]}],"resultType":"matrix"},"warnings":["x"]}`,
+			want: []series{{`web-"1"é`, true, []point{{1704110460123, math.NaN()}, {-1500, math.Inf(1)}, {2000, 0.001}}}}},
+		{name: "series without the host label",
+			body: ` { "status" : "success" , "data" : { "resultType" : "vector" , "result" : [ { "metric" : { } , "value" : [ 1 , "2" ] } ] } } `,
+			want: []series{{"", false, []point{{1000, 2}}}}},
+		{name: "error answer", body: `{"status":"error","errorType":"bad_data","error":"boom","data":null}`},
+		{name: "bad value", body: `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}`, wantErr: `value "abc"`},
+		{name: "not JSON", body: `<html>`, wantErr: "decode response at byte 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []series
+			_, err := decodeResponse([]byte(tt.body), "instance", func(host []byte, hasHost bool, _ []byte, pts []point) error {
+				got = append(got, series{string(host), hasHost, slices.Clone(pts)})
+				return nil
+			})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d series, want %d", len(got), len(tt.want))
+			}
+			for i := range got {
+				g, w := got[i], tt.want[i]
+				samePoints := slices.EqualFunc(g.points, w.points, func(a, b point) bool {
+					return a.T == b.T && (a.V == b.V || math.IsNaN(a.V) && math.IsNaN(b.V))
+				})
+				if g.host != w.host || g.hasHost != w.hasHost || !samePoints {
+					t.Errorf("series %d = %+v, want %+v", i, g, w)
+				}
+			}
+		})
+	}
+}

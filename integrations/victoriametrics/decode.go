@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -175,9 +176,9 @@ func (d *decoder) point() error {
 	}
 	d.ws()
 	tsTok := d.number()
-	ts, err := strconv.ParseFloat(string(tsTok), 64)
+	ms, err := parseTimestamp(tsTok)
 	if err != nil {
-		return fmt.Errorf("timestamp %q: %w", tsTok, err)
+		return err
 	}
 	if err := d.expect(','); err != nil {
 		return err
@@ -198,14 +199,32 @@ func (d *decoder) point() error {
 	if err := d.expect(']'); err != nil {
 		return err
 	}
-	// Round to the millisecond: timestamps are printed as seconds with a
-	// fraction of up to three digits.
-	ms := int64(ts*1000 + 0.5)
-	if ts < 0 {
-		ms = int64(ts*1000 - 0.5)
-	}
 	d.points = append(d.points, point{T: ms, V: v})
 	return nil
+}
+
+// parseTimestamp turns unix seconds, printed with a fraction of up to three
+// digits, into milliseconds. Plain integers, the common case, skip
+// ParseFloat.
+func parseTimestamp(tok []byte) (int64, error) {
+	if len(tok) > 0 && len(tok) < 19 {
+		var n int64
+		for _, c := range tok {
+			if c < '0' || c > '9' {
+				n = -1
+				break
+			}
+			n = n*10 + int64(c-'0')
+		}
+		if n >= 0 {
+			return n * 1000, nil
+		}
+	}
+	ts, err := strconv.ParseFloat(string(tok), 64)
+	if err != nil {
+		return 0, fmt.Errorf("timestamp %q: %w", tok, err)
+	}
+	return int64(math.Round(ts * 1000)), nil
 }
 
 // object reads {"key": value, ...}, calling fn with each key positioned at
@@ -368,6 +387,21 @@ func (d *decoder) expect(c byte) error {
 	}
 	d.i++
 	return nil
+}
+
+// firstLabels returns the label set of the first series of body whose host
+// label is host, for the error about two series of one host.
+func firstLabels(body []byte, hostLabel string, host []byte) string {
+	var found string
+	errFound := errors.New("found")
+	_, _ = decodeResponse(body, hostLabel, func(h []byte, hasHost bool, labels []byte, _ []point) error {
+		if hasHost && bytes.Equal(h, host) {
+			found = compactLabels(labels)
+			return errFound
+		}
+		return nil
+	})
+	return found
 }
 
 // compactLabels returns a label set's raw JSON without insignificant
