@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/rollguard/rollguard/integrations/victoriametrics"
+	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/runner"
+	"github.com/rollguard/rollguard/steps"
+)
+
+// loadSpec loads and compiles a spec; any problem is bad input (exit 2),
+// with every problem listed.
+func loadSpec(path string) (*runner.Spec, []*policies.Policy, error) {
+	if path == "" {
+		return nil, nil, badInput(fmt.Errorf("no spec given: use -f rollout.yaml"))
+	}
+	spec, pols, err := runner.Load(path, nil)
+	if err != nil {
+		return nil, nil, badInput(err)
+	}
+	return spec, pols, nil
+}
+
+func newValidateCmd() *cobra.Command {
+	var file string
+	c := &cobra.Command{
+		Use:   "validate -f rollout.yaml",
+		Short: "Load the spec and its policies, print every problem (exit 0 valid, 2 invalid)",
+		Long: `validate loads rollout.yaml and every policy file it names, checks every key,
+value and reference, and compiles every policy expression against the policy
+environment. It prints every problem at once as file:line:col: message, and
+changes nothing anywhere.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			spec, pols, err := loadSpec(file)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: valid: rollout %q, %d queries, %d policies\n", file, spec.Name, len(spec.Metrics.Queries), len(pols))
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&file, "file", "f", "", "rollout spec (rollout.yaml)")
+	return c
+}
+
+func newSchemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of rollout.yaml and of policy files",
+		Long: `schema prints a JSON Schema (draft 2020-12) generated from the Go types that
+load rollout.yaml and policy files. Point your editor's YAML language server at
+it for completion and inline errors.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			s, err := runner.Schema()
+			if err != nil {
+				return failed(err)
+			}
+			_, err = c.OutOrStdout().Write(append(s, '\n'))
+			return err
+		},
+	}
+}
+
+// parseChangeAt accepts RFC 3339 or unix seconds.
+func parseChangeAt(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, fmt.Errorf("--change-at is required: the moment the (first) apply started, RFC 3339 (2024-01-01T12:00:00Z) or unix seconds")
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec := int64(f)
+		return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("--change-at %q: want RFC 3339 (2024-01-01T12:00:00Z) or unix seconds (1704110400)", s)
+}
+
+func newDryRunCmd() *cobra.Command {
+	var file, metrics, changeAt, reportDir string
+	var quiet bool
+	c := &cobra.Command{
+		Use:   "dry-run -f rollout.yaml --metrics rec.jsonl --change-at T [--report-dir D]",
+		Short: "Replay recorded metrics through the waves, detectors and policies (0 would promote, 3 would roll back)",
+		Long: `dry-run says what a real rollout would have done, from recorded metrics and
+with nothing installed: no Ansible, no metrics server, no host touched.
+
+The recording is VictoriaMetrics' export format (/api/v1/export, one series a
+line, plain or gzip), with __name__ set to the query's name in the spec and the
+host in metrics.host_label; 'rollguard run --record' writes exactly this.
+
+The canary's apply starts at --change-at; each later wave starts when the
+previous wave's monitoring period ends; each wave's baseline is the recording's
+metrics.baseline window right before it. Time is simulated, so hours replay in
+milliseconds. It prints a timeline (tick, wave, degraded hosts, each policy's
+outcome and reason) and writes report.json, report.md and report.html into
+--report-dir when given.
+
+Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
+		Example: `  rollguard dry-run -f rollout.yaml --metrics export.jsonl.gz --change-at 2024-01-01T12:00:00Z --report-dir out/`,
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			at, err := parseChangeAt(changeAt)
+			if err != nil {
+				return badInput(err)
+			}
+			if metrics == "" {
+				return badInput(fmt.Errorf("--metrics is required: a recording in VictoriaMetrics' export format"))
+			}
+			spec, pols, err := loadSpec(file)
+			if err != nil {
+				return err
+			}
+			rec, err := victoriametrics.OpenRecording(metrics)
+			if err != nil {
+				return badInput(err)
+			}
+			rec.HostLabel = spec.Metrics.HostLabel
+			// A recorded sample stands for two intervals, as a live query
+			// would see it; after that the host has no data.
+			replay, err := victoriametrics.NewReplay(rec, victoriametrics.ReplayOptions{Lookback: 2 * spec.Metrics.Interval.D()})
+			if err != nil {
+				return badInput(err)
+			}
+			hosts, err := dryRunHosts(spec, rec)
+			if err != nil {
+				return badInput(err)
+			}
+			plan, err := runner.MakePlan(spec, hosts)
+			if err != nil {
+				return badInput(err)
+			}
+			out := io.Writer(c.OutOrStdout())
+			if quiet {
+				out = nil
+			}
+			ro := &runner.Rollout{
+				Spec: spec, Policies: pols, Plan: plan,
+				Metrics: replay,
+				Clock:   runner.NewSimClock(at),
+				Out:     out,
+				Logger:  slog.New(slog.DiscardHandler),
+				RunID:   "dry-" + uuid.NewString()[:8],
+			}
+			res, err := ro.Execute(context.WithoutCancel(c.Context()))
+			if err != nil {
+				return badInput(err)
+			}
+			return finish(c, res, reportDir)
+		},
+	}
+	c.Flags().StringVarP(&file, "file", "f", "", "rollout spec (rollout.yaml)")
+	c.Flags().StringVar(&metrics, "metrics", "", "recorded metrics (VictoriaMetrics export format, .jsonl or .jsonl.gz)")
+	c.Flags().StringVar(&changeAt, "change-at", "", "when the first apply started: RFC 3339 or unix seconds")
+	c.Flags().StringVar(&reportDir, "report-dir", "", "write report.json, report.md, report.html here")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the verdict, not the timeline")
+	return c
+}
+
+// dryRunHosts takes the static targets; for discovered targets (Consul,
+// Nomad, inventory) a dry run cannot ask the cluster, so the hosts are the
+// ones the recording has, in name order.
+func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]steps.Host, error) {
+	if len(spec.Targets.Static) > 0 {
+		return runner.StaticHosts(spec), nil
+	}
+	names := rec.Hosts()
+	if len(names) == 0 {
+		return nil, fmt.Errorf("the recording has no series with the label %q, and the spec's targets are not a static list", spec.Metrics.HostLabel)
+	}
+	hosts := make([]steps.Host, len(names))
+	for i, n := range names {
+		hosts[i] = steps.Host{Name: n, Address: n}
+	}
+	return hosts, nil
+}
+
+// finish prints the verdict, writes the report and maps the outcome to
+// the exit code.
+func finish(c *cobra.Command, res *runner.Result, reportDir string) error {
+	r := res.Report
+	w := c.OutOrStdout()
+	verdict := r.Outcome
+	if r.DryRun {
+		verdict = map[string]string{
+			steps.OutcomePromoted: "would promote", steps.OutcomeRolledBack: "would roll back",
+			steps.OutcomeHalted: "would halt", steps.OutcomeError: "error",
+		}[r.Outcome]
+	}
+	fmt.Fprintf(w, "\n%s: %s — %s\n", strings.ToUpper(verdict[:1])+verdict[1:], r.Name, r.Reason)
+	if rb := r.Rollback; rb != nil && r.Outcome == steps.OutcomeRolledBack {
+		fmt.Fprintf(w, "rollback: %s on %s (verified: %v)\n", rb.Trigger, strings.Join(rb.Hosts, ", "), rb.Verified)
+	}
+	if reportDir != "" {
+		if err := steps.WriteReport(reportDir, r); err != nil {
+			fmt.Fprintln(os.Stderr, "rollguard:", err)
+			return exitWith(exitError)
+		}
+		fmt.Fprintf(w, "report: %s/report.{json,md,html}\n", strings.TrimSuffix(reportDir, "/"))
+	}
+	if res.ExitCode == exitOK {
+		return nil
+	}
+	return exitWith(res.ExitCode)
+}
+
+func newPlanCmd() *cobra.Command {
+	var file string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "plan -f rollout.yaml [--json]",
+		Short: "Discover the targets and print the wave plan; changes nothing",
+		Long: `plan discovers the targets (static list, Ansible inventory, Consul service or
+Nomad nodes), selects the canary and splits the rest into the waves, and
+prints the plan. It changes nothing. --json prints
+{"waves":[{"name":"canary","hosts":["web-1"],"monitor":"5m"},...]}.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			spec, _, err := loadSpec(file)
+			if err != nil {
+				return err
+			}
+			hosts, err := discover(c.Context(), spec)
+			if err != nil {
+				return failed(err)
+			}
+			plan, err := runner.MakePlan(spec, hosts)
+			if err != nil {
+				return badInput(err)
+			}
+			if asJSON {
+				return plan.WriteJSON(c.OutOrStdout())
+			}
+			plan.WriteText(c.OutOrStdout())
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&file, "file", "f", "", "rollout spec (rollout.yaml)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return c
+}

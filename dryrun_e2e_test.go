@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// binary is the rollguard binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rollguard-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "rollguard")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// rollguard runs the built binary and returns its exit code and output.
+func rollguard(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run rollguard %v: %v", args, err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func readReport(t *testing.T, dir string) steps.Report {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	var r steps.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	// The contract's keys are all there, whatever their values.
+	var raw map[string]any
+	json.Unmarshal(data, &raw)
+	for _, k := range []string{"run_id", "name", "outcome", "started_at", "finished_at", "waves", "hosts", "decisions", "rollback"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("report.json lacks %q", k)
+		}
+	}
+	for _, f := range []string{"report.md", "report.html"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s missing or empty: %v", f, err)
+		}
+	}
+	return r
+}
+
+func TestDryRunScenarios(t *testing.T) {
+	const changeAt = "2024-01-01T12:00:00Z"
+	cases := []struct {
+		spec, metrics string
+		exit          int
+		outcome       string
+		reverted      []string // hosts reverted, in any order
+		trigger       string   // substring of rollback.trigger
+		reason        string   // substring of the outcome's reason
+		notChanged    []string // hosts that must never have been applied
+	}{
+		{spec: "good", metrics: "good.jsonl", exit: 0, outcome: "promoted"},
+		{spec: "latency-50", metrics: "latency-50.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
+			notChanged: []string{"web-2", "web-10"}},
+		{spec: "errors-from-zero", metrics: "errors-from-zero.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
+			notChanged: []string{"web-2"}},
+		{spec: "traffic-shift", metrics: "traffic-shift.jsonl.gz", exit: 0, outcome: "promoted"},
+		{spec: "noisy-host", metrics: "noisy-host.jsonl", exit: 0, outcome: "promoted", reverted: []string{"web-7"}, trigger: "host-policy"},
+		{spec: "nodata-fail", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: fail"},
+		{spec: "nodata-hold", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: hold"},
+		{spec: "nodata-ignore", metrics: "nodata.jsonl", exit: 0, outcome: "promoted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.spec, func(t *testing.T) {
+			dir := t.TempDir()
+			code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/"+tc.spec+".yaml",
+				"--metrics", "testdata/recordings/"+tc.metrics, "--change-at", changeAt, "--report-dir", dir)
+			if code != tc.exit {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.exit, out, errOut)
+			}
+			r := readReport(t, dir)
+			if r.Outcome != tc.outcome {
+				t.Errorf("outcome %q, want %q", r.Outcome, tc.outcome)
+			}
+			if !r.DryRun {
+				t.Errorf("dry_run is false")
+			}
+			var reverted []string
+			for _, h := range r.Hosts {
+				if h.Reverted {
+					reverted = append(reverted, h.Name)
+				}
+				if slices.Contains(tc.notChanged, h.Name) && h.Applied {
+					t.Errorf("host %s was applied, but the rollout must have stopped before it", h.Name)
+				}
+			}
+			slices.Sort(reverted)
+			want := slices.Clone(tc.reverted)
+			slices.Sort(want)
+			if !slices.Equal(reverted, want) {
+				t.Errorf("reverted hosts %v, want %v\n%s", reverted, want, out)
+			}
+			if len(tc.reverted) > 0 {
+				if r.Rollback == nil {
+					t.Fatalf("no rollback in report")
+				}
+				if tc.trigger != "" && !strings.Contains(r.Rollback.Trigger, tc.trigger) {
+					t.Errorf("rollback trigger %q, want it to contain %q", r.Rollback.Trigger, tc.trigger)
+				}
+			}
+			if tc.reason != "" && !strings.Contains(r.Reason, tc.reason) {
+				t.Errorf("reason %q, want it to contain %q", r.Reason, tc.reason)
+			}
+			if tc.outcome == "rolled_back" {
+				fired := false
+				for _, d := range r.Decisions {
+					fired = fired || d.Fired
+				}
+				if !fired {
+					t.Errorf("rolled back without a fired decision")
+				}
+			}
+		})
+	}
+}
+
+func TestDryRunBadInput(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no change-at", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl"}, "--change-at is required"},
+		{"bad change-at", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl", "--change-at", "noon"}, "RFC 3339"},
+		{"missing recording", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/nope.jsonl", "--change-at", "1704110400"}, "nope.jsonl"},
+		{"unknown flag", []string{"dry-run", "--bogus"}, "unknown flag"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := rollguard(t, tc.args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; stderr: %s", code, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not mention %q", errOut, tc.want)
+			}
+		})
+	}
+}

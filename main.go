@@ -1,0 +1,115 @@
+// Command rollguard rolls configuration changes out to VM fleets with
+// Ansible, canary first, watches every host's metrics against its own
+// pre-change baseline, and rolls back by itself when a policy fires.
+//
+// main.go wires: flags and environment -> integrations -> runner -> exit code.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the command-line contract.
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitBadInput   = 2
+	exitRolledBack = 3
+	exitHalted     = 4
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code through cobra.
+type codeError struct {
+	code int
+	err  error
+}
+
+func (e *codeError) Error() string { return e.err.Error() }
+func (e *codeError) Unwrap() error { return e.err }
+
+func badInput(err error) error { return &codeError{code: exitBadInput, err: err} }
+func failed(err error) error   { return &codeError{code: exitError, err: err} }
+
+// exitWith ends a command with a code but no further message.
+type exitWith int
+
+func (e exitWith) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRoot()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var code exitWith
+	if errors.As(err, &code) {
+		return int(code)
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		fmt.Fprintln(os.Stderr, "rollguard:", ce.err)
+		return ce.code
+	}
+	// Flag and argument errors from cobra are bad input.
+	fmt.Fprintln(os.Stderr, "rollguard:", err)
+	return exitBadInput
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rollguard",
+		Short: "Roll configuration changes out to VM fleets, canary first, and roll back on degradation",
+		Long: `rollguard applies an Ansible playbook to a fleet wave by wave, canary first.
+While each wave applies and during its monitoring period it watches every
+host's metrics (any Prometheus-compatible query API, e.g. VictoriaMetrics)
+against that host's own pre-change baseline, scores the degradation, and
+evaluates your policies (expr expressions). When a policy fires it reverts
+the wave (or one host) and stops.
+
+Exit codes: 0 promoted, 1 error, 2 bad input, 3 rolled back, 4 halted (a person must decide).
+
+Start with:
+  rollguard validate -f rollout.yaml
+  rollguard dry-run  -f rollout.yaml --metrics recorded.jsonl --change-at 2024-01-01T12:00:00Z
+  rollguard plan     -f rollout.yaml
+  rollguard run      -f rollout.yaml --report-dir reports/`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return badInput(fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath()))
+	})
+	root.AddCommand(
+		newValidateCmd(),
+		newDryRunCmd(),
+		newPlanCmd(),
+		newSchemaCmd(),
+		newVersionCmd(),
+	)
+	addLiveCommands(root)
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintf(c.OutOrStdout(), "rollguard %s\n", version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,179 @@
+package steps
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Run outcomes (report.json "outcome").
+const (
+	OutcomePromoted   = "promoted"
+	OutcomeRolledBack = "rolled_back"
+	OutcomeHalted     = "halted"
+	OutcomeError      = "error"
+)
+
+// Report is report.json: the contract in DESIGN.md, extended compatibly.
+type Report struct {
+	RunID      string    `json:"run_id"`
+	Name       string    `json:"name"`
+	Outcome    string    `json:"outcome"`
+	Reason     string    `json:"reason,omitempty"`
+	DryRun     bool      `json:"dry_run,omitempty"`
+	Version    string    `json:"version,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+
+	Waves     []WaveReport `json:"waves"`
+	Hosts     []HostReport `json:"hosts"`
+	Decisions []Decision   `json:"decisions"`
+	Rollback  *Rollback    `json:"rollback"`
+	// Timeline holds one line per tick: what a person reads to follow the run.
+	Timeline []TickLine `json:"timeline,omitempty"`
+	// Series holds, per host and metric, the values seen (for the plots).
+	Series map[string]map[string][]Point `json:"series,omitempty"`
+	// Context records where the run ran (CI job, Nomad allocation).
+	Context map[string]string `json:"context,omitempty"`
+}
+
+// WaveReport is one wave of the plan and what became of it.
+type WaveReport struct {
+	Name  string   `json:"name"`
+	Index int      `json:"index"`
+	Hosts []string `json:"hosts"`
+	// Outcome: passed | fired | halted | not_started | error.
+	Outcome        string     `json:"outcome"`
+	Monitor        string     `json:"monitor"`
+	ApplyStartedAt *time.Time `json:"apply_started_at"`
+	ApplyEndedAt   *time.Time `json:"apply_ended_at,omitempty"`
+	FinishedAt     *time.Time `json:"finished_at"`
+}
+
+// HostReport is one host's story.
+type HostReport struct {
+	Name         string                  `json:"name"`
+	Wave         string                  `json:"wave"`
+	Applied      bool                    `json:"applied"`
+	Status       string                  `json:"status,omitempty"`
+	Message      string                  `json:"message,omitempty"`
+	ChangedTasks []string                `json:"changed_tasks"`
+	Reverted     bool                    `json:"reverted"`
+	RevertReason string                  `json:"revert_reason,omitempty"`
+	Snapshot     string                  `json:"snapshot"`
+	MaxScore     float64                 `json:"max_score"`
+	Metrics      map[string]MetricReport `json:"metrics"`
+}
+
+// MetricReport is one metric on one host, at the end of the run.
+type MetricReport struct {
+	Baseline      float64 `json:"baseline"`
+	Stddev        float64 `json:"stddev"`
+	Current       float64 `json:"current"`
+	Z             float64 `json:"z"`
+	Score         float64 `json:"score"`
+	MaxScore      float64 `json:"max_score"`
+	Samples       int     `json:"samples"`
+	NoData        bool    `json:"nodata,omitempty"`
+	LowConfidence bool    `json:"low_confidence,omitempty"`
+}
+
+// Decision is one policy's verdict at one tick.
+type Decision struct {
+	At     time.Time `json:"at"`
+	Wave   string    `json:"wave"`
+	Policy string    `json:"policy"`
+	// Scope: fleet | host.
+	Scope string `json:"scope"`
+	Host  string `json:"host,omitempty"`
+	// Outcome: pass | fire | nodata | error.
+	Outcome string             `json:"outcome"`
+	Fired   bool               `json:"fired"`
+	Reason  string             `json:"reason"`
+	Values  map[string]float64 `json:"values,omitempty"`
+}
+
+// Rollback says what was reverted, why and how.
+type Rollback struct {
+	Trigger    string    `json:"trigger"`
+	Reason     string    `json:"reason"`
+	Scope      string    `json:"scope"`
+	Hosts      []string  `json:"hosts"`
+	Methods    []Method  `json:"methods"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Verified   bool      `json:"verified"`
+	// Verification says how verification went, as a sentence.
+	Verification string `json:"verification,omitempty"`
+}
+
+// Method is one revert method tried.
+type Method struct {
+	Name   string   `json:"name"`
+	Hosts  []string `json:"hosts"`
+	OK     bool     `json:"ok"`
+	Detail string   `json:"detail,omitempty"`
+}
+
+// TickLine is one tick of the timeline.
+type TickLine struct {
+	At       time.Time `json:"at"`
+	Wave     string    `json:"wave"`
+	Phase    string    `json:"phase"`
+	Degraded []string  `json:"degraded"`
+	Policies []string  `json:"policies"`
+}
+
+// Point is one value of a series.
+type Point struct {
+	T time.Time `json:"t"`
+	V float64   `json:"v"`
+}
+
+// WriteReport writes report.json, report.md and report.html into dir,
+// creating it. Each file is written to a temporary name and renamed, so a
+// reader never sees half a report.
+func WriteReport(dir string, r *Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report directory %s: %w", dir, err)
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report.json: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"report.json", append(js, '\n')},
+		{"report.md", []byte(Markdown(r))},
+		{"report.html", []byte(HTML(r))},
+	}
+	for _, f := range files {
+		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
