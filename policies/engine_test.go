@@ -1,0 +1,337 @@
+package policies
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
+
+// testEngine builds an engine over n hosts and the given metrics (all
+// higher-is-worse), with the medium preset.
+func testEngine(t *testing.T, n int, metrics []string, policies ...Evaluator) *Engine {
+	t.Helper()
+	cfg, err := Preset(SensitivityMedium)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := make([]string, n)
+	for i := range hosts {
+		hosts[i] = "web-" + string(rune('a'+i))
+	}
+	var mcs []MetricConfig
+	for _, m := range metrics {
+		mcs = append(mcs, MetricConfig{Name: m, HigherIsWorse: true})
+	}
+	e, err := NewEngine(EngineConfig{Hosts: hosts, Metrics: mcs, Detector: cfg, Policies: policies, NoDataTicks: 4})
+	if err != nil {
+		t.Fatalf("new engine: %v", err)
+	}
+	return e
+}
+
+func fill(n int, v float64) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+var degradedPolicy = &funcEvaluator{name: "any-degraded", fleet: func(env *Env) (bool, error) {
+	return env.Fleet.Degraded > 0, nil
+}}
+
+// Difference in differences: a shift that moves every host (a traffic
+// change) is not a regression of the changed ones; the same shift on the
+// changed hosts alone is.
+func TestEngineDifferenceInDifferences(t *testing.T) {
+	tests := []struct {
+		name           string
+		shiftUntouched bool
+		wantDegraded   bool
+	}{
+		{name: "fleet-wide shift", shiftUntouched: true, wantDegraded: false},
+		{name: "shift on changed hosts only", shiftUntouched: false, wantDegraded: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 6
+			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
+			for h := range n {
+				e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 5))
+			}
+			e.StartWave("canary", 0, []int{0, 1})
+			var res *TickResult
+			for tick := range 12 {
+				vals := noise(uint64(100+tick), n, 100, 5)
+				for h := range vals {
+					if h < 2 || tt.shiftUntouched {
+						vals[h] += 40 // 8 spreads
+					}
+				}
+				e.Observe(0, vals)
+				res = e.Tick(PhaseMonitor, float64(tick))
+			}
+			m := e.Host(0).Metrics["latency"]
+			if !m.HasControl || !(m.Control > 90) {
+				t.Errorf("control %v (has %v), want the untouched hosts' mean", m.Control, m.HasControl)
+			}
+			if got := e.Env().Fleet.Degraded > 0; got != tt.wantDegraded {
+				t.Errorf("degraded hosts %d (z %.2f, score %.2f), want degraded %v", e.Env().Fleet.Degraded, m.Z, m.Score, tt.wantDegraded)
+			}
+			if got := res.Policies[0].Outcome == OutcomeFire; got != tt.wantDegraded {
+				t.Errorf("policy outcome %v, want fire %v", res.Policies[0].Outcome, tt.wantDegraded)
+			}
+		})
+	}
+}
+
+func TestEngineWavesAndExclude(t *testing.T) {
+	e := testEngine(t, 4, []string{"latency"}, degradedPolicy)
+	for h := range 4 {
+		e.SetBaseline(0, h, fill(48, 100))
+	}
+	e.StartWave("canary", 0, []int{0})
+	env := e.Env()
+	if len(env.Hosts) != 1 || env.Hosts[0].Name != "web-a" || env.Wave.Name != "canary" || !env.Hosts[0].Applied {
+		t.Fatalf("after canary: hosts %d wave %+v", len(env.Hosts), env.Wave)
+	}
+	e.StartWave("wave-1", 1, []int{1, 2, 0, 9}) // 0 again and 9 out of range: skipped
+	if len(env.Hosts) != 3 || env.Hosts[1].Wave != "wave-1" || env.Fleet.Changed != 3 || env.Wave.Index != 1 {
+		t.Fatalf("after wave-1: %d hosts, changed %d, wave %+v", len(env.Hosts), env.Fleet.Changed, env.Wave)
+	}
+	e.MarkFailed(2)
+	e.Exclude(1)
+	if len(env.Hosts) != 2 || env.Hosts[1].Name != "web-c" || !env.Hosts[1].Failed {
+		t.Fatalf("after excluding web-b: %v", hostNames(env.Hosts))
+	}
+	e.Observe(0, []float64{100, 100, 100, 100})
+	e.Tick(PhaseMonitor, 1)
+	if env.Fleet.Size != 4 || env.Fleet.Changed != 2 {
+		t.Errorf("fleet %+v, want size 4, changed 2", env.Fleet)
+	}
+	// Host 3 is the only control: excluded host 1 is not one.
+	if m := e.Host(0).Metrics["latency"]; !m.HasControl {
+		t.Errorf("no control with one untouched host")
+	}
+}
+
+func hostNames(hs []*Host) []string {
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.Name)
+	}
+	return out
+}
+
+func TestEngineInBandVerifiesRollback(t *testing.T) {
+	e := testEngine(t, 2, []string{"latency", "errors"}, degradedPolicy)
+	for h := range 2 {
+		e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 5))
+		e.SetBaseline(1, h, noise(uint64(h+10), 48, 0.01, 0.001))
+	}
+	e.StartWave("canary", 0, []int{0, 1})
+	tick := func(lat0, err0 float64) {
+		e.Observe(0, []float64{lat0, 100})
+		e.Observe(1, []float64{err0, 0.01})
+		e.Tick(PhaseMonitor, 0)
+	}
+	for range 6 {
+		tick(300, 0.5)
+	}
+	if !e.Host(0).Degraded || e.InBand(0) {
+		t.Fatalf("degraded host: degraded %v in band %v", e.Host(0).Degraded, e.InBand(0))
+	}
+	e.Exclude(0)
+	if e.InBand(0) {
+		t.Error("in band right after exclusion, before any new value")
+	}
+	tick(100, 0.5) // latency recovered, errors not yet
+	if e.InBand(0) {
+		t.Error("in band while errors are still 50x the baseline")
+	}
+	tick(100, 0.01)
+	tick(100, 0.01)
+	if !e.InBand(0) {
+		t.Errorf("not in band after recovery: latency z %.2f errors z %.2f",
+			e.Host(0).Metrics["latency"].Z, e.Host(0).Metrics["errors"].Z)
+	}
+	if e.InBand(5) {
+		t.Error("in band for a host that does not exist")
+	}
+}
+
+func TestEngineNoDataOutcomes(t *testing.T) {
+	nan := math.NaN()
+	latencyHigh := &funcEvaluator{name: "latency-high", metrics: []string{"latency"}, fleet: func(env *Env) (bool, error) {
+		for _, h := range env.Hosts {
+			if m := h.Metrics["latency"]; !m.NoData && m.Current > 500 {
+				return true, nil
+			}
+		}
+		return false, nil
+	}}
+	errorsOnly := &funcEvaluator{name: "errors-only", metrics: []string{"errors"}, fleet: func(*Env) (bool, error) { return false, nil }}
+	allMetrics := &funcEvaluator{name: "all", fleet: func(*Env) (bool, error) { return false, nil }}
+	e := testEngine(t, 2, []string{"latency", "errors"}, latencyHigh, errorsOnly, allMetrics)
+	for h := range 2 {
+		e.SetBaseline(0, h, fill(48, 100))
+		e.SetBaseline(1, h, fill(48, 0))
+	}
+	e.StartWave("canary", 0, []int{0, 1})
+
+	type want struct {
+		outcome     Outcome
+		noData      bool
+		noDataTicks int
+	}
+	steps := []struct {
+		latency, errors []float64
+		want            [3]want
+	}{
+		{[]float64{100, 100}, []float64{0, 0}, [3]want{{OutcomePass, false, 0}, {OutcomePass, false, 0}, {OutcomePass, false, 0}}},
+		{[]float64{100, nan}, []float64{0, 0}, [3]want{{OutcomeNoData, true, 1}, {OutcomePass, false, 0}, {OutcomeNoData, true, 1}}},
+		{[]float64{100, nan}, []float64{0, 0}, [3]want{{OutcomeNoData, true, 2}, {OutcomePass, false, 0}, {OutcomeNoData, true, 2}}},
+		// Fires on the data that exists: a fire, still flagged no-data.
+		{[]float64{2000, nan}, []float64{0, 0}, [3]want{{OutcomeFire, true, 3}, {OutcomePass, false, 0}, {OutcomeNoData, true, 3}}},
+		// Latency back everywhere (host 0 still smoothed over 2000), errors
+		// not observed at all.
+		{[]float64{100, 100}, nil, [3]want{{OutcomeFire, false, 0}, {OutcomeNoData, true, 1}, {OutcomeNoData, true, 4}}},
+	}
+	for i, s := range steps {
+		e.Observe(0, s.latency)
+		if s.errors != nil { // not observed at all: no data
+			e.Observe(1, s.errors)
+		}
+		res := e.Tick(PhaseMonitor, float64(i))
+		for p, w := range s.want {
+			got := res.Policies[p]
+			if got.Outcome != w.outcome || got.NoData != w.noData || got.NoDataTicks != w.noDataTicks {
+				t.Errorf("tick %d policy %s: %v nodata %v ticks %d, want %v %v %d", i, got.Policy.PolicyName(),
+					got.Outcome, got.NoData, got.NoDataTicks, w.outcome, w.noData, w.noDataTicks)
+			}
+		}
+	}
+	if e.Host(1).Metrics["latency"].NoData != false {
+		t.Error("latency back but still no data")
+	}
+}
+
+func TestEngineHostPoliciesAndErrors(t *testing.T) {
+	boom := errors.New("boom")
+	hostZ := &funcEvaluator{name: "host-z", host: func(env *Env, h *Host) (bool, error) {
+		if env.Host != h {
+			return false, errors.New("env.Host is not the host judged")
+		}
+		return h.Metrics["latency"].Z > 12, nil
+	}}
+	failing := &funcEvaluator{name: "failing", fleet: func(*Env) (bool, error) { return false, boom }}
+	e := testEngine(t, 4, []string{"latency"}, hostZ, failing)
+	for h := range 4 {
+		e.SetBaseline(0, h, fill(48, 100))
+	}
+	e.StartWave("canary", 0, []int{1, 2})
+	e.Observe(0, []float64{100, 100, 1000, 1000}) // host 3 untouched: never judged
+	res := e.Tick(PhaseApply, 5)
+	if len(res.HostFires) != 1 || res.HostFires[0].Host != 2 || res.HostFires[0].Policy != hostZ {
+		t.Errorf("host fires %+v, want host 2 by host-z", res.HostFires)
+	}
+	if res.Policies[0].Outcome != OutcomePass {
+		t.Errorf("host-only policy outcome %v, want pass (host fires are listed apart)", res.Policies[0].Outcome)
+	}
+	if got := res.Policies[1]; got.Outcome != OutcomeError || !errors.Is(got.Err, boom) || !strings.Contains(got.Err.Error(), `"failing"`) {
+		t.Errorf("failing policy: %v %v, want error wrapping boom and naming the policy", got.Outcome, got.Err)
+	}
+	if e.Env().Host != nil || e.Env().Phase != PhaseApply || e.Env().Elapsed != 5 {
+		t.Errorf("env after tick: host %v phase %q elapsed %v", e.Env().Host, e.Env().Phase, e.Env().Elapsed)
+	}
+	for range mustPreset(t, SensitivityMedium).Smoothing {
+		e.Observe(0, []float64{100, 100, 100, 100})
+		res = e.Tick(PhaseMonitor, 6)
+	}
+	if len(res.HostFires) != 0 {
+		t.Errorf("host fires %+v after recovery, want none (buffer reused)", res.HostFires)
+	}
+}
+
+func TestNewEngineReportsEveryProblem(t *testing.T) {
+	unknown := &funcEvaluator{name: "p", metrics: []string{"nope"}, fleet: func(*Env) (bool, error) { return false, nil }}
+	_, err := NewEngine(EngineConfig{
+		Hosts:    []string{"a"},
+		Metrics:  []MetricConfig{{Name: "m"}, {Name: "m"}},
+		Detector: DetectorConfig{},
+		Policies: []Evaluator{unknown},
+	})
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{`metric "m": defined twice`, `policy "p": unknown metric "nope"`, "threshold"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestOutcomeString(t *testing.T) {
+	for o, want := range map[Outcome]string{OutcomePass: "pass", OutcomeFire: "fire", OutcomeNoData: "nodata", OutcomeError: "error", 9: "Outcome(9)"} {
+		if got := o.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", int(o), got, want)
+		}
+	}
+}
+
+func TestPresets(t *testing.T) {
+	var prev DetectorConfig
+	for i, name := range []string{SensitivityLow, SensitivityMedium, SensitivityHigh} {
+		c, err := Preset(name)
+		if err != nil {
+			t.Fatalf("preset %s: %v", name, err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("preset %s invalid: %v", name, err)
+		}
+		if c.Threshold <= c.ZCap {
+			t.Errorf("preset %s: threshold %v <= z cap %v: one sample could fire alone", name, c.Threshold, c.ZCap)
+		}
+		if i > 0 && c.Threshold >= prev.Threshold {
+			t.Errorf("preset %s is not more sensitive than the one before", name)
+		}
+		prev = c
+	}
+	if def, _ := Preset(""); def != mustPreset(t, SensitivityMedium) {
+		t.Error(`Preset("") is not medium`)
+	}
+	if _, err := Preset("extreme"); err == nil || !strings.Contains(err.Error(), "extreme") {
+		t.Errorf("unknown preset: %v", err)
+	}
+}
+
+func mustPreset(t *testing.T, name string) DetectorConfig {
+	t.Helper()
+	c, err := Preset(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A tick allocates nothing of its own.
+func TestTickDoesNotAllocate(t *testing.T) {
+	hostZ := &funcEvaluator{name: "host-z", host: func(_ *Env, h *Host) (bool, error) { return h.Score > 1e9, nil }}
+	e := testEngine(t, 8, []string{"latency", "errors"}, degradedPolicy, hostZ)
+	for h := range 8 {
+		e.SetBaseline(0, h, noise(uint64(h), 48, 100, 5))
+		e.SetBaseline(1, h, noise(uint64(h), 48, 1, 0.1))
+	}
+	e.StartWave("canary", 0, []int{0, 1, 2})
+	lat, errs := noise(1, 8, 100, 5), noise(2, 8, 1, 0.1)
+	allocs := testing.AllocsPerRun(100, func() {
+		e.Observe(0, lat)
+		e.Observe(1, errs)
+		e.Tick(PhaseMonitor, 1)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per tick, want 0", allocs)
+	}
+}
