@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,5 +219,22 @@ func TestStartServerErrors(t *testing.T) {
 	_, err = StartServer(ctx, ServerOptions{DataDir: t.TempDir(), Bin: "/bin/false", StartTimeout: 20 * time.Second})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("process exited")) {
 		t.Errorf("error = %v, want the process' exit", err)
+	}
+}
+
+func TestE2EStopEndsTheProcessGroup(t *testing.T) {
+	vm := startVM(t, ServerOptions{})
+	pid := vm.cmd.Process.Pid
+	if err := vm.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process group %d still exists after Stop (kill -0: %v)", pid, err)
+	}
+	if _, err := http.Get(vm.URL() + "/health"); err == nil {
+		t.Error("server still answers after Stop")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -362,4 +363,44 @@ func TestRecorderRoundTrip(t *testing.T) {
 
 func equalNaN(a, b []float64) bool {
 	return slices.EqualFunc(a, b, func(x, y float64) bool { return x == y || (math.IsNaN(x) && math.IsNaN(y)) })
+}
+
+func TestCreateRecorderGzip(t *testing.T) {
+	src, err := OpenRecording("../../testdata/recordings/good.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay, err := NewReplay(src, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/run.jsonl.gz"
+	rec, err := CreateRecorder(replay, "instance", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, 1)
+	if err := rec.Instant(context.Background(), steps.Query{Name: "cpu"}, []string{"web-3"}, change, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		t.Fatalf("%s is not gzip", path)
+	}
+	back, err := OpenRecording(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Series) != 1 || back.Series[0].Values[0] != out[0] || back.Series[0].Timestamps[0] != change.UnixMilli() {
+		t.Errorf("read back %+v, want one cpu sample %v at T", back.Series, out[0])
+	}
+	if _, err := CreateRecorder(replay, "instance", t.TempDir()+"/no/such/dir/x.jsonl"); err == nil {
+		t.Error("CreateRecorder in a missing directory: no error")
+	}
 }
