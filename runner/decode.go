@@ -205,7 +205,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			d.value(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i), secret, depth+1)
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if isNull(item) {
+				d.errorf(item, "%s: empty list entry", p)
+				continue
+			}
+			d.value(item, s.Index(i), p, secret, depth+1)
 		}
 		v.Set(s)
 	case reflect.Map:

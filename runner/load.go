@@ -94,6 +94,10 @@ func load(file string, data []byte, env func(string) (string, bool), readFile fu
 	if root == nil {
 		return nil, nil, sortErrors(d.errs)
 	}
+	if isNull(root) {
+		d.errorf(root, "the spec is empty")
+		return nil, nil, sortErrors(d.errs)
+	}
 	d.expandTree(root, env, 0)
 	d.nodes[""] = root
 	var s Spec

@@ -311,8 +311,8 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, _, err := load("testdata/fuzz.yaml", data, testEnv, os.ReadFile)
 		if err == nil {
-			if s == nil {
-				t.Fatal("no error and no spec")
+			if s == nil || s.Name == "" || len(s.Policies) == 0 || len(s.Metrics.Queries) == 0 {
+				t.Fatalf("no error, but the spec lacks required keys: %+v", s)
 			}
 			return
 		}
@@ -330,4 +330,61 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLoadOddInputs feeds inputs a fuzzer takes long to find: every one
+// must come back as positioned errors, never a panic or a hang.
+func TestLoadOddInputs(t *testing.T) {
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x]\n"
+	for i, prev := 0, "a"; i < 8; i++ {
+		name := string(rune('b' + i))
+		bomb += name + ": &" + name + " [*" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + "]\n"
+		prev = name
+	}
+	tests := []struct {
+		name, in, first string
+	}{
+		{"empty", "", "testdata/odd.yaml:1: the spec is empty"},
+		{"comment only", "# nothing\n", "testdata/odd.yaml:1: the spec is empty"},
+		{"null", "~\n", "testdata/odd.yaml:1:1: the spec is empty"},
+		{"list", "- a\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state, got a list"},
+		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state, got \"hello\""},
+		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1: YAML syntax: unknown anchor 'x' referenced"},
+		{"merge key", "<<: {name: x}\n", "testdata/odd.yaml:1:1: merge keys (<<) are not supported"},
+		{"tab indent", "name: x\n\ttargets: {}\n", "testdata/odd.yaml:2: YAML syntax: found a tab character that violates indentation"},
+		{"deep nesting", "name: " + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
+		{"alias bomb", bomb + "name: x\n", "testdata/odd.yaml:1:1: unknown key \"a\" in the spec (allowed: name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state)"},
+		{"binary", "name: !!binary aGk=\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
+		{"key is a list", "[a]: b\n", "testdata/odd.yaml:1:1: keys must be strings"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := load("testdata/odd.yaml", []byte(tt.in), testEnv, os.ReadFile)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			checkPosErrors(t, err)
+			if first := err.(policies.ErrorList)[0].Error(); first != tt.first {
+				t.Errorf("first error:\ngot  %s\nwant %s", first, tt.first)
+			}
+		})
+	}
+}
+
+func TestLoadEmptyEntries(t *testing.T) {
+	const spec = `name: x
+targets:
+  static: [a, ~]
+apply: {playbook: playbooks/site.yml}
+metrics: {queries: {q: {query: up}}}
+waves: [~]
+policies: [~]
+`
+	_, _, err := load("testdata/x.yaml", []byte(spec), testEnv, os.ReadFile)
+	want := `testdata/x.yaml:3:15: targets.static[1]: empty list entry
+testdata/x.yaml:6:9: waves[0]: empty list entry
+testdata/x.yaml:7:12: policies[0]: empty list entry`
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
 }
