@@ -16,7 +16,10 @@ import (
 // for the whole wave. The spread is floored by RelFloor x |median| and by
 // AbsFloor, because real series are often flat or quantised (a CPU counter
 // that reads 0.066 three times out of four has MAD 0): without a floor every
-// wobble of one quantum would be an infinite deviation.
+// wobble of one quantum would be an infinite deviation. It is also floored
+// by the distance from the median to a high quantile of the baseline in the
+// worse direction (TailQuantile): a host whose normal bursts fill less than
+// half of its baseline, which the MAD ignores, gets a band that holds them.
 //
 // Current value. The latest Smoothing observations are averaged, so one
 // noisy poll moves the current value by 1/Smoothing of its excursion.
