@@ -28,7 +28,9 @@ const DefaultTimeout = 30 * time.Second
 type Config struct {
 	// URL is the query API's base, e.g. http://127.0.0.1:8428 or
 	// https://prom.example.com/prometheus. Required. Userinfo in it is
-	// used as basic auth and never appears in errors or logs.
+	// used as basic auth and never appears in errors or logs; query
+	// parameters in it (VictoriaMetrics' extra_label=...) are sent with
+	// every query.
 	URL string
 	// HostLabel is the label naming the host in query results (default
 	// DefaultHostLabel, "instance").
@@ -104,9 +106,10 @@ func New(cfg Config) (*Client, error) {
 		c.auth = basicAuth(u.User.Username(), pass)
 	}
 	u.User = nil
-	u.RawQuery, u.Fragment = "", ""
+	u.Fragment = ""
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	c.base, c.redacted = u, u.String()
+	c.base = u
+	c.redacted = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 	if c.hostLabel == "" {
 		c.hostLabel = DefaultHostLabel
 	}
@@ -316,6 +319,9 @@ func (c *Client) query(ctx context.Context, q steps.Query, path string, params u
 	fn func(body, host []byte, hasHost bool, labels []byte, pts []point) error) error {
 	u := *c.base
 	u.Path += path
+	for k, vs := range c.base.Query() {
+		params[k] = append(params[k], vs...)
+	}
 	u.RawQuery = params.Encode()
 	buf := c.bufs.Get().(*bytes.Buffer)
 	defer c.bufs.Put(buf)

@@ -82,10 +82,11 @@ var latency = steps.Query{Name: "latency_p95", Expr: `histogram_quantile(0.95, s
 func TestClientInstantRequestAndValues(t *testing.T) {
 	at := time.Unix(1704110460, 0)
 	tests := []struct {
-		name     string
-		cfg      func(base string) Config
-		wantAuth string
-		wantHdr  map[string]string
+		name      string
+		cfg       func(base string) Config
+		wantAuth  string
+		wantHdr   map[string]string
+		wantParam map[string]string
 	}{
 		{name: "no auth", cfg: func(base string) Config { return Config{URL: base + "/prom/"} }},
 		{name: "bearer token", cfg: func(base string) Config {
@@ -100,6 +101,9 @@ func TestClientInstantRequestAndValues(t *testing.T) {
 		{name: "extra headers", cfg: func(base string) Config {
 			return Config{URL: base + "/prom", Headers: map[string]string{"X-Scope-OrgID": "team-a"}}
 		}, wantHdr: map[string]string{"X-Scope-OrgID": "team-a"}},
+		{name: "query parameters of the URL are kept", cfg: func(base string) Config {
+			return Config{URL: base + "/prom?extra_label=env%3Dprod"}
+		}, wantParam: map[string]string{"extra_label": "env=prod"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +133,11 @@ func TestClientInstantRequestAndValues(t *testing.T) {
 			}
 			if got := r.Header.Get("Authorization"); got != tt.wantAuth {
 				t.Errorf("Authorization = %q, want %q", got, tt.wantAuth)
+			}
+			for k, v := range tt.wantParam {
+				if got := r.URL.Query().Get(k); got != v {
+					t.Errorf("param %s = %q, want %q", k, got, v)
+				}
 			}
 			for k, v := range tt.wantHdr {
 				if got := r.Header.Get(k); got != v {
