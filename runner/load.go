@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -63,7 +64,7 @@ var secretFields = map[string]bool{
 // Fields that the templates may use.
 var (
 	snapshotFields  = map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true, ".Snapshot": true}
-	hostValueFields = map[string]bool{".Host.Name": true, ".Host.Address": true, ".Host.Port": true, ".Host.Meta.*": true}
+	hostValueFields = map[string]bool{".Host.Name": true, ".Host.Address": true, ".Host.Port": true, ".Host.Meta.*": true, ".Host.Vars.*": true}
 )
 
 // Load reads, validates and compiles the rollout spec at path and the
@@ -294,7 +295,14 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 		return
 	}
 	// With a static list the canary can be checked against the hosts.
+	seenCanary := map[string]int{}
 	for i, name := range hs.Names {
+		if j, dup := seenCanary[name]; dup {
+			p := fmt.Sprintf("canary.hosts[%d]", i)
+			d.errorf(d.at(p), "%s: duplicate host %q (also canary.hosts[%d])", p, name, j)
+			continue
+		}
+		seenCanary[name] = i
 		if _, ok := first[name]; !ok {
 			p := fmt.Sprintf("canary.hosts[%d]", i)
 			msg := fmt.Sprintf("%s: canary host %q is not in targets.static", p, name)
@@ -315,43 +323,108 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	}
 }
 
-// validateWaves reports waves that can never contain a host.
+// validateWaves reports waves that can never contain a host. With a
+// static target list it plans the waves as the planner does (a share is
+// of the hosts after the canary, rounded up; each wave takes from what is
+// left) and also reports hosts no wave would reach.
 func (d *decoder) validateWaves(s *Spec) {
 	names := map[string]int{}
-	full := -1
 	for i, w := range s.Waves {
 		p := fmt.Sprintf("waves[%d]", i)
-		if full >= 0 {
-			d.errorf(d.at(p), "%s can never contain a host: waves[%d] already takes 100%% of the remaining hosts", p, full)
-		} else if w.Size.Percent == 100 {
-			full = i
+		if w.Name == "" {
+			continue
 		}
-		if w.Name != "" {
-			if j, dup := names[w.Name]; dup {
-				d.errorf(d.at(p+".name"), "%s.name: duplicate wave name %q (also waves[%d])", p, w.Name, j)
-			}
-			names[w.Name] = i
-			if w.Name == "canary" {
-				d.errorf(d.at(p+".name"), "%s.name: \"canary\" is the canary group's name", p)
-			}
+		if j, dup := names[w.Name]; dup {
+			d.errorf(d.at(p+".name"), "%s.name: duplicate wave name %q (also waves[%d])", p, w.Name, j)
+		}
+		names[w.Name] = i
+		if w.Name == "canary" {
+			d.errorf(d.at(p+".name"), "%s.name: \"canary\" is the canary group's name", p)
 		}
 	}
-	n := len(s.Targets.Static)
-	if n == 0 || len(s.Waves) == 0 {
+	static := s.Targets.Static
+	if len(static) == 0 || d.nodes["targets.inventory"] != nil || s.Targets.Consul != nil || s.Targets.Nomad != nil {
+		// Hosts are discovered at run time: only a wave after a 100%
+		// wave is certainly empty.
+		for i := range s.Waves {
+			if i > 0 && s.Waves[i-1].Size.Percent == 100 {
+				p := fmt.Sprintf("waves[%d]", i)
+				d.errorf(d.at(p), "%s can never contain a host: waves[%d] already takes 100%% of the hosts after the canary", p, i-1)
+				break
+			}
+		}
 		return
 	}
+	for _, w := range s.Waves {
+		if w.Size == (Size{}) {
+			return // a wave without a valid size is reported already
+		}
+	}
+	n := len(uniq(targetNames(static)))
 	canary := 0
 	switch hs := s.Canary.Hosts; {
-	case hs.Size != nil && hs.Size.Count > 0:
+	case hs.Size != nil && hs.Size.Percent > 0:
+		canary = int(math.Ceil(hs.Size.Percent / 100 * float64(n)))
+	case hs.Size != nil:
 		canary = hs.Size.Count
-	case hs.Size != nil && hs.Size.Percent == 100:
-		canary = n
 	case len(hs.Names) > 0:
-		canary = len(uniq(hs.Names))
+		// Unknown names are reported already: count the known ones.
+		known := map[string]bool{}
+		for _, h := range static {
+			known[h.Name] = true
+		}
+		for _, name := range uniq(hs.Names) {
+			if known[name] {
+				canary++
+			}
+		}
+	case hs.Tag != "":
+		canary = countHosts(static, func(h Target) bool { return contains(h.Tags, hs.Tag) })
+	case len(hs.Meta) > 0:
+		canary = countHosts(static, func(h Target) bool { return metaMatch(h.Meta, hs.Meta) })
+	default:
+		canary = 1
 	}
-	if canary >= n {
-		d.errorf(d.at("waves"), "waves can never contain a host: the canary takes all %d hosts of targets.static", n)
+	rest := max(n-canary, 0)
+	remaining := rest
+	for i, w := range s.Waves {
+		p := fmt.Sprintf("waves[%d]", i)
+		if remaining == 0 {
+			why := fmt.Sprintf("the canary takes all %d hosts of targets.static", n)
+			if rest > 0 {
+				why = fmt.Sprintf("the waves before it take all %d hosts after the canary", rest)
+			}
+			d.errorf(d.at(p), "%s can never contain a host: %s", p, why)
+			return
+		}
+		take := w.Size.Count
+		if w.Size.Percent > 0 {
+			take = int(math.Ceil(w.Size.Percent / 100 * float64(rest)))
+		}
+		remaining -= min(max(take, 1), remaining)
 	}
+	if len(s.Waves) > 0 && remaining > 0 {
+		d.errorf(d.at("waves"), "waves cover %d of the %d hosts after the canary; %d would never receive the change (make the last wave's size 100%%)",
+			rest-remaining, rest, remaining)
+	}
+}
+
+func targetNames(ts []Target) []string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	return names
+}
+
+func countHosts(hs []Target, f func(Target) bool) int {
+	n := 0
+	for _, h := range hs {
+		if f(h) {
+			n++
+		}
+	}
+	return n
 }
 
 // checkFile reports a referenced file that does not exist or cannot be
