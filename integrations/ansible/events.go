@@ -62,6 +62,7 @@ type event struct {
 	Host    string `json:"host"`
 	Task    string `json:"task"`
 	Status  string `json:"status"`
+	Changed bool   `json:"changed"`
 	Msg     string `json:"msg"`
 	Ignored bool   `json:"ignored"`
 }

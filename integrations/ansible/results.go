@@ -92,12 +92,15 @@ func resultsFromEvents(order []string, events []event) steps.ApplyResult {
 			a = &acc{}
 			byHost[ev.Host] = a
 		}
-		switch ev.Status {
-		case steps.HostOK:
-			a.ok = true
-		case steps.HostChanged:
+		// As in Ansible's recap, a failed result may also have changed
+		// something (a command that ran and exited non-zero).
+		if ev.Changed || ev.Status == steps.HostChanged {
 			a.changed = true
 			a.tasks = append(a.tasks, ev.Task)
+		}
+		switch ev.Status {
+		case steps.HostOK, steps.HostChanged:
+			a.ok = true
 		case steps.HostFailed:
 			if ev.Ignored {
 				a.ok = true

@@ -9,7 +9,7 @@ DOCUMENTATION = '''
     type: notification
     short_description: one JSON line per task result, for rollguard
     description:
-      - Writes {"host", "task", "status", "msg", "ignored"} for every task
+      - Writes {"host", "task", "status", "changed", "msg", "ignored"} for every task
         result to the file descriptor in ROLLGUARD_EVENTS_FD.
 '''
 
@@ -41,13 +41,17 @@ class CallbackModule(CallbackBase):
         res = result._result if isinstance(result._result, dict) else {}
         msg = ''
         if status in ('failed', 'unreachable'):
-            msg = res.get('msg') or res.get('stderr') or ''
+            msg = res.get('msg') or ''
             if not isinstance(msg, str):
                 msg = json.dumps(msg, default=str)
+            stderr = res.get('stderr')
+            if isinstance(stderr, str) and stderr:
+                msg = msg + ': ' + stderr if msg else stderr
         line = {
             'host': result._host.get_name(),
             'task': result._task.get_name(),
             'status': status,
+            'changed': bool(res.get('changed')),
             'msg': msg,
             'ignored': bool(ignored),
         }
