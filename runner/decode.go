@@ -127,7 +127,13 @@ func (d *decoder) describe(n *yaml.Node, secret bool) string {
 		return "a list"
 	case yaml.ScalarNode:
 		if secret {
-			return "a " + strings.TrimPrefix(n.ShortTag(), "!!") + " value"
+			switch n.ShortTag() {
+			case "!!int", "!!float":
+				return "a number"
+			case "!!bool":
+				return "a boolean"
+			}
+			return "a string"
 		}
 		v := n.Value
 		if len(v) > 40 {

@@ -102,6 +102,9 @@ func TestSchemaAcceptsGoodFiles(t *testing.T) {
 		if err := root.Validate(inst); err != nil {
 			t.Errorf("%s does not match the root schema: %v", file, err)
 		}
+		if _, _, err := Load(file, testEnv); err != nil {
+			t.Errorf("%s matches the schema but does not load:\n%v", file, err)
+		}
 	}
 	for _, file := range globAll(t, "testdata/policies/*.yaml", "../testdata/policies/*.yaml") {
 		if strings.Contains(file, "broken") {
