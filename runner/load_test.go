@@ -391,3 +391,16 @@ testdata/x.yaml:7:12: policies[0]: empty list entry`
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
 }
+
+func BenchmarkLoad(b *testing.B) {
+	data, err := os.ReadFile("testdata/static-good.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := load("testdata/static-good.yaml", data, testEnv, os.ReadFile); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
