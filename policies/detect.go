@@ -24,19 +24,21 @@ import (
 // Current value. The latest Smoothing observations are averaged, so one
 // noisy poll moves the current value by 1/Smoothing of its excursion.
 //
-// Deviation. z = (current - median) / spread, signed so that positive is
-// the metric's worse direction. When untouched hosts exist, their mean z
-// over the same ticks (each against its own baseline taken at the same wave
-// start) is subtracted: a change in traffic that moves the whole fleet moves
-// the control hosts too and cancels out (difference in differences). Working
-// in spread units makes hosts of different scales comparable.
+// Deviation. z = (current - expected) / spread, signed so that positive is
+// the metric's worse direction. Without untouched hosts the expected value
+// is the baseline median. With them it follows the fleet (difference in
+// differences): a traffic change that moves the whole fleet moves the
+// untouched hosts too and cancels out; the maths is in engine.go (fleet
+// level). Working in spread units makes hosts of different scales
+// comparable.
 //
 // Score. A one-sided CUSUM (Page 1954): S = max(0, S + z' - k). Each tick
 // adds by how much the deviation exceeds the allowance k, so the score grows
 // with severity times duration, and falls by k - z' per tick once the metric
 // recovers, so a blip decays instead of being remembered forever. The input
 // z' is computed like z but from observations winsorized to median ±
-// ZCap x spread before they are averaged: one sample can then add at most
+// ZCap x spread (around the expected value) before they are averaged: one
+// sample can then add at most
 // ZCap to the score over all the ticks it stays in the moving average, and
 // with ZCap < Threshold a single heavy-tailed spike (the kind real CPU and
 // network series show several times a day) cannot fire on its own, while a
@@ -137,15 +139,25 @@ type metricState struct {
 	Metric
 	// scoreZ is the winsorized, control-adjusted deviation fed to the score.
 	scoreZ float64
-	// ctrlZ is this host's own z before the control adjustment, clamped to
-	// ±ZCap: what it contributes to the control shift when it is untouched.
-	ctrlZ float64
+	// ref is the host's level in the fleet's reference window (the first
+	// wave's baseline window), in the metric's unit: its first baseline
+	// median, or a later one brought back to the reference window by the
+	// fleet level of its own window (see Engine.StartWave).
+	ref float64
+	// baseLevel is the fleet level (engine.go) of the window the current
+	// baseline was taken from.
+	baseLevel float64
 	// noDataTicks counts consecutive ticks without a value.
 	noDataTicks int32
 	// ringN is how many observations the ring holds, ringPos where the
 	// next one goes.
 	ringN, ringPos int32
 	hasBaseline    bool
+	// hasRef is true once ref and baseLevel are set (at the first
+	// StartWave after a baseline).
+	hasRef bool
+	// rebased is true when the baseline was set since the last StartWave.
+	rebased bool
 	// fresh is true when the latest tick brought a value.
 	fresh bool
 }
@@ -202,8 +214,9 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64)
 	s.Samples = n
 	s.LowConfidence = n < p.minSamples
 	s.hasBaseline = n > 0
+	s.rebased = n > 0
 	s.ringN, s.ringPos = 0, 0
-	s.Score, s.scoreZ, s.ctrlZ, s.Z = 0, 0, 0, 0
+	s.Score, s.scoreZ, s.Z = 0, 0, 0
 	s.Current, s.Delta, s.Ratio = 0, 0, 0
 	s.noDataTicks = 0
 	s.fresh = false
@@ -252,7 +265,8 @@ func quantile(xs []float64, q float64) float64 {
 }
 
 // observe takes one tick's value (NaN = no data) into the smoothing window
-// and computes the uncontrolled deviations. ring is this state's window.
+// and computes the deviation from the host's own baseline, without any
+// control adjustment (judge adds it for the hosts that are judged).
 func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 	if !s.hasBaseline || math.IsNaN(v) || math.IsInf(v, 0) {
 		s.fresh = false
@@ -269,15 +283,11 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 	if s.ringN < w {
 		s.ringN++
 	}
-	lo := s.Baseline - p.zCap*s.Stddev
-	hi := s.Baseline + p.zCap*s.Stddev
-	var sum, clipped float64
+	var sum float64
 	for _, x := range ring[:s.ringN] {
 		sum += x
-		clipped += min(max(x, lo), hi)
 	}
-	n := float64(s.ringN)
-	s.Current = sum / n
+	s.Current = sum / float64(s.ringN)
 	s.Delta = s.Current - s.Baseline
 	if s.Baseline != 0 {
 		s.Ratio = s.Current / s.Baseline
@@ -285,23 +295,24 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 		s.Ratio = 0
 	}
 	s.Z = p.dir * s.Delta / s.Stddev
-	s.scoreZ = p.dir * (clipped/n - s.Baseline) / s.Stddev
-	s.ctrlZ = min(max(s.Z, -p.zCap), p.zCap)
 }
 
-// control subtracts the control hosts' mean shift (in spreads) and records
-// their mean current value; has is false when there are no control hosts.
-func (s *metricState) control(shift, mean float64, has bool) {
-	s.HasControl = has
-	if !has {
-		s.Control = 0
+// judge sets Z and the score's input from the value the host is expected
+// to have at this tick and the spread around it (the baseline's median and
+// spread when there is nothing to adjust for). The observations are
+// winsorized to expected ± ZCap x spread before they are averaged for the
+// score. A tick without a value changes nothing.
+func (s *metricState) judge(p *detectorParams, ring []float64, expected, spread float64) {
+	if !s.fresh {
 		return
 	}
-	s.Control = mean
-	if s.fresh {
-		s.Z -= shift
-		s.scoreZ -= shift
+	lo, hi := expected-p.zCap*spread, expected+p.zCap*spread
+	var clipped float64
+	for _, x := range ring[:s.ringN] {
+		clipped += min(max(x, lo), hi)
 	}
+	s.Z = p.dir * (s.Current - expected) / spread
+	s.scoreZ = p.dir * (clipped/float64(s.ringN) - expected) / spread
 }
 
 // accumulate advances the CUSUM by one tick; a tick without data keeps the
@@ -355,7 +366,8 @@ func (d *Detector) SetBaseline(samples []float64) {
 // and reports whether the metric is degraded.
 func (d *Detector) Observe(v float64) bool {
 	d.st.observe(&d.p, v, d.ring)
-	d.st.control(0, 0, false)
+	d.st.HasControl, d.st.Control = false, 0
+	d.st.judge(&d.p, d.ring, d.st.Baseline, d.st.Stddev)
 	return d.st.accumulate(&d.p)
 }
 
@@ -364,7 +376,8 @@ func (d *Detector) Observe(v float64) bool {
 // the same tick, and mean their mean current value.
 func (d *Detector) ObserveControlled(v, shift, mean float64) bool {
 	d.st.observe(&d.p, v, d.ring)
-	d.st.control(shift, mean, true)
+	d.st.HasControl, d.st.Control = true, mean
+	d.st.judge(&d.p, d.ring, d.st.Baseline+d.p.dir*shift*d.st.Stddev, d.st.Stddev)
 	return d.st.accumulate(&d.p)
 }
 

@@ -114,6 +114,171 @@ type policyState struct {
 	noDataTicks int
 }
 
+// Difference in differences across waves: the fleet level.
+//
+// The runner takes baselines at every wave start, over the window just
+// before it, for the wave's hosts and for every untouched host. A host of
+// wave w is judged against its own baseline b_h, taken over window w; the
+// untouched hosts (the controls) tell how the whole fleet has moved since
+// then. Comparing z-scores does not work across waves: each host's z is in
+// its own spread units, and a control re-baselined over a window that
+// already holds part of a fleet-wide shift has a moved median and, through
+// the tail floor, a much wider spread, so the same +40% reads as a small z
+// on it and a large one on a host baselined before the shift. The engine
+// compares levels in the metric's own unit instead:
+//
+//   - Each host has a reference level ref_h: its baseline median over the
+//     first window it was baselined in (the canary's, for every host in the
+//     usual plan). The fleet level of a set of values v_c is the median over
+//     hosts of v_c / ref_c - in relative mode - or of v_c - ref_c - in
+//     additive mode -, i.e. how far the fleet has moved since the reference
+//     window. The median, rather than the mean, keeps one control that
+//     spikes (CPU series do, 20x for a poll) from moving every judged host's
+//     expectation; with one or two controls it is their mean.
+//   - At each StartWave the engine measures L_w, the fleet level of the
+//     wave's baseline window, over the baselines just taken (the wave's own
+//     hosts and the untouched ones: all were measured over that same
+//     pre-change window, so all are valid witnesses). Every host
+//     re-baselined then is stamped with baseLevel = L_w. A host baselined
+//     for the first time gets ref = b / L_w (b - L_w), its level brought
+//     back to the reference window, so L is always relative to one window.
+//   - At each tick, F(t) is the fleet level of the controls' current
+//     (smoothed) values. A judged host h is expected at
+//     b_h x F(t) / baseLevel_h with spread s_h x F(t) / baseLevel_h
+//     (relative: a fleet that moved by 40% moves the host's level and its
+//     noise by 40%), or at b_h + F(t) - baseLevel_h with spread s_h
+//     (additive). For the canary's hosts baseLevel = 1 (0) and this is
+//     b_h x (1 + S(t)) with S(t) the controls' relative shift.
+//   - Without controls (the last wave, or a one-host rollout), F stays at
+//     the last level measured: the controls' level at the last tick that
+//     had any (the fleet's most recent state before the last wave's
+//     change), or L_w when no tick had controls yet. A single-host rollout
+//     therefore judges against its own baseline, unchanged.
+//
+// The mode is chosen per metric on its first baselines: relative when every
+// host's median is positive and the fleet's is at least two spreads above
+// zero (latency, CPU, throughput), additive otherwise (error rates that sit
+// at 0, where a ratio is undefined or swings on noise alone).
+type fleetLevel struct {
+	// decided is true once the mode has been chosen.
+	decided bool
+	// relative is the mode: ratios (true) or differences (false).
+	relative bool
+	// seen is true once a tick has measured the level from controls.
+	seen bool
+	// level is the fleet level at the latest tick with controls, or the
+	// latest L_w before any.
+	level float64
+}
+
+// identity is the level of the reference window itself.
+func (l *fleetLevel) identity() float64 {
+	if l.relative {
+		return 1
+	}
+	return 0
+}
+
+// shift is how far value v has moved from the reference level ref.
+func (l *fleetLevel) shift(v, ref float64) float64 {
+	if l.relative {
+		return v / ref
+	}
+	return v - ref
+}
+
+// unshift brings value v, measured when the fleet level was level, back
+// to the reference window.
+func (l *fleetLevel) unshift(v, level float64) float64 {
+	if l.relative {
+		if level > 0 {
+			return v / level
+		}
+		return v
+	}
+	return v - level
+}
+
+// expect is the value and spread host state st is expected to have at the
+// current fleet level. A host that never went through StartWave with a
+// baseline, or a level that is not positive in relative mode (every
+// control at zero: no information about scale), is judged against its own
+// baseline.
+func (l *fleetLevel) expect(st *metricState, p *detectorParams) (expected, spread float64) {
+	if !l.decided || !st.hasRef {
+		return st.Baseline, st.Stddev
+	}
+	if !l.relative {
+		return st.Baseline + l.level - st.baseLevel, st.Stddev
+	}
+	if !(l.level > 0) || !(st.baseLevel > 0) {
+		return st.Baseline, st.Stddev
+	}
+	scale := l.level / st.baseLevel
+	return st.Baseline * scale, max(st.Stddev*scale, p.absFloor)
+}
+
+// medianInPlace returns the median of xs (non-empty, no NaN), reordering
+// it: quickselect, linear on average, no allocation.
+func medianInPlace(xs []float64) float64 {
+	n := len(xs)
+	k := n / 2
+	hi := selectKth(xs, k)
+	if n%2 == 1 {
+		return hi
+	}
+	// xs[:k] now holds the k smallest values; the median's lower half is
+	// the largest of them.
+	lo := xs[0]
+	for _, v := range xs[1:k] {
+		lo = max(lo, v)
+	}
+	return (lo + hi) / 2
+}
+
+// selectKth reorders xs so that xs[k] is the value of rank k, every value
+// before it is <= and every value after it >=, and returns xs[k] (Hoare's
+// selection with a median-of-three pivot).
+func selectKth(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if xs[mid] < xs[lo] {
+			xs[mid], xs[lo] = xs[lo], xs[mid]
+		}
+		if xs[hi] < xs[lo] {
+			xs[hi], xs[lo] = xs[lo], xs[hi]
+		}
+		if xs[hi] < xs[mid] {
+			xs[hi], xs[mid] = xs[mid], xs[hi]
+		}
+		pivot := xs[mid]
+		i, j := lo, hi
+		for i <= j {
+			for xs[i] < pivot {
+				i++
+			}
+			for xs[j] > pivot {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
+}
+
 // Engine runs the detectors of every host and metric and evaluates the
 // policies, one tick at a time. It keeps one Env and updates it in place;
 // after construction a tick allocates nothing of its own (policy programs
@@ -136,11 +301,17 @@ type Engine struct {
 	// envIdx[i] is the host index of env.Hosts[i].
 	envIdx []int
 
-	// Per-metric scratch of a tick: the control group's shift and mean,
-	// and whether some changed host had no data.
-	ctrlShift, ctrlMean []float64
-	ctrlN               []int
-	metricNoData        []bool
+	// levels are the per-metric fleet levels (see fleetLevel).
+	levels []fleetLevel
+	// Per-metric scratch of a tick: the control group's mean current value
+	// and size, and whether some changed host had no data.
+	ctrlMean     []float64
+	ctrlN        []int
+	metricNoData []bool
+	// ctrlBuf[m*nh : m*nh+ctrlN[m]] are the controls' shifts from their
+	// reference levels at this tick (and, at StartWave, the baselines'),
+	// reordered by the median.
+	ctrlBuf []float64
 
 	policies []policyState
 	env      Env
@@ -201,7 +372,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.changed = make([]bool, nh)
 	e.excluded = make([]bool, nh)
-	e.ctrlShift = make([]float64, nm)
+	e.levels = make([]fleetLevel, nm)
 	e.ctrlMean = make([]float64, nm)
 	e.ctrlN = make([]int, nm)
 	e.metricNoData = make([]bool, nm)
@@ -215,6 +386,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			host.Metrics[mc.Name] = &st.Metric
 		}
 	}
+	e.ctrlBuf = make([]float64, nm*nh)
 	e.env.Hosts = make([]*Host, 0, nh)
 	e.envIdx = make([]int, 0, nh)
 	e.env.Fleet.Size = nh
@@ -237,7 +409,15 @@ func (e *Engine) ring(host, metric int) []float64 {
 // applied, enters them in Env.Hosts and restarts their scores and smoothing.
 // It sets Env.Wave. Indices out of range, already changed or excluded hosts
 // are skipped.
+//
+// Before that it records, per metric, the fleet level of the window the
+// baselines set since the last StartWave were taken from (see fleetLevel):
+// call SetBaseline first, for the wave's hosts and every untouched host,
+// over one window.
 func (e *Engine) StartWave(name string, index int, hosts []int) {
+	for m := range e.nm {
+		e.recordWaveLevel(m)
+	}
 	e.env.Wave = Wave{Name: name, Index: index}
 	for _, h := range hosts {
 		if !e.valid(h) || e.changed[h] || e.excluded[h] {
@@ -259,10 +439,71 @@ func (e *Engine) StartWave(name string, index int, hosts []int) {
 	e.env.Fleet.Changed = len(e.env.Hosts)
 }
 
+// recordWaveLevel is StartWave's bookkeeping for metric m: decide the
+// metric's mode on its first baselines, measure the fleet level L_w of this
+// wave's baseline window over the hosts re-baselined since the last wave,
+// give hosts baselined for the first time their reference level, and stamp
+// every re-baselined host with L_w.
+func (e *Engine) recordWaveLevel(m int) {
+	lv := &e.levels[m]
+	var sumB, sumS float64
+	minB := math.Inf(1)
+	n := 0
+	shifts := e.ctrlBuf[m*e.nh : m*e.nh : (m+1)*e.nh]
+	for h := range e.nh {
+		st := &e.states[h*e.nm+m]
+		if !st.rebased || !st.hasBaseline || e.changed[h] || e.excluded[h] {
+			continue
+		}
+		n++
+		sumB += st.Baseline
+		sumS += st.Stddev
+		minB = min(minB, st.Baseline)
+		if st.hasRef && lv.decided && (!lv.relative || st.ref > 0) {
+			shifts = append(shifts, lv.shift(st.Baseline, st.ref))
+		}
+	}
+	if n == 0 {
+		return
+	}
+	if !lv.decided {
+		// Relative when every host's level is positive and the fleet's is
+		// at least two spreads above zero: a ratio to a level lost in its
+		// own noise (error rates near 0) would swing on noise alone.
+		lv.decided = true
+		lv.relative = minB > 0 && sumB >= 2*sumS
+		lv.level = lv.identity()
+		lv.seen = false
+	}
+	waveLevel := lv.identity()
+	if len(shifts) > 0 {
+		waveLevel = medianInPlace(shifts)
+	}
+	for h := range e.nh {
+		st := &e.states[h*e.nm+m]
+		if !st.rebased {
+			continue
+		}
+		st.rebased = false
+		if !st.hasBaseline || e.changed[h] || e.excluded[h] {
+			continue
+		}
+		if !st.hasRef {
+			st.ref = lv.unshift(st.Baseline, waveLevel)
+			st.hasRef = true
+		}
+		st.baseLevel = waveLevel
+	}
+	if !lv.seen {
+		lv.level = waveLevel
+	}
+}
+
 // SetBaseline sets one host's baseline for one metric from the pre-change
 // samples (NaN skipped), and restarts that detector's smoothing and score.
-// Call it at each wave start for the wave's hosts and for every untouched
-// host, which form the control group.
+// Call it at each wave start, before StartWave, for the wave's hosts and
+// for every untouched host (which form the control group), all over the
+// same window: StartWave measures that window's fleet level from them.
 func (e *Engine) SetBaseline(metric, host int, samples []float64) {
 	if !e.valid(host) || metric < 0 || metric >= e.nm {
 		return
@@ -346,7 +587,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// Detectors: every host with a baseline observes, so that untouched
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
-		e.ctrlShift[m], e.ctrlMean[m], e.ctrlN[m] = 0, 0, 0
+		e.ctrlMean[m], e.ctrlN[m] = 0, 0
 		e.metricNoData[m] = false
 	}
 	for h := range nh {
@@ -359,17 +600,20 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 				continue
 			}
 			st.observe(&e.params[m], v, e.ring(h, m))
-			if control && st.fresh {
-				e.ctrlShift[m] += st.ctrlZ
+			if lv := &e.levels[m]; control && st.fresh && st.hasRef && lv.decided && (!lv.relative || st.ref > 0) {
+				e.ctrlBuf[m*nh+e.ctrlN[m]] = lv.shift(st.Current, st.ref)
 				e.ctrlMean[m] += st.Current
 				e.ctrlN[m]++
 			}
 		}
 	}
+	// The fleet level of each metric at this tick, from the controls;
+	// without controls it stays the last one measured.
 	for m := range nm {
 		if n := e.ctrlN[m]; n > 0 {
-			e.ctrlShift[m] /= float64(n)
 			e.ctrlMean[m] /= float64(n)
+			e.levels[m].level = medianInPlace(e.ctrlBuf[m*nh : m*nh+n])
+			e.levels[m].seen = true
 		}
 	}
 
@@ -386,11 +630,15 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		score, degraded := 0.0, false
 		for m := range nm {
 			st := &e.states[h*nm+m]
-			st.control(e.ctrlShift[m], e.ctrlMean[m], e.ctrlN[m] > 0)
+			p := &e.params[m]
+			st.HasControl = e.ctrlN[m] > 0
+			st.Control = e.ctrlMean[m]
+			expected, spread := e.levels[m].expect(st, p)
+			st.judge(p, e.ring(h, m), expected, spread)
 			if !judged {
 				continue
 			}
-			if st.accumulate(&e.params[m]) {
+			if st.accumulate(p) {
 				degraded = true
 			}
 			score = max(score, st.Score)

@@ -3,6 +3,8 @@ package policies
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -333,5 +335,164 @@ func TestTickDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per tick, want 0", allocs)
+	}
+}
+
+// Difference in differences across waves, the way the runner drives the
+// engine: at every wave start, baselines over the hour before it for the
+// wave's hosts and every untouched host, then StartWave, then one tick a
+// minute. A fleet-wide traffic change (latency x1.4 on every host from one
+// minute after the canary's apply) must not degrade anyone through the two
+// later waves, although the later waves' baseline windows already hold part
+// of the shift and the last wave has no control left; the same change plus
+// a real regression on wave-1's hosts must degrade them during wave-1.
+func TestEngineDifferenceInDifferencesAcrossWaves(t *testing.T) {
+	const (
+		n        = 10
+		change   = 120 // minute of the canary's apply
+		window   = 60  // baseline minutes
+		monitor  = 10  // ticks per wave
+		duration = change + 3*monitor + 1
+	)
+	waves := []struct {
+		name  string
+		hosts []int
+	}{
+		{"canary", []int{0}},
+		{"wave-1", []int{1, 2, 3, 4}},
+		{"wave-2", []int{5, 6, 7, 8, 9}},
+	}
+	tests := []struct {
+		name       string
+		regression float64 // factor on wave-1's hosts from one minute after their apply
+		// wantDegraded is the set of hosts that must end up degraded in
+		// each wave (nil: none at any tick of that wave).
+		wantDegraded [3][]int
+	}{
+		{name: "fleet-wide shift", regression: 1},
+		{name: "shift and a regression on wave-1", regression: 1.6, wantDegraded: [3][]int{nil, {1, 2, 3, 4}, nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Hosts of different scales (level 80..170 ms) and noise of 5%
+			// of their level; errors sit at exactly 0 (the additive mode).
+			latency := make([][]float64, n)
+			for h := range n {
+				level := 80 + 10*float64(h)
+				latency[h] = noise(uint64(h+1), duration, level, 0.05*level)
+				for i := change + 1; i < duration; i++ {
+					latency[h][i] *= 1.4
+					if h >= 1 && h <= 4 && i > change+monitor {
+						latency[h][i] *= tt.regression
+					}
+				}
+			}
+			e := testEngine(t, n, []string{"latency", "errors"}, degradedPolicy)
+			untouched := map[int]bool{}
+			for h := range n {
+				untouched[h] = true
+			}
+			for w, wave := range waves {
+				start := change + w*monitor
+				for h := range untouched {
+					e.SetBaseline(0, h, latency[h][start-window:start])
+					e.SetBaseline(1, h, fill(window, 0))
+				}
+				for _, h := range wave.hosts {
+					delete(untouched, h)
+				}
+				e.StartWave(wave.name, w, wave.hosts)
+				var degraded []int
+				for tick := start + 1; tick <= start+monitor; tick++ {
+					vals := make([]float64, n)
+					for h := range n {
+						vals[h] = latency[h][tick]
+					}
+					e.Observe(0, vals)
+					e.Observe(1, fill(n, 0))
+					e.Tick(PhaseMonitor, float64(tick-start)*60)
+					if tt.wantDegraded[w] == nil && e.Env().Fleet.Degraded > 0 {
+						for _, h := range e.Env().Hosts {
+							if !h.Degraded {
+								continue
+							}
+							m := h.Metrics["latency"]
+							t.Errorf("%s minute +%d: host %s degraded (z %.2f, score %.2f, current %.1f, baseline %.1f)",
+								wave.name, tick-start, h.Name, m.Z, m.Score, m.Current, m.Baseline)
+						}
+						t.FailNow()
+					}
+				}
+				for h := range n {
+					if e.Host(h).Degraded {
+						degraded = append(degraded, h)
+					}
+				}
+				if tt.wantDegraded[w] != nil && !slices.Equal(degraded, tt.wantDegraded[w]) {
+					t.Errorf("%s: degraded hosts %v, want %v", wave.name, degraded, tt.wantDegraded[w])
+				}
+				if tt.wantDegraded[w] != nil {
+					return // the runner would roll back here
+				}
+			}
+		})
+	}
+}
+
+// A fleet-wide shift of an error rate that sits at 0 is handled additively:
+// the canary's errors rising with everyone's is not a regression, rising
+// alone is.
+func TestEngineDifferenceInDifferencesAdditive(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		fleetWide    bool
+		wantDegraded bool
+	}{
+		{"fleet-wide", true, false},
+		{"canary only", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 5
+			e := testEngine(t, n, []string{"errors"}, degradedPolicy)
+			for h := range n {
+				e.SetBaseline(0, h, fill(60, 0))
+			}
+			e.StartWave("canary", 0, []int{0})
+			for tick := range 10 {
+				vals := fill(n, 0)
+				for h := range vals {
+					if h == 0 || tt.fleetWide {
+						vals[h] = 0.02 + 0.001*float64((tick+h)%3)
+					}
+				}
+				e.Observe(0, vals)
+				e.Tick(PhaseMonitor, float64(tick))
+			}
+			if got := e.Host(0).Degraded; got != tt.wantDegraded {
+				m := e.Host(0).Metrics["errors"]
+				t.Errorf("degraded %v (z %.2f, score %.2f), want %v", got, m.Z, m.Score, tt.wantDegraded)
+			}
+		})
+	}
+}
+
+// The control level is a median: quickselect against sorting.
+func TestMedianInPlace(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{1, 2, 3, 4, 5, 10, 11, 100, 1001} {
+		for trial := range 20 {
+			xs := make([]float64, n)
+			for i := range xs {
+				xs[i] = math.Round(r.NormFloat64() * 10) // ties on purpose
+				if trial%5 == 0 {
+					xs[i] = float64(i % 3)
+				}
+			}
+			sorted := slices.Clone(xs)
+			slices.Sort(sorted)
+			if got, want := medianInPlace(xs), median(sorted); got != want {
+				t.Fatalf("n %d trial %d: median %v, want %v", n, trial, got, want)
+			}
+		}
 	}
 }
