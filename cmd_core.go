@@ -193,7 +193,10 @@ func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]steps.Hos
 func finish(c *cobra.Command, res *runner.Result, reportDir string) error {
 	r := res.Report
 	w := c.OutOrStdout()
-	verdict := r.Outcome
+	verdict := map[string]string{
+		steps.OutcomePromoted: "promoted", steps.OutcomeRolledBack: "rolled back",
+		steps.OutcomeHalted: "halted", steps.OutcomeError: "error",
+	}[r.Outcome]
 	if r.DryRun {
 		verdict = map[string]string{
 			steps.OutcomePromoted: "would promote", steps.OutcomeRolledBack: "would roll back",

@@ -202,6 +202,9 @@ func abbreviate(names []string, n int) string {
 
 // fmtDuration prints "5m" rather than "5m0s".
 func fmtDuration(d time.Duration) string {
+	if d >= time.Second {
+		d = d.Round(time.Second)
+	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -92,8 +92,8 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 	outcome, reason, err := r.waves(ctx)
 	if err != nil {
 		outcome, reason = steps.OutcomeError, err.Error()
-		if errors.Is(err, context.Canceled) {
-			outcome, reason = steps.OutcomeHalted, "interrupted: "+err.Error()
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			outcome, reason = steps.OutcomeHalted, r.interrupted(ctx)
 		}
 	}
 	rep.Outcome, rep.Reason = outcome, reason
@@ -170,6 +170,32 @@ func (r *Rollout) setup() error {
 		r.hostRep[r.index[r.report.Hosts[i].Name]] = &r.report.Hosts[i]
 	}
 	return nil
+}
+
+// interrupted leaves a safe state after the run was stopped from outside
+// (SIGINT, SIGTERM, a lost lock): per revert.on_interrupt it reverts every
+// host changed so far, or freezes them, and says which.
+func (r *Rollout) interrupted(ctx context.Context) string {
+	var hosts []string
+	for i, h := range r.Plan.Hosts {
+		if r.changed[i] && !r.excluded[i] {
+			hosts = append(hosts, h.Name)
+		}
+	}
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = context.Canceled
+	}
+	if len(hosts) == 0 {
+		return fmt.Sprintf("interrupted (%v) before any host was changed", cause)
+	}
+	if r.Spec.Revert.OnInterrupt == ModeFreeze {
+		return fmt.Sprintf("interrupted (%v); %d hosts keep the change (on_interrupt: freeze): %s", cause, len(hosts), abbreviate(hosts, 8))
+	}
+	r.logf("   interrupted (%v): reverting %s", cause, abbreviate(hosts, 8))
+	rb := r.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), "interrupt")
+	rb.Scope = ScopeAll
+	return fmt.Sprintf("interrupted (%v); reverted %d hosts (on_interrupt: revert), verified: %v", cause, len(hosts), rb.Verified)
 }
 
 // maxSeriesHosts bounds the fleets whose every series goes into the report
@@ -420,7 +446,7 @@ func (r *Rollout) watch(ctx context.Context, wi int, w PlannedWave, start, apply
 // applied records a finished apply. A host that failed or was unreachable
 // is reverted by name; an apply that could not run at all reverts the wave.
 func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (string, string, bool) {
-	var failed []string
+	var failed, unchanged []string
 	for _, hr := range ao.res.Hosts {
 		i, ok := r.index[hr.Host]
 		if !ok {
@@ -430,14 +456,28 @@ func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (
 		rep.Status = hr.Status
 		rep.Message = hr.Message
 		rep.ChangedTasks = append(rep.ChangedTasks, hr.ChangedTasks...)
-		switch hr.Status {
-		case steps.HostFailed, steps.HostUnreachable:
-			rep.Applied = hr.Status == steps.HostFailed // a failed play may have changed something
+		switch {
+		case hr.Status == steps.HostFailed && len(hr.ChangedTasks) == 0:
+			// The play failed before it changed anything: there is
+			// nothing to revert (a revert playbook would go back further
+			// than this run), but the host does not carry the change.
+			r.eng.MarkFailed(i)
+			r.excluded[i] = true
+			r.eng.Exclude(i)
+			rep.RevertReason = "apply failed before changing anything; left as it was"
+			unchanged = append(unchanged, hr.Host)
+		case hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable:
+			// A failed play may have changed something; an unreachable
+			// host is in an unknown state: revert both by name.
+			rep.Applied = hr.Status == steps.HostFailed
 			failed = append(failed, hr.Host)
 			r.eng.MarkFailed(i)
 		default:
 			rep.Applied = true
 		}
+	}
+	for _, n := range unchanged {
+		r.logf("   %s: apply failed before changing anything (%s); left as it was", n, r.hostRep[r.index[n]].Message)
 	}
 	if ao.err != nil {
 		if ctx.Err() != nil {
@@ -447,7 +487,7 @@ func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (
 		out, why, _ := r.fleetFire(ctx, 0, w, r.Clock.Now(), "apply-error", "the playbook could not run: "+ao.err.Error())
 		return out, why, true
 	}
-	r.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed), len(failed))
+	r.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed)-len(unchanged), len(failed)+len(unchanged))
 	if len(failed) > 0 {
 		r.revertHosts(ctx, failed, "apply failed on the host", "apply-failed")
 	}

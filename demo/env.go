@@ -1,0 +1,274 @@
+// Package demo runs rollguard's whole loop on this machine: a simulated
+// fleet (simfleet) scraped by a real VictoriaMetrics, changed by real
+// Ansible. `rollguard demo` uses it, and so do the live end-to-end tests,
+// so that what the demo shows is what the tests check.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rollguard/rollguard/integrations/victoriametrics"
+	"github.com/rollguard/rollguard/simfleet"
+	"github.com/rollguard/rollguard/steps"
+)
+
+// EnvOptions configure a demo environment.
+type EnvOptions struct {
+	// Dir is the working directory (fleet, VictoriaMetrics data, specs,
+	// reports). Required; the caller owns it.
+	Dir string
+	// Hosts is the fleet size (default 6).
+	Hosts int
+	// Seed makes the fleet's noise reproducible.
+	Seed int64
+	// Playbooks holds site.yml, revert.yml and templates/ (the binary
+	// embeds testdata/playbooks).
+	Playbooks fs.FS
+	Logger    *slog.Logger
+}
+
+// Env is a running simulated fleet with a VictoriaMetrics scraping it.
+type Env struct {
+	Dir   string
+	Fleet *simfleet.Fleet
+	VM    *victoriametrics.Server
+	// Started is when the exporters started: data exists from then on.
+	Started time.Time
+}
+
+// ErrMissing says a required program is not installed.
+var ErrMissing = errors.New("required program missing")
+
+// Check says whether Ansible and VictoriaMetrics are installed, and how to
+// install what is missing.
+func Check() error {
+	var missing []string
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		missing = append(missing, "ansible-playbook (apt-get install ansible-core)")
+	}
+	if _, err := victoriametrics.FindBinary(); err != nil {
+		missing = append(missing, "victoria-metrics (go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s; `make demo` installs them", ErrMissing, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// StartEnv starts the fleet and VictoriaMetrics, and copies the playbooks
+// into Dir/playbooks. Close stops both.
+func StartEnv(ctx context.Context, o EnvOptions) (*Env, error) {
+	if o.Hosts == 0 {
+		o.Hosts = 6
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := copyFS(o.Playbooks, filepath.Join(o.Dir, "playbooks")); err != nil {
+		return nil, fmt.Errorf("copy playbooks: %w", err)
+	}
+	fleet, err := simfleet.Start(ctx, simfleet.Config{Dir: filepath.Join(o.Dir, "fleet"), Hosts: o.Hosts, Seed: o.Seed, Logger: o.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("start simulated fleet: %w", err)
+	}
+	scrape := filepath.Join(o.Dir, "scrape.yml")
+	if err := fleet.ScrapeConfig(scrape); err != nil {
+		fleet.Close()
+		return nil, err
+	}
+	vm, err := victoriametrics.StartServer(ctx, victoriametrics.ServerOptions{
+		DataDir: filepath.Join(o.Dir, "vmdata"), ScrapeConfigPath: scrape, ScrapeInterval: time.Second, Logger: o.Logger,
+	})
+	if err != nil {
+		fleet.Close()
+		return nil, fmt.Errorf("start VictoriaMetrics: %w", err)
+	}
+	return &Env{Dir: o.Dir, Fleet: fleet, VM: vm, Started: time.Now()}, nil
+}
+
+// Close stops VictoriaMetrics and the fleet.
+func (e *Env) Close() error {
+	return errors.Join(e.VM.Stop(), e.Fleet.Close())
+}
+
+// Hosts are the fleet's hosts as rollout targets.
+func (e *Env) Hosts() []steps.Host {
+	var out []steps.Host
+	for _, h := range e.Fleet.Hosts() {
+		out = append(out, steps.Host{Name: h.Name, Address: h.Address, Port: h.Port, Vars: h.Vars()})
+	}
+	return out
+}
+
+// WaitForData waits until VictoriaMetrics has had every host's metrics for
+// at least d, printing progress to progress (may be nil). It polls the
+// real query API; the wait is the baseline a rollout needs.
+func (e *Env) WaitForData(ctx context.Context, d time.Duration, progress func(string)) error {
+	client, err := victoriametrics.New(victoriametrics.Config{URL: e.VM.URL()})
+	if err != nil {
+		return err
+	}
+	hosts := e.Fleet.Hosts()
+	keys := make([]string, len(hosts))
+	for i, h := range hosts {
+		keys[i] = h.Name
+	}
+	vals := make([]float64, len(keys))
+	var first time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := -1
+	for {
+		now := time.Now()
+		if err := client.Instant(ctx, steps.Query{Name: "latency_p95", Expr: simfleet.QueryLatencyP95}, keys, now, vals); err == nil && allNumbers(vals) {
+			if first.IsZero() {
+				first = now
+			}
+			have := now.Sub(first)
+			if have >= d {
+				return nil
+			}
+			if s := int(have.Seconds()) / 5; s != last && progress != nil {
+				last = s
+				progress(fmt.Sprintf("collecting a baseline for %d hosts: %s of %s", len(hosts), have.Round(time.Second), d))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func allNumbers(v []float64) bool {
+	for _, x := range v {
+		if math.IsNaN(x) {
+			return false
+		}
+	}
+	return len(v) > 0
+}
+
+// SpecOptions shape a generated rollout.yaml over the environment.
+type SpecOptions struct {
+	Name      string
+	Version   string
+	ExtraVars map[string]string
+	// Interval between ticks (default 2s), Baseline window (default 40s),
+	// Monitor of the canary (default 20s) and of each wave (default 12s).
+	Interval, Baseline, Monitor, WaveMonitor time.Duration
+	// Waves are the wave sizes after the canary (default ["50%", "100%"]).
+	Waves []string
+	// Policies is the policies: block (default: the fleet rule, the seed
+	// rule and a host rule).
+	Policies string
+	// Detection is the detection: block (default medium, rel_floor 0.1).
+	Detection string
+	// Extra is appended verbatim.
+	Extra string
+}
+
+// WriteSpec writes Dir/<name>.yaml and returns its path.
+func (e *Env) WriteSpec(o SpecOptions) (string, error) {
+	if o.Interval == 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.Baseline == 0 {
+		o.Baseline = 40 * time.Second
+	}
+	if o.Monitor == 0 {
+		o.Monitor = 20 * time.Second
+	}
+	if o.WaveMonitor == 0 {
+		o.WaveMonitor = 12 * time.Second
+	}
+	if o.Waves == nil {
+		o.Waves = []string{"50%", "100%"}
+	}
+	if o.Policies == "" {
+		o.Policies = `policies:
+  - name: degraded-share
+    rollback_when: 'fraction(hosts, .degraded) >= 0.3'
+  - name: fleet-threshold
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+  - name: extreme-host
+    host_rollback_when: 'host.metrics.error_rate.z > 25'
+`
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Generated by rollguard's demo for the simulated fleet in %s.\nname: %s\ntargets:\n  static:\n", e.Dir, o.Name)
+	for _, h := range e.Fleet.Hosts() {
+		fmt.Fprintf(&b, "    - name: %s\n      address: %s\n      port: %d\n      vars: {host_dir: %q, ansible_connection: local, ansible_python_interpreter: auto_silent}\n",
+			h.Name, h.Address, h.Port, h.Dir)
+	}
+	fmt.Fprintf(&b, "canary:\n  hosts: 1\n  monitor: %s\nwaves:\n", o.Monitor)
+	for _, w := range o.Waves {
+		fmt.Fprintf(&b, "  - {size: %q, monitor: %s}\n", w, o.WaveMonitor)
+	}
+	fmt.Fprintf(&b, "apply:\n  playbook: playbooks/site.yml\n  version: %s\n  extra_vars:\n", o.Version)
+	fmt.Fprintf(&b, "    version: %s\n", o.Version)
+	for _, k := range slices.Sorted(maps.Keys(o.ExtraVars)) {
+		fmt.Fprintf(&b, "    %s: %s\n", k, o.ExtraVars[k])
+	}
+	fmt.Fprintf(&b, `revert:
+  playbook: playbooks/revert.yml
+  scope: wave
+  verify: 30s
+metrics:
+  url: %s
+  interval: %s
+  baseline: %s
+  host_label: instance
+  queries:
+    latency_p95: {query: '%s', worse: higher}
+    error_rate: {query: '%s', worse: higher, abs_floor: 0.005}
+    cpu: {query: '%s', worse: higher}
+state:
+  dir: %s
+`, e.VM.URL(), o.Interval, o.Baseline, simfleet.QueryLatencyP95, simfleet.QueryErrorRate, simfleet.QueryCPU, filepath.Join(e.Dir, "state"))
+	if o.Detection == "" {
+		// The simulated hosts replay an hour of real CloudWatch shape in
+		// a few minutes against a 40-second baseline: a change smaller
+		// than 10% of the level is not one worth acting on here.
+		o.Detection = "detection:\n  sensitivity: medium\n  rel_floor: 0.1\n"
+	}
+	b.WriteString(o.Detection)
+	b.WriteString(o.Policies)
+	b.WriteString(o.Extra)
+	path := filepath.Join(e.Dir, o.Name+".yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// copyFS copies a file tree (the embedded playbooks) into dir.
+func copyFS(src fs.FS, dir string) error {
+	return fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, p)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		data, err := fs.ReadFile(src, p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, data, 0o644)
+	})
+}
