@@ -46,6 +46,21 @@ import (
 // metric is degraded when S > Threshold. The reported Z is not winsorized:
 // it is what a user reads as "how far off is it now".
 //
+//
+// Self-calibration (SelfCalibrate). Some hosts burst as part of normal
+// operation (disk flushes, batch jobs, network backups): several polls at
+// 10-1000x their median, often more than the tail floor's share of the
+// window, so their bursts score like a regression. Before judging, the
+// baseline window itself is replayed through the score against its own
+// centre and spread; the largest score it reaches, M, is a score this host
+// produced while nothing had changed. The host is degraded when its score
+// exceeds max(Threshold, M): a burst of the size the baseline already
+// shows is normal, a larger or longer one is not. On a steady baseline M
+// stays far below Threshold, so the speed of detection (a step of 2 x
+// Threshold within 3 polls) is unchanged. Adding M to the threshold
+// instead of taking the larger of the two was tried and lost a third of
+// the catches for half of the false rollbacks.
+
 // No data (NaN) is its own state: the score is kept as it was, the metric
 // is marked NoData and consecutive no-data ticks are counted, so that the
 // engine can hand on_no_data the decision instead of passing silently.
@@ -81,6 +96,12 @@ type DetectorConfig struct {
 	// MinBaselineSamples is the number of baseline samples below which the
 	// baseline is flagged low-confidence (Metric.LowConfidence).
 	MinBaselineSamples int
+	// SelfCalibrate, when true, raises a host's threshold to the largest
+	// score its own baseline window reaches when replayed through the
+	// score against its own centre and spread: a host whose normal bursts
+	// already produce a score of 9 is not degraded by a score of 8. A
+	// steady baseline reaches far less than Threshold and keeps it.
+	SelfCalibrate bool
 	// Band is the half-width, in spreads, of the band a reverted host's
 	// smoothed metrics must be back in for a rollback to count as verified
 	// (see Engine.InBand). Must be > 0.
@@ -160,6 +181,9 @@ type metricState struct {
 	rebased bool
 	// fresh is true when the latest tick brought a value.
 	fresh bool
+	// limit is the score over which the metric is degraded: Threshold, or
+	// the baseline's own largest score when that is higher (SelfCalibrate).
+	limit float64
 }
 
 // detectorParams are the per-metric constants of the maths.
@@ -170,19 +194,21 @@ type detectorParams struct {
 	zCap, band            float64
 	tailQ, tailZ          float64
 	minSamples, smoothing int
+	selfCalibrate         bool
 }
 
 func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 	p := detectorParams{
-		dir:        -1,
-		relFloor:   c.RelFloor,
-		absFloor:   c.AbsFloor,
-		allowance:  c.Allowance,
-		threshold:  c.Threshold,
-		zCap:       c.ZCap,
-		band:       c.Band,
-		minSamples: c.MinBaselineSamples,
-		smoothing:  c.Smoothing,
+		dir:           -1,
+		relFloor:      c.RelFloor,
+		absFloor:      c.AbsFloor,
+		allowance:     c.Allowance,
+		threshold:     c.Threshold,
+		zCap:          c.ZCap,
+		band:          c.Band,
+		minSamples:    c.MinBaselineSamples,
+		smoothing:     c.Smoothing,
+		selfCalibrate: c.SelfCalibrate,
 	}
 	if m.HigherIsWorse {
 		p.dir = 1
@@ -241,7 +267,46 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64)
 	spread := 1.4826 * median(scratch)
 	spread = max(spread, tail, p.relFloor*math.Abs(med), p.absFloor)
 	s.Baseline, s.Stddev = med, spread
+	s.limit = p.threshold
+	if p.selfCalibrate {
+		s.limit = max(p.threshold, selfScore(p, samples, med, spread))
+	}
 	return scratch
+}
+
+// selfScore replays the baseline samples, in time order, through the score
+// (the same smoothing, winsorization and allowance) against their own centre
+// and spread, and returns the largest score reached: how high normal
+// operation took this host's score.
+func selfScore(p *detectorParams, samples []float64, med, spread float64) float64 {
+	lo, hi := med-p.zCap*spread, med+p.zCap*spread
+	var score, best float64
+	// from is where the smoothing window starts: a live detector starts
+	// from an empty window at the change, so an excursion replayed here
+	// starts from an empty window too, at the first sample after the
+	// score was last 0. Otherwise a burst would score lower in the replay
+	// (averaged with the normal sample before it) than live.
+	from := 0
+	for i, v := range samples {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		if score == 0 {
+			from = i
+		}
+		var sum float64
+		n := 0
+		for j := i; j >= from && n < p.smoothing; j-- {
+			if x := samples[j]; !math.IsNaN(x) && !math.IsInf(x, 0) {
+				sum += min(max(x, lo), hi)
+				n++
+			}
+		}
+		z := p.dir * (sum/float64(n) - med) / spread
+		score = max(0, score+z-p.allowance)
+		best = max(best, score)
+	}
+	return best
 }
 
 // median of sorted, non-empty xs.
@@ -321,7 +386,7 @@ func (s *metricState) accumulate(p *detectorParams) bool {
 	if s.fresh {
 		s.Score = max(0, s.Score+s.scoreZ-p.allowance)
 	}
-	return s.Score > p.threshold
+	return s.Score > s.limit
 }
 
 // inBand reports whether the smoothed value is within Band spreads of the
@@ -385,7 +450,7 @@ func (d *Detector) ObserveControlled(v, shift, mean float64) bool {
 func (d *Detector) Metric() *Metric { return &d.st.Metric }
 
 // Degraded reports whether the score is over the threshold.
-func (d *Detector) Degraded() bool { return d.st.Score > d.p.threshold }
+func (d *Detector) Degraded() bool { return d.st.Score > d.st.limit }
 
 // NoDataTicks is the number of consecutive ticks without a value.
 func (d *Detector) NoDataTicks() int { return int(d.st.noDataTicks) }

@@ -310,3 +310,48 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+// Self-calibration: a burst of the size and length the baseline already
+// shows (a host that flushes its disk for three polls now and then) is
+// normal for that host, while the same burst on a host whose baseline is
+// steady is a regression; a larger, sustained step still fires on the
+// bursty host.
+func TestSelfCalibrationToleratesBaselineBursts(t *testing.T) {
+	steady := noise(3, 48, 100, 5)
+	bursty := noise(3, 48, 100, 5)
+	for _, at := range []int{10, 30} {
+		for i := at; i < at+3; i++ {
+			bursty[i] = 160
+		}
+	}
+	burst := []float64{160, 160, 100, 100, 100, 100} // shorter than the baseline's bursts
+	step := []float64{400, 400, 400, 400, 400, 400}
+	tests := []struct {
+		name     string
+		baseline []float64
+		observed []float64
+		calib    bool
+		want     bool
+	}{
+		{"steady baseline, burst", steady, burst, true, true},
+		{"bursty baseline, shorter burst", bursty, burst, true, false},
+		{"bursty baseline, shorter burst, calibration off", bursty, burst, false, true},
+		{"bursty baseline, sustained larger step", bursty, step, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mediumConfig(t)
+			cfg.SelfCalibrate = tt.calib
+			cfg.TailQuantile = 0 // the bursts fill 12.5% of the window: isolate calibration from the tail floor
+			d := newTestDetector(t, cfg, true)
+			d.SetBaseline(tt.baseline)
+			got := false
+			for _, v := range tt.observed {
+				got = d.Observe(v) || got
+			}
+			if got != tt.want {
+				t.Errorf("degraded %v (score %.2f), want %v", got, d.Metric().Score, tt.want)
+			}
+		})
+	}
+}

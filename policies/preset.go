@@ -33,6 +33,11 @@ const (
 //   - RelFloor 5% of the level: a flat series (a CPU reading 0.066 at every
 //     poll) still has a spread, so that one quantum does not read as
 //     infinitely far; AbsFloor only guards a baseline of constant zeros.
+//   - SelfCalibrate: a host whose own baseline window reaches a score of
+//     M while nothing changes is degraded only above max(Threshold, M); on
+//     the replay this removed a fifth of the false rollbacks (bursty disk,
+//     network and CPU series), which let the medium threshold come down
+//     from 7 to 6.5 (6 would fire once on c6585a).
 //   - Allowance 0.5: a small slack lets moderate sustained shifts (2-3
 //     spreads) accumulate within the hour; the threshold, not the
 //     allowance, sets the false-rollback rate.
@@ -45,12 +50,13 @@ func Preset(name string) (DetectorConfig, error) {
 		TailQuantile:       0.925,
 		MinBaselineSamples: 10,
 		Band:               3,
+		SelfCalibrate:      true,
 	}
 	switch name {
 	case SensitivityLow:
 		c.ZCap, c.Threshold = 5, 10
 	case SensitivityMedium, "":
-		c.ZCap, c.Threshold = 4, 7
+		c.ZCap, c.Threshold = 4, 6.5
 	case SensitivityHigh:
 		c.ZCap, c.Threshold = 4, 5
 	default:

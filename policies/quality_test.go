@@ -268,12 +268,15 @@ func TestDetectionQuality(t *testing.T) {
 		if got := sc.falseRate(); got > 0.05 {
 			t.Errorf("medium: %.2f%% false rollbacks per no-change hour, want <= 5%%", 100*got)
 		}
-		// The brief's target was 55%; the presets reach 45% at <= 5% false
-		// rollbacks, against 40% for the plain z-score at the same rate
-		// (z > 6, which also fires 14 times on c6585a). This floor guards
-		// against regressions.
-		if got := sc.catchRate(); got < 0.45 {
-			t.Errorf("medium: caught %.1f%% of labelled anomalies within %d polls, want >= 45%%", 100*got, nabPolls)
+		// The product target is 55%. Self-calibration (the baseline's own
+		// largest score raises the host's threshold) brought the medium
+		// preset from 45.0% at 4.91% false rollbacks to 46.7% (56/120) at
+		// 4.07%, against 40% for the plain z-score at the same rate (z > 6,
+		// which also fires 14 times on c6585a); the trade-off curves of the
+		// variants tried are in the README. This floor guards against
+		// regressions.
+		if got := sc.caught; got < 56 {
+			t.Errorf("medium: caught %d/%d (%.1f%%) of labelled anomalies within %d polls, want >= 56 (46.7%%)", got, sc.anomalies, 100*sc.catchRate(), nabPolls)
 		}
 		if n := sc.falseBySeries["ec2_cpu_utilization_c6585a"]; n != 0 {
 			t.Errorf("medium: %d false rollbacks on ec2_cpu_utilization_c6585a, want 0", n)
