@@ -1,0 +1,114 @@
+package notify
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// title is the event as a heading word.
+func title(a steps.Alert) string {
+	t := map[string]string{
+		steps.EventDegraded:     "Degraded",
+		steps.EventRollback:     "Rollback",
+		steps.EventHalted:       "Halted",
+		steps.EventPromoted:     "Promoted",
+		steps.EventVerifyFailed: "Revert not verified",
+	}[a.Event]
+	if a.Resolved {
+		t = "Resolved: " + t
+	}
+	return t
+}
+
+// summary is the alert as one sentence.
+func summary(a steps.Alert) string {
+	in := ""
+	if a.Wave != "" {
+		in = " in wave " + a.Wave
+	}
+	var s string
+	switch a.Event {
+	case steps.EventDegraded:
+		s = fmt.Sprintf("rollout %s is degrading%s", a.Rollout, in)
+	case steps.EventRollback:
+		s = fmt.Sprintf("rollout %s rolled back%s", a.Rollout, in)
+	case steps.EventHalted:
+		s = fmt.Sprintf("rollout %s halted%s: a person must decide", a.Rollout, in)
+	case steps.EventPromoted:
+		s = fmt.Sprintf("rollout %s promoted", a.Rollout)
+	case steps.EventVerifyFailed:
+		s = fmt.Sprintf("rollout %s: the revert%s did not bring the metrics back to the baseline", a.Rollout, in)
+	default:
+		s = fmt.Sprintf("rollout %s: %s%s", a.Rollout, a.Event, in)
+	}
+	if n := len(a.Hosts); n > 0 && a.Event != steps.EventPromoted {
+		s += fmt.Sprintf(" (%d host%s)", n, plural(n))
+	}
+	if a.Resolved {
+		s = "resolved: " + s
+	}
+	return s
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// hostList names up to max hosts and counts the rest.
+func hostList(hosts []string, max int) string {
+	if len(hosts) <= max {
+		return strings.Join(hosts, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(hosts[:max], ", "), len(hosts)-max)
+}
+
+// valueList is "k=v, ..." in key order; NaN reads "no data".
+func valueList(values map[string]float64) string {
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + formatValue(values[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func formatValue(v float64) string {
+	if math.IsNaN(v) {
+		return "no data"
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// description is the alert's details as lines: reason, hosts, values,
+// run, report.
+func description(a steps.Alert) string {
+	var b strings.Builder
+	if a.Reason != "" {
+		b.WriteString(a.Reason + "\n")
+	}
+	if len(a.Hosts) > 0 {
+		fmt.Fprintf(&b, "hosts: %s\n", hostList(a.Hosts, 20))
+	}
+	if len(a.Values) > 0 {
+		fmt.Fprintf(&b, "values: %s\n", valueList(a.Values))
+	}
+	if a.RunID != "" {
+		fmt.Fprintf(&b, "run: %s\n", a.RunID)
+	}
+	if a.ReportURL != "" {
+		fmt.Fprintf(&b, "report: %s\n", a.ReportURL)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
