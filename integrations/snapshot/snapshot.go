@@ -1,0 +1,469 @@
+// Package snapshot implements steps.Snapshotter with hooks: argv templates
+// (libvirt's virsh, qemu-img, lvcreate, zfs, a cloud CLI) rendered per host
+// and executed without a shell, each in its own process group so that a
+// timeout or a cancellation stops everything the hook started.
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"text/template/parse"
+	"time"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// Defaults of Config.
+const (
+	DefaultName        = "rollguard-{{.RunID}}"
+	DefaultConcurrency = 4
+	DefaultTimeout     = 5 * time.Minute
+	DefaultKillGrace   = 10 * time.Second
+	DefaultOutputLimit = 4096
+)
+
+// Config describes the hooks. Each hook is an argv: every element is a
+// text/template over {{.Host.Name}}, {{.Host.Address}} (the host's name when
+// it has no address), {{.RunID}} and {{.Snapshot}}, rendered separately,
+// so a value with spaces or shell metacharacters stays one argument.
+type Config struct {
+	// Create takes a host's snapshot. Required.
+	Create []string
+	// Restore reverts a host to its snapshot. Required.
+	Restore []string
+	// Delete removes a host's snapshot once the run no longer needs it
+	// (optional: without it, snapshots are kept).
+	Delete []string
+	// Name is the template of the snapshot's name, {{.Snapshot}}, over
+	// {{.Host.Name}}, {{.Host.Address}} and {{.RunID}} (default
+	// "rollguard-{{.RunID}}").
+	Name string
+	// Concurrency bounds the hooks running at once (default 4).
+	Concurrency int
+	// Timeout bounds one hook run (default 5m).
+	Timeout time.Duration
+	// KillGrace is how long a timed-out or cancelled hook's process group
+	// has between SIGTERM and SIGKILL (default 10s).
+	KillGrace time.Duration
+	// OutputLimit is how many bytes of the end of a hook's combined
+	// output are kept (default 4096).
+	OutputLimit int
+	// Dir is the hooks' working directory (default: rollguard's).
+	Dir string
+	// Logger receives one line per hook run (default: discard).
+	Logger *slog.Logger
+}
+
+// Snapshotter runs the configured hooks. It is safe for concurrent use.
+type Snapshotter struct {
+	cfg                     Config
+	name                    *template.Template
+	create, restore, delete []*template.Template
+	log                     *slog.Logger
+}
+
+var _ steps.Snapshotter = (*Snapshotter)(nil)
+
+// hostData and templateData are what the templates see: only the fields
+// the spec documents, so a template naming any other field is refused when
+// it is loaded rather than when a host is about to be changed.
+type hostData struct {
+	Name    string
+	Address string
+}
+
+type templateData struct {
+	Host     hostData
+	RunID    string
+	Snapshot string
+}
+
+// sample is what New renders each template with, to catch execution
+// errors before any host is touched.
+func sample() templateData {
+	return templateData{Host: hostData{Name: "web-1", Address: "10.0.0.1"}, RunID: "run", Snapshot: "rollguard-run"}
+}
+
+// New validates cfg, fills in its defaults and compiles its templates. Every
+// problem is reported at once, each naming the hook and the argv element
+// ("create[2]").
+func New(cfg Config) (*Snapshotter, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = DefaultKillGrace
+	}
+	if cfg.OutputLimit == 0 {
+		cfg.OutputLimit = DefaultOutputLimit
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if cfg.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("snapshot concurrency %d: must be positive", cfg.Concurrency))
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("snapshot timeout %s: must be positive", cfg.Timeout))
+	}
+	if cfg.KillGrace < 0 {
+		errs = append(errs, fmt.Errorf("snapshot kill grace %s: must be positive", cfg.KillGrace))
+	}
+	if cfg.OutputLimit < 0 {
+		errs = append(errs, fmt.Errorf("snapshot output limit %d: must be positive", cfg.OutputLimit))
+	}
+	s := &Snapshotter{cfg: cfg, log: cfg.Logger}
+
+	nameFields := map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true}
+	hookFields := map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true, ".Snapshot": true}
+	var err error
+	if s.name, err = compile("name", cfg.Name, nameFields); err != nil {
+		errs = append(errs, err)
+	}
+	hooks := []struct {
+		name     string
+		argv     []string
+		required bool
+		out      *[]*template.Template
+	}{
+		{"create", cfg.Create, true, &s.create},
+		{"restore", cfg.Restore, true, &s.restore},
+		{"delete", cfg.Delete, false, &s.delete},
+	}
+	for _, h := range hooks {
+		if len(h.argv) == 0 {
+			if h.required {
+				errs = append(errs, fmt.Errorf("snapshot %s hook: an argv is required", h.name))
+			}
+			continue
+		}
+		for i, arg := range h.argv {
+			where := fmt.Sprintf("%s[%d]", h.name, i)
+			t, err := compile(where, arg, hookFields)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if i == 0 {
+				var b strings.Builder
+				if err := t.Execute(&b, sample()); err == nil && strings.TrimSpace(b.String()) == "" {
+					errs = append(errs, fmt.Errorf("snapshot hook %s: the program name is empty", where))
+				}
+			}
+			*h.out = append(*h.out, t)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+// compile parses one template and checks that it names only allowed fields
+// and executes on sample data.
+func compile(where, text string, allowed map[string]bool) (*template.Template, error) {
+	t, err := template.New(where).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
+	}
+	var bad []string
+	if t.Tree != nil {
+		walkFields(t.Tree.Root, func(field string) {
+			if !allowed[field] {
+				bad = append(bad, field)
+			}
+		})
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("snapshot hook %s %q: unknown field %s (known: %s)", where, text, strings.Join(bad, ", "), strings.Join(slices.Sorted(maps.Keys(allowed)), " "))
+	}
+	if err := t.Execute(io.Discard, sample()); err != nil {
+		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
+	}
+	return t, nil
+}
+
+// walkFields calls f with every field chain a template refers to
+// (".Host.Name"); a bare {{.}} or {{$}} is reported as ".".
+func walkFields(n parse.Node, f func(string)) {
+	switch n := n.(type) {
+	case nil:
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walkFields(c, f)
+		}
+	case *parse.ActionNode:
+		walkFields(n.Pipe, f)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walkFields(c, f)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walkFields(a, f)
+		}
+	case *parse.FieldNode:
+		f("." + strings.Join(n.Ident, "."))
+	case *parse.VariableNode:
+		if len(n.Ident) > 0 && n.Ident[0] == "$" {
+			f("." + strings.Join(n.Ident[1:], "."))
+		}
+	case *parse.DotNode:
+		f(".")
+	case *parse.ChainNode:
+		// (expr).Field: only a field of a field is meaningful here.
+		f("(chain)." + strings.Join(n.Field, "."))
+	case *parse.IfNode:
+		walkBranch(&n.BranchNode, f)
+	case *parse.RangeNode:
+		walkBranch(&n.BranchNode, f)
+	case *parse.WithNode:
+		walkBranch(&n.BranchNode, f)
+	case *parse.TemplateNode:
+		walkFields(n.Pipe, f)
+	}
+}
+
+func walkBranch(b *parse.BranchNode, f func(string)) {
+	walkFields(b.Pipe, f)
+	walkFields(b.List, f)
+	walkFields(b.ElseList, f)
+}
+
+// Create runs the create hook for each host. See steps.Snapshotter.
+func (s *Snapshotter) Create(ctx context.Context, hosts []steps.Host, runID string) []steps.SnapshotResult {
+	return s.runAll(ctx, "create", s.create, hosts, runID)
+}
+
+// Restore runs the restore hook for each host. See steps.Snapshotter.
+func (s *Snapshotter) Restore(ctx context.Context, hosts []steps.Host, runID string) []steps.SnapshotResult {
+	return s.runAll(ctx, "restore", s.restore, hosts, runID)
+}
+
+// Delete runs the delete hook for each host; nil when none is configured.
+// See steps.Snapshotter.
+func (s *Snapshotter) Delete(ctx context.Context, hosts []steps.Host, runID string) []steps.SnapshotResult {
+	if len(s.delete) == 0 {
+		return nil
+	}
+	return s.runAll(ctx, "delete", s.delete, hosts, runID)
+}
+
+// SnapshotName renders the snapshot's name for host in run runID.
+func (s *Snapshotter) SnapshotName(host steps.Host, runID string) (string, error) {
+	var b strings.Builder
+	if err := s.name.Execute(&b, data(host, runID, "")); err != nil {
+		return "", fmt.Errorf("snapshot name for host %s: %w", host.Name, err)
+	}
+	return b.String(), nil
+}
+
+func data(host steps.Host, runID, snapshot string) templateData {
+	addr := host.Address
+	if addr == "" {
+		addr = host.Name
+	}
+	return templateData{Host: hostData{Name: host.Name, Address: addr}, RunID: runID, Snapshot: snapshot}
+}
+
+// runAll runs hook for every host, at most Concurrency at once, and returns
+// the results in the order of hosts.
+func (s *Snapshotter) runAll(ctx context.Context, hook string, argv []*template.Template, hosts []steps.Host, runID string) []steps.SnapshotResult {
+	results := make([]steps.SnapshotResult, len(hosts))
+	slots := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if err := ctx.Err(); err != nil {
+				name, _ := s.SnapshotName(h, runID)
+				results[i] = steps.SnapshotResult{Host: h.Name, Snapshot: name,
+					Err: fmt.Errorf("snapshot %s hook on host %s: not started: %w", hook, h.Name, err)}
+				return
+			}
+			defer func() { <-slots }()
+			results[i] = s.runOne(ctx, hook, argv, h, runID)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// runOne renders and runs hook for one host.
+func (s *Snapshotter) runOne(ctx context.Context, hook string, argvT []*template.Template, host steps.Host, runID string) steps.SnapshotResult {
+	res := steps.SnapshotResult{Host: host.Name}
+	name, err := s.SnapshotName(host, runID)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.Snapshot = name
+	d := data(host, runID, name)
+	argv := make([]string, len(argvT))
+	for i, t := range argvT {
+		var b strings.Builder
+		if err := t.Execute(&b, d); err != nil {
+			res.Err = fmt.Errorf("snapshot %s hook on host %s: render argument %d: %w", hook, host.Name, i, err)
+			return res
+		}
+		argv[i] = b.String()
+	}
+
+	runCtx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	out := &tailBuffer{limit: s.cfg.OutputLimit}
+	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
+	cmd.Dir = s.cfg.Dir
+	cmd.Env = append(os.Environ(),
+		"ROLLGUARD_HOST="+host.Name,
+		"ROLLGUARD_HOST_ADDRESS="+d.Host.Address,
+		"ROLLGUARD_RUN_ID="+runID,
+		"ROLLGUARD_SNAPSHOT="+name,
+	)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own process group, so that the hook and everything it started
+	// can be signalled together: SIGTERM first, SIGKILL after the grace.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = s.cfg.KillGrace
+
+	log := s.log.With("hook", hook, "host", host.Name, "snapshot", name)
+	log.Debug("snapshot hook starting", "program", argv[0])
+	start := time.Now()
+	err = cmd.Run()
+	if runCtx.Err() != nil && cmd.Process != nil {
+		// The leader has been reaped; whatever of its group ignored
+		// SIGTERM through the grace period is killed now, and given up
+		// to another grace period to be gone, so that a returned result
+		// means the hook is no longer touching the host.
+		killGroup(cmd.Process.Pid, s.cfg.KillGrace)
+	}
+	res.Output = out.String()
+	elapsed := time.Since(start).Round(time.Millisecond)
+	switch {
+	case ctx.Err() != nil:
+		res.Err = fmt.Errorf("snapshot %s hook on host %s: cancelled: %w", hook, host.Name, ctx.Err())
+		log.Info("snapshot hook cancelled", "elapsed", elapsed)
+		return res
+	case runCtx.Err() != nil:
+		res.Err = fmt.Errorf("snapshot %s hook on host %s: timed out after %s: %w", hook, host.Name, s.cfg.Timeout, runCtx.Err())
+	case err != nil:
+		if last := lastLine(res.Output); last != "" {
+			res.Err = fmt.Errorf("snapshot %s hook on host %s: %w: %s", hook, host.Name, err, last)
+		} else {
+			res.Err = fmt.Errorf("snapshot %s hook on host %s: %w", hook, host.Name, err)
+		}
+	}
+	if res.Err != nil {
+		log.Warn("snapshot hook failed", "elapsed", elapsed, "err", res.Err)
+		return res
+	}
+	res.OK = true
+	log.Info("snapshot hook done", "elapsed", elapsed)
+	return res
+}
+
+// signalGroup signals the process group led by pid; a group that is
+// already gone is not an error.
+func signalGroup(pid int, sig syscall.Signal) error {
+	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal process group %d: %w", pid, err)
+	}
+	return nil
+}
+
+// killGroup sends SIGKILL to the process group led by pid and waits, at
+// most grace, until no process of the group is left. Members that have
+// exited but are not reaped yet (zombies) count as left, hence the bound.
+func killGroup(pid int, grace time.Duration) {
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		return
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(-pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lastLine is the last non-empty line of out, cut to 200 bytes, for an
+// error message.
+func lastLine(out string) string {
+	out = strings.TrimRight(out, "\n\r\t ")
+	if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[i+1:]
+	}
+	out = strings.TrimSpace(out)
+	if len(out) > 200 {
+		out = out[:200] + "…"
+	}
+	return strings.ToValidUTF8(out, "")
+}
+
+// tailBuffer keeps the last limit bytes written to it.
+type tailBuffer struct {
+	mu      sync.Mutex
+	limit   int
+	buf     []byte
+	dropped bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2*t.limit {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.limit:]...)
+		t.dropped = true
+	}
+	return len(p), nil
+}
+
+// String returns the tail, valid UTF-8, marked with "…" when the start
+// was dropped.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.buf
+	dropped := t.dropped
+	if len(b) > t.limit {
+		b = b[len(b)-t.limit:]
+		dropped = true
+	}
+	s := strings.ToValidUTF8(string(b), "")
+	if dropped {
+		s = "…" + s
+	}
+	return s
+}
