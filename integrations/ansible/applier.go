@@ -104,7 +104,13 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 	if err != nil {
 		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
-	if _, err := os.Stat(req.Playbook); err != nil {
+	// ansible-playbook runs in Config.WorkDir; the request's paths are
+	// relative to this process's directory.
+	playbookPath, err := filepath.Abs(req.Playbook)
+	if err != nil {
+		return steps.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
+	}
+	if _, err := os.Stat(playbookPath); err != nil {
 		return steps.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
 	}
 	dir, err := os.MkdirTemp("", "rollguard-ansible-*")
@@ -125,7 +131,9 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 		opts.Forks = strconv.Itoa(req.Forks)
 	}
 	if req.VaultPasswordFile != "" {
-		opts.VaultPasswordFile = req.VaultPasswordFile
+		if opts.VaultPasswordFile, err = filepath.Abs(req.VaultPasswordFile); err != nil {
+			return steps.ApplyResult{}, fmt.Errorf("apply %s: vault password file: %w", req.Playbook, err)
+		}
 	}
 	if len(req.ExtraVars) > 0 {
 		file, err := writeExtraVars(dir, req.ExtraVars)
@@ -149,7 +157,7 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 	var stdout, stderr bytes.Buffer
 	cmd := playbook.NewAnsiblePlaybookCmd(
 		playbook.WithBinary(a.cfg.Binary),
-		playbook.WithPlaybooks(req.Playbook),
+		playbook.WithPlaybooks(playbookPath),
 		playbook.WithPlaybookOptions(opts),
 	)
 	runner := execute.NewDefaultExecute(

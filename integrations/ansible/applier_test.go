@@ -429,6 +429,12 @@ func TestApplyErrors(t *testing.T) {
 			wantIs:  fs.ErrNotExist,
 		},
 		{
+			name: "missing vault password file",
+			req: steps.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts,
+				VaultPasswordFile: "/nonexistent/vault-pass"},
+			wantErr: []string{"ansible-playbook exited with status 1", "/nonexistent/vault-pass", "was not found"},
+		},
+		{
 			name:    "limit host not in inventory",
 			req:     steps.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts, Limit: []string{"web-1", "db-1"}},
 			wantErr: []string{`limit host "db-1" is not in the inventory`},
