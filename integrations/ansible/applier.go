@@ -217,8 +217,11 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 
 // environ is the environment of one run: the process environment, then
 // Config.Env, then the settings go-ansible adds (the json stdout callback),
-// then the event callback's, which win. Callback directories and enabled
-// callbacks already configured are kept, ours appended.
+// then the event callback's, which win. A callback directory set in the
+// environment is kept, ours appended; the plugin needs no entry in
+// callbacks_enabled, so that list (from ansible.cfg) stays the user's.
+// Known limitation: ANSIBLE_CALLBACK_PLUGINS replaces a callback_plugins
+// path set in ansible.cfg; set it in the environment instead.
 func (a *Applier) environ(pluginDir string, runner *execute.DefaultExecute) func() []string {
 	return func() []string {
 		env := map[string]string{}
@@ -234,7 +237,6 @@ func (a *Applier) environ(pluginDir string, runner *execute.DefaultExecute) func
 			env[k] = v
 		}
 		env["ANSIBLE_CALLBACK_PLUGINS"] = appendList(env["ANSIBLE_CALLBACK_PLUGINS"], ":", pluginDir)
-		env["ANSIBLE_CALLBACKS_ENABLED"] = appendList(env["ANSIBLE_CALLBACKS_ENABLED"], ",", callbackName)
 		env[eventsFDVar] = strconv.Itoa(eventsFD)
 		// Colour codes would end up in failure messages.
 		env["ANSIBLE_NOCOLOR"] = "1"

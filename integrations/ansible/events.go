@@ -28,7 +28,7 @@ import (
 var callbackFS embed.FS
 
 const (
-	// callbackName is the plugin's name in ANSIBLE_CALLBACKS_ENABLED.
+	// callbackName is the plugin's name, and its file's.
 	callbackName = "rollguard_events"
 	// eventsFDVar tells the plugin which file descriptor to write to.
 	eventsFDVar = "ROLLGUARD_EVENTS_FD"

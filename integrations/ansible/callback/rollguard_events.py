@@ -1,7 +1,8 @@
 # rollguard_events: an Ansible notification callback that streams one JSON
 # line per task result to the file descriptor named by ROLLGUARD_EVENTS_FD.
-# rollguard ships it inside its binary and enables it for the playbooks it
-# runs, alongside the json stdout callback (which prints only at the end).
+# rollguard ships it inside its binary and puts it in the callback path of
+# the playbooks it runs, alongside the json stdout callback (which prints
+# only at the end).
 from __future__ import annotations
 
 DOCUMENTATION = '''
@@ -23,7 +24,10 @@ class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'notification'
     CALLBACK_NAME = 'rollguard_events'
-    CALLBACK_NEEDS_ENABLED = True
+    # Loaded because it is in ANSIBLE_CALLBACK_PLUGINS, without being listed
+    # in callbacks_enabled: setting ANSIBLE_CALLBACKS_ENABLED would replace
+    # the list a user's ansible.cfg gives.
+    CALLBACK_NEEDS_ENABLED = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
