@@ -87,7 +87,8 @@ func New(cfg Config) *Applier {
 // Apply runs req.Playbook over req.Limit (every inventory host when Limit
 // is empty) and returns each host's outcome, in Limit (or inventory) order.
 // progress, when not nil, is called from one goroutine as task results
-// arrive.
+// arrive; it should return quickly, as Ansible waits while the stream is
+// full.
 //
 // Hosts that fail or are unreachable are reported in the result, not as an
 // error: Apply returns an error only when ansible-playbook could not run the
@@ -182,12 +183,17 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 	// go-ansible's own error text embeds the command line and the
 	// environment; the outcome is judged from the exit status that
 	// groupExec records and from Ansible's output instead.
-	_ = stdoutcallback.NewJSONStdoutCallbackExecute(runner).Execute(ctx)
+	execErr := stdoutcallback.NewJSONStdoutCallbackExecute(runner).Execute(ctx)
 	waitErr := group.finish()
 	events.closeWriter()
 	seen := events.wait()
 
-	if startErr := group.startErr(); startErr != nil {
+	if started, startErr := group.startErr(); !started {
+		if startErr == nil {
+			// go-ansible failed before starting anything: its error
+			// cannot hold a command line yet.
+			startErr = execErr
+		}
 		return steps.ApplyResult{}, fmt.Errorf("apply %s: start %s: %w", req.Playbook, a.cfg.Binary, startErr)
 	}
 	if ctx.Err() != nil {

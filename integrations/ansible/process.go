@@ -30,9 +30,10 @@ type groupExec struct {
 	onStarted func()
 	grace     time.Duration
 
-	mu      sync.Mutex
-	cmd     *groupCmd
-	started error
+	mu          sync.Mutex
+	cmd         *groupCmd
+	startCalled bool
+	started     error
 }
 
 // Command is part of go-ansible's Executabler; runs always go through
@@ -64,14 +65,15 @@ func (g *groupExec) newCmd(cmd *exec.Cmd) *groupCmd {
 	return c
 }
 
-// startErr is the error starting the process, if it did not start.
-func (g *groupExec) startErr() error {
+// startErr reports whether the process started, and if it did not, why
+// (nil when go-ansible never asked for a command).
+func (g *groupExec) startErr() (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.cmd == nil {
-		return errors.New("ansible-playbook was never started")
+	if !g.startCalled {
+		return false, nil
 	}
-	return g.started
+	return g.started == nil, g.started
 }
 
 // finish waits for the process if go-ansible returned without doing so (it
@@ -106,7 +108,7 @@ func (c *groupCmd) Start() error {
 	c.startedOK = err == nil
 	c.mu.Unlock()
 	c.owner.mu.Lock()
-	c.owner.started = err
+	c.owner.startCalled, c.owner.started = true, err
 	c.owner.mu.Unlock()
 	if c.owner.onStarted != nil {
 		c.owner.onStarted()
