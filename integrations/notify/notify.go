@@ -32,8 +32,7 @@ const (
 	TypeGitHub       = "github"
 )
 
-// DefaultOn is the events a destination receives when its On list is
-// empty: everything that needs attention, not promotions.
+// defaultOn is everything that needs attention, not promotions.
 var defaultOn = []string{steps.EventDegraded, steps.EventRollback, steps.EventHalted, steps.EventVerifyFailed}
 
 // DefaultOn returns the events a destination receives when its On list is
