@@ -33,9 +33,12 @@ func addLiveCommands(root *cobra.Command) {
 
 // discover finds the targets of a spec.
 func discover(ctx context.Context, spec *runner.Spec) ([]steps.Host, error) {
+	t := spec.Targets
 	switch {
-	case len(spec.Targets.Static) > 0:
+	case len(t.Static) > 0:
 		return runner.StaticHosts(spec), nil
+	case t.Inventory != "":
+		return ansible.Inventory(ctx, "", t.Inventory, t.Group)
 	}
 	return nil, fmt.Errorf("targets: this source is not supported yet")
 }
