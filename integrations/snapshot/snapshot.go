@@ -300,17 +300,22 @@ func (s *Snapshotter) runAll(ctx context.Context, hook string, argv []*template.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if err := ctx.Err(); err != nil {
+			notStarted := func(err error) {
 				name, _ := s.SnapshotName(h, runID)
 				results[i] = steps.SnapshotResult{Host: h.Name, Snapshot: name,
 					Err: fmt.Errorf("snapshot %s hook on host %s: not started: %w", hook, h.Name, err)}
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				notStarted(ctx.Err())
 				return
 			}
 			defer func() { <-slots }()
+			if err := ctx.Err(); err != nil {
+				notStarted(err)
+				return
+			}
 			results[i] = s.runOne(ctx, hook, argv, h, runID)
 		}()
 	}
@@ -360,6 +365,12 @@ func (s *Snapshotter) runOne(ctx context.Context, hook string, argvT []*template
 	log.Debug("snapshot hook starting", "program", argv[0])
 	start := time.Now()
 	err = cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The hook succeeded but left a process holding its output open
+		// for longer than the grace period: its result stands.
+		log.Warn("snapshot hook exited 0 but left a process holding its output", "grace", s.cfg.KillGrace)
+		err = nil
+	}
 	if runCtx.Err() != nil && cmd.Process != nil {
 		// The leader has been reaped; whatever of its group ignored
 		// SIGTERM through the grace period is killed now, and given up

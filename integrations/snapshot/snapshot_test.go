@@ -379,3 +379,24 @@ func TestCancelStopsRunningAndPendingHooks(t *testing.T) {
 		}
 	}
 }
+
+func TestHookLeavingAProcessBehindStillSucceeds(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "bg.pid")
+	s, err := snapshot.New(snapshot.Config{
+		Create:    []string{testdata(t, "detach.sh"), pidFile},
+		Restore:   []string{"true"},
+		KillGrace: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Create(context.Background(), []steps.Host{{Name: "web-1"}}, "r")[0]
+	if data, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		}
+	}
+	if !r.OK || r.Err != nil || !strings.Contains(r.Output, "snapshot taken") {
+		t.Fatalf("result %+v: a hook that exited 0 must succeed even if a child holds its output", r)
+	}
+}
