@@ -18,6 +18,8 @@ import (
 
 	"github.com/rollguard/rollguard/demo"
 	"github.com/rollguard/rollguard/integrations/ansible"
+	"github.com/rollguard/rollguard/integrations/github"
+	"github.com/rollguard/rollguard/integrations/notify"
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
 	"github.com/rollguard/rollguard/runner"
 	"github.com/rollguard/rollguard/steps"
@@ -28,7 +30,7 @@ var playbooks embed.FS
 
 // addLiveCommands adds the commands that touch real systems.
 func addLiveCommands(root *cobra.Command) {
-	root.AddCommand(newRunCmd(), newDemoCmd())
+	root.AddCommand(newRunCmd(), newDemoCmd(), newGitHubActionCmd())
 }
 
 // discover finds the targets of a spec.
@@ -133,11 +135,16 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 				}()
 				src = rec
 			}
+			alerter, err := newAlerter(spec)
+			if err != nil {
+				return badInput(err)
+			}
 			runID := time.Now().UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
 			ro := &runner.Rollout{
 				Spec: spec, Policies: pols, Plan: plan, Metrics: src,
 				Applier: ansible.New(ansible.Config{WorkDir: spec.Dir, Logger: log}),
 				Clock:   runner.WallClock{}, Out: c.OutOrStdout(), Logger: log, RunID: runID,
+				Alerter: alerter, ReportURL: github.RunURL(os.Getenv), Context: runContext(),
 			}
 			fmt.Fprintf(c.OutOrStdout(), "rollguard run %s: rollout %q, %d hosts\n", runID, spec.Name, len(hosts))
 			plan.WriteText(c.OutOrStdout())
@@ -156,6 +163,25 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 	c.Flags().StringVar(&record, "record", "", "write the metrics the run saw to this file (export format; .gz compresses)")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log details to stderr")
 	return c
+}
+
+// newAlerter builds the alert fan-out from the spec (nil when none).
+func newAlerter(spec *runner.Spec) (steps.Alerter, error) {
+	if len(spec.Alerts) == 0 {
+		return nil, nil
+	}
+	cfg := make([]notify.AlertConfig, len(spec.Alerts))
+	for i, a := range spec.Alerts {
+		cfg[i] = notify.AlertConfig{Type: a.Type, URL: a.URL, On: a.On}
+	}
+	return notify.New(cfg, notify.Options{})
+}
+
+// runContext says where this run runs: a GitHub Actions job, a Nomad
+// allocation, or nothing special.
+func runContext() map[string]string {
+	ctx := github.RunContext(os.Getenv)
+	return ctx
 }
 
 func basicUser(spec *runner.Spec) string {
@@ -247,4 +273,27 @@ VictoriaMetrics first when they are missing.`,
 	c.Flags().StringVar(&dir, "dir", "", "working directory (default: a new temporary directory)")
 	c.Flags().IntVar(&hosts, "hosts", 6, "number of simulated hosts")
 	return c
+}
+
+// newGitHubActionCmd is the entry point of action.yml: it reads the
+// action's inputs, runs the command they name, and writes the outputs and
+// the job summary.
+func newGitHubActionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "github-action",
+		Short:  "Run as a GitHub Action step (reads INPUT_* variables)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			res, err := github.Step(c.Context(), os.Getenv, func(_ context.Context, argv []string) int { return run(argv) },
+				slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "rollguard:", err)
+			}
+			if res.ExitCode == 0 {
+				return nil
+			}
+			return exitWith(res.ExitCode)
+		},
+	}
 }

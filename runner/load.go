@@ -46,7 +46,7 @@ var enums = map[string][]string{
 	"Detection.sensitivity":   {"low", "medium", "high"},
 	"PolicyRef.on_no_data":    {policies.NoDataFail, policies.NoDataHold, policies.NoDataIgnore},
 	"Alert.type":              {"webhook", "slack", "alertmanager", "github"},
-	"Alert.on":                {"degraded", "rollback", "halted", "promoted"},
+	"Alert.on":                {"degraded", "rollback", "halted", "promoted", "verify_failed"},
 	"State.store":             {"local", "consul", "nomad"},
 	"Snapshot.on_failure":     {"skip_host", "continue"},
 	"ConsulTargets.name_from": {"node", "service_id"},
@@ -834,7 +834,7 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 	}
 	for i := range s.Alerts {
 		if len(s.Alerts[i].On) == 0 {
-			s.Alerts[i].On = []string{"degraded", "rollback", "halted"}
+			s.Alerts[i].On = []string{"degraded", "rollback", "halted", "verify_failed"}
 		}
 	}
 	st := &s.State

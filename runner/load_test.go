@@ -71,7 +71,7 @@ func TestLoadGood(t *testing.T) {
 				eq(t, "queries in written order", names, []string{"latency_p95:higher", "error_rate:higher", "throughput:lower", "cpu:higher"})
 				eq(t, "abs_floor", *s.Metrics.Queries[1].AbsFloor, 0.001)
 				eq(t, "detection", s.Detection.Sensitivity+" "+s.Detection.HoldLimit.D().String(), "high 10m0s")
-				eq(t, "alert on default", s.Alerts[1].On, []string{"degraded", "rollback", "halted"})
+				eq(t, "alert on default", s.Alerts[1].On, []string{"degraded", "rollback", "halted", "verify_failed"})
 				eq(t, "state dir resolved", s.State.Dir, filepath.Join(dir, "state"))
 				eq(t, "revert", [4]string{s.Revert.Scope, s.Revert.Mode, s.Revert.OnInterrupt, s.Revert.Verify.D().String()}, [4]string{"all", "revert", "freeze", "1m0s"})
 			},

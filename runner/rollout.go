@@ -32,6 +32,13 @@ type Rollout struct {
 	Out    io.Writer
 	Logger *slog.Logger
 	RunID  string
+	// Alerter sends alerts (nil: none; a dry run sends none).
+	Alerter steps.Alerter
+	// ReportURL links alerts to the report (a CI run URL); may be empty.
+	ReportURL string
+	// Context records where the run ran (CI job, Nomad allocation) in
+	// the report.
+	Context map[string]string
 
 	// state of one execution
 	eng       *policies.Engine
@@ -46,6 +53,8 @@ type Rollout struct {
 	errTicks  int
 	lastErr   error
 	maxScores [][]float64
+	// alerted marks hosts whose degradation was already alerted.
+	alerted []bool
 }
 
 // Result is what a rollout ended with.
@@ -98,6 +107,12 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 	}
 	rep.Outcome, rep.Reason = outcome, reason
 	rep.FinishedAt = r.Clock.Now()
+	switch outcome {
+	case steps.OutcomePromoted:
+		r.alert(ctx, steps.EventPromoted, "", nil, reason, nil)
+	case steps.OutcomeHalted, steps.OutcomeError:
+		r.alert(ctx, steps.EventHalted, "", nil, reason, nil)
+	}
 	r.finishHosts()
 	return &Result{Report: rep, ExitCode: ExitCode(outcome)}, nil
 }
@@ -144,6 +159,7 @@ func (r *Rollout) setup() error {
 		return fmt.Errorf("rollout %q: %w", spec.Name, err)
 	}
 	r.changed = make([]bool, len(hosts))
+	r.alerted = make([]bool, len(hosts))
 	r.excluded = make([]bool, len(hosts))
 	r.buf = make([]float64, len(hosts))
 	r.maxScores = make([][]float64, len(hosts))
@@ -153,6 +169,7 @@ func (r *Rollout) setup() error {
 	r.report = &steps.Report{
 		RunID: r.RunID, Name: spec.Name, DryRun: r.dry(), Version: spec.Apply.Version,
 		Waves: []steps.WaveReport{}, Hosts: []steps.HostReport{}, Decisions: []steps.Decision{},
+		Context: r.Context,
 	}
 	if len(hosts) <= maxSeriesHosts {
 		r.report.Series = map[string]map[string][]steps.Point{}
@@ -196,6 +213,22 @@ func (r *Rollout) interrupted(ctx context.Context) string {
 	rb := r.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), "interrupt")
 	rb.Scope = ScopeAll
 	return fmt.Sprintf("interrupted (%v); reverted %d hosts (on_interrupt: revert), verified: %v", cause, len(hosts), rb.Verified)
+}
+
+// alert sends one alert; a failed delivery is logged, never fatal: the
+// rollout's safety does not depend on a chat server.
+func (r *Rollout) alert(ctx context.Context, event, wave string, hosts []string, reason string, values map[string]float64) {
+	if r.Alerter == nil || r.dry() {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	a := steps.Alert{Event: event, Rollout: r.Spec.Name, RunID: r.RunID, Wave: wave, Hosts: hosts, Reason: reason,
+		At: r.Clock.Now(), Values: values, ReportURL: r.ReportURL}
+	if err := r.Alerter.Send(actx, a); err != nil {
+		r.Logger.Warn("alert not delivered", "event", event, "err", err)
+		r.logf("   alert %s not delivered: %v", event, err)
+	}
 }
 
 // maxSeriesHosts bounds the fleets whose every series goes into the report
@@ -593,11 +626,18 @@ func (r *Rollout) decide(ctx context.Context, wi int, w PlannedWave, now time.Ti
 		line = append(line, fmt.Sprintf("%s[%s]: FIRE (%s)", p.Name, h.Name, reason))
 		r.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy")
 	}
-	var degraded []string
+	var degraded, fresh []string
 	for _, h := range env.Hosts {
 		if h.Degraded {
 			degraded = append(degraded, h.Name)
+			if i := r.index[h.Name]; !r.alerted[i] {
+				r.alerted[i] = true
+				fresh = append(fresh, h.Name)
+			}
 		}
+	}
+	if len(fresh) > 0 {
+		r.alert(ctx, steps.EventDegraded, w.Name, fresh, fmt.Sprintf("%d hosts degraded in wave %s: %s", len(fresh), w.Name, abbreviate(fresh, 8)), nil)
 	}
 	r.report.Timeline = append(r.report.Timeline, steps.TickLine{At: now, Wave: w.Name, Phase: phase, Degraded: nonNil(degraded), Policies: line})
 	r.logf("%s %-8s %-7s degraded %d/%d %s| %s", now.UTC().Format("15:04:05"), w.Name, phase, len(degraded), len(env.Hosts),
@@ -694,6 +734,12 @@ func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigg
 	}
 	rb.FinishedAt = r.Clock.Now()
 	r.report.Rollback = rb
+	if len(names) > 0 {
+		r.alert(ctx, steps.EventRollback, r.hostRep[r.index[names[0]]].Wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil)
+		if !r.dry() && !rb.Verified {
+			r.alert(ctx, steps.EventVerifyFailed, r.hostRep[r.index[names[0]]].Wave, names, rb.Verification, nil)
+		}
+	}
 	return rb
 }
 
