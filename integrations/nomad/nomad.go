@@ -1,0 +1,64 @@
+// Package nomad adapts Nomad to rollguard's ports and runs rollguard on
+// Nomad: client-node discovery as targets, a StateStore and a lease lock on
+// Nomad Variables (check-and-set), the rendering and registration of the
+// periodic batch job that runs a rollout, and the allocation context a run
+// reads from its environment.
+//
+// Every call goes through Client, which always sets the caller's context on
+// the request options. The client starts from api.DefaultConfig(), so
+// NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_REGION, NOMAD_CACERT and
+// the other NOMAD_* variables work as they do for the nomad CLI. The token
+// is sent as a header by the library and never appears in rollguard's
+// errors or logs.
+package nomad
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/hashicorp/nomad/api"
+)
+
+// Client is a Nomad API client whose every call carries a context.
+type Client struct {
+	api    *api.Client
+	logger *slog.Logger
+}
+
+// New returns a client configured by cfg, or by api.DefaultConfig() (the
+// NOMAD_* environment variables) when cfg is nil. A nil logger discards.
+func New(cfg *api.Config, logger *slog.Logger) (*Client, error) {
+	if cfg == nil {
+		cfg = api.DefaultConfig()
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
+	}
+	return FromAPI(c, logger), nil
+}
+
+// FromAPI wraps an existing api.Client. A nil logger discards.
+func FromAPI(c *api.Client, logger *slog.Logger) *Client {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{api: c, logger: logger}
+}
+
+// query returns q (or new options) bound to ctx. Every read goes through it.
+func query(ctx context.Context, q *api.QueryOptions) *api.QueryOptions {
+	if q == nil {
+		q = &api.QueryOptions{}
+	}
+	return q.WithContext(ctx)
+}
+
+// write returns w (or new options) bound to ctx. Every write goes through it.
+func write(ctx context.Context, w *api.WriteOptions) *api.WriteOptions {
+	if w == nil {
+		w = &api.WriteOptions{}
+	}
+	return w.WithContext(ctx)
+}
