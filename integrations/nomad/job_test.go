@@ -1,0 +1,270 @@
+package nomad
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/job.golden.json")
+
+func goldenOptions() JobOptions {
+	return JobOptions{
+		JobID:      "web-nginx-rollout",
+		Cron:       "0 3 * * 1-5",
+		TimeZone:   "Europe/Paris",
+		Version:    "1.2.0",
+		Secrets:    []string{"CONSUL_HTTP_TOKEN", "NOMAD_TOKEN", "METRICS_BEARER_TOKEN"},
+		StateStore: "consul",
+		Files: map[string]string{
+			"rollout.yaml":       "name: web-nginx-tuning\ntargets:\n  consul: {service: web}\nmetrics:\n  host_value: \"{{.Host.Address}}:9100\"\n",
+			"playbooks/site.yml": "- hosts: all\n  tasks:\n    - debug: {msg: \"{{ inventory_hostname }}\"}\n",
+		},
+	}
+}
+
+func TestRenderJobGolden(t *testing.T) {
+	job, err := RenderJob(goldenOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := JobJSON(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "job.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("rendered job differs from %s (run with -update to accept):\n%s", golden, got)
+	}
+	var back jobWrapper
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Job, job) {
+		t.Errorf("JSON does not decode back into the rendered job:\n%+v\n%+v", back.Job, job)
+	}
+}
+
+// TestRenderJobMeaning checks what the golden file encodes, field by
+// field, against the recorded periodic job's shape.
+func TestRenderJobMeaning(t *testing.T) {
+	job, err := RenderJob(goldenOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded map[string]any
+	b, err := os.ReadFile(filepath.Join("testdata", "job.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &recorded); err != nil {
+		t.Fatal(err)
+	}
+	rendered, _ := json.Marshal(job)
+	var ours map[string]any
+	_ = json.Unmarshal(rendered, &ours)
+	// Every top-level field we set is one the server's job has.
+	for k, v := range ours {
+		if _, ok := recorded[k]; !ok && v != nil {
+			t.Errorf("rendered field %q is not in the recorded job", k)
+		}
+	}
+
+	if *job.Type != "batch" || !*job.Periodic.Enabled || *job.Periodic.Spec != "0 3 * * 1-5" || *job.Periodic.SpecType != "cron" ||
+		!*job.Periodic.ProhibitOverlap || *job.Periodic.TimeZone != "Europe/Paris" {
+		t.Errorf("periodic = %+v, want an enabled, non-overlapping cron in Europe/Paris", job.Periodic)
+	}
+	tg := job.TaskGroups[0]
+	if *tg.ReschedulePolicy.Unlimited || *tg.ReschedulePolicy.Attempts != 1 || *tg.RestartPolicy.Attempts != 2 || *tg.RestartPolicy.Mode != "fail" {
+		t.Errorf("restart %+v / reschedule %+v: want bounded attempts", tg.RestartPolicy, tg.ReschedulePolicy)
+	}
+	task := tg.Tasks[0]
+	if *task.KillTimeout != 5*time.Minute || task.KillSignal != "SIGTERM" {
+		t.Errorf("kill = %v %s, want 5m SIGTERM", *task.KillTimeout, task.KillSignal)
+	}
+	if task.Config["image"] != "ghcr.io/rollguard/rollguard:1.2.0" {
+		t.Errorf("image = %v", task.Config["image"])
+	}
+	wantArgs := []any{"run", "-f", "${NOMAD_TASK_DIR}/rollout.yaml", "--report-dir", "${NOMAD_ALLOC_DIR}/data/reports"}
+	if !reflect.DeepEqual(task.Config["args"], wantArgs) {
+		t.Errorf("args = %v, want %v", task.Config["args"], wantArgs)
+	}
+	secrets := task.Templates[0]
+	wantTmpl := "{{ with nomadVar \"nomad/jobs/web-nginx-rollout\" }}\nCONSUL_HTTP_TOKEN={{ .CONSUL_HTTP_TOKEN }}\nNOMAD_TOKEN={{ .NOMAD_TOKEN }}\nMETRICS_BEARER_TOKEN={{ .METRICS_BEARER_TOKEN }}\n{{ end }}\n"
+	if *secrets.EmbeddedTmpl != wantTmpl || !*secrets.Envvars || *secrets.DestPath != "secrets/rollguard.env" || !*secrets.ErrMissingKey {
+		t.Errorf("secrets template = %q env=%v dest=%s", *secrets.EmbeddedTmpl, *secrets.Envvars, *secrets.DestPath)
+	}
+	for k, v := range task.Env {
+		if strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(v, "s3cr3t") {
+			t.Errorf("env %s=%s: secrets must come from the variable, not the job", k, v)
+		}
+	}
+	files := map[string]*api.Template{}
+	for _, tmpl := range task.Templates[1:] {
+		files[*tmpl.DestPath] = tmpl
+	}
+	spec := files["local/rollout.yaml"]
+	if spec == nil || !strings.Contains(*spec.EmbeddedTmpl, "{{.Host.Address}}") || strings.Contains(*spec.LeftDelim, "{{") {
+		t.Errorf("spec template = %+v: the spec must be embedded verbatim with non-{{ delimiters", spec)
+	}
+	if files["local/playbooks/site.yml"] == nil {
+		t.Errorf("playbook not embedded; templates: %v", files)
+	}
+}
+
+func TestRenderJobVariants(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(*JobOptions)
+		check   func(*testing.T, *api.Job)
+		wantErr []string
+	}{
+		{name: "raw_exec with an artifact", mod: func(o *JobOptions) {
+			o.Driver, o.Binary, o.Files, o.ArtifactURL = DriverRawExec, "/usr/local/bin/rollguard", nil, "https://example.com/rollout.tar.gz"
+		}, check: func(t *testing.T, j *api.Job) {
+			task := j.TaskGroups[0].Tasks[0]
+			if task.Driver != "raw_exec" || task.Config["command"] != "/usr/local/bin/rollguard" || task.Config["image"] != nil {
+				t.Errorf("task = %s %v", task.Driver, task.Config)
+			}
+			if len(task.Artifacts) != 1 || *task.Artifacts[0].GetterSource != "https://example.com/rollout.tar.gz" || *task.Artifacts[0].RelativeDest != "local/" {
+				t.Errorf("artifacts = %+v", task.Artifacts)
+			}
+		}},
+		{name: "local store allowed without rescheduling", mod: func(o *JobOptions) {
+			o.StateStore, o.NoReschedule, o.KillTimeout = "local", true, 15*time.Minute
+		}, check: func(t *testing.T, j *api.Job) {
+			tg := j.TaskGroups[0]
+			if *tg.ReschedulePolicy.Attempts != 0 || *tg.ReschedulePolicy.Unlimited {
+				t.Errorf("reschedule = %+v, want none", tg.ReschedulePolicy)
+			}
+			if *tg.Tasks[0].KillTimeout != 15*time.Minute {
+				t.Errorf("kill timeout = %v", *tg.Tasks[0].KillTimeout)
+			}
+		}},
+		{name: "local store refused when reschedulable", mod: func(o *JobOptions) { o.StateStore = "" },
+			wantErr: []string{"state.store is local", "rescheduled"}},
+		{name: "every problem at once", mod: func(o *JobOptions) {
+			o.JobID, o.Cron, o.Driver, o.Secrets = "", "", "podman", []string{"BAD-NAME"}
+		}, wantErr: []string{"job ID is required", "cron schedule is required", `unknown driver "podman"`, `secret "BAD-NAME"`}},
+		{name: "spec missing from files", mod: func(o *JobOptions) { o.Files = map[string]string{"site.yml": "x"} },
+			wantErr: []string{`lack the spec "rollout.yaml"`}},
+		{name: "file outside local", mod: func(o *JobOptions) { o.Files["../../etc/cron.d/x"] = "x" },
+			wantErr: []string{"outside local/"}},
+		{name: "artifact and files", mod: func(o *JobOptions) { o.ArtifactURL = "https://example.com/a.tgz" },
+			wantErr: []string{"not both"}},
+		{name: "exec without binary", mod: func(o *JobOptions) { o.Driver = DriverExec },
+			wantErr: []string{"exec driver: the rollguard binary path is required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := goldenOptions()
+			tt.mod(&o)
+			job, err := RenderJob(o)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatal("RenderJob succeeded, want an error")
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, job)
+		})
+	}
+}
+
+func TestRegister(t *testing.T) {
+	resp, err := os.ReadFile(filepath.Join("testdata", "job_register_response.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := RenderJob(goldenOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plan := range []bool{false, true} {
+		var bodies []map[string]any
+		var paths []string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Nomad-Token") != testToken {
+				t.Errorf("request without the token")
+			}
+			b, _ := io.ReadAll(r.Body)
+			var body map[string]any
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Errorf("body of %s is not JSON: %v", r.URL.Path, err)
+			}
+			bodies, paths = append(bodies, body), append(paths, r.Method+" "+r.URL.Path)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Nomad-Index", "10")
+			if strings.HasSuffix(r.URL.Path, "/plan") {
+				_, _ = w.Write([]byte(`{"JobModifyIndex":7,"Diff":{"Type":"Edited","ID":"web-nginx-rollout","Fields":[{"Type":"Edited","Name":"Meta[rollguard_version]","Old":"1.1.0","New":"1.2.0"}],"TaskGroups":[]},"Warnings":""}`))
+				return
+			}
+			_, _ = w.Write(resp)
+		}))
+		c, err := New(&api.Config{Address: srv.URL, SecretID: testToken}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := Register(context.Background(), c, job, plan)
+		srv.Close()
+		if err != nil {
+			t.Fatalf("Register(plan=%v): %v", plan, err)
+		}
+		if reg.JobModifyIndex != 10 {
+			t.Errorf("JobModifyIndex = %d, want 10 from the recorded response", reg.JobModifyIndex)
+		}
+		last := bodies[len(bodies)-1]
+		if paths[len(paths)-1] != "PUT /v1/jobs" {
+			t.Errorf("requests = %v, want the registration last", paths)
+		}
+		sent, _ := last["Job"].(map[string]any)
+		if sent["ID"] != "web-nginx-rollout" || sent["Type"] != "batch" || sent["Periodic"].(map[string]any)["Spec"] != "0 3 * * 1-5" {
+			t.Errorf("registered job = %v", sent)
+		}
+		if !plan {
+			if len(paths) != 1 || last["EnforceIndex"] == true {
+				t.Errorf("requests = %v, body %v: want one registration without check-index", paths, last)
+			}
+			continue
+		}
+		if len(paths) != 2 || paths[0] != "PUT /v1/job/web-nginx-rollout/plan" || bodies[0]["Diff"] != true {
+			t.Errorf("requests = %v, plan body %v: want a plan with diff first", paths, bodies[0])
+		}
+		if last["EnforceIndex"] != true || last["JobModifyIndex"] != float64(7) {
+			t.Errorf("registration body %v: want check-index at the plan's JobModifyIndex 7", last)
+		}
+		diff := FormatDiff(reg.Plan.Diff)
+		if diff != "~ job \"web-nginx-rollout\"\n  ~ Meta[rollguard_version]: \"1.1.0\" => \"1.2.0\"\n" {
+			t.Errorf("FormatDiff = %q", diff)
+		}
+	}
+}
