@@ -31,7 +31,7 @@ job "web-nginx-rollout" {
   }
 
   periodic {
-    crons            = ["0 3 * * 1-5"]
+    cron             = "0 3 * * 1-5"
     time_zone        = "Europe/Paris"
     # Two runs of one rollout at once would only fight for the lock.
     prohibit_overlap = true
@@ -77,7 +77,7 @@ job "web-nginx-rollout" {
       #     args    = [ ...as above... ]
       #   }
 
-      # rollguard.yaml and playbooks/ land in local/.
+      # rollout.yaml and playbooks/ land in local/.
       artifact {
         source      = "https://artifacts.example.com/web-nginx-rollout.tar.gz"
         destination = "local/"
