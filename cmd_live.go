@@ -30,7 +30,7 @@ var playbooks embed.FS
 
 // addLiveCommands adds the commands that touch real systems.
 func addLiveCommands(root *cobra.Command) {
-	root.AddCommand(newRunCmd(), newDemoCmd(), newGitHubActionCmd())
+	root.AddCommand(newRunCmd(), newDemoCmd(), newGitHubActionCmd(), newHistoryCmd())
 }
 
 // discover finds the targets of a spec.
@@ -70,7 +70,7 @@ func newLogger(verbose bool) *slog.Logger {
 
 func newRunCmd() *cobra.Command {
 	var file, reportDir, record string
-	var verbose bool
+	var verbose, abort bool
 	c := &cobra.Command{
 		Use:   "run -f rollout.yaml [--report-dir D] [--record rec.jsonl]",
 		Short: "Roll the change out for real: canary, waves, monitoring, automatic rollback",
@@ -139,12 +139,60 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 			if err != nil {
 				return badInput(err)
 			}
+			snaps, skipHost, err := newSnapshotter(spec, log)
+			if err != nil {
+				return badInput(err)
+			}
+			st, err := openState(ctx, spec, log)
+			if err != nil {
+				return failed(err)
+			}
 			runID := time.Now().UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
+			lease, err := acquireLock(ctx, st, spec, runID)
+			if err != nil {
+				return failed(err)
+			}
+			defer lease.Release(context.WithoutCancel(ctx))
+			// Losing the lock (a Consul session invalidated, a lease
+			// taken over) stops the run like a signal: revert or freeze.
+			ctx, cancelLost := context.WithCancelCause(ctx)
+			defer cancelLost(nil)
+			go func() {
+				select {
+				case <-lease.Lost():
+					cancelLost(fmt.Errorf("lost the lock of rollout %q", spec.Name))
+				case <-ctx.Done():
+				}
+			}()
+			journal, err := runner.OpenJournal(ctx, st.store)
+			if err != nil {
+				return failed(err)
+			}
+			var resume *runner.Resume
+			switch {
+			case journal.Unfinished():
+				doc := journal.Doc()
+				resume = doc.ResumeState()
+				runID = doc.RunID
+				if plan, err = runner.PlanFromJournal(spec, doc, hosts); err != nil {
+					return failed(err)
+				}
+				what := "resuming"
+				if abort {
+					what = "aborting"
+				}
+				fmt.Fprintf(c.OutOrStdout(), "rollguard: %s the unfinished run %s (journal in %s)\n", what, runID, st.where)
+			case abort:
+				return failed(fmt.Errorf("--abort: rollout %q has no unfinished run to abort (journal in %s)", spec.Name, st.where))
+			}
 			ro := &runner.Rollout{
 				Spec: spec, Policies: pols, Plan: plan, Metrics: src,
 				Applier: ansible.New(ansible.Config{WorkDir: spec.Dir, Logger: log}),
 				Clock:   runner.WallClock{}, Out: c.OutOrStdout(), Logger: log, RunID: runID,
 				Alerter: alerter, ReportURL: github.RunURL(os.Getenv), Context: runContext(),
+				Journal: journal, History: &steps.History{Store: st.store},
+				Snapshots: snaps, SnapshotSkipHost: skipHost,
+				Resume: resume, Abort: abort,
 			}
 			fmt.Fprintf(c.OutOrStdout(), "rollguard run %s: rollout %q, %d hosts\n", runID, spec.Name, len(hosts))
 			plan.WriteText(c.OutOrStdout())
@@ -162,6 +210,7 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 	c.Flags().StringVar(&reportDir, "report-dir", "", "write report.json, report.md, report.html here (default <state dir>/reports/<run id>)")
 	c.Flags().StringVar(&record, "record", "", "write the metrics the run saw to this file (export format; .gz compresses)")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log details to stderr")
+	c.Flags().BoolVar(&abort, "abort", false, "revert every host an unfinished run changed, instead of resuming it")
 	return c
 }
 

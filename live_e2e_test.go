@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +80,7 @@ func TestLive(t *testing.T) {
 
 	t.Run("bad change caught on the canary and reverted", func(t *testing.T) {
 		before := writes()
+		canaryWas := version(canary)
 		spec, err := env.WriteSpec(demo.SpecOptions{Name: "bad", Version: "v3", Baseline: baseline,
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
 		if err != nil {
@@ -94,8 +96,8 @@ func TestLive(t *testing.T) {
 				t.Errorf("%s's app.conf was written during a rollout the canary stopped", h.Name)
 			}
 		}
-		if v := version(canary); v != "v2" {
-			t.Errorf("canary runs %s after the rollback, want v2 restored", v)
+		if v := version(canary); v != canaryWas {
+			t.Errorf("canary runs %s after the rollback, want %s restored", v, canaryWas)
 		}
 		if r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, []string{canary}) || !r.Rollback.Verified {
 			t.Fatalf("rollback %+v, want the canary reverted and verified", r.Rollback)
@@ -129,6 +131,7 @@ func TestLive(t *testing.T) {
 
 	t.Run("a host whose play fails is reverted and named", func(t *testing.T) {
 		failing := hosts[2].Name // in wave-1
+		failingWas := version(failing)
 		spec, err := env.WriteSpec(demo.SpecOptions{Name: "failing-host", Version: "v4", Baseline: baseline,
 			ExtraVars: map[string]string{"latency_factor": "1.0", "fail_after_write_on": failing}})
 		if err != nil {
@@ -144,8 +147,8 @@ func TestLive(t *testing.T) {
 		if rep == nil || rep.Status != steps.HostFailed || !rep.Reverted {
 			t.Fatalf("host %s: %+v, want failed and reverted\n%s", failing, rep, out)
 		}
-		if v := version(failing); v != "v2" {
-			t.Errorf("%s runs %s after its revert, want v2", failing, v)
+		if v := version(failing); v != failingWas {
+			t.Errorf("%s runs %s after its revert, want %s", failing, v, failingWas)
 		}
 		if !strings.Contains(out, failing) {
 			t.Errorf("the output does not name %s", failing)
@@ -165,7 +168,7 @@ func TestLive(t *testing.T) {
 		}
 		killed := false
 		code, r, out := liveRun(t, ctx, spec, func(line string) {
-			if !killed && strings.Contains(line, "canary") && strings.Contains(line, " monitor ") {
+			if !killed && monitorTick.MatchString(line) {
 				killed = true
 				env.VM.Stop()
 			}
@@ -186,6 +189,9 @@ func TestLive(t *testing.T) {
 		}
 	})
 }
+
+// monitorTick matches the timeline line of a canary tick in monitoring.
+var monitorTick = regexp.MustCompile(`^\d\d:\d\d:\d\d canary\s+monitor `)
 
 // liveRun runs `rollguard run` on spec, calling onLine for each output
 // line as it comes, and returns the exit code, the report and the output.

@@ -39,6 +39,21 @@ type Rollout struct {
 	// Context records where the run ran (CI job, Nomad allocation) in
 	// the report.
 	Context map[string]string
+	// Journal records every step before it acts (nil: no journal, as in
+	// a dry run).
+	Journal *Journal
+	// History keeps the applied versions per host and marks known-good
+	// ones (nil: none).
+	History *steps.History
+	// Snapshots takes and restores per-host snapshots (nil: none).
+	Snapshots steps.Snapshotter
+	// SnapshotSkipHost: a host whose snapshot failed is not changed
+	// (revert.snapshot.on_failure: skip_host, the default).
+	SnapshotSkipHost bool
+	// Resume, when set, continues the unfinished run it describes (or
+	// reverts everything it changed, with Abort).
+	Resume *Resume
+	Abort  bool
 
 	// state of one execution
 	eng       *policies.Engine
@@ -55,6 +70,8 @@ type Rollout struct {
 	maxScores [][]float64
 	// alerted marks hosts whose degradation was already alerted.
 	alerted []bool
+	// snapshot names the snapshot taken of each host ("" when none).
+	snapshot []string
 }
 
 // Result is what a rollout ended with.
@@ -98,7 +115,21 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 	}
 	rep := r.report
 	rep.StartedAt = r.Clock.Now()
-	outcome, reason, err := r.waves(ctx)
+	var outcome, reason string
+	var err error
+	switch {
+	case r.Resume != nil && r.Abort:
+		outcome, reason, err = r.abort(ctx)
+	case r.Resume != nil:
+		outcome, reason, err = r.resume(ctx)
+	default:
+		if r.Journal != nil {
+			err = r.Journal.Begin(ctx, JournalDoc{RunID: r.RunID, Rollout: r.Spec.Name, Version: r.Spec.Apply.Version, StartedAt: rep.StartedAt, Plan: r.journalPlan()})
+		}
+		if err == nil {
+			outcome, reason, err = r.waves(ctx, 0)
+		}
+	}
 	if err != nil {
 		outcome, reason = steps.OutcomeError, err.Error()
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -113,7 +144,11 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 	case steps.OutcomeHalted, steps.OutcomeError:
 		r.alert(ctx, steps.EventHalted, "", nil, reason, nil)
 	}
+	if outcome == steps.OutcomePromoted {
+		r.deleteSnapshots(ctx)
+	}
 	r.finishHosts()
+	r.journal(ctx, JournalEntry{Step: JournalRunEnd, Detail: outcome})
 	return &Result{Report: rep, ExitCode: ExitCode(outcome)}, nil
 }
 
@@ -160,6 +195,7 @@ func (r *Rollout) setup() error {
 	}
 	r.changed = make([]bool, len(hosts))
 	r.alerted = make([]bool, len(hosts))
+	r.snapshot = make([]string, len(hosts))
 	r.excluded = make([]bool, len(hosts))
 	r.buf = make([]float64, len(hosts))
 	r.maxScores = make([][]float64, len(hosts))
@@ -288,9 +324,10 @@ func detectorConfig(spec *Spec) (policies.DetectorConfig, error) {
 }
 
 // waves runs every wave, then the bake period, and says how it ended.
-func (r *Rollout) waves(ctx context.Context) (outcome, reason string, err error) {
-	for wi, w := range r.Plan.Waves {
-		fired, why, err := r.wave(ctx, wi, w)
+func (r *Rollout) waves(ctx context.Context, from int) (outcome, reason string, err error) {
+	for wi := from; wi < len(r.Plan.Waves); wi++ {
+		w := r.Plan.Waves[wi]
+		fired, why, err := r.wave(ctx, wi, w, nil)
 		if err != nil {
 			return "", "", err
 		}
@@ -320,9 +357,12 @@ func (r *Rollout) waves(ctx context.Context) (outcome, reason string, err error)
 
 // wave runs one wave: baseline, apply, monitor, decide. It returns a
 // non-empty outcome when the rollout must stop.
-func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave) (string, string, error) {
+func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeWave) (string, string, error) {
 	wr := &r.report.Waves[wi]
 	start := r.Clock.Now()
+	if rw != nil {
+		start = rw.start
+	}
 	wr.ApplyStartedAt = ptr(start)
 	r.logf("── %s: %d hosts (%s), monitor %s", w.Name, len(w.Hosts), abbreviate(hostNames(w.Hosts), 8), fmtDuration(w.Monitor))
 
@@ -339,25 +379,49 @@ func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave) (string, stri
 		wr.FinishedAt = ptr(r.Clock.Now())
 		return "", "", fmt.Errorf("baseline for wave %s: %w", w.Name, err)
 	}
-	idx := make([]int, len(w.Hosts))
-	for i, h := range w.Hosts {
+	// Snapshots first: a host whose snapshot failed is not changed
+	// (snapshot.on_failure: skip_host, the default).
+	hosts := r.liveHosts(w.Hosts)
+	if rw != nil {
+		hosts = rw.hosts
+	}
+	if r.Snapshots != nil && (rw == nil || !rw.snapshotted) && len(hosts) > 0 {
+		var err error
+		if hosts, err = r.takeSnapshots(ctx, w, hosts); err != nil {
+			wr.Outcome = "error"
+			wr.FinishedAt = ptr(r.Clock.Now())
+			return "", "", err
+		}
+	}
+	idx := make([]int, len(hosts))
+	for i, h := range hosts {
 		idx[i] = r.index[h.Name]
 		r.changed[idx[i]] = true
 	}
 	r.eng.StartWave(w.Name, w.Index, idx)
+	if err := r.journalMust(ctx, JournalEntry{Step: JournalApplyStart, Wave: w.Name, Hosts: hostNames(hosts), Start: start}); err != nil {
+		wr.Outcome = "error"
+		wr.FinishedAt = ptr(r.Clock.Now())
+		return "", "", err
+	}
 
 	// Apply, watched while it runs.
 	applyDone := make(chan applyOutcome, 1)
 	applyCtx, cancelApply := context.WithCancel(ctx)
 	defer cancelApply()
-	if r.dry() {
+	switch {
+	case len(hosts) == 0:
+		applyDone <- applyOutcome{}
+	case r.dry() || (rw != nil && rw.applied):
+		// A dry run's apply is simulated; a resumed run whose apply
+		// ended before the crash does not apply again.
 		res := steps.ApplyResult{}
-		for _, h := range w.Hosts {
+		for _, h := range hosts {
 			res.Hosts = append(res.Hosts, steps.HostResult{Host: h.Name, Status: steps.HostChanged})
 		}
 		applyDone <- applyOutcome{res: res}
-	} else {
-		req := r.applyRequest(hostNames(w.Hosts))
+	default:
+		req := r.applyRequest(hostNames(hosts))
 		go func() {
 			res, err := r.Applier.Apply(applyCtx, req, func(ev steps.ApplyEvent) {
 				r.logf("   %s  %s: %s", ev.Host, ev.Task, ev.Status)
@@ -373,6 +437,7 @@ func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave) (string, stri
 		wr.Outcome = "error"
 	case outcome == "":
 		wr.Outcome = "passed"
+		r.passed(ctx, w)
 	case outcome == steps.OutcomeHalted:
 		wr.Outcome = "halted"
 	default:
@@ -411,7 +476,7 @@ func (r *Rollout) baseline(ctx context.Context, at time.Time, hosts []int) error
 	for m, q := range r.queries {
 		series, err := r.Metrics.Range(ctx, q, keys, from, to, r.Spec.Metrics.Interval.D())
 		if err != nil {
-			return fmt.Errorf("query %q: %w", q.Name, err)
+			return err // the source names the query
 		}
 		for i, h := range hosts {
 			var s []float64
@@ -521,6 +586,8 @@ func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (
 		return out, why, true
 	}
 	r.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed)-len(unchanged), len(failed)+len(unchanged))
+	r.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: failedDetail(failed, unchanged)})
+	r.recordApplied(ctx, ao.res.Hosts)
 	if len(failed) > 0 {
 		r.revertHosts(ctx, failed, "apply failed on the host", "apply-failed")
 	}
@@ -535,7 +602,7 @@ func (r *Rollout) observe(ctx context.Context, now time.Time) {
 	for m, q := range r.queries {
 		if err := r.Metrics.Instant(ctx, q, r.keys, now, r.buf); err != nil {
 			failed = true
-			r.lastErr = fmt.Errorf("query %q: %w", q.Name, err)
+			r.lastErr = err // the source names the query
 			for i := range r.buf {
 				r.buf[i] = math.NaN()
 			}
@@ -711,6 +778,13 @@ func (r *Rollout) fleetFireOut(ctx context.Context, wi int, w PlannedWave, now t
 // rollback in the report is the one that ended the run.
 func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigger string) *steps.Rollback {
 	rb := &steps.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []steps.Method{}, StartedAt: r.Clock.Now()}
+	scope := "fleet"
+	if trigger == "host-policy" || trigger == "apply-failed" {
+		scope = ScopeHost
+	}
+	if len(names) > 0 {
+		r.journal(ctx, JournalEntry{Step: JournalRevertStart, Hosts: names, Scope: scope, Detail: trigger + ": " + reason})
+	}
 	for _, n := range names {
 		i := r.index[n]
 		r.excluded[i] = true
@@ -735,6 +809,8 @@ func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigg
 	rb.FinishedAt = r.Clock.Now()
 	r.report.Rollback = rb
 	if len(names) > 0 {
+		r.journal(ctx, JournalEntry{Step: JournalRevertEnd, Hosts: names, Scope: scope, Detail: rb.Verification})
+		r.recordOutcome(ctx, names, steps.VersionReverted)
 		r.alert(ctx, steps.EventRollback, r.hostRep[r.index[names[0]]].Wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil)
 		if !r.dry() && !rb.Verified {
 			r.alert(ctx, steps.EventVerifyFailed, r.hostRep[r.index[names[0]]].Wave, names, rb.Verification, nil)
@@ -743,38 +819,33 @@ func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigg
 	return rb
 }
 
-// revertLive runs the revert methods in order until one succeeds, then
-// verifies that the hosts' metrics came back into their baseline band.
+// revertLive runs the revert methods in order: the revert playbook, the
+// last known-good version, the snapshot. Each later method only gets the
+// hosts the earlier ones could not revert; every attempt is in the
+// report. Then it verifies that the hosts' metrics came back into their
+// baseline band.
 func (r *Rollout) revertLive(ctx context.Context, names []string, rb *steps.Rollback) {
 	// A revert must run even when the run was interrupted: it gets its
 	// own context, bounded by the apply timeout.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.applyTimeout())
 	defer cancel()
-	ok := false
-	if pb := r.Spec.Revert.Playbook; pb != "" {
-		req := r.applyRequest(names)
-		req.Playbook = pb
-		res, err := r.Applier.Apply(rctx, req, nil)
-		m := steps.Method{Name: "revert-playbook", Hosts: names, OK: err == nil}
-		if err != nil {
-			m.Detail = err.Error()
+	left := names
+	for _, m := range r.revertMethods() {
+		if len(left) == 0 {
+			break
 		}
-		for _, hr := range res.Hosts {
-			if hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable {
-				m.OK = false
-				m.Detail = strings.TrimSpace(m.Detail + fmt.Sprintf(" %s %s: %s", hr.Host, hr.Status, hr.Message))
-			}
-		}
-		rb.Methods = append(rb.Methods, m)
-		ok = m.OK
+		r.logf("   revert by %s: %s", m.name, abbreviate(left, 8))
+		ok, failed, detail := m.run(rctx, left)
+		rb.Methods = append(rb.Methods, steps.Method{Name: m.name, Hosts: slices.Clone(left), OK: len(failed) == 0 && len(ok) > 0, Detail: detail})
+		left = failed
 	}
-	if !ok {
-		rb.Methods = append(rb.Methods, steps.Method{Name: "none", Hosts: names, OK: false, Detail: "no revert method succeeded; the hosts keep the change"})
-		rb.Verification = "not verified: the revert did not succeed"
-		r.logf("   revert FAILED on %s", strings.Join(names, ", "))
+	if len(left) > 0 {
+		rb.Methods = append(rb.Methods, steps.Method{Name: "none left", Hosts: left, OK: false, Detail: "no revert method succeeded on these hosts: they may keep the change"})
+		rb.Verification = fmt.Sprintf("not verified: %s could not be reverted", strings.Join(left, ", "))
+		r.logf("   revert FAILED on %s", strings.Join(left, ", "))
 		return
 	}
-	r.logf("   reverted %s; verifying", strings.Join(names, ", "))
+	r.logf("   reverted %s; verifying", abbreviate(names, 8))
 	r.verify(ctx, names, rb)
 }
 

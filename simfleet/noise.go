@@ -34,9 +34,22 @@ const (
 	spikeWindow = 120
 	// spikeChance is the probability of a spike in a window.
 	spikeChance = 0.05
-	// spikeLen is how long a spike lasts, in seconds.
-	spikeLen = 4
+	// spikeLen is how long a spike lasts, in seconds. The demo compresses
+	// an hour of real shape into minutes; a spike of one scrape keeps
+	// spikes as short, relative to the 15 s query windows, as a real
+	// few-second spike is relative to the minute-long windows of a real
+	// fleet.
+	spikeLen = 1
 )
+
+// anomalyWindows are NAB's labelled anomaly windows of the embedded
+// shapes: the points inside them are left out, so the simulated hosts
+// replay ordinary behaviour only and a good change is never judged
+// against a real incident.
+var anomalyWindows = map[string][][2]string{
+	"ec2_cpu_utilization_5f5533.csv": {{"2014-02-18 16:02:00", "2014-02-19 08:42:00"}, {"2014-02-24 10:17:00", "2014-02-25 02:57:00"}},
+	"elb_request_count_8c0756.csv":   {{"2014-04-12 09:04:00", "2014-04-13 01:44:00"}, {"2014-04-22 11:14:00", "2014-04-23 03:54:00"}},
+}
 
 // shape is a recorded series normalised by its median, so 1 is typical.
 type shape []float64
@@ -54,6 +67,9 @@ func loadShape(name string) (shape, error) {
 	for _, row := range rows[1:] {
 		if len(row) != 2 {
 			return nil, fmt.Errorf("shape %s: row %v: want timestamp,value", name, row)
+		}
+		if inWindow(anomalyWindows[name], row[0]) {
+			continue
 		}
 		v, err := strconv.ParseFloat(row[1], 64)
 		if err != nil {
@@ -73,6 +89,17 @@ func loadShape(name string) (shape, error) {
 		s[i] = math.Max(s[i], med/100) / med
 	}
 	return s, nil
+}
+
+// inWindow reports whether a NAB timestamp ("2014-02-18 16:02:00", which
+// sorts as text) falls in one of the windows.
+func inWindow(windows [][2]string, ts string) bool {
+	for _, w := range windows {
+		if ts >= w[0] && ts <= w[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // at interpolates the series at position u (in points), wrapping around.

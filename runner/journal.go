@@ -1,0 +1,197 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// Journal steps: each is written to the store BEFORE the step acts, so a
+// run that is killed at any point leaves a journal that says what it may
+// have done.
+const (
+	JournalRunStart    = "run-start"
+	JournalSnapshot    = "snapshot"
+	JournalApplyStart  = "apply-start"
+	JournalApplyEnd    = "apply-end"
+	JournalWavePassed  = "wave-passed"
+	JournalRevertStart = "revert-start"
+	JournalRevertEnd   = "revert-end"
+	JournalRunEnd      = "run-end"
+)
+
+// journalKey is the journal's key in the rollout's state store.
+const journalKey = "journal.json"
+
+// JournalDoc is the journal of one run.
+type JournalDoc struct {
+	RunID     string    `json:"run_id"`
+	Rollout   string    `json:"rollout"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"started_at"`
+	// Plan is the wave plan the run follows: a resumed run follows the
+	// same one even if discovery would now give other hosts.
+	Plan []JournalWave `json:"plan"`
+	// Entries are the steps, in order.
+	Entries []JournalEntry `json:"entries"`
+	// Finished is set by the run-end entry.
+	Finished bool   `json:"finished"`
+	Outcome  string `json:"outcome,omitempty"`
+}
+
+// JournalWave is one wave of the journaled plan.
+type JournalWave struct {
+	Name  string   `json:"name"`
+	Hosts []string `json:"hosts"`
+}
+
+// JournalEntry is one step.
+type JournalEntry struct {
+	Seq  int       `json:"seq"`
+	At   time.Time `json:"at"`
+	Step string    `json:"step"`
+	Wave string    `json:"wave,omitempty"`
+	// Hosts the step acts on.
+	Hosts []string `json:"hosts,omitempty"`
+	// Start is the wave's start: its baseline window ends there.
+	Start time.Time `json:"start,omitzero"`
+	// Scope of a revert: "host" (the rollout goes on) or "fleet" (the
+	// run ends with it).
+	Scope string `json:"scope,omitempty"`
+	// Detail is free text (a reason, a trigger, failed hosts).
+	Detail string `json:"detail,omitempty"`
+}
+
+// Journal writes a run's journal to a state store with check-and-set, so
+// two processes can never both believe they own the run.
+type Journal struct {
+	store   steps.StateStore
+	version uint64
+	doc     JournalDoc
+}
+
+// OpenJournal reads the journal of the last run (nil doc when there is
+// none).
+func OpenJournal(ctx context.Context, store steps.StateStore) (*Journal, error) {
+	data, ver, err := store.Get(ctx, journalKey)
+	if err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	j := &Journal{store: store, version: ver}
+	if data != nil {
+		if err := json.Unmarshal(data, &j.doc); err != nil {
+			return nil, fmt.Errorf("journal %s is corrupt (%v): move it away to start afresh, after checking the hosts by hand", journalKey, err)
+		}
+	}
+	return j, nil
+}
+
+// Doc is the journal's content.
+func (j *Journal) Doc() *JournalDoc { return &j.doc }
+
+// Unfinished reports whether the journal holds a run that did not end.
+func (j *Journal) Unfinished() bool { return j.doc.RunID != "" && !j.doc.Finished }
+
+// Begin starts a new run's journal, replacing a finished one.
+func (j *Journal) Begin(ctx context.Context, doc JournalDoc) error {
+	if j.Unfinished() {
+		return fmt.Errorf("journal holds the unfinished run %s", j.doc.RunID)
+	}
+	j.doc = doc
+	return j.write(ctx, JournalEntry{Step: JournalRunStart, At: doc.StartedAt})
+}
+
+// Write appends an entry and stores the journal before returning: the
+// caller acts only after this succeeded.
+func (j *Journal) Write(ctx context.Context, e JournalEntry) error {
+	if e.Step == JournalRunEnd {
+		j.doc.Finished = true
+		j.doc.Outcome = e.Detail
+	}
+	return j.write(ctx, e)
+}
+
+func (j *Journal) write(ctx context.Context, e JournalEntry) error {
+	e.Seq = len(j.doc.Entries) + 1
+	j.doc.Entries = append(j.doc.Entries, e)
+	data, err := json.MarshalIndent(j.doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode journal: %w", err)
+	}
+	ver, err := j.store.Put(ctx, journalKey, data, j.version)
+	if err != nil {
+		if errors.Is(err, steps.ErrConflict) {
+			return fmt.Errorf("journal of run %s was changed by another process (is another rollguard running this rollout?): %w", j.doc.RunID, err)
+		}
+		return fmt.Errorf("write journal (%s): %w", e.Step, err)
+	}
+	j.version = ver
+	return nil
+}
+
+// last returns the last entry of a step for a wave (zero when none).
+func (d *JournalDoc) last(step, wave string) (JournalEntry, bool) {
+	for i := len(d.Entries) - 1; i >= 0; i-- {
+		e := d.Entries[i]
+		if e.Step == step && (wave == "" || e.Wave == wave) {
+			return e, true
+		}
+	}
+	return JournalEntry{}, false
+}
+
+// Resume is what a journal says about an unfinished run.
+type Resume struct {
+	Doc *JournalDoc
+	// Passed are the waves that passed, by name.
+	Passed map[string]JournalEntry
+	// Current is the wave that was under way (apply-start written, not
+	// passed), or "" when the run stopped between waves.
+	Current string
+	// Applied says the current wave's apply-end was written.
+	Applied bool
+	// Reverting holds the hosts of a revert that started and did not end.
+	Reverting *JournalEntry
+	// Reverted lists hosts whose revert ended.
+	Reverted map[string]bool
+	// Changed lists every host the run may have changed.
+	Changed []string
+}
+
+// ResumeState reads an unfinished journal.
+func (d *JournalDoc) ResumeState() *Resume {
+	rs := &Resume{Doc: d, Passed: map[string]JournalEntry{}, Reverted: map[string]bool{}}
+	seen := map[string]bool{}
+	var revert *JournalEntry
+	for i := range d.Entries {
+		e := d.Entries[i]
+		switch e.Step {
+		case JournalApplyStart:
+			rs.Current, rs.Applied = e.Wave, false
+			for _, h := range e.Hosts {
+				if !seen[h] {
+					seen[h] = true
+					rs.Changed = append(rs.Changed, h)
+				}
+			}
+		case JournalApplyEnd:
+			rs.Applied = true
+		case JournalWavePassed:
+			rs.Passed[e.Wave] = e
+			rs.Current, rs.Applied = "", false
+		case JournalRevertStart:
+			revert = &d.Entries[i]
+		case JournalRevertEnd:
+			for _, h := range e.Hosts {
+				rs.Reverted[h] = true
+			}
+			revert = nil
+		}
+	}
+	rs.Reverting = revert
+	return rs
+}
