@@ -30,7 +30,7 @@ var playbooks embed.FS
 
 // addLiveCommands adds the commands that touch real systems.
 func addLiveCommands(root *cobra.Command) {
-	root.AddCommand(newRunCmd(), newDemoCmd(), newGitHubActionCmd(), newHistoryCmd())
+	root.AddCommand(newRunCmd(), newDemoCmd(), newGitHubActionCmd(), newHistoryCmd(), newNomadCmd())
 }
 
 // discover finds the targets of a spec.
@@ -42,7 +42,7 @@ func discover(ctx context.Context, spec *runner.Spec) ([]steps.Host, error) {
 	case t.Inventory != "":
 		return ansible.Inventory(ctx, "", t.Inventory, t.Group)
 	}
-	return nil, fmt.Errorf("targets: this source is not supported yet")
+	return discoverShared(ctx, spec)
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM, with the signal as the
@@ -229,8 +229,7 @@ func newAlerter(spec *runner.Spec) (steps.Alerter, error) {
 // runContext says where this run runs: a GitHub Actions job, a Nomad
 // allocation, or nothing special.
 func runContext() map[string]string {
-	ctx := github.RunContext(os.Getenv)
-	return ctx
+	return nomadContext(github.RunContext(os.Getenv))
 }
 
 func basicUser(spec *runner.Spec) string {
