@@ -22,7 +22,10 @@ import (
 // half of its baseline, which the MAD ignores, gets a band that holds them.
 //
 // Current value. The latest Smoothing observations are averaged, so one
-// noisy poll moves the current value by 1/Smoothing of its excursion.
+// noisy poll moves the current value by 1/Smoothing of its excursion. For
+// the score the average is always over Smoothing slots: right after the
+// change, slots not yet filled count as the expected value, so the first
+// poll weighs 1/Smoothing like every other (see judge).
 //
 // Deviation. z = (current - expected) / spread, signed so that positive is
 // the metric's worse direction. Without untouched hosts the expected value
@@ -38,14 +41,15 @@ import (
 // recovers, so a blip decays instead of being remembered forever. The input
 // z' is computed like z but from observations winsorized to median ±
 // ZCap x spread (around the expected value) before they are averaged: one
-// sample can then add at most
-// ZCap to the score over all the ticks it stays in the moving average, and
-// with ZCap < Threshold a single heavy-tailed spike (the kind real CPU and
-// network series show several times a day) cannot fire on its own, while a
-// sustained step of any size still adds up to ZCap - k per tick. The host's
-// metric is degraded when S > Threshold. The reported Z is not winsorized:
-// it is what a user reads as "how far off is it now".
-//
+// sample can then add at most ZCap to the score over all the ticks it
+// stays in the moving average, wherever it falls, and with ZCap <
+// Threshold a single heavy-tailed spike (the kind real CPU and network
+// series show several times a day, and services show when they restart)
+// cannot fire from a score of 0, while a sustained step of any size still
+// adds up to ZCap - k per tick. On a noisy host the score is seldom exactly
+// 0; what a spike cannot do is add more than ZCap to it. The host's metric
+// is degraded when S > Threshold. The reported Z is not winsorized: it is
+// what a user reads as "how far off is it now".
 //
 // Self-calibration (SelfCalibrate). Some hosts burst as part of normal
 // operation (disk flushes, batch jobs, network backups): several polls at
@@ -282,10 +286,10 @@ func selfScore(p *detectorParams, samples []float64, med, spread float64) float6
 	lo, hi := med-p.zCap*spread, med+p.zCap*spread
 	var score, best float64
 	// from is where the smoothing window starts: a live detector starts
-	// from an empty window at the change, so an excursion replayed here
-	// starts from an empty window too, at the first sample after the
-	// score was last 0. Otherwise a burst would score lower in the replay
-	// (averaged with the normal sample before it) than live.
+	// at the change from a window that holds nothing but the centre (see
+	// judge), so an excursion replayed here starts the same way, at the
+	// first sample after the score was last 0, and scores as it would
+	// live.
 	from := 0
 	for i, v := range samples {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -302,7 +306,8 @@ func selfScore(p *detectorParams, samples []float64, med, spread float64) float6
 				n++
 			}
 		}
-		z := p.dir * (sum/float64(n) - med) / spread
+		sum += float64(p.smoothing-n) * med
+		z := p.dir * (sum/float64(p.smoothing) - med) / spread
 		score = max(0, score+z-p.allowance)
 		best = max(best, score)
 	}
@@ -366,18 +371,25 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 // to have at this tick and the spread around it (the baseline's median and
 // spread when there is nothing to adjust for). The observations are
 // winsorized to expected ± ZCap x spread before they are averaged for the
-// score. A tick without a value changes nothing.
+// score, over the full Smoothing width: slots the window has not filled
+// since the change count as the expected value. So one sample weighs
+// 1/Smoothing at every tick it stays in the window, the first poll after
+// the change included, and adds at most ZCap to the score wherever it
+// falls; averaging over the filled slots only would weigh a first-poll
+// spike (a restart, a cold cache) 1.5 x ZCap at Smoothing 2, and fire
+// the high preset on it alone. A tick without a value changes nothing.
 func (s *metricState) judge(p *detectorParams, ring []float64, expected, spread float64) {
 	if !s.fresh {
 		return
 	}
 	lo, hi := expected-p.zCap*spread, expected+p.zCap*spread
-	var clipped float64
+	w := float64(len(ring))
+	clipped := (w - float64(s.ringN)) * expected
 	for _, x := range ring[:s.ringN] {
 		clipped += min(max(x, lo), hi)
 	}
 	s.Z = p.dir * (s.Current - expected) / spread
-	s.scoreZ = p.dir * (clipped/float64(s.ringN) - expected) / spread
+	s.scoreZ = p.dir * (clipped/w - expected) / spread
 }
 
 // accumulate advances the CUSUM by one tick; a tick without data keeps the

@@ -21,6 +21,12 @@ const (
 //   - A step of 2 x Threshold spreads is decided within 3 polls: with
 //     Smoothing 2 the score after 3 polls is 2.5 ZCap - 3 Allowance, which
 //     is over Threshold for every preset.
+//   - How many polls at the cap fire: with Smoothing 2 an excursion of n
+//     polls at ZCap, wherever it falls, scores n ZCap - (n+1) Allowance
+//     (its first and last ticks average it with a normal poll). Medium's
+//     6.5 is exactly that score for n = 2: two polls never fire, three
+//     (10.0) do. Low needs three (13.0 > 10, two reach 8.5), high fires on
+//     two (6.5 > 5).
 //   - Smoothing 2 rather than more: a longer window delays a real step by a
 //     poll per tick of width and, on the replay, bought no fewer false
 //     rollbacks than the tail floor did.
@@ -36,8 +42,8 @@ const (
 //   - SelfCalibrate: a host whose own baseline window reaches a score of
 //     M while nothing changes is degraded only above max(Threshold, M); on
 //     the replay this removed a fifth of the false rollbacks (bursty disk,
-//     network and CPU series), which let the medium threshold come down
-//     from 7 to 6.5 (6 would fire once on c6585a).
+//     network and CPU series). Below 6.5 the replay fires on c6585a, whose
+//     normal two-poll spikes the target says must not roll back.
 //   - Allowance 0.5: a small slack lets moderate sustained shifts (2-3
 //     spreads) accumulate within the hour; the threshold, not the
 //     allowance, sets the false-rollback rate.

@@ -324,13 +324,17 @@ func TestDetectionQuality(t *testing.T) {
 		}
 		// The product target is 55%; TestDetectionTradeoff and the README
 		// show why this replay cannot reach it at <= 5% false rollbacks with
-		// a rule that never fires on one spike (c6585a's normal spikes look
-		// exactly like several labelled anomalies). Medium catches 45.2%
-		// (56/124) at 4.07% against 38.7% for the plain z-score at a similar
-		// rate (z > 6, which also fires 14 times on c6585a). This floor
-		// guards against regressions.
-		if got := sc.caught; got < 56 {
-			t.Errorf("medium: caught %d/%d (%.1f%%) of labelled anomalies within %d polls, want >= 56 (45.2%%)", got, sc.anomalies, 100*sc.catchRate(), nabPolls)
+		// a rule that does not fire on one spike (c6585a's normal spikes look
+		// exactly like several labelled anomalies). Medium catches 42.7%
+		// (53/124) at 4.30% against 38.7% for the plain z-score at a similar
+		// rate (z > 6, which also fires 14 times on c6585a). It caught 56
+		// while the first poll after the change weighed double (see judge):
+		// a two-poll blip and a spike at that first poll, which the same
+		// detector misses a few polls later, and one more spike whose score
+		// the first poll's noise had raised. This floor guards against
+		// regressions.
+		if got := sc.caught; got < 53 {
+			t.Errorf("medium: caught %d/%d (%.1f%%) of labelled anomalies within %d polls, want >= 53 (42.7%%)", got, sc.anomalies, 100*sc.catchRate(), nabPolls)
 		}
 		if n := sc.falseBySeries["ec2_cpu_utilization_c6585a"]; n != 0 {
 			t.Errorf("medium: %d false rollbacks on ec2_cpu_utilization_c6585a, want 0", n)
