@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -14,13 +15,88 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/demo"
+	"github.com/rollguard/rollguard/integrations/localstate"
+	"github.com/rollguard/rollguard/runner"
 	"github.com/rollguard/rollguard/steps"
 )
 
+// live is the shared environment of the live end-to-end tests: a
+// simulated fleet scraped by a real VictoriaMetrics, changed by real
+// Ansible through the rollguard binary.
+type live struct {
+	t     *testing.T
+	ctx   context.Context
+	env   *demo.Env
+	hosts []string
+}
+
+const liveBaseline = 30 * time.Second
+
+// spec writes a spec with the live tests' timing: 1 s ticks, a 12 s canary
+// and 6 s waves.
+func (l *live) spec(o demo.SpecOptions) string {
+	l.t.Helper()
+	o.Interval, o.Baseline, o.Monitor, o.WaveMonitor = time.Second, liveBaseline, 12*time.Second, 6*time.Second
+	path, err := l.env.WriteSpec(o)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return path
+}
+
+// conf is a host's app.conf, byte for byte.
+func (l *live) conf(host string) string {
+	data, err := os.ReadFile(filepath.Join(l.env.Dir, "fleet", host, "app.conf"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return string(data)
+}
+
+func (l *live) confs() map[string]string {
+	m := map[string]string{}
+	for _, h := range l.hosts {
+		m[h] = l.conf(h)
+	}
+	return m
+}
+
+func (l *live) version(host string) string {
+	c, _ := l.env.Fleet.Conf(host)
+	return c.Version
+}
+
+func (l *live) writes() map[string]int {
+	m := map[string]int{}
+	for _, h := range l.hosts {
+		m[h] = l.env.Fleet.Writes(h)
+	}
+	return m
+}
+
+// journal reads a rollout's journal from its local state directory.
+func (l *live) journal(name string) runner.JournalDoc {
+	l.t.Helper()
+	store, err := localstate.New(filepath.Join(l.env.Dir, "state", name))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	data, _, err := store.Get(l.ctx, "journal.json")
+	if err != nil || data == nil {
+		l.t.Fatalf("journal of %s: %v", name, err)
+	}
+	var doc runner.JournalDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		l.t.Fatal(err)
+	}
+	return doc
+}
+
 // TestLive runs real rollouts with real Ansible against a simulated fleet
 // scraped by a real VictoriaMetrics. The cases share one environment (a
-// baseline takes most of a minute to collect) and run in order; the last
-// one kills VictoriaMetrics.
+// baseline takes half a minute to collect) and run in order, each starting
+// from the configs the previous one left; the last one kills
+// VictoriaMetrics.
 func TestLive(t *testing.T) {
 	if err := demo.Check(); err != nil {
 		if os.Getenv("ROLLGUARD_E2E") == "1" {
@@ -31,44 +107,33 @@ func TestLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live end-to-end tests take minutes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	env, err := demo.StartEnv(ctx, demo.EnvOptions{Dir: t.TempDir(), Hosts: 6, Seed: 11, Playbooks: os.DirFS("testdata/playbooks")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	const baseline = 40 * time.Second
-	if err := env.WaitForData(ctx, baseline+15*time.Second, func(s string) { t.Log(s) }); err != nil {
+	if err := env.WaitForData(ctx, liveBaseline+15*time.Second, func(s string) { t.Log(s) }); err != nil {
 		t.Fatal(err)
 	}
-	hosts := env.Fleet.Hosts()
-	canary := hosts[0].Name
-	writes := func() map[string]int {
-		m := map[string]int{}
-		for _, h := range hosts {
-			m[h.Name] = env.Fleet.Writes(h.Name)
-		}
-		return m
+	l := &live{t: t, ctx: ctx, env: env}
+	for _, h := range env.Fleet.Hosts() {
+		l.hosts = append(l.hosts, h.Name)
 	}
-	version := func(name string) string {
-		c, _ := env.Fleet.Conf(name)
-		return c.Version
-	}
+	canary := l.hosts[0]
 
 	t.Run("good change promotes everywhere", func(t *testing.T) {
-		spec, err := env.WriteSpec(demo.SpecOptions{Name: "good", Version: "v2", Baseline: baseline,
+		l.t = t
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v2", KnownGood: true,
 			ExtraVars: map[string]string{"latency_factor": "0.95", "cpu_load": "0.3"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, r, out := liveRun(t, ctx, spec, nil)
+		code, r, out := l.run(spec, nil)
 		if code != 0 || r.Outcome != steps.OutcomePromoted {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
-		for _, h := range hosts {
-			if v := version(h.Name); v != "v2" {
-				t.Errorf("%s runs %s after a promoted rollout, want v2", h.Name, v)
+		for _, h := range l.hosts {
+			if v := l.version(h); v != "v2" {
+				t.Errorf("%s runs %s after a promoted rollout, want v2", h, v)
 			}
 		}
 		for _, w := range r.Waves {
@@ -76,28 +141,30 @@ func TestLive(t *testing.T) {
 				t.Errorf("wave %s: %s", w.Name, w.Outcome)
 			}
 		}
+		// Every host's v2 is now known-good in the history.
+		code, hist, _ := rollguard(t, "history", "-f", spec, "--json")
+		if code != 0 || strings.Count(hist, `"outcome": "known_good"`) != len(l.hosts) {
+			t.Errorf("history (exit %d) does not mark v2 known-good on every host:\n%s", code, hist)
+		}
 	})
 
 	t.Run("bad change caught on the canary and reverted", func(t *testing.T) {
-		before := writes()
-		canaryWas := version(canary)
-		spec, err := env.WriteSpec(demo.SpecOptions{Name: "bad", Version: "v3", Baseline: baseline,
+		l.t = t
+		before, confs := l.writes(), l.confs()
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v3",
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, r, out := liveRun(t, ctx, spec, nil)
+		code, r, out := l.run(spec, nil)
 		if code != 3 || r.Outcome != steps.OutcomeRolledBack {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
-		after := writes()
-		for _, h := range hosts[1:] {
-			if after[h.Name] != before[h.Name] {
-				t.Errorf("%s's app.conf was written during a rollout the canary stopped", h.Name)
+		after := l.writes()
+		for _, h := range l.hosts[1:] {
+			if after[h] != before[h] {
+				t.Errorf("%s's app.conf was written during a rollout the canary stopped", h)
 			}
 		}
-		if v := version(canary); v != canaryWas {
-			t.Errorf("canary runs %s after the rollback, want %s restored", v, canaryWas)
+		if got := l.conf(canary); got != confs[canary] {
+			t.Errorf("canary's app.conf after the rollback:\n%s\nwant the previous one:\n%s", got, confs[canary])
 		}
 		if r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, []string{canary}) || !r.Rollback.Verified {
 			t.Fatalf("rollback %+v, want the canary reverted and verified", r.Rollback)
@@ -129,49 +196,162 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("a host whose play fails is reverted and named", func(t *testing.T) {
-		failing := hosts[2].Name // in wave-1
-		failingWas := version(failing)
-		spec, err := env.WriteSpec(demo.SpecOptions{Name: "failing-host", Version: "v4", Baseline: baseline,
-			ExtraVars: map[string]string{"latency_factor": "1.0", "fail_after_write_on": failing}})
-		if err != nil {
-			t.Fatal(err)
+	t.Run("failed revert playbook falls back to the known-good version", func(t *testing.T) {
+		l.t = t
+		confs := l.confs()
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v4", KnownGood: true,
+			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03", "fail_revert": "true"}})
+		code, r, out := l.run(spec, nil)
+		if code != 3 || r.Rollback == nil {
+			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
-		_, r, out := liveRun(t, ctx, spec, nil)
+		var tried []string
+		for _, m := range r.Rollback.Methods {
+			tried = append(tried, m.Name+":"+map[bool]string{true: "ok", false: "failed"}[m.OK])
+		}
+		if !slices.Equal(tried, []string{"revert-playbook:failed", "known-good:ok"}) {
+			t.Errorf("methods tried %v, want the revert playbook failing, then known-good", tried)
+		}
+		if got := l.conf(canary); got != confs[canary] {
+			t.Errorf("canary's app.conf after the known-good re-apply:\n%s\nwant exactly the known-good one:\n%s", got, confs[canary])
+		}
+		if !r.Rollback.Verified {
+			t.Errorf("rollback not verified: %s", r.Rollback.Verification)
+		}
+	})
+
+	t.Run("a host-level fire reverts one host while the others promote", func(t *testing.T) {
+		l.t = t
+		bad := l.hosts[3] // in wave-1
+		confs := l.confs()
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v5",
+			ExtraVars: map[string]string{"latency_factor": "1.0", "host_overrides": "{" + bad + ": {latency_factor: 3.0, error_share: 0.08}}"},
+			Policies: `policies:
+  - name: degraded-share
+    rollback_when: 'fraction(hosts, .degraded) >= 0.5'
+  - name: extreme-host
+    host_rollback_when: 'host.degraded'
+`})
+		code, r, out := l.run(spec, nil)
+		if code != 0 || r.Outcome != steps.OutcomePromoted {
+			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
+		}
+		for _, h := range r.Hosts {
+			if h.Reverted != (h.Name == bad) {
+				t.Errorf("host %s reverted: %v", h.Name, h.Reverted)
+			}
+		}
+		if got := l.conf(bad); got != confs[bad] {
+			t.Errorf("%s's app.conf after its host-level revert:\n%s\nwant:\n%s", bad, got, confs[bad])
+		}
+		for _, h := range l.hosts {
+			if h != bad && l.version(h) != "v5" {
+				t.Errorf("%s runs %s, want v5", h, l.version(h))
+			}
+		}
+	})
+
+	t.Run("a host whose play fails is reverted and named", func(t *testing.T) {
+		l.t = t
+		failing := l.hosts[2] // in wave-1
+		confs := l.confs()
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v6",
+			ExtraVars: map[string]string{"latency_factor": "1.0", "fail_after_write_on": failing}})
+		code, r, out := l.run(spec, nil)
 		var rep *steps.HostReport
 		for i := range r.Hosts {
 			if r.Hosts[i].Name == failing {
 				rep = &r.Hosts[i]
 			}
 		}
-		if rep == nil || rep.Status != steps.HostFailed || !rep.Reverted {
-			t.Fatalf("host %s: %+v, want failed and reverted\n%s", failing, rep, out)
+		if rep == nil || rep.Status != steps.HostFailed || !rep.Reverted || !strings.Contains(rep.Message, "service check failed") {
+			t.Fatalf("host %s: %+v, want failed (with its message) and reverted\n%s", failing, rep, out)
 		}
-		if v := version(failing); v != failingWas {
-			t.Errorf("%s runs %s after its revert, want %s", failing, v, failingWas)
+		if got := l.conf(failing); got != confs[failing] {
+			t.Errorf("%s's app.conf after its revert:\n%s\nwant:\n%s", failing, got, confs[failing])
 		}
-		if !strings.Contains(out, failing) {
-			t.Errorf("the output does not name %s", failing)
-		}
-		for _, h := range hosts {
-			if h.Name != failing && r.Outcome == steps.OutcomePromoted && version(h.Name) != "v4" {
-				t.Errorf("%s runs %s, want v4", h.Name, version(h.Name))
-			}
+		if code != 0 {
+			t.Errorf("exit %d: one failed host must not stop the rollout\n%s", code, out)
 		}
 	})
 
-	t.Run("metrics store dies during monitoring: never promotes", func(t *testing.T) {
-		spec, err := env.WriteSpec(demo.SpecOptions{Name: "vm-dies", Version: "v5", Baseline: baseline,
-			ExtraVars: map[string]string{"latency_factor": "1.0"}})
+	t.Run("a second run is refused and names the holder", func(t *testing.T) {
+		l.t = t
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v7"})
+		locker, err := localstate.NewLocker(filepath.Join(env.Dir, "state"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		lease, err := locker.Acquire(ctx, "fleet", steps.Holder{Host: "test-host", PID: os.Getpid(), RunID: "holder-run", Since: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := l.writes()
+		code, _, errOut := rollguard(t, "run", "-f", spec)
+		lease.Release(ctx)
+		if code != 1 || !strings.Contains(errOut, "holder-run") || !strings.Contains(errOut, "test-host") {
+			t.Fatalf("exit %d, stderr %q: want 1 naming run holder-run on test-host", code, errOut)
+		}
+		if !maps2Equal(before, l.writes()) {
+			t.Errorf("a refused run wrote an app.conf")
+		}
+	})
+
+	// Killed at each step boundary, then the same command again: every
+	// host ends with either the new version or the one it had (never
+	// unknown), and the journal and the report agree.
+	kills := []struct {
+		step string
+		at   *regexp.Regexp
+	}{
+		{"snapshot", regexp.MustCompile(`^   snapshot of `)},
+		{"apply", regexp.MustCompile(`^   web-1  `)},
+		{"monitoring", monitorTick},
+		{"revert", regexp.MustCompile(`^   revert by `)},
+	}
+	for i, k := range kills {
+		t.Run("killed at "+k.step+" then resumed", func(t *testing.T) {
+			l.t = t
+			confs := l.confs()
+			name := "kill-" + k.step
+			spec := l.spec(demo.SpecOptions{Name: name, Version: "k" + string(rune('1'+i)), Snapshots: true,
+				ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
+			code, _, out := l.run(spec, k.at.MatchString)
+			if code != -1 {
+				t.Fatalf("the run was not killed at %s (exit %d)\n%s", k.step, code, out)
+			}
+			if doc := l.journal(name); doc.Finished {
+				t.Fatalf("the killed run's journal says it finished")
+			}
+			code, r, out2 := l.run(spec, nil)
+			if code != 3 || r.Outcome != steps.OutcomeRolledBack {
+				t.Fatalf("resumed: exit %d, outcome %q (%s)\nfirst:\n%s\nresumed:\n%s", code, r.Outcome, r.Reason, out, out2)
+			}
+			if !strings.Contains(out2, "resuming the unfinished run") {
+				t.Errorf("the second run did not resume\n%s", out2)
+			}
+			for _, h := range l.hosts {
+				if got := l.conf(h); got != confs[h] {
+					t.Errorf("%s ends with\n%s\nwant its previous config\n%s", h, got, confs[h])
+				}
+			}
+			doc := l.journal(name)
+			if !doc.Finished || doc.Outcome != r.Outcome || doc.RunID != r.RunID {
+				t.Errorf("journal (finished %v, outcome %q, run %s) disagrees with the report (%q, run %s)", doc.Finished, doc.Outcome, doc.RunID, r.Outcome, r.RunID)
+			}
+		})
+	}
+
+	t.Run("metrics store dies during monitoring: never promotes", func(t *testing.T) {
+		l.t = t
+		spec := l.spec(demo.SpecOptions{Name: "vm-dies", Version: "v9", ExtraVars: map[string]string{"latency_factor": "1.0"}})
 		killed := false
-		code, r, out := liveRun(t, ctx, spec, func(line string) {
+		code, r, out := l.run(spec, func(line string) bool {
 			if !killed && monitorTick.MatchString(line) {
 				killed = true
 				env.VM.Stop()
 			}
+			return false
 		})
 		if !killed {
 			t.Fatalf("the run never reached monitoring\n%s", out)
@@ -182,23 +362,37 @@ func TestLive(t *testing.T) {
 		if !strings.Contains(r.Reason, "metrics unavailable") {
 			t.Errorf("reason %q does not say the metrics were unavailable", r.Reason)
 		}
-		for _, h := range hosts[1:] {
-			if version(h.Name) == "v5" {
-				t.Errorf("%s received v5 although the canary was never judged", h.Name)
+		for _, h := range l.hosts[1:] {
+			if l.version(h) == "v9" {
+				t.Errorf("%s received v9 although the canary was never judged", h)
 			}
 		}
 	})
 }
 
+func maps2Equal(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 // monitorTick matches the timeline line of a canary tick in monitoring.
 var monitorTick = regexp.MustCompile(`^\d\d:\d\d:\d\d canary\s+monitor `)
 
-// liveRun runs `rollguard run` on spec, calling onLine for each output
-// line as it comes, and returns the exit code, the report and the output.
-func liveRun(t *testing.T, ctx context.Context, spec string, onLine func(string)) (int, steps.Report, string) {
+// run runs `rollguard run` on spec. kill, when it returns true for an
+// output line, SIGKILLs rollguard there (exit code -1, no report).
+// Otherwise it returns the exit code, the report and the output.
+func (l *live) run(spec string, kill func(string) bool) (int, steps.Report, string) {
+	t := l.t
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "report")
-	cmd := exec.CommandContext(ctx, binary, "run", "-f", spec, "--report-dir", dir)
+	cmd := exec.CommandContext(l.ctx, binary, "run", "-f", spec, "--report-dir", dir)
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -208,14 +402,21 @@ func liveRun(t *testing.T, ctx context.Context, spec string, onLine func(string)
 		t.Fatal(err)
 	}
 	var out strings.Builder
+	killed := false
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {
 		out.WriteString(sc.Text() + "\n")
-		if onLine != nil {
-			onLine(sc.Text())
+		if !killed && kill != nil && kill(sc.Text()) {
+			killed = true
+			cmd.Process.Kill()
 		}
 	}
 	err = cmd.Wait()
+	if killed {
+		// What the killed run had started (a playbook in its own process
+		// group) may still be finishing: the resumed run must cope.
+		return -1, steps.Report{}, out.String()
+	}
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

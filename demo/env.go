@@ -177,6 +177,15 @@ type SpecOptions struct {
 	Policies string
 	// Detection is the detection: block (default medium, rel_floor 0.1).
 	Detection string
+	// NoRevertPlaybook leaves revert.playbook out.
+	NoRevertPlaybook bool
+	// KnownGood sets revert.known_good.
+	KnownGood bool
+	// Snapshots adds revert.snapshot hooks that copy each host's app.conf
+	// aside (create) and back (restore): the simulated hosts' snapshots.
+	Snapshots bool
+	// Scope is revert.scope (default wave).
+	Scope string
 	// Extra is appended verbatim.
 	Extra string
 }
@@ -223,11 +232,23 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 	for _, k := range slices.Sorted(maps.Keys(o.ExtraVars)) {
 		fmt.Fprintf(&b, "    %s: %s\n", k, o.ExtraVars[k])
 	}
-	fmt.Fprintf(&b, `revert:
-  playbook: playbooks/revert.yml
-  scope: wave
-  verify: 30s
-metrics:
+	if o.Scope == "" {
+		o.Scope = "wave"
+	}
+	fmt.Fprintf(&b, "revert:\n  scope: %s\n  verify: 30s\n  known_good: %v\n", o.Scope, o.KnownGood)
+	if !o.NoRevertPlaybook {
+		b.WriteString("  playbook: playbooks/revert.yml\n")
+	}
+	if o.Snapshots {
+		snaps := filepath.Join(e.Dir, "snapshots")
+		if err := os.MkdirAll(snaps, 0o755); err != nil {
+			return "", err
+		}
+		conf := filepath.Join(e.Dir, "fleet", "{{.Host.Name}}", "app.conf")
+		snap := filepath.Join(snaps, "{{.Host.Name}}.{{.Snapshot}}")
+		fmt.Fprintf(&b, "  snapshot:\n    create: [cp, %q, %q]\n    restore: [cp, %q, %q]\n    delete: [rm, -f, %q]\n", conf, snap, snap, conf, snap)
+	}
+	fmt.Fprintf(&b, `metrics:
   url: %s
   interval: %s
   baseline: %s
