@@ -185,9 +185,12 @@ type metricState struct {
 	rebased bool
 	// fresh is true when the latest tick brought a value.
 	fresh bool
-	// limit is the score over which the metric is degraded: Threshold, or
-	// the baseline's own largest score when that is higher (SelfCalibrate).
-	limit float64
+	// scale is Threshold divided by this host's own limit (Threshold, or
+	// the self-calibrated score when that is higher). Score is the CUSUM
+	// times scale, so Score > Threshold means degraded on every host and
+	// policies that compare or average scores across hosts (top_mean)
+	// see one scale. 0 before the first baseline means 1.
+	scale float64
 }
 
 // detectorParams are the per-metric constants of the maths.
@@ -271,9 +274,9 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64)
 	spread := 1.4826 * median(scratch)
 	spread = max(spread, tail, p.relFloor*math.Abs(med), p.absFloor)
 	s.Baseline, s.Stddev = med, spread
-	s.limit = p.threshold
+	s.scale = 1
 	if p.selfCalibrate {
-		s.limit = max(p.threshold, selfScore(p, samples, med, spread))
+		s.scale = p.threshold / max(p.threshold, selfScore(p, samples, med, spread))
 	}
 	return scratch
 }
@@ -396,9 +399,13 @@ func (s *metricState) judge(p *detectorParams, ring []float64, expected, spread 
 // score. It reports whether the metric is degraded.
 func (s *metricState) accumulate(p *detectorParams) bool {
 	if s.fresh {
-		s.Score = max(0, s.Score+s.scoreZ-p.allowance)
+		scale := s.scale
+		if scale == 0 {
+			scale = 1
+		}
+		s.Score = max(0, s.Score/scale+s.scoreZ-p.allowance) * scale
 	}
-	return s.Score > s.limit
+	return s.Score > p.threshold
 }
 
 // inBand reports whether the smoothed value is within Band spreads of the
@@ -462,7 +469,7 @@ func (d *Detector) ObserveControlled(v, shift, mean float64) bool {
 func (d *Detector) Metric() *Metric { return &d.st.Metric }
 
 // Degraded reports whether the score is over the threshold.
-func (d *Detector) Degraded() bool { return d.st.Score > d.st.limit }
+func (d *Detector) Degraded() bool { return d.st.Score > d.p.threshold }
 
 // NoDataTicks is the number of consecutive ticks without a value.
 func (d *Detector) NoDataTicks() int { return int(d.st.noDataTicks) }

@@ -15,15 +15,18 @@ type Metric struct {
 	Baseline float64 `expr:"baseline"`
 	// Stddev is the robust spread of the baseline (scaled MAD), after floors.
 	Stddev float64 `expr:"stddev"`
-	// Z is the deviation of Current from Baseline in Stddev units, signed so
-	// that positive is the metric's worse direction, after subtracting the
-	// control hosts' shift when there are any.
+	// Z is the deviation of Current from its expected value in spreads,
+	// signed so that positive is the metric's worse direction. The
+	// expected value is Baseline, moved by the untouched hosts' shift over
+	// the same time when there are any (difference in differences).
 	Z float64 `expr:"z"`
 	// Ratio is Current / Baseline (0 when the baseline is 0).
 	Ratio float64 `expr:"ratio"`
 	// Delta is Current - Baseline.
 	Delta float64 `expr:"delta"`
-	// Score is the accumulated degradation score (severity x duration).
+	// Score is the accumulated degradation score (severity x duration), on
+	// the scale of detection.threshold: over it means degraded, on every
+	// host, whatever that host's self-calibrated limit.
 	Score float64 `expr:"score"`
 	// Control is the same metric's mean current value over untouched hosts,
 	// or 0 when every host has been changed (see HasControl).
