@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -173,4 +174,42 @@ func TestDryRunBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	code, out, errOut := rollguard(t, "validate", "-f", "testdata/dryrun/good.yaml")
+	if code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("good spec: exit %d, %q %q", code, out, errOut)
+	}
+	code, _, errOut = rollguard(t, "validate", "-f", "runner/testdata/many-bad.yaml")
+	if code != 2 {
+		t.Fatalf("bad spec: exit %d, want 2", code)
+	}
+	located := regexp.MustCompile(`(?m)^runner/testdata/many-bad\.yaml:\d+:\d+: `)
+	if n := len(located.FindAllString(errOut, -1)); n < 5 {
+		t.Errorf("%d problems reported with file:line:col, want every one (at least 5):\n%s", n, errOut)
+	}
+	if !strings.Contains(errOut, `unknown key "monitr" in canary (did you mean "monitor"?)`) {
+		t.Errorf("the typo is not reported with a suggestion:\n%s", errOut)
+	}
+}
+
+func TestSchemaCommand(t *testing.T) {
+	code, out, _ := rollguard(t, "schema")
+	var schema map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &schema) != nil {
+		t.Fatalf("schema: exit %d, not JSON", code)
+	}
+	defs, _ := schema["$defs"].(map[string]any)
+	if defs["rollout"] == nil || defs["policy_file"] == nil {
+		t.Errorf("schema $defs lack rollout or policy_file: %v", keys(defs))
+	}
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

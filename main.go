@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rollguard/rollguard/policies"
 )
 
 // Exit codes of the command-line contract.
@@ -59,6 +61,16 @@ func run(args []string) int {
 	}
 	var ce *codeError
 	if errors.As(err, &ce) {
+		var list policies.ErrorList
+		if errors.As(ce.err, &list) {
+			// One problem a line, each file:line:col first, as compilers
+			// print them, so editors and CI annotations can jump to them.
+			for _, e := range list {
+				fmt.Fprintln(os.Stderr, e)
+			}
+			fmt.Fprintf(os.Stderr, "rollguard: %d problem(s); nothing was changed\n", len(list))
+			return ce.code
+		}
 		fmt.Fprintln(os.Stderr, "rollguard:", ce.err)
 		return ce.code
 	}
