@@ -79,7 +79,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	defer env.Close()
 	say("simulated fleet of %d hosts up; VictoriaMetrics at %s scrapes them every second", len(env.Fleet.Hosts()), env.VM.URL())
 
-	const baseline = 40 * time.Second
+	const baseline = 60 * time.Second
 	if err := env.WaitForData(ctx, baseline+15*time.Second, func(s string) { say("%s", s) }); err != nil {
 		return nil, fmt.Errorf("waiting for metrics: %w", err)
 	}

@@ -186,6 +186,8 @@ type SpecOptions struct {
 	Snapshots bool
 	// Scope is revert.scope (default wave).
 	Scope string
+	// Canary names the canary hosts (default: the first host).
+	Canary []string
 	// Extra is appended verbatim.
 	Extra string
 }
@@ -223,7 +225,11 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 		fmt.Fprintf(&b, "    - name: %s\n      address: %s\n      port: %d\n      vars: {host_dir: %q, ansible_connection: local, ansible_python_interpreter: auto_silent}\n",
 			h.Name, h.Address, h.Port, h.Dir)
 	}
-	fmt.Fprintf(&b, "canary:\n  hosts: 1\n  monitor: %s\nwaves:\n", o.Monitor)
+	canary := "1"
+	if len(o.Canary) > 0 {
+		canary = "[" + strings.Join(o.Canary, ", ") + "]"
+	}
+	fmt.Fprintf(&b, "canary:\n  hosts: %s\n  monitor: %s\nwaves:\n", canary, o.Monitor)
 	for _, w := range o.Waves {
 		fmt.Fprintf(&b, "  - {size: %q, monitor: %s}\n", w, o.WaveMonitor)
 	}

@@ -4,25 +4,12 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/rollguard/rollguard/steps"
 )
 
 // WallClock is the real clock of a live run.
-type WallClock struct{}
-
-// Now returns the current time.
-func (WallClock) Now() time.Time { return time.Now() }
-
-// Sleep waits for d; cancelling ctx ends the wait early with ctx.Err().
-func (WallClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+type WallClock = steps.WallClock
 
 // SimClock is simulated time: Sleep advances it at once. A dry run replays
 // hours of recorded metrics in milliseconds with it, and tests use it so

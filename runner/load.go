@@ -14,12 +14,12 @@ import (
 	"sort"
 	"strings"
 	"text/template"
-	"text/template/parse"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/steps"
 )
 
 // required lists, per type, the keys that must be written. The decoder
@@ -501,7 +501,7 @@ func (d *decoder) checkTemplate(path, text string, allowed map[string]bool) {
 		if tr.Tree == nil {
 			continue
 		}
-		walkFields(tr.Tree.Root, func(f string) {
+		steps.TemplateFields(tr.Tree.Root, func(f string) {
 			if allowed[f] {
 				return
 			}
@@ -519,62 +519,6 @@ func (d *decoder) checkTemplate(path, text string, allowed map[string]bool) {
 }
 
 var templateErrPrefix = regexp.MustCompile(`^template: t:\d+:(\d+:)? `)
-
-// walkFields calls f with every field chain (".Host.Name") the template
-// uses.
-func walkFields(n parse.Node, f func(string)) {
-	if n == nil {
-		return
-	}
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			walkFields(c, f)
-		}
-	case *parse.ActionNode:
-		walkFields(n.Pipe, f)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			walkFields(c, f)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			walkFields(a, f)
-		}
-	case *parse.FieldNode:
-		f("." + strings.Join(n.Ident, "."))
-	case *parse.VariableNode:
-		if len(n.Ident) > 1 && n.Ident[0] == "$" {
-			f("." + strings.Join(n.Ident[1:], "."))
-		}
-	case *parse.ChainNode:
-		if fn, ok := n.Node.(*parse.FieldNode); ok {
-			f("." + strings.Join(append(append([]string{}, fn.Ident...), n.Field...), "."))
-		} else {
-			walkFields(n.Node, f)
-		}
-	case *parse.IfNode:
-		walkFields(n.Pipe, f)
-		walkFields(n.List, f)
-		walkFields(n.ElseList, f)
-	case *parse.RangeNode:
-		walkFields(n.Pipe, f)
-		walkFields(n.List, f)
-		walkFields(n.ElseList, f)
-	case *parse.WithNode:
-		walkFields(n.Pipe, f)
-		walkFields(n.List, f)
-		walkFields(n.ElseList, f)
-	case *parse.TemplateNode:
-		walkFields(n.Pipe, f)
-	}
-}
 
 // compilePolicies parses the policy files, builds the inline policies and
 // compiles every one against the query names, merging their errors.

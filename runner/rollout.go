@@ -136,6 +136,17 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 			outcome, reason = steps.OutcomeHalted, r.interrupted(ctx)
 		}
 	}
+	if outcome == steps.OutcomePromoted && !r.dry() {
+		// A promoted rollout whose host-level revert did not recover is
+		// not a success: a person must look at that host.
+		for _, rb := range rep.Rollbacks {
+			if !rb.Verified {
+				outcome = steps.OutcomeHalted
+				reason += fmt.Sprintf("; but the revert of %s was not verified (%s): a person must look", strings.Join(rb.Hosts, ", "), rb.Verification)
+				break
+			}
+		}
+	}
 	rep.Outcome, rep.Reason = outcome, reason
 	rep.FinishedAt = r.Clock.Now()
 	switch outcome {
@@ -808,6 +819,7 @@ func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigg
 	}
 	rb.FinishedAt = r.Clock.Now()
 	r.report.Rollback = rb
+	r.report.Rollbacks = append(r.report.Rollbacks, rb)
 	if len(names) > 0 {
 		r.journal(ctx, JournalEntry{Step: JournalRevertEnd, Hosts: names, Scope: scope, Detail: rb.Verification})
 		r.recordOutcome(ctx, names, steps.VersionReverted)

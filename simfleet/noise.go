@@ -28,8 +28,10 @@ import (
 var shapeFS embed.FS
 
 const (
-	// shapeStep is how much simulated time one recorded point lasts.
-	shapeStep = 10.0
+	// shapeStep is how much simulated time one recorded point lasts: a
+	// minute for five, so the demo's minutes see the slow swings of real
+	// hours without every 15 s query window jumping to another level.
+	shapeStep = 60.0
 	// spikeWindow is the span within which at most one spike happens.
 	spikeWindow = 120
 	// spikeChance is the probability of a spike in a window.

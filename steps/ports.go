@@ -109,3 +109,21 @@ type Clock interface {
 	// Sleep waits for d or until ctx is cancelled (then it returns ctx.Err()).
 	Sleep(ctx context.Context, d time.Duration) error
 }
+
+// WallClock is the real clock of a live run.
+type WallClock struct{}
+
+// Now returns the current time.
+func (WallClock) Now() time.Time { return time.Now() }
+
+// Sleep waits for d; cancelling ctx ends the wait early with ctx.Err().
+func (WallClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

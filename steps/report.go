@@ -30,7 +30,11 @@ type Report struct {
 	Waves     []WaveReport `json:"waves"`
 	Hosts     []HostReport `json:"hosts"`
 	Decisions []Decision   `json:"decisions"`
-	Rollback  *Rollback    `json:"rollback"`
+	// Rollback is the rollback that ended the run (or the last one).
+	Rollback *Rollback `json:"rollback"`
+	// Rollbacks lists every rollback of the run in order, host-level
+	// ones included.
+	Rollbacks []*Rollback `json:"rollbacks,omitempty"`
 	// Timeline holds one line per tick: what a person reads to follow the run.
 	Timeline []TickLine `json:"timeline,omitempty"`
 	// Series holds, per host and metric, the values seen (for the plots).

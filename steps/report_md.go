@@ -28,7 +28,11 @@ func Markdown(r *Report) string {
 	}
 	fmt.Fprintf(&b, ", %s → %s (%s).\n\n", stamp(r.StartedAt), stamp(r.FinishedAt), r.FinishedAt.Sub(r.StartedAt).Round(time.Second))
 
-	if rb := r.Rollback; rb != nil {
+	rollbacks := r.Rollbacks
+	if len(rollbacks) == 0 && r.Rollback != nil {
+		rollbacks = []*Rollback{r.Rollback}
+	}
+	for _, rb := range rollbacks {
 		b.WriteString("## Rollback\n\n")
 		fmt.Fprintf(&b, "- Trigger: `%s`\n- Reason: %s\n- Scope: %s\n- Hosts: %s\n", rb.Trigger, rb.Reason, rb.Scope, strings.Join(rb.Hosts, ", "))
 		for _, m := range rb.Methods {

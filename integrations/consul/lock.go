@@ -59,7 +59,7 @@ func NewLocker(c *Client, opts LockOptions) *Locker {
 		opts.WatchWait = 5 * time.Minute
 	}
 	if opts.Clock == nil {
-		opts.Clock = wallClock{}
+		opts.Clock = steps.WallClock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = c.logger
@@ -241,22 +241,6 @@ func (s *sessionLease) watch(ctx context.Context) {
 		} else {
 			index = meta.LastIndex
 		}
-	}
-}
-
-// wallClock is the real clock.
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
-func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

@@ -62,7 +62,7 @@ func NewVarLocker(c *Client, opts VarLockOptions) *VarLocker {
 		opts.RenewEvery = opts.TTL / 3
 	}
 	if opts.Clock == nil {
-		opts.Clock = wallClock{}
+		opts.Clock = steps.WallClock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = c.logger
@@ -226,22 +226,6 @@ func (s *varLease) Release(ctx context.Context) error {
 	}
 	s.l.opts.Logger.Info("nomad lock released", "path", s.path)
 	return nil
-}
-
-// wallClock is the real clock.
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
-func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 var (

@@ -183,7 +183,7 @@ func (o Options) withDefaults() Options {
 		o.Annotations = os.Stdout
 	}
 	if o.Clock == nil {
-		o.Clock = wallClock{}
+		o.Clock = steps.WallClock{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -258,20 +258,4 @@ func redact(u *url.URL) string {
 		scheme = "?"
 	}
 	return scheme + "://" + u.Host + "/…"
-}
-
-// wallClock is the real time.
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
-func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

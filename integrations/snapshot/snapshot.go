@@ -18,7 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"text/template"
-	"text/template/parse"
 	"time"
 
 	"github.com/rollguard/rollguard/steps"
@@ -186,7 +185,7 @@ func compile(where, text string, allowed map[string]bool) (*template.Template, e
 	}
 	var bad []string
 	if t.Tree != nil {
-		walkFields(t.Tree.Root, func(field string) {
+		steps.TemplateFields(t.Tree.Root, func(field string) {
 			if !allowed[field] {
 				bad = append(bad, field)
 			}
@@ -199,59 +198,6 @@ func compile(where, text string, allowed map[string]bool) (*template.Template, e
 		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
 	}
 	return t, nil
-}
-
-// walkFields calls f with every field chain a template refers to
-// (".Host.Name"); a bare {{.}} or {{$}} is reported as ".".
-func walkFields(n parse.Node, f func(string)) {
-	switch n := n.(type) {
-	case nil:
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			walkFields(c, f)
-		}
-	case *parse.ActionNode:
-		walkFields(n.Pipe, f)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			walkFields(c, f)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			walkFields(a, f)
-		}
-	case *parse.FieldNode:
-		f("." + strings.Join(n.Ident, "."))
-	case *parse.VariableNode:
-		if len(n.Ident) > 0 && n.Ident[0] == "$" {
-			f("." + strings.Join(n.Ident[1:], "."))
-		}
-	case *parse.DotNode:
-		f(".")
-	case *parse.ChainNode:
-		// (expr).Field: only a field of a field is meaningful here.
-		f("(chain)." + strings.Join(n.Field, "."))
-	case *parse.IfNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.RangeNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.WithNode:
-		walkBranch(&n.BranchNode, f)
-	case *parse.TemplateNode:
-		walkFields(n.Pipe, f)
-	}
-}
-
-func walkBranch(b *parse.BranchNode, f func(string)) {
-	walkFields(b.Pipe, f)
-	walkFields(b.List, f)
-	walkFields(b.ElseList, f)
 }
 
 // Create runs the create hook for each host. See steps.Snapshotter.
