@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rollguard/rollguard/steps"
@@ -14,10 +15,14 @@ import (
 // run that is killed at any point leaves a journal that says what it may
 // have done.
 const (
-	JournalRunStart    = "run-start"
-	JournalSnapshot    = "snapshot"
-	JournalApplyStart  = "apply-start"
-	JournalApplyEnd    = "apply-end"
+	JournalRunStart   = "run-start"
+	JournalSnapshot   = "snapshot"
+	JournalApplyStart = "apply-start"
+	JournalApplyEnd   = "apply-end"
+	// JournalPlaybook records a started playbook's host and pid (its
+	// process group), so a resumed run can stop one its killed
+	// predecessor left running.
+	JournalPlaybook    = "playbook"
 	JournalWavePassed  = "wave-passed"
 	JournalRevertStart = "revert-start"
 	JournalRevertEnd   = "revert-end"
@@ -69,6 +74,9 @@ type JournalEntry struct {
 // Journal writes a run's journal to a state store with check-and-set, so
 // two processes can never both believe they own the run.
 type Journal struct {
+	// mu orders writes from the wave loop and from a running playbook's
+	// start callback.
+	mu      sync.Mutex
 	store   steps.StateStore
 	version uint64
 	doc     JournalDoc
@@ -108,6 +116,8 @@ func (j *Journal) Begin(ctx context.Context, doc JournalDoc) error {
 // Write appends an entry and stores the journal before returning: the
 // caller acts only after this succeeded.
 func (j *Journal) Write(ctx context.Context, e JournalEntry) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if e.Step == JournalRunEnd {
 		j.doc.Finished = true
 		j.doc.Outcome = e.Detail

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rollguard/rollguard/steps"
@@ -54,6 +57,53 @@ func (r *Rollout) journal(ctx context.Context, e JournalEntry) {
 		r.Logger.Error("journal write failed", "step", e.Step, "err", err)
 		r.logf("   WARNING: journal: %v", err)
 	}
+}
+
+// journalPlaybook records a started playbook (this machine and its pid).
+func (r *Rollout) journalPlaybook(ctx context.Context, pid int) {
+	host, _ := os.Hostname()
+	r.journal(ctx, JournalEntry{Step: JournalPlaybook, Detail: fmt.Sprintf("%s:%d", host, pid)})
+}
+
+// stopOrphans stops the playbooks a killed run left running on this
+// machine before a resumed run acts: two playbooks writing the same
+// hosts at once could leave either's result. A playbook's pid is its
+// process group; it is signalled only while /proc shows that pid still
+// running ansible-playbook, so a recycled pid is left alone.
+func (r *Rollout) stopOrphans(doc *JournalDoc) {
+	host, _ := os.Hostname()
+	for _, e := range doc.Entries {
+		if e.Step != JournalPlaybook {
+			continue
+		}
+		h, p, ok := strings.Cut(e.Detail, ":")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil || h != host || !isPlaybook(pid) {
+			continue
+		}
+		r.logf("   stopping playbook process group %d left running by the killed run", pid)
+		syscall.Kill(-pid, syscall.SIGTERM)
+		deadline := time.Now().Add(30 * time.Second)
+		for isPlaybook(pid) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond) // polling a process we do not own; not a test
+		}
+		if isPlaybook(pid) {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// isPlaybook reports whether pid is a running ansible-playbook.
+func isPlaybook(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil && strings.Contains(string(stat), ") Z ") {
+		return false // a zombie waits for its parent; it changes nothing
+	}
+	return strings.Contains(string(cmdline), "ansible-playbook")
 }
 
 // liveHosts drops the hosts already taken out of the rollout.
@@ -196,7 +246,7 @@ func (r *Rollout) revertMethods() []revertMethod {
 	var ms []revertMethod
 	if r.Spec.Revert.Playbook != "" {
 		ms = append(ms, revertMethod{"revert-playbook", func(ctx context.Context, hosts []string) ([]string, []string, string) {
-			req := r.applyRequest(hosts)
+			req := r.applyRequest(ctx, hosts)
 			req.Playbook = r.Spec.Revert.Playbook
 			return r.applyFor(ctx, req, hosts)
 		}})
@@ -277,7 +327,7 @@ func (r *Rollout) revertKnownGood(ctx context.Context, hosts []string) (ok, fail
 	sort.Strings(keys)
 	for _, k := range keys {
 		g := groups[k]
-		req := r.applyRequest(g.hosts)
+		req := r.applyRequest(ctx, g.hosts)
 		if g.rec.Playbook != "" {
 			req.Playbook = g.rec.Playbook
 		}
@@ -393,6 +443,7 @@ func (r *Rollout) resume(ctx context.Context) (string, string, error) {
 	rs := r.Resume
 	doc := rs.Doc
 	r.logf("resuming run %s of %q (started %s, %d journal entries)", doc.RunID, doc.Rollout, doc.StartedAt.UTC().Format(time.RFC3339), len(doc.Entries))
+	r.stopOrphans(doc)
 	for n := range rs.Reverted {
 		if i, ok := r.index[n]; ok {
 			r.excluded[i] = true
@@ -473,6 +524,7 @@ func (r *Rollout) abort(ctx context.Context) (string, string, error) {
 	rs := r.Resume
 	doc := rs.Doc
 	r.logf("aborting run %s of %q: reverting every host it changed", doc.RunID, doc.Rollout)
+	r.stopOrphans(doc)
 	for wi, w := range r.Plan.Waves {
 		for _, e := range doc.Entries {
 			if e.Step == JournalApplyStart && e.Wave == w.Name {

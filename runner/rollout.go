@@ -432,7 +432,7 @@ func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeWav
 		}
 		applyDone <- applyOutcome{res: res}
 	default:
-		req := r.applyRequest(hostNames(hosts))
+		req := r.applyRequest(ctx, hostNames(hosts))
 		go func() {
 			res, err := r.Applier.Apply(applyCtx, req, func(ev steps.ApplyEvent) {
 				r.logf("   %s  %s: %s", ev.Host, ev.Task, ev.Status)
@@ -462,7 +462,7 @@ type applyOutcome struct {
 	err error
 }
 
-func (r *Rollout) applyRequest(limit []string) steps.ApplyRequest {
+func (r *Rollout) applyRequest(ctx context.Context, limit []string) steps.ApplyRequest {
 	return steps.ApplyRequest{
 		Playbook:          r.Spec.Apply.Playbook,
 		Inventory:         r.Plan.Hosts,
@@ -470,6 +470,7 @@ func (r *Rollout) applyRequest(limit []string) steps.ApplyRequest {
 		ExtraVars:         r.Spec.Apply.ExtraVars,
 		Forks:             r.Spec.Apply.Forks,
 		VaultPasswordFile: r.Spec.Apply.VaultPasswordFile,
+		OnStart:           func(pid int) { r.journalPlaybook(ctx, pid) },
 	}
 }
 

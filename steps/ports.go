@@ -68,6 +68,11 @@ type ApplyRequest struct {
 	Forks int
 	// VaultPasswordFile is --vault-password-file (never logged).
 	VaultPasswordFile string
+	// OnStart, when set, is called with the playbook's process id, which
+	// is also its process group id, once it started: the runner journals
+	// it so that a resumed run can stop a playbook its killed predecessor
+	// left running before it applies again.
+	OnStart func(pid int)
 }
 
 // HostResult is one host's outcome of a playbook run.

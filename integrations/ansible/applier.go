@@ -172,6 +172,7 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 		dir:       a.cfg.WorkDir,
 		extra:     events.writer,
 		onStarted: events.closeWriter,
+		onPID:     req.OnStart,
 		grace:     a.cfg.KillGrace,
 	}
 	runner.Exec = group

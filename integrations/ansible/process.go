@@ -28,7 +28,9 @@ type groupExec struct {
 	dir       string
 	extra     *os.File
 	onStarted func()
-	grace     time.Duration
+	// onPID receives the playbook's pid (= its process group id).
+	onPID func(int)
+	grace time.Duration
 
 	mu          sync.Mutex
 	cmd         *groupCmd
@@ -53,7 +55,10 @@ func (g *groupExec) newCmd(cmd *exec.Cmd) *groupCmd {
 	cmd.Env = g.env()
 	cmd.Dir = g.dir
 	cmd.ExtraFiles = []*os.File{g.extra}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a cancel reaches every worker; and
+	// SIGTERM when rollguard dies (kill -9, a lost runner), so a playbook
+	// does not go on changing hosts behind a resumed run's back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	c := &groupCmd{cmd: cmd, owner: g}
 	cmd.Cancel = c.cancel
 	// If a process outside the group kept stdout open, Wait would hang;
@@ -112,6 +117,9 @@ func (c *groupCmd) Start() error {
 	c.owner.mu.Unlock()
 	if c.owner.onStarted != nil {
 		c.owner.onStarted()
+	}
+	if err == nil && c.owner.onPID != nil {
+		c.owner.onPID(c.cmd.Process.Pid)
 	}
 	return err
 }
