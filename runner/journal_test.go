@@ -1,0 +1,119 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/steps"
+)
+
+// memStore is an in-memory steps.StateStore with check-and-set.
+type memStore struct {
+	mu   sync.Mutex
+	vals map[string][]byte
+	vers map[string]uint64
+	next uint64
+}
+
+func newMemStore() *memStore {
+	return &memStore{vals: map[string][]byte{}, vers: map[string]uint64{}}
+}
+
+func (m *memStore) Get(_ context.Context, key string) ([]byte, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.vals[key], m.vers[key], nil
+}
+
+func (m *memStore) Put(_ context.Context, key string, value []byte, version uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.vers[key] != version {
+		return 0, steps.ErrConflict
+	}
+	m.next++
+	m.vals[key], m.vers[key] = value, m.next
+	return m.next, nil
+}
+
+func (m *memStore) List(context.Context, string) ([]string, error) { return nil, nil }
+
+func (m *memStore) Delete(_ context.Context, key string, version uint64) error { return nil }
+
+func TestJournalResumeState(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	j, err := OpenJournal(ctx, store)
+	if err != nil || j.Unfinished() {
+		t.Fatalf("empty store: %v, unfinished %v", err, j.Unfinished())
+	}
+	t0 := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
+	if err := j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web", StartedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	w := func(e JournalEntry) {
+		t.Helper()
+		if err := j.Write(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w(JournalEntry{Step: JournalApplyStart, Wave: "canary", Hosts: []string{"web-1"}, Start: t0})
+	w(JournalEntry{Step: JournalApplyEnd, Wave: "canary"})
+	w(JournalEntry{Step: JournalWavePassed, Wave: "canary", Hosts: []string{"web-1"}})
+	w(JournalEntry{Step: JournalApplyStart, Wave: "wave-1", Hosts: []string{"web-2", "web-3"}, Start: t0.Add(5 * time.Minute)})
+	w(JournalEntry{Step: JournalRevertStart, Hosts: []string{"web-3"}, Scope: ScopeHost})
+	w(JournalEntry{Step: JournalRevertEnd, Hosts: []string{"web-3"}, Scope: ScopeHost})
+
+	// A second process reads what the first one wrote.
+	j2, err := OpenJournal(ctx, store)
+	if err != nil || !j2.Unfinished() {
+		t.Fatalf("reopened: %v, unfinished %v", err, j2.Unfinished())
+	}
+	rs := j2.Doc().ResumeState()
+	if _, ok := rs.Passed["canary"]; !ok || rs.Current != "wave-1" || rs.Applied {
+		t.Errorf("passed %v, current %q, applied %v: want canary passed, wave-1 under way, its apply not ended", rs.Passed, rs.Current, rs.Applied)
+	}
+	if !rs.Reverted["web-3"] || rs.Reverting != nil {
+		t.Errorf("reverted %v, reverting %v: want web-3's host revert finished", rs.Reverted, rs.Reverting)
+	}
+	if !slices.Equal(rs.Changed, []string{"web-1", "web-2", "web-3"}) {
+		t.Errorf("changed %v", rs.Changed)
+	}
+
+	// The first process writes again: it lost the journal to the second
+	// one only if the second wrote; here the second writes first.
+	if err := j2.Write(ctx, JournalEntry{Step: JournalApplyEnd, Wave: "wave-1"}); err != nil {
+		t.Fatal(err)
+	}
+	err = j.Write(ctx, JournalEntry{Step: JournalWavePassed, Wave: "wave-1"})
+	if !errors.Is(err, steps.ErrConflict) || !strings.Contains(err.Error(), "another process") {
+		t.Errorf("stale writer: %v, want a conflict that says another process owns the run", err)
+	}
+
+	if err := j2.Write(ctx, JournalEntry{Step: JournalRunEnd, Detail: steps.OutcomePromoted}); err != nil {
+		t.Fatal(err)
+	}
+	j3, _ := OpenJournal(ctx, store)
+	if j3.Unfinished() || j3.Doc().Outcome != steps.OutcomePromoted {
+		t.Errorf("finished journal: unfinished %v, outcome %q", j3.Unfinished(), j3.Doc().Outcome)
+	}
+	if err := j3.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web", StartedAt: t0}); err != nil {
+		t.Errorf("a new run after a finished one: %v", err)
+	}
+}
+
+func TestJournalBeginRefusesAnUnfinishedRun(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	j, _ := OpenJournal(ctx, store)
+	j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web"})
+	j2, _ := OpenJournal(ctx, store)
+	if err := j2.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web"}); err == nil || !strings.Contains(err.Error(), "r1") {
+		t.Errorf("Begin over an unfinished run: %v", err)
+	}
+}
