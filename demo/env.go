@@ -188,6 +188,10 @@ type SpecOptions struct {
 	Scope string
 	// Canary names the canary hosts (default: the first host).
 	Canary []string
+	// StateStore is state.store: "consul" or "nomad" keep the journal,
+	// history and lock there (the CONSUL_* / NOMAD_* environment says
+	// where); empty or "local" keeps them in Dir/state.
+	StateStore string
 	// Extra is appended verbatim.
 	Extra string
 }
@@ -263,9 +267,12 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
     latency_p95: {query: '%s', worse: higher}
     error_rate: {query: '%s', worse: higher, abs_floor: 0.005}
     cpu: {query: '%s', worse: higher}
-state:
-  dir: %s
-`, e.VM.URL(), o.Interval, o.Baseline, simfleet.QueryLatencyP95, simfleet.QueryErrorRate, simfleet.QueryCPU, filepath.Join(e.Dir, "state"))
+`, e.VM.URL(), o.Interval, o.Baseline, simfleet.QueryLatencyP95, simfleet.QueryErrorRate, simfleet.QueryCPU)
+	if o.StateStore == "" || o.StateStore == "local" {
+		fmt.Fprintf(&b, "state:\n  dir: %s\n", filepath.Join(e.Dir, "state"))
+	} else {
+		fmt.Fprintf(&b, "state:\n  store: %s\n", o.StateStore)
+	}
 	if o.Detection == "" {
 		// The simulated hosts replay an hour of real CloudWatch shape in
 		// a few minutes against a 40-second baseline: a change smaller
