@@ -28,6 +28,8 @@ type live struct {
 	ctx   context.Context
 	env   *demo.Env
 	hosts []string
+	// extraEnv is added to rollguard's environment (CONSUL_HTTP_ADDR, ...).
+	extraEnv []string
 }
 
 const liveBaseline = 60 * time.Second
@@ -107,7 +109,7 @@ func TestLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live end-to-end tests take minutes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 13*time.Minute)
 	defer cancel()
 	env, err := demo.StartEnv(ctx, demo.EnvOptions{Dir: t.TempDir(), Hosts: 6, Seed: 11, Playbooks: os.DirFS("testdata/playbooks")})
 	if err != nil {
@@ -345,6 +347,11 @@ func TestLive(t *testing.T) {
 		})
 	}
 
+	t.Run("journal, history and lock in Consul KV and Nomad Variables: a second process resumes", func(t *testing.T) {
+		l.t = t
+		testSharedStateResume(t, l)
+	})
+
 	t.Run("metrics store dies during monitoring: never promotes", func(t *testing.T) {
 		l.t = t
 		spec := l.spec(demo.SpecOptions{Name: "vm-dies", Version: "v9", ExtraVars: map[string]string{"latency_factor": "1.0"}})
@@ -396,6 +403,7 @@ func (l *live) run(spec string, kill func(string) bool) (int, steps.Report, stri
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "report")
 	cmd := exec.CommandContext(l.ctx, binary, "run", "-f", spec, "--report-dir", dir)
+	cmd.Env = append(os.Environ(), l.extraEnv...)
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -430,7 +430,7 @@ func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeWav
 		for _, h := range hosts {
 			res.Hosts = append(res.Hosts, steps.HostResult{Host: h.Name, Status: steps.HostChanged})
 		}
-		applyDone <- applyOutcome{res: res}
+		applyDone <- applyOutcome{res: res, resumed: rw != nil}
 	default:
 		req := r.applyRequest(ctx, hostNames(hosts))
 		go func() {
@@ -460,6 +460,9 @@ func (r *Rollout) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeWav
 type applyOutcome struct {
 	res steps.ApplyResult
 	err error
+	// resumed says the apply ended before a crash: it is not journaled
+	// or recorded in the history again.
+	resumed bool
 }
 
 func (r *Rollout) applyRequest(ctx context.Context, limit []string) steps.ApplyRequest {
@@ -598,8 +601,10 @@ func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (
 		return out, why, true
 	}
 	r.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed)-len(unchanged), len(failed)+len(unchanged))
-	r.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: failedDetail(failed, unchanged)})
-	r.recordApplied(ctx, ao.res.Hosts)
+	if !ao.resumed {
+		r.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: failedDetail(failed, unchanged)})
+		r.recordApplied(ctx, ao.res.Hosts)
+	}
 	if len(failed) > 0 {
 		r.revertHosts(ctx, failed, "apply failed on the host", "apply-failed")
 	}
