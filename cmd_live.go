@@ -71,6 +71,7 @@ func newLogger(verbose bool) *slog.Logger {
 func newRunCmd() *cobra.Command {
 	var file, reportDir, record string
 	var verbose, abort bool
+	var lockWait time.Duration
 	c := &cobra.Command{
 		Use:   "run -f rollout.yaml [--report-dir D] [--record rec.jsonl]",
 		Short: "Roll the change out for real: canary, waves, monitoring, automatic rollback",
@@ -148,7 +149,7 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 				return failed(err)
 			}
 			runID := time.Now().UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
-			lease, err := acquireLock(ctx, st, spec, runID)
+			lease, err := acquireLock(ctx, st, spec, runID, lockWait, func(s string) { fmt.Fprintln(c.ErrOrStderr(), "rollguard:", s) })
 			if err != nil {
 				return failed(err)
 			}
@@ -211,6 +212,7 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 	c.Flags().StringVar(&record, "record", "", "write the metrics the run saw to this file (export format; .gz compresses)")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log details to stderr")
 	c.Flags().BoolVar(&abort, "abort", false, "revert every host an unfinished run changed, instead of resuming it")
+	c.Flags().DurationVar(&lockWait, "lock-wait", 0, "wait this long for a held lock (a crashed run's Consul session or Nomad lease lapses within about a minute) instead of exiting 1")
 	return c
 }
 

@@ -61,8 +61,26 @@ func newSnapshotter(spec *runner.Spec, log *slog.Logger) (steps.Snapshotter, boo
 	return s, sn.OnFailure != "continue", nil
 }
 
-// acquireLock takes the rollout's lock or says who holds it.
-func acquireLock(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string) (steps.Lease, error) {
+// acquireLock takes the rollout's lock or says who holds it. With wait >
+// 0 it retries every 2 s for that long: after a crash, a shared lock
+// (Consul session, Nomad lease) stays held until it lapses, and the
+// restarted run should take it over then rather than fail.
+func acquireLock(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string, wait time.Duration, say func(string)) (steps.Lease, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		lease, err := acquireOnce(ctx, st, spec, runID)
+		var le *steps.LockedError
+		if err == nil || !errors.As(err, &le) || time.Now().After(deadline) {
+			return lease, err
+		}
+		say(fmt.Sprintf("waiting up to %s for the lock: %v", time.Until(deadline).Round(time.Second), le))
+		if err := (steps.WallClock{}).Sleep(ctx, 2*time.Second); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func acquireOnce(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string) (steps.Lease, error) {
 	host, _ := os.Hostname()
 	holder := steps.Holder{Host: host, PID: os.Getpid(), RunID: runID, Since: time.Now().UTC()}
 	if alloc := os.Getenv("NOMAD_ALLOC_ID"); alloc != "" {

@@ -293,9 +293,14 @@ func TestLive(t *testing.T) {
 		}
 		before := l.writes()
 		code, _, errOut := rollguard(t, "run", "-f", spec)
-		lease.Release(ctx)
 		if code != 1 || !strings.Contains(errOut, "holder-run") || !strings.Contains(errOut, "test-host") {
 			t.Fatalf("exit %d, stderr %q: want 1 naming run holder-run on test-host", code, errOut)
+		}
+		// --lock-wait retries for a while, saying for whom it waits.
+		code, _, errOut = rollguard(t, "run", "-f", spec, "--lock-wait", "3s")
+		lease.Release(ctx)
+		if code != 1 || !strings.Contains(errOut, "waiting up to") || !strings.Contains(errOut, "holder-run") {
+			t.Fatalf("--lock-wait: exit %d, stderr %q: want the wait announced, then 1", code, errOut)
 		}
 		if !maps2Equal(before, l.writes()) {
 			t.Errorf("a refused run wrote an app.conf")
