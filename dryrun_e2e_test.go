@@ -90,6 +90,8 @@ func TestDryRunScenarios(t *testing.T) {
 		{spec: "good", metrics: "good.jsonl", exit: 0, outcome: "promoted"},
 		{spec: "latency-50", metrics: "latency-50.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
 			notChanged: []string{"web-2", "web-10"}},
+		{spec: "latency-50-freeze", metrics: "latency-50.jsonl", exit: 4, outcome: "halted", reason: "freeze",
+			notChanged: []string{"web-2", "web-10"}},
 		{spec: "errors-from-zero", metrics: "errors-from-zero.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
 			notChanged: []string{"web-2"}},
 		{spec: "traffic-shift", metrics: "traffic-shift.jsonl.gz", exit: 0, outcome: "promoted"},

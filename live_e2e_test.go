@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ type live struct {
 	hosts []string
 	// extraEnv is added to rollguard's environment (CONSUL_HTTP_ADDR, ...).
 	extraEnv []string
+	// signal is what run's kill callback sends (default SIGKILL).
+	signal os.Signal
 }
 
 const liveBaseline = 60 * time.Second
@@ -155,9 +158,16 @@ func TestLive(t *testing.T) {
 		before, confs := l.writes(), l.confs()
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v3",
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
-		code, r, out := l.run(spec, nil)
+		record := filepath.Join(t.TempDir(), "bad.jsonl.gz")
+		code, r, out := l.run(spec, nil, "--record", record)
 		if code != 3 || r.Outcome != steps.OutcomeRolledBack {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
+		}
+		// What the run saw, replayed by a dry run from the same start,
+		// reaches the same verdict.
+		start := r.Waves[0].ApplyStartedAt.UTC().Format(time.RFC3339Nano)
+		if dcode, dout, derr := rollguard(t, "dry-run", "-f", spec, "--metrics", record, "--change-at", start); dcode != 3 {
+			t.Errorf("dry run of the recording from %s: exit %d, want 3 like the live run\n%s%s", start, dcode, dout, derr)
 		}
 		after := l.writes()
 		for _, h := range l.hosts[1:] {
@@ -310,14 +320,16 @@ func TestLive(t *testing.T) {
 	// Killed at each step boundary, then the same command again: every
 	// host ends with either the new version or the one it had (never
 	// unknown), and the journal and the report agree.
+	// The run killed at monitoring is taken back with --abort instead.
 	kills := []struct {
 		step, canary string
 		at           *regexp.Regexp
+		abort        bool
 	}{
-		{"snapshot", l.hosts[2], regexp.MustCompile(`^   snapshot of `)},
-		{"apply", l.hosts[4], regexp.MustCompile(`^   ` + l.hosts[4] + `  `)},
-		{"monitoring", l.hosts[5], monitorTick},
-		{"revert", l.hosts[3], regexp.MustCompile(`^   revert by `)},
+		{"snapshot", l.hosts[2], regexp.MustCompile(`^   snapshot of `), false},
+		{"apply", l.hosts[4], regexp.MustCompile(`^   ` + l.hosts[4] + `  `), false},
+		{"monitoring", l.hosts[5], monitorTick, true},
+		{"revert", l.hosts[3], regexp.MustCompile(`^   revert by `), false},
 	}
 	for i, k := range kills {
 		t.Run("killed at "+k.step+" then resumed", func(t *testing.T) {
@@ -333,12 +345,17 @@ func TestLive(t *testing.T) {
 			if doc := l.journal(name); doc.Finished {
 				t.Fatalf("the killed run's journal says it finished")
 			}
-			code, r, out2 := l.run(spec, nil)
+			var args []string
+			said := "resuming the unfinished run"
+			if k.abort {
+				args, said = []string{"--abort"}, "aborting the unfinished run"
+			}
+			code, r, out2 := l.run(spec, nil, args...)
 			if code != 3 || r.Outcome != steps.OutcomeRolledBack {
 				t.Fatalf("resumed: exit %d, outcome %q (%s)\nfirst:\n%s\nresumed:\n%s", code, r.Outcome, r.Reason, out, out2)
 			}
-			if !strings.Contains(out2, "resuming the unfinished run") {
-				t.Errorf("the second run did not resume\n%s", out2)
+			if !strings.Contains(out2, said) {
+				t.Errorf("the second run does not say %q\n%s", said, out2)
 			}
 			for _, h := range l.hosts {
 				if got := l.conf(h); got != confs[h] {
@@ -351,6 +368,31 @@ func TestLive(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("SIGTERM during monitoring reverts, reports and exits 4", func(t *testing.T) {
+		l.t = t
+		canary := l.hosts[1]
+		confs := l.confs()
+		spec := l.spec(demo.SpecOptions{Name: "sigterm", Version: "s1", Canary: []string{canary},
+			ExtraVars: map[string]string{"latency_factor": "1.0"}})
+		l.signal = syscall.SIGTERM
+		defer func() { l.signal = nil }()
+		code, r, out := l.run(spec, monitorTick.MatchString)
+		if code != 4 || r.Outcome != steps.OutcomeHalted || !strings.Contains(r.Reason, "interrupted") {
+			t.Fatalf("exit %d, outcome %q (%s): want 4, halted, interrupted\n%s", code, r.Outcome, r.Reason, out)
+		}
+		if r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, []string{canary}) || r.Rollback.Trigger != "interrupt" {
+			t.Errorf("rollback %+v: want the canary reverted on the interrupt", r.Rollback)
+		}
+		for _, h := range l.hosts {
+			if got := l.conf(h); got != confs[h] {
+				t.Errorf("%s ends with\n%s\nwant its previous config", h, got)
+			}
+		}
+		if doc := l.journal("sigterm"); !doc.Finished || doc.Outcome != steps.OutcomeHalted {
+			t.Errorf("journal finished %v, outcome %q", doc.Finished, doc.Outcome)
+		}
+	})
 
 	t.Run("journal, history and lock in Consul KV and Nomad Variables: a second process resumes", func(t *testing.T) {
 		l.t = t
@@ -403,11 +445,11 @@ var monitorTick = regexp.MustCompile(`^\d\d:\d\d:\d\d canary\s+monitor `)
 // run runs `rollguard run` on spec. kill, when it returns true for an
 // output line, SIGKILLs rollguard there (exit code -1, no report).
 // Otherwise it returns the exit code, the report and the output.
-func (l *live) run(spec string, kill func(string) bool) (int, steps.Report, string) {
+func (l *live) run(spec string, kill func(string) bool, args ...string) (int, steps.Report, string) {
 	t := l.t
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "report")
-	cmd := exec.CommandContext(l.ctx, binary, "run", "-f", spec, "--report-dir", dir)
+	cmd := exec.CommandContext(l.ctx, binary, append([]string{"run", "-f", spec, "--report-dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), l.extraEnv...)
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
@@ -419,16 +461,20 @@ func (l *live) run(spec string, kill func(string) bool) (int, steps.Report, stri
 	}
 	var out strings.Builder
 	killed := false
+	sig := l.signal
+	if sig == nil {
+		sig = os.Kill
+	}
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {
 		out.WriteString(sc.Text() + "\n")
 		if !killed && kill != nil && kill(sc.Text()) {
 			killed = true
-			cmd.Process.Kill()
+			cmd.Process.Signal(sig)
 		}
 	}
 	err = cmd.Wait()
-	if killed {
+	if killed && sig == os.Kill {
 		// What the killed run had started (a playbook in its own process
 		// group) may still be finishing: the resumed run must cope.
 		return -1, steps.Report{}, out.String()

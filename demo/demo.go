@@ -57,8 +57,14 @@ type Summary struct {
 // it and revert it before any other host is touched), and stops
 // everything, also when ctx is cancelled (Ctrl-C).
 func Run(ctx context.Context, o Options) (*Summary, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
 	if err := Check(); err != nil {
-		return nil, err
+		fmt.Fprintf(o.Out, "demo: %v\n", err)
+		if err := Install(ctx, o.Out); err != nil {
+			return nil, err
+		}
 	}
 	if o.Dir == "" {
 		d, err := os.MkdirTemp("", "rollguard-demo-")
@@ -66,9 +72,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return nil, err
 		}
 		o.Dir = d
-	}
-	if o.Out == nil {
-		o.Out = io.Discard
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", args...) }
 	say("working in %s", o.Dir)

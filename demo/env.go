@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -62,9 +63,47 @@ func Check() error {
 		missing = append(missing, "victoria-metrics (go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0)")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s; `make demo` installs them", ErrMissing, strings.Join(missing, ", "))
+		return fmt.Errorf("%w: %s", ErrMissing, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// VictoriaMetricsModule is what Install builds when victoria-metrics is
+// missing.
+const VictoriaMetricsModule = "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0"
+
+// Install installs what Check finds missing: Ansible from the
+// distribution's packages (as root, with apt-get) and VictoriaMetrics
+// with `go install`. Each command's output goes to out. What cannot be
+// installed here is an error that says how to do it by hand.
+func Install(ctx context.Context, out io.Writer) error {
+	run := func(name string, args ...string) error {
+		fmt.Fprintf(out, "demo: installing: %s %s\n", name, strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.Run()
+	}
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		if _, aerr := exec.LookPath("apt-get"); aerr != nil || os.Geteuid() != 0 {
+			return fmt.Errorf("%w: ansible-playbook; install ansible-core (as root: apt-get install ansible-core)", ErrMissing)
+		}
+		if err := run("apt-get", "update", "-qq"); err != nil {
+			return fmt.Errorf("apt-get update: %w", err)
+		}
+		if err := run("apt-get", "install", "-y", "-qq", "ansible-core"); err != nil {
+			return fmt.Errorf("apt-get install ansible-core: %w", err)
+		}
+	}
+	if _, err := victoriametrics.FindBinary(); err != nil {
+		if _, gerr := exec.LookPath("go"); gerr != nil {
+			return fmt.Errorf("%w: victoria-metrics; install Go, then go install %s", ErrMissing, VictoriaMetricsModule)
+		}
+		if err := run("go", "install", VictoriaMetricsModule); err != nil {
+			return fmt.Errorf("go install %s: %w", VictoriaMetricsModule, err)
+		}
+	}
+	return Check()
 }
 
 // StartEnv starts the fleet and VictoriaMetrics, and copies the playbooks
