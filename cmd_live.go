@@ -283,8 +283,10 @@ runs two real rollouts with Ansible:
      revert playbook, verifies the canary recovered, and no other host is touched.
 
 It takes about three minutes and stops everything at the end or on Ctrl-C.
-Exit 0 when both rollouts behaved so. 'make demo' installs Ansible and
-VictoriaMetrics first when they are missing.`,
+Exit 0 when both rollouts behaved so. When Ansible or VictoriaMetrics is
+missing it installs it first (ansible-core with apt-get, as root;
+victoria-metrics v1.151.0 with go install); 'make demo' does the same through
+ci/install-deps.sh.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, stop := signalContext(c.Context())
