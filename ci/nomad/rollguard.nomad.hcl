@@ -2,7 +2,7 @@
 #
 # The HCL equivalent of what `rollguard nomad job` renders
 # (integrations/nomad.RenderJob): every weekday at 03:00 Paris time it runs
-#   rollguard run -f local/rollout.yaml --report-dir alloc/data/reports
+#   rollguard run -f local/rollout.yaml --report-dir alloc/data/reports --lock-wait 3m
 # with the spec and playbooks unpacked from an artifact.
 #
 # Before registering:
@@ -68,6 +68,9 @@ job "web-nginx-rollout" {
           "run",
           "-f", "${NOMAD_TASK_DIR}/rollout.yaml",
           "--report-dir", "${NOMAD_ALLOC_DIR}/data/reports",
+          # A rescheduled allocation waits for the dead one's lease to lapse,
+          # then resumes its journal.
+          "--lock-wait", "3m",
         ]
       }
       # With raw_exec or exec instead:

@@ -152,7 +152,9 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 		}
 	}
 	var config map[string]any
-	args := []any{"run", "-f", "${NOMAD_TASK_DIR}/" + opts.SpecFile, "--report-dir", ReportDir}
+	// --lock-wait: a rescheduled allocation waits for its dead
+	// predecessor's lease or session to lapse, then resumes its journal.
+	args := []any{"run", "-f", "${NOMAD_TASK_DIR}/" + opts.SpecFile, "--report-dir", ReportDir, "--lock-wait", "3m"}
 	switch opts.Driver {
 	case "", DriverDocker:
 		opts.Driver = DriverDocker

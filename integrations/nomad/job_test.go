@@ -106,7 +106,7 @@ func TestRenderJobMeaning(t *testing.T) {
 	if task.Config["image"] != "ghcr.io/rollguard/rollguard:1.2.0" {
 		t.Errorf("image = %v", task.Config["image"])
 	}
-	wantArgs := []any{"run", "-f", "${NOMAD_TASK_DIR}/rollout.yaml", "--report-dir", "${NOMAD_ALLOC_DIR}/data/reports"}
+	wantArgs := []any{"run", "-f", "${NOMAD_TASK_DIR}/rollout.yaml", "--report-dir", "${NOMAD_ALLOC_DIR}/data/reports", "--lock-wait", "3m"}
 	if !reflect.DeepEqual(task.Config["args"], wantArgs) {
 		t.Errorf("args = %v, want %v", task.Config["args"], wantArgs)
 	}
