@@ -480,7 +480,7 @@ func (r *Rollout) resume(ctx context.Context) (string, string, error) {
 		for _, n := range e.Hosts {
 			r.excluded[r.index[n]] = false
 		}
-		rb := r.revertHosts(ctx, e.Hosts, "resumed: "+e.Detail, "resume-revert")
+		rb := r.revertHosts(ctx, e.Hosts, "resumed: "+e.Detail, "resume-revert", false)
 		rb.Scope = r.Spec.Revert.Scope
 		return steps.OutcomeRolledBack, fmt.Sprintf("resumed run %s and finished its revert (%s); verified: %v", doc.RunID, e.Detail, rb.Verified), nil
 	}
@@ -495,7 +495,7 @@ func (r *Rollout) resume(ctx context.Context) (string, string, error) {
 		}
 		// A host-level revert that did not end: finish it first.
 		if rs.Reverting != nil {
-			r.revertHosts(ctx, rs.Reverting.Hosts, "resumed: "+rs.Reverting.Detail, "resume-revert")
+			r.revertHosts(ctx, rs.Reverting.Hosts, "resumed: "+rs.Reverting.Detail, "resume-revert", true)
 			rs.Reverting = nil
 		}
 		if !started {
@@ -544,7 +544,7 @@ func (r *Rollout) abort(ctx context.Context) (string, string, error) {
 	if len(hosts) == 0 {
 		return steps.OutcomeRolledBack, fmt.Sprintf("aborted run %s: it had changed no host that is not reverted", doc.RunID), nil
 	}
-	rb := r.revertHosts(ctx, hosts, "aborted by the operator (--abort)", "abort")
+	rb := r.revertHosts(ctx, hosts, "aborted by the operator (--abort)", "abort", false)
 	rb.Scope = ScopeAll
 	return steps.OutcomeRolledBack, fmt.Sprintf("aborted run %s: reverted %d hosts (%s); verified: %v", doc.RunID, len(hosts), abbreviate(hosts, 8), rb.Verified), nil
 }

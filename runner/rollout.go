@@ -257,7 +257,7 @@ func (r *Rollout) interrupted(ctx context.Context) string {
 		return fmt.Sprintf("interrupted (%v); %d hosts keep the change (on_interrupt: freeze): %s", cause, len(hosts), abbreviate(hosts, 8))
 	}
 	r.logf("   interrupted (%v): reverting %s", cause, abbreviate(hosts, 8))
-	rb := r.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), "interrupt")
+	rb := r.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), "interrupt", false)
 	rb.Scope = ScopeAll
 	return fmt.Sprintf("interrupted (%v); reverted %d hosts (on_interrupt: revert), verified: %v", cause, len(hosts), rb.Verified)
 }
@@ -550,7 +550,10 @@ func (r *Rollout) watch(ctx context.Context, wi int, w PlannedWave, start, apply
 				return "", "", nil
 			}
 			if holding && past >= monitor+holdLimit {
-				return r.fleetFire(ctx, wi, w, now, "on_no_data", fmt.Sprintf("no data after holding %s past the monitoring period (on_no_data: hold)", fmtDuration(holdLimit)))
+				reason := fmt.Sprintf("no data after holding %s past the monitoring period (on_no_data: hold)", fmtDuration(holdLimit))
+				r.report.Decisions = append(r.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
+				out, why := r.fire(ctx, w, "on_no_data", reason)
+				return out, why, nil
 			}
 		}
 	}
@@ -597,7 +600,7 @@ func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (
 			return "", "", false
 		}
 		r.logf("   apply failed: %v", ao.err)
-		out, why, _ := r.fleetFire(ctx, 0, w, r.Clock.Now(), "apply-error", "the playbook could not run: "+ao.err.Error())
+		out, why := r.fire(ctx, w, "apply-error", "the playbook could not run: "+ao.err.Error())
 		return out, why, true
 	}
 	r.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed)-len(unchanged), len(failed)+len(unchanged))
@@ -606,7 +609,7 @@ func (r *Rollout) applied(ctx context.Context, w PlannedWave, ao applyOutcome) (
 		r.recordApplied(ctx, ao.res.Hosts)
 	}
 	if len(failed) > 0 {
-		r.revertHosts(ctx, failed, "apply failed on the host", "apply-failed")
+		r.revertHosts(ctx, failed, "apply failed on the host", "apply-failed", true)
 	}
 	return "", "", false
 }
@@ -708,7 +711,7 @@ func (r *Rollout) decide(ctx context.Context, wi int, w PlannedWave, now time.Ti
 			At: now, Wave: w.Name, Policy: p.Name, Scope: "host", Host: h.Name, Outcome: "fire", Fired: true, Reason: reason, Values: jsonSafeMap(values),
 		})
 		line = append(line, fmt.Sprintf("%s[%s]: FIRE (%s)", p.Name, h.Name, reason))
-		r.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy")
+		r.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy", true)
 	}
 	var degraded, fresh []string
 	for _, h := range env.Hosts {
@@ -729,33 +732,25 @@ func (r *Rollout) decide(ctx context.Context, wi int, w PlannedWave, now time.Ti
 	r.trackScores()
 
 	if r.errTicks >= r.Spec.Metrics.ErrorLimit && fire == "" {
-		return r.metricsError(ctx, wi, w, now)
+		return r.metricsError(ctx, w, now)
 	}
 	if fire != "" {
-		out, why := r.fleetFireOut(ctx, wi, w, now, fire, fireReason)
+		out, why := r.fire(ctx, w, fire, fireReason)
 		return out, why, false
 	}
 	return "", "", holding
 }
 
-func (r *Rollout) metricsError(ctx context.Context, wi int, w PlannedWave, now time.Time) (string, string, bool) {
+func (r *Rollout) metricsError(ctx context.Context, w PlannedWave, now time.Time) (string, string, bool) {
 	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", r.errTicks, r.Spec.Metrics.ErrorLimit, r.lastErr)
 	r.report.Decisions = append(r.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
-	out, why := r.fleetFireOut(ctx, wi, w, now, "metrics-error", reason)
+	out, why := r.fire(ctx, w, "metrics-error", reason)
 	return out, why, false
 }
 
-func (r *Rollout) fleetFire(ctx context.Context, wi int, w PlannedWave, now time.Time, trigger, reason string) (string, string, error) {
-	if trigger == "on_no_data" {
-		r.report.Decisions = append(r.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
-	}
-	out, why := r.fleetFireOut(ctx, wi, w, now, trigger, reason)
-	return out, why, nil
-}
-
-// fleetFireOut reverts per revert.scope (or freezes) and says how the
-// rollout ends.
-func (r *Rollout) fleetFireOut(ctx context.Context, wi int, w PlannedWave, now time.Time, trigger, reason string) (string, string) {
+// fire ends the rollout after a fleet-level fire: it reverts per
+// revert.scope (or freezes) and says how the rollout ends.
+func (r *Rollout) fire(ctx context.Context, w PlannedWave, trigger, reason string) (string, string) {
 	scope := r.Spec.Revert.Scope
 	var hosts []string
 	for i := range r.Plan.Hosts {
@@ -781,7 +776,7 @@ func (r *Rollout) fleetFireOut(ctx context.Context, wi int, w PlannedWave, now t
 		return steps.OutcomeHalted, fmt.Sprintf("%s fired: %s; frozen without revert (revert.mode: freeze), a person must decide", trigger, reason)
 	}
 	r.logf("   %s fired: %s — reverting %s (scope %s)", trigger, reason, abbreviate(hosts, 8), scope)
-	rb := r.revertHosts(ctx, hosts, reason, trigger)
+	rb := r.revertHosts(ctx, hosts, reason, trigger, false)
 	rb.Scope = scope
 	msg := fmt.Sprintf("%s fired in wave %s: %s", trigger, w.Name, reason)
 	if !r.dry() && !rb.Verified {
@@ -793,10 +788,13 @@ func (r *Rollout) fleetFireOut(ctx context.Context, wi int, w PlannedWave, now t
 // revertHosts reverts hosts by name with the configured methods, verifies
 // the revert in a live run, and records it in the report. The last
 // rollback in the report is the one that ended the run.
-func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigger string) *steps.Rollback {
+// hostLevel says the rollout goes on after it (a host policy, a failed
+// host); the journal keeps that, so a resumed run knows whether the run
+// was ending.
+func (r *Rollout) revertHosts(ctx context.Context, names []string, reason, trigger string, hostLevel bool) *steps.Rollback {
 	rb := &steps.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []steps.Method{}, StartedAt: r.Clock.Now()}
 	scope := "fleet"
-	if trigger == "host-policy" || trigger == "apply-failed" {
+	if hostLevel {
 		scope = ScopeHost
 	}
 	if len(names) > 0 {
