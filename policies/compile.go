@@ -527,26 +527,36 @@ func (c *fastCompiler) boolean(n ast.Node) (boolFn, error) {
 	case *ast.BuiltinNode:
 		return c.predicateBool(n)
 	case *ast.ConditionalNode:
-		cond, err := c.boolean(n.Cond)
-		if err != nil {
-			return nil, err
-		}
-		a, err := c.boolean(n.Exp1)
-		if err != nil {
-			return nil, err
-		}
-		b, err := c.boolean(n.Exp2)
-		if err != nil {
-			return nil, err
-		}
-		return func(f *frame) bool {
-			if cond(f) {
-				return a(f)
-			}
-			return b(f)
-		}, nil
+		return conditional(c, n, c.boolean)
 	}
 	return nil, unsupported(n)
+}
+
+// conditional compiles cond ? exp1 : exp2 for branches of one type.
+func conditional[F ~func(*frame) T, T any](c *fastCompiler, n *ast.ConditionalNode, branch func(ast.Node) (F, error)) (F, error) {
+	cond, err := c.boolean(n.Cond)
+	if err != nil {
+		return nil, err
+	}
+	a, err := branch(n.Exp1)
+	if err != nil {
+		return nil, err
+	}
+	b, err := branch(n.Exp2)
+	if err != nil {
+		return nil, err
+	}
+	return pick(cond, a, b), nil
+}
+
+// pick is the closure of cond ? a : b.
+func pick[F ~func(*frame) T, T any](cond boolFn, a, b F) F {
+	return F(func(f *frame) T {
+		if cond(f) {
+			return a(f)
+		}
+		return b(f)
+	})
 }
 
 func (c *fastCompiler) binaryBool(n *ast.BinaryNode) (boolFn, error) {
@@ -858,24 +868,7 @@ func (c *fastCompiler) str(n ast.Node) (strFn, error) {
 			}, nil
 		}
 	case *ast.ConditionalNode:
-		cond, err := c.boolean(n.Cond)
-		if err != nil {
-			return nil, err
-		}
-		a, err := c.str(n.Exp1)
-		if err != nil {
-			return nil, err
-		}
-		b, err := c.str(n.Exp2)
-		if err != nil {
-			return nil, err
-		}
-		return func(f *frame) string {
-			if cond(f) {
-				return a(f)
-			}
-			return b(f)
-		}, nil
+		return conditional(c, n, c.str)
 	}
 	return nil, unsupported(n)
 }
@@ -997,21 +990,9 @@ func (c *fastCompiler) number(n ast.Node) (numFn, error) {
 		}
 		switch {
 		case a.i != nil && b.i != nil:
-			x, y := a.i, b.i
-			return numFn{i: func(f *frame) int {
-				if cond(f) {
-					return x(f)
-				}
-				return y(f)
-			}}, nil
+			return numFn{i: pick(cond, a.i, b.i)}, nil
 		case a.f != nil && b.f != nil:
-			x, y := a.f, b.f
-			return numFn{f: func(f *frame) float64 {
-				if cond(f) {
-					return x(f)
-				}
-				return y(f)
-			}}, nil
+			return numFn{f: pick(cond, a.f, b.f)}, nil
 		}
 		// Mixed int and float branches yield either type in expr.
 	}
