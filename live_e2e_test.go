@@ -182,7 +182,9 @@ func TestLive(t *testing.T) {
 			t.Fatalf("rollback %+v, want the canary reverted and verified", r.Rollback)
 		}
 		// Decided within 3 ticks of the change becoming visible: the
-		// first tick whose latency is 30% over the canary's baseline.
+		// first tick whose latency is 30% over the canary's baseline or
+		// whose error rate is 1 point over it. A decision before either
+		// crossed is within 0 ticks.
 		var fired time.Time
 		for _, d := range r.Decisions {
 			if d.Fired {
@@ -190,21 +192,30 @@ func TestLive(t *testing.T) {
 				break
 			}
 		}
-		base := r.Hosts[0].Metrics["latency_p95"].Baseline
-		ticks, visible := 0, false
+		if fired.IsZero() {
+			t.Fatalf("no decision fired\n%s", out)
+		}
+		crossed := func(metric string, over func(v, base float64) bool) time.Time {
+			base := r.Hosts[0].Metrics[metric].Baseline
+			for _, p := range r.Series[canary][metric] {
+				if !p.T.After(fired) && over(p.V, base) {
+					return p.T
+				}
+			}
+			return time.Time{}
+		}
+		visible := crossed("latency_p95", func(v, b float64) bool { return v > 1.3*b })
+		if e := crossed("error_rate", func(v, b float64) bool { return v > b+0.01 }); !e.IsZero() && (visible.IsZero() || e.Before(visible)) {
+			visible = e
+		}
+		ticks := 0
 		for _, p := range r.Series[canary]["latency_p95"] {
-			if p.T.After(fired) {
-				break
-			}
-			if p.V > 1.3*base {
-				visible = true
-			}
-			if visible {
+			if !visible.IsZero() && !p.T.Before(visible) && !p.T.After(fired) {
 				ticks++
 			}
 		}
-		if !visible || ticks > 3 {
-			t.Errorf("decided %d ticks after the regression became visible (visible: %v), want at most 3\n%s", ticks, visible, out)
+		if ticks > 3 {
+			t.Errorf("decided %d ticks after the regression became visible (at %s), want at most 3\n%s", ticks, visible.Format(time.TimeOnly), out)
 		}
 	})
 

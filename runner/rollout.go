@@ -68,6 +68,8 @@ type Rollout struct {
 	errTicks  int
 	lastErr   error
 	maxScores [][]float64
+	// worst holds each host's metric at its highest score.
+	worst [][]worstValue
 	// alerted marks hosts whose degradation was already alerted.
 	alerted []bool
 	// snapshot names the snapshot taken of each host ("" when none).
@@ -210,8 +212,10 @@ func (r *Rollout) setup() error {
 	r.excluded = make([]bool, len(hosts))
 	r.buf = make([]float64, len(hosts))
 	r.maxScores = make([][]float64, len(hosts))
+	r.worst = make([][]worstValue, len(hosts))
 	for i := range r.maxScores {
 		r.maxScores[i] = make([]float64, len(r.queries))
+		r.worst[i] = make([]worstValue, len(r.queries))
 	}
 	r.report = &steps.Report{
 		RunID: r.RunID, Name: spec.Name, DryRun: r.dry(), Version: spec.Apply.Version,
@@ -277,6 +281,9 @@ func (r *Rollout) alert(ctx context.Context, event, wave string, hosts []string,
 		r.logf("   alert %s not delivered: %v", event, err)
 	}
 }
+
+// worstValue is a metric's smoothed value and z when its score peaked.
+type worstValue struct{ current, z float64 }
 
 // maxSeriesHosts bounds the fleets whose every series goes into the report
 // for plotting; larger fleets keep the per-host summary only.
@@ -919,6 +926,7 @@ func (r *Rollout) trackScores() {
 		for m, q := range r.queries {
 			if mt := h.Metrics[q.Name]; mt != nil && mt.Score > r.maxScores[i][m] {
 				r.maxScores[i][m] = mt.Score
+				r.worst[i][m] = worstValue{mt.Current, mt.Z}
 			}
 		}
 	}
@@ -941,6 +949,7 @@ func (r *Rollout) finishHosts() {
 			rep.Metrics[q.Name] = steps.MetricReport{
 				Baseline: jsonSafe(mt.Baseline), Stddev: jsonSafe(mt.Stddev), Current: jsonSafe(mt.Current), Z: jsonSafe(mt.Z),
 				Score: jsonSafe(mt.Score), MaxScore: r.maxScores[i][m], Samples: mt.Samples, NoData: mt.NoData, LowConfidence: mt.LowConfidence,
+				Worst: jsonSafe(r.worst[i][m].current), WorstZ: jsonSafe(r.worst[i][m].z),
 			}
 			rep.MaxScore = math.Max(rep.MaxScore, r.maxScores[i][m])
 		}

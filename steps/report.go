@@ -73,12 +73,17 @@ type HostReport struct {
 
 // MetricReport is one metric on one host, at the end of the run.
 type MetricReport struct {
-	Baseline      float64 `json:"baseline"`
-	Stddev        float64 `json:"stddev"`
-	Current       float64 `json:"current"`
-	Z             float64 `json:"z"`
-	Score         float64 `json:"score"`
-	MaxScore      float64 `json:"max_score"`
+	Baseline float64 `json:"baseline"`
+	Stddev   float64 `json:"stddev"`
+	Current  float64 `json:"current"`
+	Z        float64 `json:"z"`
+	Score    float64 `json:"score"`
+	MaxScore float64 `json:"max_score"`
+	// Worst and WorstZ are the smoothed value and its z when the score
+	// peaked: what the regression looked like, even after a revert
+	// brought Current back.
+	Worst         float64 `json:"worst,omitempty"`
+	WorstZ        float64 `json:"worst_z,omitempty"`
 	Samples       int     `json:"samples"`
 	NoData        bool    `json:"nodata,omitempty"`
 	LowConfidence bool    `json:"low_confidence,omitempty"`

@@ -103,6 +103,8 @@ func Markdown(r *Report) string {
 				b.WriteString(" – |")
 			case m.NoData:
 				fmt.Fprintf(&b, " %.4g → no data |", m.Baseline)
+			case m.MaxScore > 0:
+				fmt.Fprintf(&b, " %.4g → %.4g, z=%.1f (worst %.4g, z=%.1f) |", m.Baseline, m.Current, m.Z, m.Worst, m.WorstZ)
 			default:
 				fmt.Fprintf(&b, " %.4g → %.4g, z=%.1f |", m.Baseline, m.Current, m.Z)
 			}
