@@ -102,7 +102,9 @@ The recording is VictoriaMetrics' export format (/api/v1/export, one series a
 line, plain or gzip), with __name__ set to the query's name in the spec and the
 host in metrics.host_label; 'rollguard run --record' writes exactly this.
 
-The canary's apply starts at --change-at; each later wave starts when the
+The hosts are targets.static; with discovered targets (inventory, Consul,
+Nomad) a dry run asks nothing and takes the hosts the recording has, in name
+order. The canary's apply starts at --change-at; each later wave starts when the
 previous wave's monitoring period ends; each wave's baseline is the recording's
 metrics.baseline window right before it. Time is simulated, so hours replay in
 milliseconds. It prints a timeline (tick, wave, degraded hosts, each policy's
