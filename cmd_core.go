@@ -195,16 +195,7 @@ func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]steps.Hos
 func finish(c *cobra.Command, res *runner.Result, reportDir string) error {
 	r := res.Report
 	w := c.OutOrStdout()
-	verdict := map[string]string{
-		steps.OutcomePromoted: "promoted", steps.OutcomeRolledBack: "rolled back",
-		steps.OutcomeHalted: "halted", steps.OutcomeError: "error",
-	}[r.Outcome]
-	if r.DryRun {
-		verdict = map[string]string{
-			steps.OutcomePromoted: "would promote", steps.OutcomeRolledBack: "would roll back",
-			steps.OutcomeHalted: "would halt", steps.OutcomeError: "error",
-		}[r.Outcome]
-	}
+	verdict := steps.Verdict(r)
 	fmt.Fprintf(w, "\n%s: %s — %s\n", strings.ToUpper(verdict[:1])+verdict[1:], r.Name, r.Reason)
 	if rb := r.Rollback; rb != nil && r.Outcome == steps.OutcomeRolledBack {
 		fmt.Fprintf(w, "rollback: %s on %s (verified: %v)\n", rb.Trigger, strings.Join(rb.Hosts, ", "), rb.Verified)

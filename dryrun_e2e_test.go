@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,14 +205,6 @@ func TestSchemaCommand(t *testing.T) {
 	}
 	defs, _ := schema["$defs"].(map[string]any)
 	if defs["rollout"] == nil || defs["policy_file"] == nil {
-		t.Errorf("schema $defs lack rollout or policy_file: %v", keys(defs))
+		t.Errorf("schema $defs lack rollout or policy_file: %v", slices.Collect(maps.Keys(defs)))
 	}
-}
-
-func keys(m map[string]any) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

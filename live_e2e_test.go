@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -323,7 +324,7 @@ func TestLive(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "waiting up to") || !strings.Contains(errOut, "holder-run") {
 			t.Fatalf("--lock-wait: exit %d, stderr %q: want the wait announced, then 1", code, errOut)
 		}
-		if !maps2Equal(before, l.writes()) {
+		if !maps.Equal(before, l.writes()) {
 			t.Errorf("a refused run wrote an app.conf")
 		}
 	})
@@ -436,18 +437,6 @@ func TestLive(t *testing.T) {
 			}
 		}
 	})
-}
-
-func maps2Equal(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // monitorTick matches the timeline line of a canary tick in monitoring.

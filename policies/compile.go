@@ -674,14 +674,7 @@ func (c *fastCompiler) boolField(n *ast.MemberNode) (boolFn, error) {
 		default:
 			return nil, unsupported(n)
 		}
-		return func(f *frame) bool {
-			x := h(f)
-			if x == nil {
-				f.fail(errNilHost(prop.Value))
-				return false
-			}
-			return get(x)
-		}, nil
+		return hostField(h, prop.Value, get), nil
 	case metricPtrType:
 		m, err := c.metric(n.Node)
 		if err != nil {
@@ -698,16 +691,37 @@ func (c *fastCompiler) boolField(n *ast.MemberNode) (boolFn, error) {
 		default:
 			return nil, unsupported(n)
 		}
-		return func(f *frame) bool {
-			x := m(f)
-			if x == nil {
-				f.fail(errNilMetric(prop.Value))
-				return false
-			}
-			return get(x)
-		}, nil
+		return metricField(m, prop.Value, get), nil
 	}
 	return nil, unsupported(n)
+}
+
+// hostField reads one field of the host src gives; a nil host fails the
+// evaluation, as fetching from nil does in expr.
+func hostField[T any](src hostFn, field string, get func(*Host) T) func(*frame) T {
+	return func(f *frame) T {
+		x := src(f)
+		if x == nil {
+			f.fail(errNilHost(field))
+			var zero T
+			return zero
+		}
+		return get(x)
+	}
+}
+
+// metricField reads one field of the metric src gives; a host without
+// that metric fails the evaluation.
+func metricField[T any](src metricFn, field string, get func(*Metric) T) func(*frame) T {
+	return func(f *frame) T {
+		x := src(f)
+		if x == nil {
+			f.fail(errNilMetric(field))
+			var zero T
+			return zero
+		}
+		return get(x)
+	}
 }
 
 func errNilHost(field string) error {
@@ -858,14 +872,7 @@ func (c *fastCompiler) str(n ast.Node) (strFn, error) {
 			default:
 				return nil, unsupported(n)
 			}
-			return func(f *frame) string {
-				x := h(f)
-				if x == nil {
-					f.fail(errNilHost(prop.Value))
-					return ""
-				}
-				return get(x)
-			}, nil
+			return hostField(h, prop.Value, get), nil
 		}
 	case *ast.ConditionalNode:
 		return conditional(c, n, c.str)
@@ -917,14 +924,7 @@ func (c *fastCompiler) metric(n ast.Node) (metricFn, error) {
 		return nil, err
 	}
 	name := key.Value
-	return func(f *frame) *Metric {
-		x := h(f)
-		if x == nil {
-			f.fail(errNilHost("metrics"))
-			return nil
-		}
-		return x.Metrics[name]
-	}, nil
+	return hostField(h, "metrics", func(x *Host) *Metric { return x.Metrics[name] }), nil
 }
 
 // number compiles a numeric expression, keeping ints as ints where expr
@@ -1087,14 +1087,7 @@ func (c *fastCompiler) numField(n *ast.MemberNode) (numFn, error) {
 		if err != nil {
 			return numFn{}, err
 		}
-		return numFn{f: func(f *frame) float64 {
-			x := h(f)
-			if x == nil {
-				f.fail(errNilHost("score"))
-				return 0
-			}
-			return x.Score
-		}}, nil
+		return numFn{f: hostField(h, "score", func(x *Host) float64 { return x.Score })}, nil
 	case metricPtrType:
 		m, err := c.metric(n.Node)
 		if err != nil {
@@ -1102,14 +1095,7 @@ func (c *fastCompiler) numField(n *ast.MemberNode) (numFn, error) {
 		}
 		name := prop.Value
 		if name == "samples" {
-			return numFn{i: func(f *frame) int {
-				x := m(f)
-				if x == nil {
-					f.fail(errNilMetric(name))
-					return 0
-				}
-				return x.Samples
-			}}, nil
+			return numFn{i: metricField(m, name, func(x *Metric) int { return x.Samples })}, nil
 		}
 		var get func(*Metric) float64
 		switch name {
@@ -1132,14 +1118,7 @@ func (c *fastCompiler) numField(n *ast.MemberNode) (numFn, error) {
 		default:
 			return numFn{}, unsupported(n)
 		}
-		return numFn{f: func(f *frame) float64 {
-			x := m(f)
-			if x == nil {
-				f.fail(errNilMetric(name))
-				return 0
-			}
-			return get(x)
-		}}, nil
+		return numFn{f: metricField(m, name, get)}, nil
 	}
 	return numFn{}, unsupported(n)
 }

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -306,7 +307,7 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 		if _, ok := first[name]; !ok {
 			p := fmt.Sprintf("canary.hosts[%d]", i)
 			msg := fmt.Sprintf("%s: canary host %q is not in targets.static", p, name)
-			if c := closest(name, keysOfInt(first)); c != "" {
+			if c := closest(name, slices.Sorted(maps.Keys(first))); c != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", c)
 			}
 			d.errorf(d.at(p), "%s", msg)
@@ -514,7 +515,7 @@ func (d *decoder) checkTemplate(path, text string, allowed map[string]bool) {
 		})
 	}
 	if len(bad) > 0 {
-		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(uniq(bad), ", "), strings.Join(sortedKeys(allowed), " "))
+		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(uniq(bad), ", "), strings.Join(slices.Sorted(maps.Keys(allowed)), " "))
 	}
 }
 
@@ -799,17 +800,6 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 }
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
-
-func keysOfInt(m map[string]int) []string { return sortedKeys(m) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
 
 func anyHost(hs []Target, f func(Target) bool) bool {
 	for _, h := range hs {

@@ -3,7 +3,9 @@ package steps
 import (
 	"fmt"
 	"html/template"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -30,7 +32,7 @@ func HTML(r *Report) string {
 		if i == maxHosts {
 			break
 		}
-		for _, name := range sortedKeys(h.Metrics) {
+		for _, name := range slices.Sorted(maps.Keys(h.Metrics)) {
 			pts := r.Series[h.Name][name]
 			if len(pts) < 2 {
 				continue
@@ -103,13 +105,4 @@ func svgPlot(pts []Point, baseline, stddev float64) string {
 		pad, bandTop, w-2*pad, math.Max(bandBot-bandTop, 1),
 		pad, w-pad, y(baseline), y(baseline),
 		strings.TrimSpace(line.String()))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -17,7 +17,7 @@ func Markdown(r *Report) string {
 		title += " (dry run)"
 	}
 	fmt.Fprintf(&b, "# rollguard: %s\n\n", title)
-	fmt.Fprintf(&b, "**Outcome: %s**", verdict(r))
+	fmt.Fprintf(&b, "**Outcome: %s**", Verdict(r))
 	if r.Reason != "" {
 		fmt.Fprintf(&b, " — %s", r.Reason)
 	}
@@ -136,17 +136,17 @@ func Markdown(r *Report) string {
 	return b.String()
 }
 
-func verdict(r *Report) string {
-	if !r.DryRun {
-		return r.Outcome
+// Verdict is the outcome in words: "rolled back", or "would roll back"
+// for a dry run.
+func Verdict(r *Report) string {
+	live := map[string]string{OutcomePromoted: "promoted", OutcomeRolledBack: "rolled back", OutcomeHalted: "halted"}
+	dry := map[string]string{OutcomePromoted: "would promote", OutcomeRolledBack: "would roll back", OutcomeHalted: "would halt"}
+	words := live
+	if r.DryRun {
+		words = dry
 	}
-	switch r.Outcome {
-	case OutcomePromoted:
-		return "would promote"
-	case OutcomeRolledBack:
-		return "would roll back"
-	case OutcomeHalted:
-		return "would halt"
+	if w, ok := words[r.Outcome]; ok {
+		return w
 	}
 	return r.Outcome
 }
