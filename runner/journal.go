@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -204,4 +205,70 @@ func (d *JournalDoc) ResumeState() *Resume {
 	}
 	rs.Reverting = revert
 	return rs
+}
+
+// What a run writes down: the journal before each step acts, and the
+// version history of each host.
+
+func (x *execution) journalPlan() []JournalWave {
+	out := make([]JournalWave, len(x.Plan.Waves))
+	for i, w := range x.Plan.Waves {
+		out[i] = JournalWave{Name: w.Name, Hosts: hostNames(w.Hosts)}
+	}
+	return out
+}
+
+// journalMust writes an entry before the step it announces; the step
+// must not run when this fails.
+func (x *execution) journalMust(ctx context.Context, e JournalEntry) error {
+	if x.Journal == nil {
+		return nil
+	}
+	if e.At.IsZero() {
+		e.At = x.Clock.Now()
+	}
+	return x.Journal.Write(context.WithoutCancel(ctx), e)
+}
+
+// journal writes an entry that follows an action; a failure is reported
+// but does not undo the action.
+func (x *execution) journal(ctx context.Context, e JournalEntry) {
+	if err := x.journalMust(ctx, e); err != nil {
+		x.log.Error("journal write failed", "step", e.Step, "err", err)
+		x.logf("   WARNING: journal: %v", err)
+	}
+}
+
+// journalPlaybook records a started playbook (this machine and its pid).
+func (x *execution) journalPlaybook(ctx context.Context, pid int) {
+	host, _ := os.Hostname()
+	x.journal(ctx, JournalEntry{Step: JournalPlaybook, Detail: fmt.Sprintf("%s:%d", host, pid)})
+}
+
+// recordApplied writes each applied host's new version into the history.
+func (x *execution) recordApplied(ctx context.Context, res []steps.HostResult) {
+	if x.History == nil || x.dry() {
+		return
+	}
+	for _, hr := range res {
+		outcome := steps.VersionApplied
+		if hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable {
+			outcome = steps.VersionFailed
+		}
+		rec := steps.VersionRecord{Version: x.Spec.Apply.Version, Playbook: x.Spec.Apply.Playbook, ExtraVars: x.Spec.Apply.ExtraVars,
+			At: x.Clock.Now(), RunID: x.RunID, Outcome: outcome}
+		if err := x.History.Record(context.WithoutCancel(ctx), hr.Host, rec); err != nil {
+			x.logf("   WARNING: history of %s: %v", hr.Host, err)
+		}
+	}
+}
+
+// recordOutcome marks this run's version on hosts (reverted).
+func (x *execution) recordOutcome(ctx context.Context, names []string, outcome string) {
+	if x.History == nil || x.dry() {
+		return
+	}
+	if err := x.History.SetOutcome(context.WithoutCancel(ctx), names, x.Spec.Apply.Version, x.RunID, outcome); err != nil {
+		x.logf("   WARNING: history: %v", err)
+	}
 }

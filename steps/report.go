@@ -43,17 +43,35 @@ type Report struct {
 	Context map[string]string `json:"context,omitempty"`
 }
 
+// WaveOutcome is what became of a wave (report.json waves[].outcome).
+type WaveOutcome string
+
+// Wave outcomes.
+const (
+	// WaveNotStarted: the rollout ended before the wave began.
+	WaveNotStarted WaveOutcome = "not_started"
+	// WavePassed: the wave's monitoring period ended without a fire.
+	WavePassed WaveOutcome = "passed"
+	// WaveFired: a fleet-level fire (or a failed apply) ended the rollout
+	// in this wave.
+	WaveFired WaveOutcome = "fired"
+	// WaveHalted: the rollout was frozen in this wave for a person.
+	WaveHalted WaveOutcome = "halted"
+	// WaveError: the wave could not run (baseline, snapshot or journal
+	// failed, or the run was interrupted).
+	WaveError WaveOutcome = "error"
+)
+
 // WaveReport is one wave of the plan and what became of it.
 type WaveReport struct {
-	Name  string   `json:"name"`
-	Index int      `json:"index"`
-	Hosts []string `json:"hosts"`
-	// Outcome: passed | fired | halted | not_started | error.
-	Outcome        string     `json:"outcome"`
-	Monitor        string     `json:"monitor"`
-	ApplyStartedAt *time.Time `json:"apply_started_at"`
-	ApplyEndedAt   *time.Time `json:"apply_ended_at,omitempty"`
-	FinishedAt     *time.Time `json:"finished_at"`
+	Name           string      `json:"name"`
+	Index          int         `json:"index"`
+	Hosts          []string    `json:"hosts"`
+	Outcome        WaveOutcome `json:"outcome"`
+	Monitor        string      `json:"monitor"`
+	ApplyStartedAt *time.Time  `json:"apply_started_at"`
+	ApplyEndedAt   *time.Time  `json:"apply_ended_at,omitempty"`
+	FinishedAt     *time.Time  `json:"finished_at"`
 }
 
 // HostReport is one host's story.

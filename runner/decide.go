@@ -1,0 +1,151 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/steps"
+)
+
+// This file turns a tick's policy outcomes into what happens next: a host
+// reverted by a host policy, a fleet-level fire that reverts (or freezes)
+// and ends the rollout, or nothing.
+
+// decide turns one tick's policy outcomes into actions: host-level
+// reverts, and the fleet verdict (zero: go on). holding is true while an
+// on_no_data: hold policy has no data.
+func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, holding bool) {
+	env := x.eng.Env()
+	var line []string
+	var fire, fireReason string
+	noDataLimit := x.Spec.Detection.NoDataTicks
+	for i, pr := range res.Policies {
+		p := x.Policies[i]
+		if !p.HasFleet() && pr.Outcome != policies.OutcomeError {
+			continue
+		}
+		reason, values := p.Explain(env, nil)
+		outcome := pr.Outcome.String()
+		fired := false
+		switch pr.Outcome {
+		case policies.OutcomeFire:
+			fired = true
+		case policies.OutcomeError:
+			fired = true
+			reason = fmt.Sprintf("policy error (fail closed): %v", pr.Err)
+		case policies.OutcomeNoData:
+			switch p.OnNoData {
+			case policies.NoDataIgnore:
+				outcome = "pass"
+				reason = "no data, ignored (on_no_data: ignore)"
+			case policies.NoDataHold:
+				holding = true
+				reason = fmt.Sprintf("no data for %d ticks, holding (on_no_data: hold)", pr.NoDataTicks)
+			default:
+				reason = fmt.Sprintf("no data for %d of %d allowed ticks (on_no_data: fail)", pr.NoDataTicks, noDataLimit)
+				if pr.NoDataTicks >= noDataLimit {
+					fired = true
+					reason = fmt.Sprintf("no data for %d consecutive ticks (on_no_data: fail)", pr.NoDataTicks)
+				}
+			}
+		}
+		x.report.Decisions = append(x.report.Decisions, steps.Decision{
+			At: now, Wave: w.Name, Policy: p.Name, Scope: "fleet", Outcome: outcome, Fired: fired, Reason: reason, Values: jsonSafeMap(values),
+		})
+		mark := outcome
+		if fired {
+			mark = "FIRE"
+		}
+		line = append(line, fmt.Sprintf("%s: %s (%s)", p.Name, mark, reason))
+		if fired && fire == "" {
+			fire, fireReason = p.Name, reason
+		}
+	}
+	// Host-level fires revert one host each; the rollout goes on.
+	for _, hf := range res.HostFires {
+		if x.hosts[hf.Host].excluded {
+			continue
+		}
+		p := hf.Policy.(*policies.Policy)
+		h := x.eng.Host(hf.Host)
+		reason, values := p.Explain(env, h)
+		x.report.Decisions = append(x.report.Decisions, steps.Decision{
+			At: now, Wave: w.Name, Policy: p.Name, Scope: "host", Host: h.Name, Outcome: "fire", Fired: true, Reason: reason, Values: jsonSafeMap(values),
+		})
+		line = append(line, fmt.Sprintf("%s[%s]: FIRE (%s)", p.Name, h.Name, reason))
+		x.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy", true)
+	}
+	var degraded, fresh []string
+	for _, h := range env.Hosts {
+		if h.Degraded {
+			degraded = append(degraded, h.Name)
+			if hs := &x.hosts[x.index[h.Name]]; !hs.alerted {
+				hs.alerted = true
+				fresh = append(fresh, h.Name)
+			}
+		}
+	}
+	if len(fresh) > 0 {
+		x.alert(ctx, steps.EventDegraded, w.Name, fresh, fmt.Sprintf("%d hosts degraded in wave %s: %s", len(fresh), w.Name, abbreviate(fresh, 8)), nil)
+	}
+	x.report.Timeline = append(x.report.Timeline, steps.TickLine{At: now, Wave: w.Name, Phase: phase, Degraded: nonNil(degraded), Policies: line})
+	x.logf("%s %-8s %-7s degraded %d/%d %s| %s", now.UTC().Format("15:04:05"), w.Name, phase, len(degraded), len(env.Hosts),
+		bracket(abbreviate(degraded, 5)), strings.Join(line, " | "))
+	x.trackScores()
+
+	if x.errTicks >= x.Spec.Metrics.ErrorLimit && fire == "" {
+		return x.metricsError(ctx, w, now), false
+	}
+	if fire != "" {
+		return x.fire(ctx, w, fire, fireReason), false
+	}
+	return verdict{}, holding
+}
+
+// metricsError ends the rollout after error_limit ticks without metrics:
+// it never promotes on missing data.
+func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time) verdict {
+	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", x.errTicks, x.Spec.Metrics.ErrorLimit, x.lastErr)
+	x.report.Decisions = append(x.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
+	return x.fire(ctx, w, "metrics-error", reason)
+}
+
+// fire ends the rollout after a fleet-level fire: it reverts per
+// revert.scope (or freezes) and says how the rollout ends.
+func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string) verdict {
+	scope := x.Spec.Revert.Scope
+	var hosts []string
+	for i := range x.hosts {
+		h := &x.hosts[i]
+		if !h.carries() {
+			continue
+		}
+		switch scope {
+		case ScopeAll:
+		case ScopeHost:
+			if !x.eng.Host(i).Degraded && !h.failed {
+				continue
+			}
+		default: // wave
+			if h.wave != w.Name {
+				continue
+			}
+		}
+		hosts = append(hosts, h.Name)
+	}
+	if x.Spec.Revert.Mode == ModeFreeze {
+		x.logf("   %s fired: %s — freezing (revert.mode: freeze), %d hosts keep the change", trigger, reason, len(hosts))
+		return verdict{steps.OutcomeHalted, fmt.Sprintf("%s fired: %s; frozen without revert (revert.mode: freeze), a person must decide", trigger, reason)}
+	}
+	x.logf("   %s fired: %s — reverting %s (scope %s)", trigger, reason, abbreviate(hosts, 8), scope)
+	rb := x.revertHosts(ctx, hosts, reason, trigger, false)
+	rb.Scope = scope
+	msg := fmt.Sprintf("%s fired in wave %s: %s", trigger, w.Name, reason)
+	if !x.dry() && !rb.Verified {
+		return verdict{steps.OutcomeRolledBack, msg + "; the rollback could NOT be verified"}
+	}
+	return verdict{steps.OutcomeRolledBack, msg}
+}

@@ -1,0 +1,288 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/steps"
+)
+
+// This file reverts hosts: the revert methods tried in order (revert
+// playbook, last known-good version, snapshot), then the verification
+// that the hosts' metrics came back into their baseline band.
+
+// revertHosts reverts hosts by name with the configured methods, verifies
+// the revert in a live run, and records it in the report. The last
+// rollback in the report is the one that ended the run.
+// hostLevel says the rollout goes on after it (a host policy, a failed
+// host); the journal keeps that, so a resumed run knows whether the run
+// was ending.
+func (x *execution) revertHosts(ctx context.Context, names []string, reason, trigger string, hostLevel bool) *steps.Rollback {
+	rb := &steps.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []steps.Method{}, StartedAt: x.Clock.Now()}
+	scope := "fleet"
+	if hostLevel {
+		scope = ScopeHost
+	}
+	if len(names) > 0 {
+		x.journal(ctx, JournalEntry{Step: JournalRevertStart, Hosts: names, Scope: scope, Detail: trigger + ": " + reason})
+	}
+	for _, n := range names {
+		i := x.index[n]
+		x.exclude(i)
+		x.hosts[i].reverted = true
+		x.hosts[i].revertReason = reason
+	}
+	switch {
+	case len(names) == 0:
+		rb.Verified = true
+		rb.Verification = "nothing to revert"
+	case x.dry():
+		m := "revert-playbook"
+		if x.Spec.Revert.Playbook == "" {
+			m = "none configured"
+		}
+		rb.Methods = append(rb.Methods, steps.Method{Name: m, Hosts: names, OK: true, Detail: "dry run: not executed"})
+		rb.Verification = "dry run: a recording cannot show the effect of a revert"
+	default:
+		x.revertLive(ctx, names, rb)
+	}
+	rb.FinishedAt = x.Clock.Now()
+	x.report.Rollback = rb
+	x.report.Rollbacks = append(x.report.Rollbacks, rb)
+	if len(names) > 0 {
+		x.journal(ctx, JournalEntry{Step: JournalRevertEnd, Hosts: names, Scope: scope, Detail: rb.Verification})
+		x.recordOutcome(ctx, names, steps.VersionReverted)
+		wave := x.hosts[x.index[names[0]]].wave
+		x.alert(ctx, steps.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil)
+		if !x.dry() && !rb.Verified {
+			x.alert(ctx, steps.EventVerifyFailed, wave, names, rb.Verification, nil)
+		}
+	}
+	return rb
+}
+
+// revertLive runs the revert methods in order: the revert playbook, the
+// last known-good version, the snapshot. Each later method only gets the
+// hosts the earlier ones could not revert; every attempt is in the
+// report. Then it verifies that the hosts' metrics came back into their
+// baseline band.
+func (x *execution) revertLive(ctx context.Context, names []string, rb *steps.Rollback) {
+	// A revert must run even when the run was interrupted: it gets its
+	// own context, bounded by the apply timeout.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.applyTimeout())
+	defer cancel()
+	left := names
+	for _, m := range x.revertMethods() {
+		if len(left) == 0 {
+			break
+		}
+		x.logf("   revert by %s: %s", m.name, abbreviate(left, 8))
+		ok, failed, detail := m.run(rctx, left)
+		rb.Methods = append(rb.Methods, steps.Method{Name: m.name, Hosts: slices.Clone(left), OK: len(failed) == 0 && len(ok) > 0, Detail: detail})
+		left = failed
+	}
+	if len(left) > 0 {
+		rb.Methods = append(rb.Methods, steps.Method{Name: "none left", Hosts: left, OK: false, Detail: "no revert method succeeded on these hosts: they may keep the change"})
+		rb.Verification = fmt.Sprintf("not verified: %s could not be reverted", strings.Join(left, ", "))
+		x.logf("   revert FAILED on %s", strings.Join(left, ", "))
+		return
+	}
+	x.logf("   reverted %s; verifying", abbreviate(names, 8))
+	x.verify(ctx, names, rb)
+}
+
+func (x *execution) applyTimeout() time.Duration {
+	if t := x.Spec.Apply.Timeout.D(); t > 0 {
+		return t
+	}
+	return 30 * time.Minute
+}
+
+// verify watches reverted hosts until every metric is back in its
+// baseline band, for at most revert.verify.
+func (x *execution) verify(ctx context.Context, names []string, rb *steps.Rollback) {
+	limit := x.Spec.Revert.Verify.D()
+	if limit == 0 {
+		limit = 2 * x.Spec.Metrics.Interval.D()
+	}
+	vctx := context.WithoutCancel(ctx)
+	start := x.Clock.Now()
+	for {
+		if err := x.Clock.Sleep(vctx, x.Spec.Metrics.Interval.D()); err != nil {
+			rb.Verification = "not verified: " + err.Error()
+			return
+		}
+		x.observe(vctx, x.Clock.Now())
+		x.eng.Tick(policies.PhaseMonitor, 0)
+		var out []string
+		for _, n := range names {
+			if !x.eng.InBand(x.index[n]) {
+				out = append(out, n)
+			}
+		}
+		elapsed := x.Clock.Now().Sub(start)
+		if len(out) == 0 {
+			rb.Verified = true
+			rb.Verification = fmt.Sprintf("every metric of %d hosts back in its baseline band after %s", len(names), fmtDuration(elapsed))
+			x.logf("   verified after %s", fmtDuration(elapsed))
+			return
+		}
+		if elapsed >= limit {
+			rb.Verification = fmt.Sprintf("not verified: after %s still outside the baseline band: %s", fmtDuration(elapsed), abbreviate(out, 8))
+			x.logf("   NOT verified: %s", rb.Verification)
+			return
+		}
+	}
+}
+
+// revertMethod reverts some hosts and says which it could not.
+type revertMethod struct {
+	name string
+	run  func(ctx context.Context, hosts []string) (ok, failed []string, detail string)
+}
+
+// revertMethods are the configured methods, in the order they are tried.
+func (x *execution) revertMethods() []revertMethod {
+	var ms []revertMethod
+	if x.Spec.Revert.Playbook != "" {
+		ms = append(ms, revertMethod{"revert-playbook", func(ctx context.Context, hosts []string) ([]string, []string, string) {
+			req := x.applyRequest(ctx, hosts)
+			req.Playbook = x.Spec.Revert.Playbook
+			return x.applyFor(ctx, req, hosts)
+		}})
+	}
+	if x.Spec.Revert.KnownGood {
+		ms = append(ms, revertMethod{"known-good", x.revertKnownGood})
+	}
+	if x.Snapshots != nil {
+		ms = append(ms, revertMethod{"snapshot", x.revertSnapshot})
+	}
+	return ms
+}
+
+// applyFor runs one playbook and splits hosts by outcome.
+func (x *execution) applyFor(ctx context.Context, req steps.ApplyRequest, hosts []string) (ok, failed []string, detail string) {
+	res, err := x.Applier.Apply(ctx, req, nil)
+	if err != nil {
+		return nil, hosts, err.Error()
+	}
+	status := map[string]steps.HostResult{}
+	for _, hr := range res.Hosts {
+		status[hr.Host] = hr
+	}
+	var notes []string
+	for _, h := range hosts {
+		hr, seen := status[h]
+		switch {
+		case !seen:
+			failed = append(failed, h)
+			notes = append(notes, h+": no result")
+		case hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable:
+			failed = append(failed, h)
+			notes = append(notes, fmt.Sprintf("%s %s: %s", h, hr.Status, hr.Message))
+		default:
+			ok = append(ok, h)
+		}
+	}
+	return ok, failed, strings.Join(notes, "; ")
+}
+
+// revertKnownGood re-runs the apply playbook with each host's last
+// known-good version (from an earlier run), one playbook run per distinct
+// version.
+func (x *execution) revertKnownGood(ctx context.Context, hosts []string) (ok, failed []string, detail string) {
+	if x.History == nil {
+		return nil, hosts, "no history store"
+	}
+	type group struct {
+		rec   steps.VersionRecord
+		hosts []string
+	}
+	groups := map[string]*group{}
+	var notes []string
+	for _, h := range hosts {
+		rec, found, err := x.lastKnownGood(ctx, h)
+		switch {
+		case err != nil:
+			failed = append(failed, h)
+			notes = append(notes, fmt.Sprintf("%s: history: %v", h, err))
+			continue
+		case !found:
+			failed = append(failed, h)
+			notes = append(notes, h+": no known-good version in the history")
+			continue
+		}
+		key, _ := json.Marshal([]any{rec.Version, rec.Playbook, rec.ExtraVars})
+		g := groups[string(key)]
+		if g == nil {
+			g = &group{rec: rec}
+			groups[string(key)] = g
+		}
+		g.hosts = append(g.hosts, h)
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		g := groups[k]
+		req := x.applyRequest(ctx, g.hosts)
+		if g.rec.Playbook != "" {
+			req.Playbook = g.rec.Playbook
+		}
+		req.ExtraVars = g.rec.ExtraVars
+		o, f, d := x.applyFor(ctx, req, g.hosts)
+		ok, failed = append(ok, o...), append(failed, f...)
+		notes = append(notes, fmt.Sprintf("version %s on %s", g.rec.Version, strings.Join(g.hosts, ",")))
+		if d != "" {
+			notes = append(notes, d)
+		}
+	}
+	return ok, failed, strings.Join(notes, "; ")
+}
+
+// lastKnownGood is the newest known-good version of an earlier run: this
+// run's own version may already be marked known-good on earlier waves.
+func (x *execution) lastKnownGood(ctx context.Context, host string) (steps.VersionRecord, bool, error) {
+	recs, err := x.History.For(ctx, host)
+	if err != nil {
+		return steps.VersionRecord{}, false, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Outcome == steps.VersionKnownGood && recs[i].RunID != x.RunID {
+			return recs[i], true, nil
+		}
+	}
+	return steps.VersionRecord{}, false, nil
+}
+
+// revertSnapshot restores the snapshots this run took.
+func (x *execution) revertSnapshot(ctx context.Context, hosts []string) (ok, failed []string, detail string) {
+	var with []steps.Host
+	var notes []string
+	for _, n := range hosts {
+		h := &x.hosts[x.index[n]]
+		if h.snapshot == "" {
+			failed = append(failed, n)
+			notes = append(notes, n+": no snapshot taken")
+			continue
+		}
+		with = append(with, h.Host)
+	}
+	for _, res := range x.Snapshots.Restore(ctx, with, x.RunID) {
+		if res.OK {
+			ok = append(ok, res.Host)
+			continue
+		}
+		failed = append(failed, res.Host)
+		notes = append(notes, fmt.Sprintf("%s: %v", res.Host, res.Err))
+	}
+	return ok, failed, strings.Join(notes, "; ")
+}

@@ -1,0 +1,254 @@
+package runner
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"text/template"
+
+	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/steps"
+)
+
+// execution is one run of a Rollout: the state that Execute builds and
+// the steps read and change. Its methods are spread over files named for
+// the part of the story they tell: rollout.go (begin and end), wave.go
+// (baseline, apply, watch), decide.go, revert.go (with verify),
+// snapshot.go, resume.go (resume and abort), journal.go (journal and
+// history), report.go (report and alerts).
+type execution struct {
+	*Rollout
+	log *slog.Logger
+
+	// hosts holds each host's state, in plan order: hosts[i] is the
+	// engine's host i. It is the one truth about a host; the engine is
+	// told of every change through the methods below.
+	hosts []hostState
+	// index finds a host's position by name.
+	index map[string]int
+	// keys are the hosts' metrics.host_value, in plan order: what the
+	// metrics source is asked for, all hosts at once.
+	keys []string
+
+	eng     *policies.Engine
+	queries []steps.Query
+	// buf receives one query's values for every host.
+	buf []float64
+	// errTicks counts consecutive ticks with a failed query; lastErr is
+	// the last failure.
+	errTicks int
+	lastErr  error
+
+	report *steps.Report
+}
+
+// hostState is everything a run knows about one host. The report's hosts
+// are written from it when the run ends, and the journal entries name
+// hosts as it says.
+type hostState struct {
+	steps.Host
+	// wave is the name of the plan wave the host belongs to.
+	wave string
+	// changed: the run began changing the host (its wave's apply
+	// started, or the journal says it did before a crash).
+	changed bool
+	// excluded: the host is out of the rollout (reverted, its apply
+	// failed before changing anything, its snapshot failed): it is not
+	// changed, judged or reverted by a fleet-level fire again.
+	excluded bool
+	// applied: the apply reached the host.
+	applied bool
+	// failed: the apply failed on the host or it was unreachable.
+	failed bool
+	// status, message and changedTasks are the apply's outcome on the
+	// host (steps.Host* status, failure message, tasks that changed).
+	status, message string
+	changedTasks    []string
+	// reverted says a revert ran on the host; revertReason says why it
+	// was reverted or left alone.
+	reverted     bool
+	revertReason string
+	// snapshot names the snapshot taken of the host ("" when none).
+	snapshot string
+	// alerted: the host's degradation was already alerted.
+	alerted bool
+	// maxScores holds each metric's highest score, worst each metric's
+	// value when that score was reached (indexed like queries).
+	maxScores []float64
+	worst     []worstValue
+}
+
+// carries reports whether the host carries the change: changed and not
+// taken out of the rollout since.
+func (h *hostState) carries() bool { return h.changed && !h.excluded }
+
+// worstValue is a metric's smoothed value and z when its score peaked.
+type worstValue struct{ current, z float64 }
+
+// newExecution builds the state of one run of r: the hosts, the detection
+// engine and the report's skeleton.
+func newExecution(r *Rollout) (*execution, error) {
+	x := &execution{Rollout: r, log: r.Logger}
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
+	spec := r.Spec
+	hosts := r.Plan.Hosts
+	x.index = make(map[string]int, len(hosts))
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		x.index[h.Name] = i
+		names[i] = h.Name
+	}
+	keys, err := hostKeys(spec.Metrics.HostValue, hosts)
+	if err != nil {
+		return nil, err
+	}
+	x.keys = keys
+	det, err := detectorConfig(spec)
+	if err != nil {
+		return nil, err
+	}
+	var mcfg []policies.MetricConfig
+	for _, q := range spec.Metrics.Queries {
+		rel, abs := det.RelFloor, det.AbsFloor
+		if q.RelFloor != nil {
+			rel = *q.RelFloor
+		}
+		if q.AbsFloor != nil {
+			abs = *q.AbsFloor
+		}
+		mcfg = append(mcfg, policies.MetricConfig{Name: q.Name, HigherIsWorse: q.Worse != "lower", RelFloor: rel, AbsFloor: abs})
+		x.queries = append(x.queries, steps.Query{Name: q.Name, Expr: q.Query})
+	}
+	evals := make([]policies.Evaluator, len(r.Policies))
+	for i, p := range r.Policies {
+		evals[i] = p
+	}
+	x.eng, err = policies.NewEngine(policies.EngineConfig{
+		Hosts: names, Metrics: mcfg, Detector: det, Policies: evals,
+		NoDataTicks: spec.Detection.NoDataTicks,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rollout %q: %w", spec.Name, err)
+	}
+	x.buf = make([]float64, len(hosts))
+	x.hosts = make([]hostState, len(hosts))
+	for i, h := range hosts {
+		x.hosts[i] = hostState{Host: h, maxScores: make([]float64, len(x.queries)), worst: make([]worstValue, len(x.queries))}
+	}
+	for _, w := range r.Plan.Waves {
+		for _, h := range w.Hosts {
+			x.hosts[x.index[h.Name]].wave = w.Name
+		}
+	}
+	x.report = newReport(r)
+	return x, nil
+}
+
+func (x *execution) dry() bool { return x.Applier == nil }
+
+func (x *execution) logf(format string, args ...any) {
+	if x.Out != nil {
+		fmt.Fprintf(x.Out, format+"\n", args...)
+	}
+}
+
+// startWave marks hosts (by index) changed and starts their wave in the
+// engine.
+func (x *execution) startWave(w PlannedWave, idx []int) {
+	for _, i := range idx {
+		x.hosts[i].changed = true
+	}
+	x.eng.StartWave(w.Name, w.Index, idx)
+}
+
+// exclude takes host i out of the rollout, in the engine too: out of the
+// policies' hosts and of the control group, its detectors restarted so
+// that a revert can be verified.
+func (x *execution) exclude(i int) {
+	x.hosts[i].excluded = true
+	x.eng.Exclude(i)
+}
+
+// markFailed records that the apply failed on host i (host.failed in the
+// policies).
+func (x *execution) markFailed(i int) {
+	x.hosts[i].failed = true
+	x.eng.MarkFailed(i)
+}
+
+// untouched are the hosts neither changed nor excluded: a wave's baseline
+// is taken for them too, so that they serve as controls.
+func (x *execution) untouched() []int {
+	var out []int
+	for i := range x.hosts {
+		if !x.hosts[i].changed && !x.hosts[i].excluded {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// liveHosts drops the hosts already taken out of the rollout.
+func (x *execution) liveHosts(hosts []steps.Host) []steps.Host {
+	var out []steps.Host
+	for _, h := range hosts {
+		if !x.hosts[x.index[h.Name]].excluded {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// hostKeys renders metrics.host_value for every host.
+func hostKeys(tmpl string, hosts []steps.Host) ([]string, error) {
+	if tmpl == "" {
+		tmpl = "{{.Host.Name}}"
+	}
+	t, err := template.New("host_value").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.host_value: %w", err)
+	}
+	keys := make([]string, len(hosts))
+	var b bytes.Buffer
+	for i, h := range hosts {
+		b.Reset()
+		if err := t.Execute(&b, map[string]any{"Host": h}); err != nil {
+			return nil, fmt.Errorf("metrics.host_value for host %s: %w", h.Name, err)
+		}
+		keys[i] = b.String()
+	}
+	return keys, nil
+}
+
+func detectorConfig(spec *Spec) (policies.DetectorConfig, error) {
+	d := spec.Detection
+	sens := d.Sensitivity
+	if sens == "" {
+		sens = "medium"
+	}
+	cfg, err := policies.Preset(sens)
+	if err != nil {
+		return cfg, fmt.Errorf("detection.sensitivity: %w", err)
+	}
+	if d.Allowance != nil {
+		cfg.Allowance = *d.Allowance
+	}
+	if d.Threshold != nil {
+		cfg.Threshold = *d.Threshold
+	}
+	if d.Smoothing != nil {
+		cfg.Smoothing = *d.Smoothing
+	}
+	if d.RelFloor != nil {
+		cfg.RelFloor = *d.RelFloor
+	}
+	if d.AbsFloor != nil {
+		cfg.AbsFloor = *d.AbsFloor
+	}
+	if d.MinBaselineSamples > 0 {
+		cfg.MinBaselineSamples = d.MinBaselineSamples
+	}
+	return cfg, nil
+}

@@ -1,0 +1,351 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/steps"
+)
+
+// This file tells one wave: baseline, snapshot, apply, and the watch that
+// ticks through the apply and the monitoring period until the wave passes
+// or a policy fires (decide.go).
+
+// waves runs every wave from the given one, then the bake period, and
+// says how the rollout ended.
+func (x *execution) waves(ctx context.Context, from int) (verdict, error) {
+	for wi := from; wi < len(x.Plan.Waves); wi++ {
+		v, err := x.wave(ctx, wi, x.Plan.Waves[wi], nil)
+		if err != nil || v.ends() {
+			return v, err
+		}
+	}
+	if x.Plan.Bake > 0 {
+		last := x.Plan.Waves[len(x.Plan.Waves)-1]
+		x.logf("bake: watching the whole fleet for %s", fmtDuration(x.Plan.Bake))
+		v, err := x.watch(ctx, len(x.Plan.Waves)-1, PlannedWave{Name: "bake", Index: last.Index, Hosts: nil}, x.Clock.Now(), x.Clock.Now(), x.Plan.Bake, nil)
+		if err != nil || v.ends() {
+			return v, err
+		}
+	}
+	n := 0
+	for i := range x.hosts {
+		if x.hosts[i].carries() {
+			n++
+		}
+	}
+	return verdict{steps.OutcomePromoted, fmt.Sprintf("every wave passed; %d hosts carry the change", n)}, nil
+}
+
+// resumeWave is what a resumed run knows of the wave that was under way.
+type resumeWave struct {
+	// start is the wave's original start: its baseline window ends there.
+	start time.Time
+	// hosts are the hosts the wave was applying to.
+	hosts []steps.Host
+	// applied says the apply had ended before the crash.
+	applied bool
+	// snapshotted says the snapshot step had started.
+	snapshotted bool
+}
+
+// wave runs one wave: baseline, snapshot, apply, monitor, decide. rw is
+// set when a resumed run takes up the wave that was under way. The
+// verdict ends the rollout when it is not zero.
+func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeWave) (verdict, error) {
+	wr := &x.report.Waves[wi]
+	start := x.Clock.Now()
+	if rw != nil {
+		start = rw.start
+	}
+	wr.ApplyStartedAt = ptr(start)
+	x.logf("── %s: %d hosts (%s), monitor %s", w.Name, len(w.Hosts), abbreviate(hostNames(w.Hosts), 8), fmtDuration(w.Monitor))
+	broken := func(err error) (verdict, error) {
+		wr.Outcome = steps.WaveError
+		wr.FinishedAt = ptr(x.Clock.Now())
+		return verdict{}, err
+	}
+
+	// Baseline for the wave's hosts and for every untouched host, taken
+	// over the same window, so the untouched ones serve as controls.
+	if err := x.baseline(ctx, start, x.untouched()); err != nil {
+		return broken(fmt.Errorf("baseline for wave %s: %w", w.Name, err))
+	}
+	// Snapshots first: a host whose snapshot failed is not changed
+	// (snapshot.on_failure: skip_host, the default).
+	hosts := x.liveHosts(w.Hosts)
+	if rw != nil {
+		hosts = rw.hosts
+	}
+	if x.Snapshots != nil && (rw == nil || !rw.snapshotted) && len(hosts) > 0 {
+		var err error
+		if hosts, err = x.takeSnapshots(ctx, w, hosts); err != nil {
+			return broken(err)
+		}
+	}
+	idx := make([]int, len(hosts))
+	for i, h := range hosts {
+		idx[i] = x.index[h.Name]
+	}
+	x.startWave(w, idx)
+	if err := x.journalMust(ctx, JournalEntry{Step: JournalApplyStart, Wave: w.Name, Hosts: hostNames(hosts), Start: start}); err != nil {
+		return broken(err)
+	}
+
+	// Apply, watched while it runs.
+	applyDone := make(chan applyOutcome, 1)
+	applyCtx, cancelApply := context.WithCancel(ctx)
+	defer cancelApply()
+	switch {
+	case len(hosts) == 0:
+		applyDone <- applyOutcome{}
+	case x.dry() || (rw != nil && rw.applied):
+		// A dry run's apply is simulated; a resumed run whose apply
+		// ended before the crash does not apply again.
+		res := steps.ApplyResult{}
+		for _, h := range hosts {
+			res.Hosts = append(res.Hosts, steps.HostResult{Host: h.Name, Status: steps.HostChanged})
+		}
+		applyDone <- applyOutcome{res: res, resumed: rw != nil}
+	default:
+		req := x.applyRequest(ctx, hostNames(hosts))
+		go func() {
+			res, err := x.Applier.Apply(applyCtx, req, func(ev steps.ApplyEvent) {
+				x.logf("   %s  %s: %s", ev.Host, ev.Task, ev.Status)
+			})
+			applyDone <- applyOutcome{res: res, err: err}
+		}()
+	}
+	v, err := x.watch(ctx, wi, w, start, time.Time{}, w.Monitor, applyDone)
+	cancelApply()
+	wr.FinishedAt = ptr(x.Clock.Now())
+	switch {
+	case err != nil:
+		wr.Outcome = steps.WaveError
+	case !v.ends():
+		wr.Outcome = steps.WavePassed
+		x.passed(ctx, w)
+	case v.outcome == steps.OutcomeHalted:
+		wr.Outcome = steps.WaveHalted
+	default:
+		wr.Outcome = steps.WaveFired
+	}
+	return v, err
+}
+
+type applyOutcome struct {
+	res steps.ApplyResult
+	err error
+	// resumed says the apply ended before a crash: it is not journaled
+	// or recorded in the history again.
+	resumed bool
+}
+
+func (x *execution) applyRequest(ctx context.Context, limit []string) steps.ApplyRequest {
+	return steps.ApplyRequest{
+		Playbook:          x.Spec.Apply.Playbook,
+		Inventory:         x.Plan.Hosts,
+		Limit:             limit,
+		ExtraVars:         x.Spec.Apply.ExtraVars,
+		Forks:             x.Spec.Apply.Forks,
+		VaultPasswordFile: x.Spec.Apply.VaultPasswordFile,
+		OnStart:           func(pid int) { x.journalPlaybook(ctx, pid) },
+	}
+}
+
+// baseline sets every given host's baseline from [at-baseline, at).
+func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	keys := make([]string, len(hosts))
+	for i, h := range hosts {
+		keys[i] = x.keys[h]
+	}
+	from := at.Add(-x.Spec.Metrics.Baseline.D())
+	to := at.Add(-time.Millisecond)
+	for m, q := range x.queries {
+		series, err := x.Metrics.Range(ctx, q, keys, from, to, x.Spec.Metrics.Interval.D())
+		if err != nil {
+			return err // the source names the query
+		}
+		for i, h := range hosts {
+			var s []float64
+			if i < len(series) {
+				s = series[i]
+			}
+			x.eng.SetBaseline(m, h, s)
+		}
+	}
+	return nil
+}
+
+// watch ticks until the monitoring period after the apply has passed (or
+// a policy fires). applyDone is nil when nothing is being applied (bake).
+func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, applyEnd time.Time, monitor time.Duration, applyDone chan applyOutcome) (verdict, error) {
+	interval := x.Spec.Metrics.Interval.D()
+	phase := policies.PhaseApply
+	if applyDone == nil {
+		phase = policies.PhaseMonitor
+	}
+	holdLimit := x.Spec.Detection.HoldLimit.D()
+	if holdLimit == 0 {
+		holdLimit = monitor
+	}
+	for {
+		// The dry run's apply is instantaneous: take its result before
+		// the first tick so the first tick already monitors.
+		if applyDone != nil {
+			select {
+			case ao := <-applyDone:
+				applyDone = nil
+				applyEnd = x.Clock.Now()
+				phase = policies.PhaseMonitor
+				x.report.Waves[wi].ApplyEndedAt = ptr(applyEnd)
+				if v := x.applied(ctx, w, ao); v.ends() {
+					return v, nil
+				}
+			default:
+			}
+		}
+		if err := x.Clock.Sleep(ctx, interval); err != nil {
+			return verdict{}, err
+		}
+		now := x.Clock.Now()
+		x.observe(ctx, now)
+		res := x.eng.Tick(phase, now.Sub(start).Seconds())
+		v, holding := x.decide(ctx, w, now, phase, res)
+		if v.ends() {
+			return v, nil
+		}
+		if phase == policies.PhaseMonitor && !applyEnd.IsZero() {
+			past := now.Sub(applyEnd)
+			if past >= monitor && !holding {
+				x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
+				return verdict{}, nil
+			}
+			if holding && past >= monitor+holdLimit {
+				reason := fmt.Sprintf("no data after holding %s past the monitoring period (on_no_data: hold)", fmtDuration(holdLimit))
+				x.report.Decisions = append(x.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
+				return x.fire(ctx, w, "on_no_data", reason), nil
+			}
+		}
+	}
+}
+
+// applied records a finished apply. A host that failed or was unreachable
+// is reverted by name; an apply that could not run at all reverts the
+// wave, and the verdict ends the rollout.
+func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome) verdict {
+	var failed, unchanged []string
+	for _, hr := range ao.res.Hosts {
+		i, ok := x.index[hr.Host]
+		if !ok {
+			continue
+		}
+		h := &x.hosts[i]
+		h.status = hr.Status
+		h.message = hr.Message
+		h.changedTasks = append(h.changedTasks, hr.ChangedTasks...)
+		switch {
+		case hr.Status == steps.HostFailed && len(hr.ChangedTasks) == 0:
+			// The play failed before it changed anything: there is
+			// nothing to revert (a revert playbook would go back further
+			// than this run), but the host does not carry the change.
+			x.markFailed(i)
+			x.exclude(i)
+			h.revertReason = "apply failed before changing anything; left as it was"
+			unchanged = append(unchanged, hr.Host)
+		case hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable:
+			// A failed play may have changed something; an unreachable
+			// host is in an unknown state: revert both by name.
+			h.applied = hr.Status == steps.HostFailed
+			failed = append(failed, hr.Host)
+			x.markFailed(i)
+		default:
+			h.applied = true
+		}
+	}
+	for _, n := range unchanged {
+		x.logf("   %s: apply failed before changing anything (%s); left as it was", n, x.hosts[x.index[n]].message)
+	}
+	if ao.err != nil {
+		if ctx.Err() != nil {
+			return verdict{}
+		}
+		x.logf("   apply failed: %v", ao.err)
+		return x.fire(ctx, w, "apply-error", "the playbook could not run: "+ao.err.Error())
+	}
+	x.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed)-len(unchanged), len(failed)+len(unchanged))
+	if !ao.resumed {
+		x.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: failedDetail(failed, unchanged)})
+		x.recordApplied(ctx, ao.res.Hosts)
+	}
+	if len(failed) > 0 {
+		x.revertHosts(ctx, failed, "apply failed on the host", "apply-failed", true)
+	}
+	return verdict{}
+}
+
+// observe queries every metric once for all hosts and feeds the engine.
+// A failed query is no data for every host; consecutive failures are
+// counted for the error limit.
+func (x *execution) observe(ctx context.Context, now time.Time) {
+	failed := false
+	for m, q := range x.queries {
+		if err := x.Metrics.Instant(ctx, q, x.keys, now, x.buf); err != nil {
+			failed = true
+			x.lastErr = err // the source names the query
+			for i := range x.buf {
+				x.buf[i] = math.NaN()
+			}
+		}
+		x.eng.Observe(m, x.buf)
+		x.recordSeries(q.Name, now, x.buf)
+	}
+	if failed {
+		x.errTicks++
+	} else {
+		x.errTicks = 0
+	}
+}
+
+// passed records a wave that passed: its version becomes known-good on
+// its hosts.
+func (x *execution) passed(ctx context.Context, w PlannedWave) {
+	var names []string
+	for _, h := range w.Hosts {
+		if x.hosts[x.index[h.Name]].carries() {
+			names = append(names, h.Name)
+		}
+	}
+	x.journal(ctx, JournalEntry{Step: JournalWavePassed, Wave: w.Name, Hosts: names})
+	if x.History != nil && len(names) > 0 && !x.dry() {
+		if err := x.History.MarkKnownGood(context.WithoutCancel(ctx), names, x.Spec.Apply.Version, x.RunID); err != nil {
+			x.logf("   WARNING: history: %v", err)
+		}
+	}
+}
+
+func hostResultNames(res []steps.HostResult) []string {
+	out := make([]string, len(res))
+	for i, h := range res {
+		out[i] = h.Host
+	}
+	return out
+}
+
+func failedDetail(failed, unchanged []string) string {
+	var parts []string
+	if len(failed) > 0 {
+		parts = append(parts, "failed: "+strings.Join(failed, ","))
+	}
+	if len(unchanged) > 0 {
+		parts = append(parts, "failed unchanged: "+strings.Join(unchanged, ","))
+	}
+	return strings.Join(parts, "; ")
+}
