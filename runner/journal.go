@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +155,24 @@ func (d *JournalDoc) last(step, wave string) (JournalEntry, bool) {
 		}
 	}
 	return JournalEntry{}, false
+}
+
+// playbooksHere returns the pids of the playbooks the run started on
+// this machine (JournalPlaybook entries record "host:pid").
+func (d *JournalDoc) playbooksHere() []int {
+	host, _ := os.Hostname()
+	var pids []int
+	for _, e := range d.Entries {
+		if e.Step != JournalPlaybook {
+			continue
+		}
+		h, p, ok := strings.Cut(e.Detail, ":")
+		pid, err := strconv.Atoi(p)
+		if ok && err == nil && h == host {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // Resume is what a journal says about an unfinished run.

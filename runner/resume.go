@@ -3,10 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rollguard/rollguard/steps"
@@ -50,7 +47,7 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 	rs := x.Resume
 	doc := rs.Doc
 	x.logf("resuming run %s of %q (started %s, %d journal entries)", doc.RunID, doc.Rollout, doc.StartedAt.UTC().Format(time.RFC3339), len(doc.Entries))
-	x.stopOrphans(doc)
+	x.stopOrphans(ctx, doc)
 	for n := range rs.Reverted {
 		if i, ok := x.index[n]; ok {
 			// Out of the rollout, but not excluded in the engine: its
@@ -135,7 +132,7 @@ func (x *execution) abort(ctx context.Context) (verdict, error) {
 	rs := x.Resume
 	doc := rs.Doc
 	x.logf("aborting run %s of %q: reverting every host it changed", doc.RunID, doc.Rollout)
-	x.stopOrphans(doc)
+	x.stopOrphans(ctx, doc)
 	for wi, w := range x.Plan.Waves {
 		for _, e := range doc.Entries {
 			if e.Step == JournalApplyStart && e.Wave == w.Name {
@@ -180,45 +177,17 @@ func (x *execution) restoreWave(ctx context.Context, wi int, start time.Time, ho
 	return nil
 }
 
-// stopOrphans stops the playbooks a killed run left running on this
-// machine before a resumed run acts: two playbooks writing the same
-// hosts at once could leave either's result. A playbook's pid is its
-// process group; it is signalled only while /proc shows that pid still
-// running ansible-playbook, so a recycled pid is left alone.
-func (x *execution) stopOrphans(doc *JournalDoc) {
-	host, _ := os.Hostname()
-	for _, e := range doc.Entries {
-		if e.Step != JournalPlaybook {
-			continue
-		}
-		h, p, ok := strings.Cut(e.Detail, ":")
-		pid, err := strconv.Atoi(p)
-		if !ok || err != nil || h != host || !isPlaybook(pid) {
-			continue
-		}
-		x.logf("   stopping playbook process group %d left running by the killed run", pid)
-		syscall.Kill(-pid, syscall.SIGTERM)
-		deadline := time.Now().Add(30 * time.Second)
-		for isPlaybook(pid) && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond) // polling a process we do not own; not a test
-		}
-		if isPlaybook(pid) {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
+// stopOrphans has the Applier stop the playbooks that the killed run
+// left running on this machine before a resumed run acts: two playbooks
+// writing the same hosts at once could leave either's result.
+func (x *execution) stopOrphans(ctx context.Context, doc *JournalDoc) {
+	pids := doc.playbooksHere()
+	if len(pids) == 0 || x.dry() {
+		return
 	}
-}
-
-// isPlaybook reports whether pid is a running ansible-playbook.
-func isPlaybook(pid int) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
+	for _, pid := range x.Applier.StopOrphans(ctx, pids) {
+		x.logf("   stopped playbook process group %d left running by the killed run", pid)
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err == nil && strings.Contains(string(stat), ") Z ") {
-		return false // a zombie waits for its parent; it changes nothing
-	}
-	return strings.Contains(string(cmdline), "ansible-playbook")
 }
 
 // lastRevert is the last revert entry (start or end).

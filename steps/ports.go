@@ -105,6 +105,14 @@ type Applier interface {
 	// whole process group and returns an error wrapping ctx.Err(), with
 	// the outcomes known so far.
 	Apply(ctx context.Context, req ApplyRequest, progress func(ApplyEvent)) (ApplyResult, error)
+	// StopOrphans stops the playbooks that a killed run started on this
+	// machine and that still run; pids are what ApplyRequest.OnStart
+	// reported. A resumed run calls it before it acts, so that two
+	// playbooks never write the same hosts at once. A pid that no longer
+	// runs a playbook (it ended, or the pid was reused) is left alone. It
+	// returns the pids it stopped. Cancelling ctx ends the wait for a
+	// playbook to exit: it is then killed.
+	StopOrphans(ctx context.Context, pids []int) []int
 }
 
 // Clock is the time source of a rollout: the wall clock in a live run, a
