@@ -2,13 +2,9 @@ package policies
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -140,7 +136,7 @@ func ParseFile(file string, data []byte) ([]Source, error) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, yamlError(file, err))
+			errs = append(errs, YAMLError(file, "invalid YAML", err))
 			break
 		}
 		docs++
@@ -148,7 +144,7 @@ func ParseFile(file string, data []byte) ([]Source, error) {
 		if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 			root = root.Content[0]
 		}
-		root = resolve(root)
+		root = ResolveAlias(root)
 		switch root.Kind {
 		case yaml.MappingNode:
 			if src, ok := parsePolicy(file, data, root, &errs); ok {
@@ -156,9 +152,9 @@ func ParseFile(file string, data []byte) ([]Source, error) {
 			}
 		case yaml.SequenceNode:
 			for _, item := range root.Content {
-				item = resolve(item)
+				item = ResolveAlias(item)
 				if item.Kind != yaml.MappingNode {
-					errs = append(errs, posErr(file, item, "a policy must be a mapping (name, rollback_when, ...), not %s", describe(item)))
+					errs = append(errs, posErr(file, item, "a policy must be a mapping (name, rollback_when, ...), not %s", DescribeNode(item)))
 					continue
 				}
 				if src, ok := parsePolicy(file, data, item, &errs); ok {
@@ -169,16 +165,15 @@ func ParseFile(file string, data []byte) ([]Source, error) {
 			if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 				continue // an empty document
 			}
-			errs = append(errs, posErr(file, root, "a policy file holds a policy (mapping) or a list of policies, not %s", describe(root)))
+			errs = append(errs, posErr(file, root, "a policy file holds a policy (mapping) or a list of policies, not %s", DescribeNode(root)))
 		}
 	}
 	if len(errs) == 0 && len(out) == 0 {
 		errs = append(errs, &PosError{File: file, Msg: "no policy in file"})
 	}
 	errs = append(errs, duplicateNames(out)...)
-	sortByPos(errs)
 	if len(errs) > 0 {
-		return out, errs
+		return out, SortErrors(errs)
 	}
 	return out, nil
 }
@@ -192,7 +187,7 @@ func parsePolicy(file string, data []byte, m *yaml.Node, errs *ErrorList) (Sourc
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], resolve(m.Content[i+1])
+		k, v := m.Content[i], ResolveAlias(m.Content[i+1])
 		if seen[k.Value] {
 			bad(k, "duplicate key %q", k.Value)
 			continue
@@ -205,13 +200,13 @@ func parsePolicy(file string, data []byte, m *yaml.Node, errs *ErrorList) (Sourc
 			} else if good {
 				bad(v, "name must not be empty")
 			} else {
-				bad(v, "name must be a string, not %s", describe(v))
+				bad(v, "name must be a string, not %s", DescribeNode(v))
 			}
 		case "rollback_when", "host_rollback_when":
 			s, good := stringValue(v)
 			switch {
 			case !good:
-				bad(v, "%s must be a string holding an expression, not %s (quote it)", k.Value, describe(v))
+				bad(v, "%s must be a string holding an expression, not %s (quote it)", k.Value, DescribeNode(v))
 			case strings.TrimSpace(s) == "":
 				bad(v, "%s must not be empty", k.Value)
 			case k.Value == "rollback_when":
@@ -223,7 +218,7 @@ func parsePolicy(file string, data []byte, m *yaml.Node, errs *ErrorList) (Sourc
 			s, good := stringValue(v)
 			switch {
 			case !good:
-				bad(v, "on_no_data must be a string, not %s", describe(v))
+				bad(v, "on_no_data must be a string, not %s", DescribeNode(v))
 			case s != NoDataFail && s != NoDataHold && s != NoDataIgnore:
 				bad(v, "on_no_data is %q; want fail, hold or ignore", s)
 			default:
@@ -286,14 +281,6 @@ func blockIndent(data []byte, line int) int {
 	return 0
 }
 
-// resolve follows an alias to the node it names.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
 // stringValue returns a scalar string's value; numbers, booleans and null
 // are not strings.
 func stringValue(n *yaml.Node) (string, bool) {
@@ -303,53 +290,6 @@ func stringValue(n *yaml.Node) (string, bool) {
 	return n.Value, true
 }
 
-// describe names a node's kind for error messages.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.Tag {
-		case "!!null":
-			return "null"
-		case "!!int", "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!str":
-			return "a string"
-		}
-		return "a " + strings.TrimPrefix(n.Tag, "!!")
-	}
-	return "an alias"
-}
-
 func posErr(file string, n *yaml.Node, format string, args ...any) *PosError {
 	return &PosError{File: file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)}
-}
-
-// sortByPos puts PosErrors in file order (stable for equal positions).
-func sortByPos(errs ErrorList) {
-	slices.SortStableFunc(errs, func(a, b error) int {
-		pa, oka := a.(*PosError)
-		pb, okb := b.(*PosError)
-		if !oka || !okb {
-			return 0
-		}
-		return cmp.Or(cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Col, pb.Col))
-	})
-}
-
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// yamlError turns a YAML syntax error into a PosError with its line.
-func yamlError(file string, err error) *PosError {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &PosError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
-	}
-	return &PosError{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
 }

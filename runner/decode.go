@@ -3,7 +3,6 @@ package runner
 import (
 	"fmt"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -105,43 +104,22 @@ func label(path string) string {
 	return path + ": "
 }
 
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < maxDepth; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
 func isNull(n *yaml.Node) bool {
-	n = resolveAlias(n)
+	n = policies.ResolveAlias(n)
 	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
 }
 
-// describe names a node's kind (and a scalar's text unless secret) for a
-// type error.
+// describe names a node for a type error: a scalar by its text, unless
+// the field is secret; anything else by its kind.
 func (d *decoder) describe(n *yaml.Node, secret bool) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if secret {
-			switch n.ShortTag() {
-			case "!!int", "!!float":
-				return "a number"
-			case "!!bool":
-				return "a boolean"
-			}
-			return "a string"
-		}
-		v := n.Value
-		if len(v) > 40 {
-			v = v[:40] + "..."
-		}
-		return strconv.Quote(v)
+	if n.Kind != yaml.ScalarNode || secret {
+		return policies.DescribeNode(n)
 	}
-	return "an unexpected node"
+	v := n.Value
+	if len(v) > 40 {
+		v = v[:40] + "..."
+	}
+	return strconv.Quote(v)
 }
 
 // Custom types with flexible forms.
@@ -163,7 +141,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 		return
 	}
 	if n.Kind == yaml.AliasNode {
-		n = resolveAlias(n)
+		n = policies.ResolveAlias(n)
 		if n == nil {
 			return
 		}
@@ -362,7 +340,7 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth in
 		d.keys[p] = k
 		d.value(val, v.Field(f.index), p, f.secret, depth+1)
 		if vals, ok := enums[t.Name()+"."+k.Value]; ok {
-			d.enum(resolveAlias(val), v.Field(f.index), p, vals)
+			d.enum(policies.ResolveAlias(val), v.Field(f.index), p, vals)
 		}
 	}
 	for _, req := range required[t.Name()] {
@@ -409,7 +387,7 @@ func (d *decoder) enum(n *yaml.Node, v reflect.Value, path string, allowed []str
 			return
 		}
 		for i := 0; i < v.Len() && i < len(n.Content); i++ {
-			if item := resolveAlias(n.Content[i]); item.Kind == yaml.ScalarNode {
+			if item := policies.ResolveAlias(n.Content[i]); item.Kind == yaml.ScalarNode {
 				check(item, v.Index(i).String(), fmt.Sprintf("%s[%d]", path, i))
 			}
 		}
@@ -480,7 +458,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, secret boo
 		e := reflect.New(elem).Elem()
 		if elem.Kind() == reflect.String {
 			// Map values of string maps (meta, headers) accept any scalar.
-			rv := resolveAlias(val)
+			rv := policies.ResolveAlias(val)
 			if rv == nil || rv.Kind != yaml.ScalarNode {
 				d.errorf(val, "%s: expected a string, got %s", p, d.describe(val, secret))
 				continue
@@ -565,7 +543,7 @@ func (d *decoder) hostSelector(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		for i, item := range n.Content {
-			item = resolveAlias(item)
+			item = policies.ResolveAlias(item)
 			p := fmt.Sprintf("%s[%d]", path, i)
 			d.nodes[p] = item
 			if item.Kind != yaml.ScalarNode || item.Value == "" {
@@ -580,7 +558,7 @@ func (d *decoder) hostSelector(n *yaml.Node, v reflect.Value, path string) {
 			k, val := kv[0], kv[1]
 			p := joinPath(path, k.Value)
 			d.keys[p] = k
-			d.nodes[p] = resolveAlias(val)
+			d.nodes[p] = policies.ResolveAlias(val)
 			switch k.Value {
 			case "tag":
 				var tag string
@@ -648,42 +626,4 @@ func isIdentifier(s string) bool {
 		}
 	}
 	return true
-}
-
-// sortErrors orders errors by file, line and column, keeping the order of
-// errors at the same place, and drops exact duplicates.
-func sortErrors(errs policies.ErrorList) policies.ErrorList {
-	type keyed struct {
-		file      string
-		line, col int
-		err       error
-	}
-	ks := make([]keyed, 0, len(errs))
-	seen := map[string]bool{}
-	for _, e := range errs {
-		if seen[e.Error()] {
-			continue
-		}
-		seen[e.Error()] = true
-		k := keyed{err: e}
-		if pe, ok := e.(*policies.PosError); ok {
-			k.file, k.line, k.col = pe.File, pe.Line, pe.Col
-		}
-		ks = append(ks, k)
-	}
-	sort.SliceStable(ks, func(i, j int) bool {
-		a, b := ks[i], ks[j]
-		if a.file != b.file {
-			return a.file < b.file
-		}
-		if a.line != b.line {
-			return a.line < b.line
-		}
-		return a.col < b.col
-	})
-	out := make(policies.ErrorList, len(ks))
-	for i, k := range ks {
-		out[i] = k.err
-	}
-	return out
 }

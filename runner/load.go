@@ -94,11 +94,11 @@ func load(file string, data []byte, env func(string) (string, bool), readFile fu
 	d.data = data
 	root := d.parse(data)
 	if root == nil {
-		return nil, nil, sortErrors(d.errs)
+		return nil, nil, policies.SortErrors(d.errs)
 	}
 	if isNull(root) {
 		d.errorf(root, "the spec is empty")
-		return nil, nil, sortErrors(d.errs)
+		return nil, nil, policies.SortErrors(d.errs)
 	}
 	d.expandTree(root, env, 0)
 	d.nodes[""] = root
@@ -109,7 +109,7 @@ func load(file string, data []byte, env func(string) (string, bool), readFile fu
 	d.validate(&s, readFile)
 	pols := d.compilePolicies(&s, readFile)
 	if len(d.errs) > 0 {
-		return nil, nil, sortErrors(d.errs)
+		return nil, nil, policies.SortErrors(d.errs)
 	}
 	if abs, err := filepath.Abs(s.Dir); err == nil {
 		s.Dir = abs
@@ -144,20 +144,12 @@ func (d *decoder) parse(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-// syntaxError turns "yaml: line 3: ..." into an error at line 3.
+// syntaxError records a YAML syntax error at its line (line 1 when the
+// parser names none).
 func (d *decoder) syntaxError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if n, tail, ok := strings.Cut(rest, ": "); ok {
-			if _, serr := fmt.Sscanf(n, "%d", &line); serr == nil && line > 0 {
-				msg = tail
-			} else {
-				line = 1
-			}
-		}
-	}
-	d.errorf(&yaml.Node{Line: line}, "YAML syntax: %s", msg)
+	pe := policies.YAMLError(d.file, "YAML syntax", err)
+	pe.Line = max(pe.Line, 1)
+	d.errs = append(d.errs, pe)
 }
 
 // validate checks what the types alone cannot: one target source, hosts
