@@ -46,8 +46,8 @@ var enums = map[string][]string{
 	"Query.worse":             {"higher", "lower"},
 	"Detection.sensitivity":   {"low", "medium", "high"},
 	"PolicyRef.on_no_data":    {policies.NoDataFail, policies.NoDataHold, policies.NoDataIgnore},
-	"Alert.type":              {"webhook", "slack", "alertmanager", "github"},
-	"Alert.on":                {"degraded", "rollback", "halted", "promoted", "verify_failed"},
+	"Alert.type":              steps.AlertTypes(),
+	"Alert.on":                steps.Events(),
 	"State.store":             {"local", "consul", "nomad"},
 	"Snapshot.on_failure":     {"skip_host", "continue"},
 	"ConsulTargets.name_from": {"node", "service_id"},
@@ -62,11 +62,9 @@ var secretFields = map[string]bool{
 	"Alert.url":            true,
 }
 
-// Fields that the templates may use.
-var (
-	snapshotFields  = map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true, ".Snapshot": true}
-	hostValueFields = map[string]bool{".Host.Name": true, ".Host.Address": true, ".Host.Port": true, ".Host.Meta.*": true, ".Host.Vars.*": true}
-)
+// hostValueFields are the fields metrics.host_value may use (hostKeys
+// renders it), sorted; snapshot hooks may use steps.SnapshotFields().
+var hostValueFields = []string{".Host.Address", ".Host.Meta.*", ".Host.Name", ".Host.Port", ".Host.Vars.*"}
 
 // Load reads, validates and compiles the rollout spec at path and the
 // policies it names. env looks up ${VAR} references (nil: os.LookupEnv).
@@ -199,7 +197,7 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 		}{{"create", sn.Create}, {"restore", sn.Restore}, {"delete", sn.Delete}} {
 			for i, arg := range hook.argv {
 				p := fmt.Sprintf("revert.snapshot.%s[%d]", hook.name, i)
-				d.checkTemplate(p, arg, snapshotFields)
+				d.checkTemplate(p, arg, steps.SnapshotFields())
 			}
 		}
 	}
@@ -480,8 +478,8 @@ func (d *decoder) checkURL(path, raw string) {
 }
 
 // checkTemplate parses a text/template and reports fields outside allowed
-// (".Host.Name"; ".Host.Meta.*" allows any key under .Host.Meta).
-func (d *decoder) checkTemplate(path, text string, allowed map[string]bool) {
+// (sorted; ".Host.Meta.*" allows any key under .Host.Meta).
+func (d *decoder) checkTemplate(path, text string, allowed []string) {
 	t, err := template.New("t").Option("missingkey=error").Parse(text)
 	if err != nil {
 		// "template: t:1: unclosed action" -> "unclosed action"
@@ -489,25 +487,8 @@ func (d *decoder) checkTemplate(path, text string, allowed map[string]bool) {
 		d.errorf(d.at(path), "%s: bad template: %s", path, msg)
 		return
 	}
-	var bad []string
-	for _, tr := range t.Templates() {
-		if tr.Tree == nil {
-			continue
-		}
-		steps.TemplateFields(tr.Tree.Root, func(f string) {
-			if allowed[f] {
-				return
-			}
-			for a := range allowed {
-				if pre, ok := strings.CutSuffix(a, "*"); ok && strings.HasPrefix(f, pre) && len(f) > len(pre) {
-					return
-				}
-			}
-			bad = append(bad, f)
-		})
-	}
-	if len(bad) > 0 {
-		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(uniq(bad), ", "), strings.Join(slices.Sorted(maps.Keys(allowed)), " "))
+	if bad := steps.UnknownFields(t, allowed); len(bad) > 0 {
+		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(bad, ", "), strings.Join(allowed, " "))
 	}
 }
 
@@ -771,7 +752,7 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 	}
 	for i := range s.Alerts {
 		if len(s.Alerts[i].On) == 0 {
-			s.Alerts[i].On = []string{"degraded", "rollback", "halted", "verify_failed"}
+			s.Alerts[i].On = steps.DefaultEvents()
 		}
 	}
 	st := &s.State

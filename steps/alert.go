@@ -25,6 +25,26 @@ func Events() []string {
 	return []string{EventDegraded, EventRollback, EventHalted, EventPromoted, EventVerifyFailed}
 }
 
+// DefaultEvents lists the events a destination receives when its event
+// list (alerts[].on) is empty: everything that needs attention, not
+// promotions.
+func DefaultEvents() []string {
+	return []string{EventDegraded, EventRollback, EventHalted, EventVerifyFailed}
+}
+
+// Alert destination types (rollout.yaml alerts[].type).
+const (
+	AlertWebhook      = "webhook"
+	AlertSlack        = "slack"
+	AlertAlertmanager = "alertmanager"
+	AlertGitHub       = "github"
+)
+
+// AlertTypes lists every destination type, in the order above.
+func AlertTypes() []string {
+	return []string{AlertWebhook, AlertSlack, AlertAlertmanager, AlertGitHub}
+}
+
 // Alert is one notification about a rollout. Its JSON form is the body a
 // webhook destination receives.
 type Alert struct {

@@ -1,9 +1,49 @@
 package steps
 
 import (
+	"slices"
 	"strings"
+	"text/template"
 	"text/template/parse"
 )
+
+// SnapshotFields are the fields a snapshot hook's argv templates may use
+// (revert.snapshot.create, restore, delete), sorted: checked when the
+// spec loads and when the hooks are built.
+func SnapshotFields() []string {
+	return []string{".Host.Address", ".Host.Name", ".RunID", ".Snapshot"}
+}
+
+// UnknownFields returns the fields that t (and the templates it defines)
+// refer to and allowed does not hold, each once, in order of appearance.
+// An allowed entry ending in "*" admits any longer field under it
+// (".Host.Meta.*" admits ".Host.Meta.rack").
+func UnknownFields(t *template.Template, allowed []string) []string {
+	var bad []string
+	for _, tr := range t.Templates() {
+		if tr.Tree == nil {
+			continue
+		}
+		TemplateFields(tr.Tree.Root, func(f string) {
+			if !fieldAllowed(f, allowed) && !slices.Contains(bad, f) {
+				bad = append(bad, f)
+			}
+		})
+	}
+	return bad
+}
+
+func fieldAllowed(f string, allowed []string) bool {
+	for _, a := range allowed {
+		if a == f {
+			return true
+		}
+		if pre, ok := strings.CutSuffix(a, "*"); ok && strings.HasPrefix(f, pre) && len(f) > len(pre) {
+			return true
+		}
+	}
+	return false
+}
 
 // TemplateFields calls f with every field chain a text/template refers to
 // (".Host.Name"), so that a spec's templates (snapshot hooks,

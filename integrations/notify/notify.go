@@ -24,20 +24,13 @@ import (
 	"github.com/rollguard/rollguard/steps"
 )
 
-// Destination types.
+// Destination types: the list is steps.AlertTypes().
 const (
-	TypeWebhook      = "webhook"
-	TypeSlack        = "slack"
-	TypeAlertmanager = "alertmanager"
-	TypeGitHub       = "github"
+	TypeWebhook      = steps.AlertWebhook
+	TypeSlack        = steps.AlertSlack
+	TypeAlertmanager = steps.AlertAlertmanager
+	TypeGitHub       = steps.AlertGitHub
 )
-
-// defaultOn is everything that needs attention, not promotions.
-var defaultOn = []string{steps.EventDegraded, steps.EventRollback, steps.EventHalted, steps.EventVerifyFailed}
-
-// DefaultOn returns the events a destination receives when its On list is
-// empty: degraded, rollback, halted, verify_failed.
-func DefaultOn() []string { return slices.Clone(defaultOn) }
 
 // AlertConfig is one destination (the spec's alerts[] entry).
 type AlertConfig struct {
@@ -47,7 +40,7 @@ type AlertConfig struct {
 	// URL (http://am:9093; /api/v2/alerts is appended unless present).
 	// A github destination takes none. Secret: never logged.
 	URL string
-	// On lists the events to send (default DefaultOn()).
+	// On lists the events to send (default steps.DefaultEvents()).
 	On []string
 }
 
@@ -119,7 +112,7 @@ func newFanout(cfg []AlertConfig, opts Options) (*Fanout, error) {
 	for i, c := range cfg {
 		d := destination{index: i, typ: c.Type, on: c.On}
 		if len(d.on) == 0 {
-			d.on = DefaultOn()
+			d.on = steps.DefaultEvents()
 		}
 		for _, ev := range d.on {
 			if !slices.Contains(steps.Events(), ev) {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -131,8 +130,9 @@ func New(cfg Config) (*Snapshotter, error) {
 	}
 	s := &Snapshotter{cfg: cfg, log: cfg.Logger}
 
-	nameFields := map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true}
-	hookFields := map[string]bool{".Host.Name": true, ".Host.Address": true, ".RunID": true, ".Snapshot": true}
+	// The name is what {{.Snapshot}} renders to: it cannot use itself.
+	hookFields := steps.SnapshotFields()
+	nameFields := slices.DeleteFunc(steps.SnapshotFields(), func(f string) bool { return f == ".Snapshot" })
 	var err error
 	if s.name, err = compile("name", cfg.Name, nameFields); err != nil {
 		errs = append(errs, err)
@@ -177,22 +177,14 @@ func New(cfg Config) (*Snapshotter, error) {
 }
 
 // compile parses one template and checks that it names only allowed fields
-// and executes on sample data.
-func compile(where, text string, allowed map[string]bool) (*template.Template, error) {
+// (sorted) and executes on sample data.
+func compile(where, text string, allowed []string) (*template.Template, error) {
 	t, err := template.New(where).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
 	}
-	var bad []string
-	if t.Tree != nil {
-		steps.TemplateFields(t.Tree.Root, func(field string) {
-			if !allowed[field] {
-				bad = append(bad, field)
-			}
-		})
-	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("snapshot hook %s %q: unknown field %s (known: %s)", where, text, strings.Join(bad, ", "), strings.Join(slices.Sorted(maps.Keys(allowed)), " "))
+	if bad := steps.UnknownFields(t, allowed); len(bad) > 0 {
+		return nil, fmt.Errorf("snapshot hook %s %q: unknown field %s (known: %s)", where, text, strings.Join(bad, ", "), strings.Join(allowed, " "))
 	}
 	if err := t.Execute(io.Discard, sample()); err != nil {
 		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
