@@ -90,10 +90,10 @@ func nomadContext(ctx map[string]string) map[string]string {
 
 // jobFlags are the options of `nomad job` and `nomad register`.
 type jobFlags struct {
-	file, jobID, cron, tz, driver, ver, image, binary, artifact, out string
-	secrets                                                          []string
-	killTimeout                                                      time.Duration
-	noReschedule, plan                                               bool
+	file, jobID, cron, tz, driver, ver, image, binary, artifact string
+	secrets                                                     []string
+	killTimeout                                                 time.Duration
+	noReschedule, plan                                          bool
 }
 
 func (f *jobFlags) add(c *cobra.Command) {

@@ -146,17 +146,6 @@ func (j *Journal) write(ctx context.Context, e JournalEntry) error {
 	return nil
 }
 
-// last returns the last entry of a step for a wave (zero when none).
-func (d *JournalDoc) last(step, wave string) (JournalEntry, bool) {
-	for i := len(d.Entries) - 1; i >= 0; i-- {
-		e := d.Entries[i]
-		if e.Step == step && (wave == "" || e.Wave == wave) {
-			return e, true
-		}
-	}
-	return JournalEntry{}, false
-}
-
 // playbooksHere returns the pids of the playbooks the run started on
 // this machine (JournalPlaybook entries record "host:pid").
 func (d *JournalDoc) playbooksHere() []int {
