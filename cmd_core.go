@@ -15,8 +15,9 @@ import (
 
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
 	"github.com/rollguard/rollguard/policies"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 	"github.com/rollguard/rollguard/runner"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // loadSpec loads and compiles a spec; any problem is bad input (exit 2),
@@ -175,7 +176,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 // dryRunHosts takes the static targets; for discovered targets (Consul,
 // Nomad, inventory) a dry run cannot ask the cluster, so the hosts are the
 // ones the recording has, in name order.
-func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]steps.Host, error) {
+func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]ports.Host, error) {
 	if len(spec.Targets.Static) > 0 {
 		return runner.StaticHosts(spec), nil
 	}
@@ -183,9 +184,9 @@ func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]steps.Hos
 	if len(names) == 0 {
 		return nil, fmt.Errorf("the recording has no series with the label %q, and the spec's targets are not a static list", spec.Metrics.HostLabel)
 	}
-	hosts := make([]steps.Host, len(names))
+	hosts := make([]ports.Host, len(names))
 	for i, n := range names {
-		hosts[i] = steps.Host{Name: n, Address: n}
+		hosts[i] = ports.Host{Name: n, Address: n}
 	}
 	return hosts, nil
 }
@@ -195,13 +196,13 @@ func dryRunHosts(spec *runner.Spec, rec *victoriametrics.Recording) ([]steps.Hos
 func finish(c *cobra.Command, res *runner.Result, reportDir string) error {
 	r := res.Report
 	w := c.OutOrStdout()
-	verdict := steps.Verdict(r)
+	verdict := report.Verdict(r)
 	fmt.Fprintf(w, "\n%s: %s — %s\n", strings.ToUpper(verdict[:1])+verdict[1:], r.Name, r.Reason)
-	if rb := r.Rollback; rb != nil && r.Outcome == steps.OutcomeRolledBack {
+	if rb := r.Rollback; rb != nil && r.Outcome == report.OutcomeRolledBack {
 		fmt.Fprintf(w, "rollback: %s on %s (verified: %v)\n", rb.Trigger, strings.Join(rb.Hosts, ", "), rb.Verified)
 	}
 	if reportDir != "" {
-		if err := steps.WriteReport(reportDir, r); err != nil {
+		if err := report.WriteReport(reportDir, r); err != nil {
 			fmt.Fprintln(os.Stderr, "rollguard:", err)
 			return exitWith(exitError)
 		}

@@ -17,12 +17,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rollguard/rollguard/demo"
+	"github.com/rollguard/rollguard/history"
 	"github.com/rollguard/rollguard/integrations/ansible"
 	"github.com/rollguard/rollguard/integrations/github"
 	"github.com/rollguard/rollguard/integrations/notify"
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 	"github.com/rollguard/rollguard/runner"
-	"github.com/rollguard/rollguard/steps"
 )
 
 //go:embed testdata/playbooks
@@ -34,7 +36,7 @@ func addLiveCommands(root *cobra.Command) {
 }
 
 // discover finds the targets of a spec.
-func discover(ctx context.Context, spec *runner.Spec) ([]steps.Host, error) {
+func discover(ctx context.Context, spec *runner.Spec) ([]ports.Host, error) {
 	t := spec.Targets
 	switch {
 	case len(t.Static) > 0:
@@ -123,7 +125,7 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 			if err := preflight(ctx, spec, client); err != nil {
 				return failed(err)
 			}
-			var src steps.MetricsSource = client
+			var src ports.MetricsSource = client
 			if record != "" {
 				rec, err := victoriametrics.CreateRecorder(client, spec.Metrics.HostLabel, record)
 				if err != nil {
@@ -191,7 +193,7 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 				Applier: ansible.New(ansible.Config{WorkDir: spec.Dir, Logger: log}),
 				Clock:   runner.WallClock{}, Out: c.OutOrStdout(), Logger: log, RunID: runID,
 				Alerter: alerter, ReportURL: github.RunURL(os.Getenv), Context: runContext(),
-				Journal: journal, History: &steps.History{Store: st.store},
+				Journal: journal, History: &history.History{Store: st.store},
 				Snapshots: snaps, SnapshotSkipHost: skipHost,
 				Resume: resume, Abort: abort,
 			}
@@ -217,7 +219,7 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 }
 
 // newAlerter builds the alert fan-out from the spec (nil when none).
-func newAlerter(spec *runner.Spec) (steps.Alerter, error) {
+func newAlerter(spec *runner.Spec) (ports.Alerter, error) {
 	if len(spec.Alerts) == 0 {
 		return nil, nil
 	}
@@ -258,10 +260,10 @@ func stateDir(spec *runner.Spec) string {
 
 // preflight checks that the metrics source answers before any host is
 // touched.
-func preflight(ctx context.Context, spec *runner.Spec, src steps.MetricsSource) error {
+func preflight(ctx context.Context, spec *runner.Spec, src ports.MetricsSource) error {
 	q := spec.Metrics.Queries[0]
 	out := make([]float64, 1)
-	if err := src.Instant(ctx, steps.Query{Name: q.Name, Expr: q.Query}, []string{"rollguard-preflight"}, time.Now(), out); err != nil {
+	if err := src.Instant(ctx, ports.Query{Name: q.Name, Expr: q.Query}, []string{"rollguard-preflight"}, time.Now(), out); err != nil {
 		return fmt.Errorf("preflight: the metrics source does not answer: %w", err)
 	}
 	return nil
@@ -309,7 +311,7 @@ ci/install-deps.sh.`,
 			for _, r := range []demo.RolloutResult{sum.Good, sum.Bad} {
 				line := fmt.Sprintf("%-12s %-12s exit %d — %s", r.Name, r.Report.Outcome, r.ExitCode, r.Report.Reason)
 				fmt.Fprintln(w, line)
-				if rb := r.Report.Rollback; rb != nil && r.Report.Outcome == steps.OutcomeRolledBack {
+				if rb := r.Report.Rollback; rb != nil && r.Report.Outcome == report.OutcomeRolledBack {
 					fmt.Fprintf(w, "%-12s reverted %s, verified: %v (%s)\n", "", strings.Join(rb.Hosts, ", "), rb.Verified, rb.Verification)
 				}
 				fmt.Fprintf(w, "%-12s hosts written: %s; report: %s/report.html\n", "", strings.Join(r.Written, ", "), r.ReportDir)

@@ -16,8 +16,8 @@ import (
 
 	"github.com/rollguard/rollguard/integrations/consul"
 	"github.com/rollguard/rollguard/integrations/nomad"
+	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/runner"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // openSharedState opens a state store shared between machines: Consul KV
@@ -50,7 +50,7 @@ func openSharedState(ctx context.Context, spec *runner.Spec, log *slog.Logger) (
 }
 
 // discoverShared finds Consul service instances or Nomad nodes.
-func discoverShared(ctx context.Context, spec *runner.Spec) ([]steps.Host, error) {
+func discoverShared(ctx context.Context, spec *runner.Spec) ([]ports.Host, error) {
 	t := spec.Targets
 	switch {
 	case t.Consul != nil:

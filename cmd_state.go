@@ -13,17 +13,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rollguard/rollguard/history"
 	"github.com/rollguard/rollguard/integrations/localstate"
 	"github.com/rollguard/rollguard/integrations/snapshot"
+	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/runner"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // stateBackend is where a rollout keeps its journal and history, and
 // takes its lock.
 type stateBackend struct {
-	store  steps.StateStore
-	locker steps.Locker
+	store  ports.StateStore
+	locker ports.Locker
 	// where names the backend for messages.
 	where string
 }
@@ -48,7 +49,7 @@ func openState(ctx context.Context, spec *runner.Spec, log *slog.Logger) (*state
 
 // newSnapshotter builds the snapshot hooks of revert.snapshot (nil when
 // none are configured).
-func newSnapshotter(spec *runner.Spec, log *slog.Logger) (steps.Snapshotter, bool, error) {
+func newSnapshotter(spec *runner.Spec, log *slog.Logger) (ports.Snapshotter, bool, error) {
 	sn := spec.Revert.Snapshot
 	if sn == nil {
 		return nil, false, nil
@@ -65,31 +66,31 @@ func newSnapshotter(spec *runner.Spec, log *slog.Logger) (steps.Snapshotter, boo
 // 0 it retries every 2 s for that long: after a crash, a shared lock
 // (Consul session, Nomad lease) stays held until it lapses, and the
 // restarted run should take it over then rather than fail.
-func acquireLock(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string, wait time.Duration, say func(string)) (steps.Lease, error) {
+func acquireLock(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string, wait time.Duration, say func(string)) (ports.Lease, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		lease, err := acquireOnce(ctx, st, spec, runID)
-		var le *steps.LockedError
+		var le *ports.LockedError
 		if err == nil || !errors.As(err, &le) || time.Now().After(deadline) {
 			return lease, err
 		}
 		say(fmt.Sprintf("waiting up to %s for the lock: %v", time.Until(deadline).Round(time.Second), le))
-		if err := (steps.WallClock{}).Sleep(ctx, 2*time.Second); err != nil {
+		if err := (ports.WallClock{}).Sleep(ctx, 2*time.Second); err != nil {
 			return nil, err
 		}
 	}
 }
 
-func acquireOnce(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string) (steps.Lease, error) {
+func acquireOnce(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string) (ports.Lease, error) {
 	host, _ := os.Hostname()
-	holder := steps.Holder{Host: host, PID: os.Getpid(), RunID: runID, Since: time.Now().UTC()}
+	holder := ports.Holder{Host: host, PID: os.Getpid(), RunID: runID, Since: time.Now().UTC()}
 	if alloc := os.Getenv("NOMAD_ALLOC_ID"); alloc != "" {
 		holder.Where = "nomad allocation " + alloc
 	} else if url := os.Getenv("GITHUB_RUN_ID"); url != "" {
 		holder.Where = "github run " + url
 	}
 	lease, err := st.locker.Acquire(ctx, spec.Name, holder)
-	var le *steps.LockedError
+	var le *ports.LockedError
 	if errors.As(err, &le) {
 		return nil, fmt.Errorf("another run holds the lock: %w", err)
 	}
@@ -120,14 +121,14 @@ revert.known_good re-applies. It changes nothing.`,
 			if err != nil {
 				return failed(err)
 			}
-			h := steps.History{Store: st.store}
+			h := history.History{Store: st.store}
 			hosts := []string{host}
 			if host == "" {
 				if hosts, err = h.Hosts(c.Context()); err != nil {
 					return failed(err)
 				}
 			}
-			out := map[string][]steps.VersionRecord{}
+			out := map[string][]history.VersionRecord{}
 			for _, n := range hosts {
 				recs, err := h.For(c.Context(), n)
 				if err != nil {
@@ -150,7 +151,7 @@ revert.known_good re-applies. It changes nothing.`,
 				recs := out[n]
 				good := -1
 				for i := len(recs) - 1; i >= 0; i-- {
-					if recs[i].Outcome == steps.VersionKnownGood {
+					if recs[i].Outcome == history.VersionKnownGood {
 						good = i
 						break
 					}

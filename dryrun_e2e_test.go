@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/report"
 )
 
 // binary is the rollguard binary built once for the end-to-end tests.
@@ -51,13 +51,13 @@ func rollguard(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-func readReport(t *testing.T, dir string) steps.Report {
+func readReport(t *testing.T, dir string) report.Report {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	var r steps.Report
+	var r report.Report
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("report.json: %v", err)
 	}

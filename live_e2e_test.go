@@ -18,8 +18,9 @@ import (
 
 	"github.com/rollguard/rollguard/demo"
 	"github.com/rollguard/rollguard/integrations/localstate"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 	"github.com/rollguard/rollguard/runner"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // live is the shared environment of the live end-to-end tests: a
@@ -134,7 +135,7 @@ func TestLive(t *testing.T) {
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v2", KnownGood: true,
 			ExtraVars: map[string]string{"latency_factor": "0.95", "cpu_load": "0.3"}})
 		code, r, out := l.run(spec, nil)
-		if code != 0 || r.Outcome != steps.OutcomePromoted {
+		if code != 0 || r.Outcome != report.OutcomePromoted {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
 		for _, h := range l.hosts {
@@ -161,7 +162,7 @@ func TestLive(t *testing.T) {
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
 		record := filepath.Join(t.TempDir(), "bad.jsonl.gz")
 		code, r, out := l.run(spec, nil, "--record", record)
-		if code != 3 || r.Outcome != steps.OutcomeRolledBack {
+		if code != 3 || r.Outcome != report.OutcomeRolledBack {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
 		// What the run saw, replayed by a dry run from the same start,
@@ -260,7 +261,7 @@ func TestLive(t *testing.T) {
     host_rollback_when: 'host.degraded'
 `})
 		code, r, out := l.run(spec, nil)
-		if code != 0 || r.Outcome != steps.OutcomePromoted {
+		if code != 0 || r.Outcome != report.OutcomePromoted {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
 		for _, h := range r.Hosts {
@@ -285,13 +286,13 @@ func TestLive(t *testing.T) {
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v6",
 			ExtraVars: map[string]string{"latency_factor": "1.0", "fail_after_write_on": failing}})
 		code, r, out := l.run(spec, nil)
-		var rep *steps.HostReport
+		var rep *report.HostReport
 		for i := range r.Hosts {
 			if r.Hosts[i].Name == failing {
 				rep = &r.Hosts[i]
 			}
 		}
-		if rep == nil || rep.Status != steps.HostFailed || !rep.Reverted || !strings.Contains(rep.Message, "service check failed") {
+		if rep == nil || rep.Status != ports.HostFailed || !rep.Reverted || !strings.Contains(rep.Message, "service check failed") {
 			t.Fatalf("host %s: %+v, want failed (with its message) and reverted\n%s", failing, rep, out)
 		}
 		if got := l.conf(failing); got != confs[failing] {
@@ -309,7 +310,7 @@ func TestLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lease, err := locker.Acquire(ctx, "fleet", steps.Holder{Host: "test-host", PID: os.Getpid(), RunID: "holder-run", Since: time.Now()})
+		lease, err := locker.Acquire(ctx, "fleet", ports.Holder{Host: "test-host", PID: os.Getpid(), RunID: "holder-run", Since: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +364,7 @@ func TestLive(t *testing.T) {
 				args, said = []string{"--abort"}, "aborting the unfinished run"
 			}
 			code, r, out2 := l.run(spec, nil, args...)
-			if code != 3 || r.Outcome != steps.OutcomeRolledBack {
+			if code != 3 || r.Outcome != report.OutcomeRolledBack {
 				t.Fatalf("resumed: exit %d, outcome %q (%s)\nfirst:\n%s\nresumed:\n%s", code, r.Outcome, r.Reason, out, out2)
 			}
 			if !strings.Contains(out2, said) {
@@ -390,7 +391,7 @@ func TestLive(t *testing.T) {
 		l.signal = syscall.SIGTERM
 		defer func() { l.signal = nil }()
 		code, r, out := l.run(spec, monitorTick.MatchString)
-		if code != 4 || r.Outcome != steps.OutcomeHalted || !strings.Contains(r.Reason, "interrupted") {
+		if code != 4 || r.Outcome != report.OutcomeHalted || !strings.Contains(r.Reason, "interrupted") {
 			t.Fatalf("exit %d, outcome %q (%s): want 4, halted, interrupted\n%s", code, r.Outcome, r.Reason, out)
 		}
 		if r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, []string{canary}) || r.Rollback.Trigger != "interrupt" {
@@ -401,7 +402,7 @@ func TestLive(t *testing.T) {
 				t.Errorf("%s ends with\n%s\nwant its previous config", h, got)
 			}
 		}
-		if doc := l.journal("sigterm"); !doc.Finished || doc.Outcome != steps.OutcomeHalted {
+		if doc := l.journal("sigterm"); !doc.Finished || doc.Outcome != report.OutcomeHalted {
 			t.Errorf("journal finished %v, outcome %q", doc.Finished, doc.Outcome)
 		}
 	})
@@ -425,7 +426,7 @@ func TestLive(t *testing.T) {
 		if !killed {
 			t.Fatalf("the run never reached monitoring\n%s", out)
 		}
-		if code == 0 || r.Outcome == steps.OutcomePromoted {
+		if code == 0 || r.Outcome == report.OutcomePromoted {
 			t.Fatalf("promoted without metrics: exit %d\n%s", code, out)
 		}
 		if !strings.Contains(r.Reason, "metrics unavailable") {
@@ -445,7 +446,7 @@ var monitorTick = regexp.MustCompile(`^\d\d:\d\d:\d\d canary\s+monitor `)
 // run runs `rollguard run` on spec. kill, when it returns true for an
 // output line, SIGKILLs rollguard there (exit code -1, no report).
 // Otherwise it returns the exit code, the report and the output.
-func (l *live) run(spec string, kill func(string) bool, args ...string) (int, steps.Report, string) {
+func (l *live) run(spec string, kill func(string) bool, args ...string) (int, report.Report, string) {
 	t := l.t
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "report")
@@ -477,7 +478,7 @@ func (l *live) run(spec string, kill func(string) bool, args ...string) (int, st
 	if killed && sig == os.Kill {
 		// What the killed run had started (a playbook in its own process
 		// group) may still be finishing: the resumed run must cope.
-		return -1, steps.Report{}, out.String()
+		return -1, report.Report{}, out.String()
 	}
 	code := 0
 	var ee *exec.ExitError

@@ -11,12 +11,14 @@ import (
 	napi "github.com/hashicorp/nomad/api"
 
 	"github.com/rollguard/rollguard/demo"
+	"github.com/rollguard/rollguard/history"
 	"github.com/rollguard/rollguard/integrations/consul"
 	"github.com/rollguard/rollguard/integrations/consul/consultest"
 	"github.com/rollguard/rollguard/integrations/nomad"
 	"github.com/rollguard/rollguard/integrations/nomad/nomadtest"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 	"github.com/rollguard/rollguard/runner"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // sharedStore is one shared state backend as the test sees it: a fake
@@ -24,9 +26,9 @@ import (
 // store adapter reading it, and its lock.
 type sharedStore struct {
 	env   []string
-	store steps.StateStore
+	store ports.StateStore
 	// holder is the lock's holder, false when the lock is free.
-	holder func() (steps.Holder, bool)
+	holder func() (ports.Holder, bool)
 	// lapse makes a dead holder's lock lapse, as its TTL passing would.
 	lapse func()
 	// unexpected lists the requests the fake does not model.
@@ -49,8 +51,8 @@ func newConsulStore(t *testing.T, rollout, token string) sharedStore {
 	key := consul.NewLocker(c, consul.LockOptions{}).LockKey(rollout)
 	return sharedStore{
 		env: fake.Env(), store: store, unexpected: fake.Unexpected,
-		holder: func() (steps.Holder, bool) {
-			var h steps.Holder
+		holder: func() (ports.Holder, bool) {
+			var h ports.Holder
 			pair := fake.KV(key)
 			if pair == nil || pair.Session == "" {
 				return h, false
@@ -86,8 +88,8 @@ func newNomadStore(t *testing.T, rollout, token string) sharedStore {
 	path := nomad.NewVarLocker(c, nomad.VarLockOptions{}).LockPath(rollout)
 	return sharedStore{
 		env: fake.Env(), store: store, unexpected: fake.Unexpected,
-		holder: func() (steps.Holder, bool) {
-			var h steps.Holder
+		holder: func() (ports.Holder, bool) {
+			var h ports.Holder
 			v := fake.Get(path)
 			if v == nil {
 				return h, false
@@ -179,7 +181,7 @@ func testSharedStateResume(t *testing.T, l *live) {
 
 			// The second process resumes the same run from the store.
 			code, r, out2 := l.run(spec, nil)
-			if code != 3 || r.Outcome != steps.OutcomeRolledBack {
+			if code != 3 || r.Outcome != report.OutcomeRolledBack {
 				t.Fatalf("resumed: exit %d, outcome %q (%s)\nfirst:\n%s\nresumed:\n%s", code, r.Outcome, r.Reason, out1, out2)
 			}
 			if !strings.Contains(out2, "resuming the unfinished run "+runID) || r.RunID != runID {
@@ -191,12 +193,12 @@ func testSharedStateResume(t *testing.T, l *live) {
 				}
 			}
 			doc = readJournal(t, l, st.store)
-			if !doc.Finished || doc.Outcome != steps.OutcomeRolledBack || doc.RunID != r.RunID {
-				t.Errorf("journal in the store: run %s, finished %v, outcome %q; want run %s finished %s", doc.RunID, doc.Finished, doc.Outcome, r.RunID, steps.OutcomeRolledBack)
+			if !doc.Finished || doc.Outcome != report.OutcomeRolledBack || doc.RunID != r.RunID {
+				t.Errorf("journal in the store: run %s, finished %v, outcome %q; want run %s finished %s", doc.RunID, doc.Finished, doc.Outcome, r.RunID, report.OutcomeRolledBack)
 			}
-			history := steps.History{Store: st.store}
+			store := history.History{Store: st.store}
 			for _, host := range l.hosts {
-				recs, err := history.For(l.ctx, host)
+				recs, err := store.For(l.ctx, host)
 				if err != nil {
 					t.Fatalf("history of %s: %v", host, err)
 				}
@@ -209,7 +211,7 @@ func testSharedStateResume(t *testing.T, l *live) {
 					}
 				}
 				switch {
-				case host == b.canary && (n != 1 || recs[i].Outcome != steps.VersionReverted || recs[i].RunID != runID):
+				case host == b.canary && (n != 1 || recs[i].Outcome != history.VersionReverted || recs[i].RunID != runID):
 					t.Errorf("history of the canary %s: %+v; want %s reverted by run %s\nfirst:\n%s\nresumed:\n%s", host, recs, version, runID, out1, out2)
 				case host != b.canary && i >= 0:
 					t.Errorf("history of %s records %s (%s), which only the canary received", host, version, recs[i].Outcome)
@@ -236,7 +238,7 @@ func testSharedStateResume(t *testing.T, l *live) {
 }
 
 // readJournal reads the journal through the runner, from the shared store.
-func readJournal(t *testing.T, l *live, store steps.StateStore) *runner.JournalDoc {
+func readJournal(t *testing.T, l *live, store ports.StateStore) *runner.JournalDoc {
 	t.Helper()
 	j, err := runner.OpenJournal(l.ctx, store)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/report"
 )
 
 // Options configure the demo.
@@ -36,7 +36,7 @@ type Options struct {
 type RolloutResult struct {
 	Name      string
 	ExitCode  int
-	Report    *steps.Report
+	Report    *report.Report
 	ReportDir string
 	// Written lists the hosts whose app.conf was written during the rollout.
 	Written []string
@@ -116,10 +116,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 // judge checks both outcomes as a user would.
 func (s *Summary) judge(env *Env) {
 	var problems []string
-	if s.Good.ExitCode != 0 || s.Good.Report.Outcome != steps.OutcomePromoted {
+	if s.Good.ExitCode != 0 || s.Good.Report.Outcome != report.OutcomePromoted {
 		problems = append(problems, fmt.Sprintf("the good change ended %q (exit %d), not promoted", s.Good.Report.Outcome, s.Good.ExitCode))
 	}
-	if s.Bad.ExitCode != 3 || s.Bad.Report.Outcome != steps.OutcomeRolledBack {
+	if s.Bad.ExitCode != 3 || s.Bad.Report.Outcome != report.OutcomeRolledBack {
 		problems = append(problems, fmt.Sprintf("the bad change ended %q (exit %d), not rolled back", s.Bad.Report.Outcome, s.Bad.ExitCode))
 	}
 	canary := env.Fleet.Hosts()[0].Name
@@ -172,7 +172,7 @@ func runRollout(ctx context.Context, o Options, env *Env, name, spec string) (Ro
 	if err != nil {
 		return res, fmt.Errorf("rollout %s wrote no report (exit %d): %w", name, res.ExitCode, err)
 	}
-	res.Report = &steps.Report{}
+	res.Report = &report.Report{}
 	if err := json.Unmarshal(data, res.Report); err != nil {
 		return res, fmt.Errorf("report of %s: %w", name, err)
 	}

@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
+	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/simfleet"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // EnvOptions configure a demo environment.
@@ -143,10 +143,10 @@ func (e *Env) Close() error {
 }
 
 // Hosts are the fleet's hosts as rollout targets.
-func (e *Env) Hosts() []steps.Host {
-	var out []steps.Host
+func (e *Env) Hosts() []ports.Host {
+	var out []ports.Host
 	for _, h := range e.Fleet.Hosts() {
-		out = append(out, steps.Host{Name: h.Name, Address: h.Address, Port: h.Port, Vars: h.Vars()})
+		out = append(out, ports.Host{Name: h.Name, Address: h.Address, Port: h.Port, Vars: h.Vars()})
 	}
 	return out
 }
@@ -171,7 +171,7 @@ func (e *Env) WaitForData(ctx context.Context, d time.Duration, progress func(st
 	last := -1
 	for {
 		now := time.Now()
-		if err := client.Instant(ctx, steps.Query{Name: "latency_p95", Expr: simfleet.QueryLatencyP95}, keys, now, vals); err == nil && allNumbers(vals) {
+		if err := client.Instant(ctx, ports.Query{Name: "latency_p95", Expr: simfleet.QueryLatencyP95}, keys, now, vals); err == nil && allNumbers(vals) {
 			if first.IsZero() {
 				first = now
 			}

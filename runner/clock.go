@@ -5,11 +5,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // WallClock is the real clock of a live run.
-type WallClock = steps.WallClock
+type WallClock = ports.WallClock
 
 // SimClock is simulated time: Sleep advances it at once. A dry run replays
 // hours of recorded metrics in milliseconds with it, and tests use it so

@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // This file turns a tick's policy outcomes into what happens next: a host
@@ -52,7 +53,7 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 				}
 			}
 		}
-		x.report.Decisions = append(x.report.Decisions, steps.Decision{
+		x.report.Decisions = append(x.report.Decisions, report.Decision{
 			At: now, Wave: w.Name, Policy: p.Name, Scope: "fleet", Outcome: outcome, Fired: fired, Reason: reason, Values: jsonSafeMap(values),
 		})
 		mark := outcome
@@ -72,7 +73,7 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		p := hf.Policy.(*policies.Policy)
 		h := x.eng.Host(hf.Host)
 		reason, values := p.Explain(env, h)
-		x.report.Decisions = append(x.report.Decisions, steps.Decision{
+		x.report.Decisions = append(x.report.Decisions, report.Decision{
 			At: now, Wave: w.Name, Policy: p.Name, Scope: "host", Host: h.Name, Outcome: "fire", Fired: true, Reason: reason, Values: jsonSafeMap(values),
 		})
 		line = append(line, fmt.Sprintf("%s[%s]: FIRE (%s)", p.Name, h.Name, reason))
@@ -89,9 +90,9 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		}
 	}
 	if len(fresh) > 0 {
-		x.alert(ctx, steps.EventDegraded, w.Name, fresh, fmt.Sprintf("%d hosts degraded in wave %s: %s", len(fresh), w.Name, abbreviate(fresh, 8)), nil)
+		x.alert(ctx, ports.EventDegraded, w.Name, fresh, fmt.Sprintf("%d hosts degraded in wave %s: %s", len(fresh), w.Name, abbreviate(fresh, 8)), nil)
 	}
-	x.report.Timeline = append(x.report.Timeline, steps.TickLine{At: now, Wave: w.Name, Phase: phase, Degraded: nonNil(degraded), Policies: line})
+	x.report.Timeline = append(x.report.Timeline, report.TickLine{At: now, Wave: w.Name, Phase: phase, Degraded: nonNil(degraded), Policies: line})
 	x.logf("%s %-8s %-7s degraded %d/%d %s| %s", now.UTC().Format("15:04:05"), w.Name, phase, len(degraded), len(env.Hosts),
 		bracket(abbreviate(degraded, 5)), strings.Join(line, " | "))
 	x.trackScores()
@@ -109,7 +110,7 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 // it never promotes on missing data.
 func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time) verdict {
 	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", x.errTicks, x.Spec.Metrics.ErrorLimit, x.lastErr)
-	x.report.Decisions = append(x.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
+	x.report.Decisions = append(x.report.Decisions, report.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
 	return x.fire(ctx, w, "metrics-error", reason)
 }
 
@@ -138,14 +139,14 @@ func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason str
 	}
 	if x.Spec.Revert.Mode == ModeFreeze {
 		x.logf("   %s fired: %s — freezing (revert.mode: freeze), %d hosts keep the change", trigger, reason, len(hosts))
-		return verdict{steps.OutcomeHalted, fmt.Sprintf("%s fired: %s; frozen without revert (revert.mode: freeze), a person must decide", trigger, reason)}
+		return verdict{report.OutcomeHalted, fmt.Sprintf("%s fired: %s; frozen without revert (revert.mode: freeze), a person must decide", trigger, reason)}
 	}
 	x.logf("   %s fired: %s — reverting %s (scope %s)", trigger, reason, abbreviate(hosts, 8), scope)
 	rb := x.revertHosts(ctx, hosts, reason, trigger, false)
 	rb.Scope = scope
 	msg := fmt.Sprintf("%s fired in wave %s: %s", trigger, w.Name, reason)
 	if !x.dry() && !rb.Verified {
-		return verdict{steps.OutcomeRolledBack, msg + "; the rollback could NOT be verified"}
+		return verdict{report.OutcomeRolledBack, msg + "; the rollback could NOT be verified"}
 	}
-	return verdict{steps.OutcomeRolledBack, msg}
+	return verdict{report.OutcomeRolledBack, msg}
 }

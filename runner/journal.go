@@ -11,7 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/history"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Journal steps: each is written to the store BEFORE the step acts, so a
@@ -80,14 +81,14 @@ type Journal struct {
 	// mu orders writes from the wave loop and from a running playbook's
 	// start callback.
 	mu      sync.Mutex
-	store   steps.StateStore
+	store   ports.StateStore
 	version uint64
 	doc     JournalDoc
 }
 
 // OpenJournal reads the journal of the last run (nil doc when there is
 // none).
-func OpenJournal(ctx context.Context, store steps.StateStore) (*Journal, error) {
+func OpenJournal(ctx context.Context, store ports.StateStore) (*Journal, error) {
 	data, ver, err := store.Get(ctx, journalKey)
 	if err != nil {
 		return nil, fmt.Errorf("read journal: %w", err)
@@ -137,7 +138,7 @@ func (j *Journal) write(ctx context.Context, e JournalEntry) error {
 	}
 	ver, err := j.store.Put(ctx, journalKey, data, j.version)
 	if err != nil {
-		if errors.Is(err, steps.ErrConflict) {
+		if errors.Is(err, ports.ErrConflict) {
 			return fmt.Errorf("journal of run %s was changed by another process (is another rollguard running this rollout?): %w", j.doc.RunID, err)
 		}
 		return fmt.Errorf("write journal (%s): %w", e.Step, err)
@@ -255,16 +256,16 @@ func (x *execution) journalPlaybook(ctx context.Context, pid int) {
 }
 
 // recordApplied writes each applied host's new version into the history.
-func (x *execution) recordApplied(ctx context.Context, res []steps.HostResult) {
+func (x *execution) recordApplied(ctx context.Context, res []ports.HostResult) {
 	if x.History == nil || x.dry() {
 		return
 	}
 	for _, hr := range res {
-		outcome := steps.VersionApplied
-		if hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable {
-			outcome = steps.VersionFailed
+		outcome := history.VersionApplied
+		if hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable {
+			outcome = history.VersionFailed
 		}
-		rec := steps.VersionRecord{Version: x.Spec.Apply.Version, Playbook: x.Spec.Apply.Playbook, ExtraVars: x.Spec.Apply.ExtraVars,
+		rec := history.VersionRecord{Version: x.Spec.Apply.Version, Playbook: x.Spec.Apply.Playbook, ExtraVars: x.Spec.Apply.ExtraVars,
 			At: x.Clock.Now(), RunID: x.RunID, Outcome: outcome}
 		if err := x.History.Record(context.WithoutCancel(ctx), hr.Host, rec); err != nil {
 			x.logf("   WARNING: history of %s: %v", hr.Host, err)

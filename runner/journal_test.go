@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
-// memStore is an in-memory steps.StateStore with check-and-set.
+// memStore is an in-memory ports.StateStore with check-and-set.
 type memStore struct {
 	mu   sync.Mutex
 	vals map[string][]byte
@@ -34,7 +35,7 @@ func (m *memStore) Put(_ context.Context, key string, value []byte, version uint
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.vers[key] != version {
-		return 0, steps.ErrConflict
+		return 0, ports.ErrConflict
 	}
 	m.next++
 	m.vals[key], m.vers[key] = value, m.next
@@ -91,15 +92,15 @@ func TestJournalResumeState(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = j.Write(ctx, JournalEntry{Step: JournalWavePassed, Wave: "wave-1"})
-	if !errors.Is(err, steps.ErrConflict) || !strings.Contains(err.Error(), "another process") {
+	if !errors.Is(err, ports.ErrConflict) || !strings.Contains(err.Error(), "another process") {
 		t.Errorf("stale writer: %v, want a conflict that says another process owns the run", err)
 	}
 
-	if err := j2.Write(ctx, JournalEntry{Step: JournalRunEnd, Detail: steps.OutcomePromoted}); err != nil {
+	if err := j2.Write(ctx, JournalEntry{Step: JournalRunEnd, Detail: report.OutcomePromoted}); err != nil {
 		t.Fatal(err)
 	}
 	j3, _ := OpenJournal(ctx, store)
-	if j3.Unfinished() || j3.Doc().Outcome != steps.OutcomePromoted {
+	if j3.Unfinished() || j3.Doc().Outcome != report.OutcomePromoted {
 		t.Errorf("finished journal: unfinished %v, outcome %q", j3.Unfinished(), j3.Doc().Outcome)
 	}
 	if err := j3.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web", StartedAt: t0}); err != nil {

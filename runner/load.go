@@ -20,7 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // required lists, per type, the keys that must be written. The decoder
@@ -46,8 +46,8 @@ var enums = map[string][]string{
 	"Query.worse":             {"higher", "lower"},
 	"Detection.sensitivity":   {"low", "medium", "high"},
 	"PolicyRef.on_no_data":    {policies.NoDataFail, policies.NoDataHold, policies.NoDataIgnore},
-	"Alert.type":              steps.AlertTypes(),
-	"Alert.on":                steps.Events(),
+	"Alert.type":              ports.AlertTypes(),
+	"Alert.on":                ports.Events(),
 	"State.store":             {"local", "consul", "nomad"},
 	"Snapshot.on_failure":     {"skip_host", "continue"},
 	"ConsulTargets.name_from": {"node", "service_id"},
@@ -63,7 +63,7 @@ var secretFields = map[string]bool{
 }
 
 // hostValueFields are the fields metrics.host_value may use (hostKeys
-// renders it), sorted; snapshot hooks may use steps.SnapshotFields().
+// renders it), sorted; snapshot hooks may use ports.SnapshotFields().
 var hostValueFields = []string{".Host.Address", ".Host.Meta.*", ".Host.Name", ".Host.Port", ".Host.Vars.*"}
 
 // Load reads, validates and compiles the rollout spec at path and the
@@ -197,7 +197,7 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 		}{{"create", sn.Create}, {"restore", sn.Restore}, {"delete", sn.Delete}} {
 			for i, arg := range hook.argv {
 				p := fmt.Sprintf("revert.snapshot.%s[%d]", hook.name, i)
-				d.checkTemplate(p, arg, steps.SnapshotFields())
+				d.checkTemplate(p, arg, ports.SnapshotFields())
 			}
 		}
 	}
@@ -487,7 +487,7 @@ func (d *decoder) checkTemplate(path, text string, allowed []string) {
 		d.errorf(d.at(path), "%s: bad template: %s", path, msg)
 		return
 	}
-	if bad := steps.UnknownFields(t, allowed); len(bad) > 0 {
+	if bad := ports.UnknownFields(t, allowed); len(bad) > 0 {
 		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(bad, ", "), strings.Join(allowed, " "))
 	}
 }
@@ -752,7 +752,7 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 	}
 	for i := range s.Alerts {
 		if len(s.Alerts[i].On) == 0 {
-			s.Alerts[i].On = steps.DefaultEvents()
+			s.Alerts[i].On = ports.DefaultEvents()
 		}
 	}
 	st := &s.State

@@ -8,21 +8,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // PlannedWave is one wave of a plan: the canary is wave 0.
 type PlannedWave struct {
 	Name    string
 	Index   int
-	Hosts   []steps.Host
+	Hosts   []ports.Host
 	Monitor time.Duration
 }
 
 // Plan is the order in which hosts receive the change.
 type Plan struct {
 	// Hosts are every target, in target order.
-	Hosts []steps.Host
+	Hosts []ports.Host
 	Waves []PlannedWave
 	// Bake is the final monitoring period after the last wave.
 	Bake time.Duration
@@ -32,7 +32,7 @@ type Plan struct {
 // takes hosts in target order, so the same targets always give the same
 // plan. Wave shares are of the hosts remaining after the canary; a wave
 // never takes more than what is left, and empty waves are dropped.
-func MakePlan(spec *Spec, hosts []steps.Host) (*Plan, error) {
+func MakePlan(spec *Spec, hosts []ports.Host) (*Plan, error) {
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("rollout %q: no target hosts", spec.Name)
 	}
@@ -51,7 +51,7 @@ func MakePlan(spec *Spec, hosts []steps.Host) (*Plan, error) {
 	for _, h := range canary {
 		inCanary[h.Name] = true
 	}
-	var rest []steps.Host
+	var rest []ports.Host
 	for _, h := range hosts {
 		if !inCanary[h.Name] {
 			rest = append(rest, h)
@@ -87,14 +87,14 @@ func MakePlan(spec *Spec, hosts []steps.Host) (*Plan, error) {
 	return p, nil
 }
 
-func selectCanary(sel HostSelector, hosts []steps.Host) ([]steps.Host, error) {
+func selectCanary(sel HostSelector, hosts []ports.Host) ([]ports.Host, error) {
 	switch {
 	case len(sel.Names) > 0:
-		byName := make(map[string]steps.Host, len(hosts))
+		byName := make(map[string]ports.Host, len(hosts))
 		for _, h := range hosts {
 			byName[h.Name] = h
 		}
-		var out []steps.Host
+		var out []ports.Host
 		for _, n := range sel.Names {
 			h, ok := byName[n]
 			if !ok {
@@ -104,7 +104,7 @@ func selectCanary(sel HostSelector, hosts []steps.Host) ([]steps.Host, error) {
 		}
 		return out, nil
 	case sel.Tag != "":
-		out := filterHosts(hosts, func(h steps.Host) bool {
+		out := filterHosts(hosts, func(h ports.Host) bool {
 			for _, t := range h.Tags {
 				if t == sel.Tag {
 					return true
@@ -117,7 +117,7 @@ func selectCanary(sel HostSelector, hosts []steps.Host) ([]steps.Host, error) {
 		}
 		return out, nil
 	case len(sel.Meta) > 0:
-		out := filterHosts(hosts, func(h steps.Host) bool {
+		out := filterHosts(hosts, func(h ports.Host) bool {
 			for k, v := range sel.Meta {
 				if h.Meta[k] != v {
 					return false
@@ -141,8 +141,8 @@ func selectCanary(sel HostSelector, hosts []steps.Host) ([]steps.Host, error) {
 	return hosts[:n], nil
 }
 
-func filterHosts(hosts []steps.Host, keep func(steps.Host) bool) []steps.Host {
-	var out []steps.Host
+func filterHosts(hosts []ports.Host, keep func(ports.Host) bool) []ports.Host {
+	var out []ports.Host
 	for _, h := range hosts {
 		if keep(h) {
 			out = append(out, h)
@@ -185,7 +185,7 @@ func (p *Plan) WriteText(w io.Writer) {
 	}
 }
 
-func hostNames(hs []steps.Host) []string {
+func hostNames(hs []ports.Host) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
 		out[i] = h.Name

@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
-func hostsN(n int) []steps.Host {
-	var hs []steps.Host
+func hostsN(n int) []ports.Host {
+	var hs []ports.Host
 	for i := 1; i <= n; i++ {
 		name := "web-" + string(rune('0'+i/10)) + string(rune('0'+i%10))
-		hs = append(hs, steps.Host{Name: name, Tags: []string{map[bool]string{true: "canary", false: "web"}[i == 3]}, Meta: map[string]string{"rack": map[bool]string{true: "r1", false: "r2"}[i%4 == 0]}})
+		hs = append(hs, ports.Host{Name: name, Tags: []string{map[bool]string{true: "canary", false: "web"}[i == 3]}, Meta: map[string]string{"rack": map[bool]string{true: "r1", false: "r2"}[i%4 == 0]}})
 	}
 	return hs
 }

@@ -6,7 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // This file keeps what a run tells people: the report, whose hosts are
@@ -17,18 +18,18 @@ import (
 const maxSeriesHosts = 200
 
 // newReport is the report's skeleton: every wave not started yet.
-func newReport(r *Rollout) *steps.Report {
-	rep := &steps.Report{
+func newReport(r *Rollout) *report.Report {
+	rep := &report.Report{
 		RunID: r.RunID, Name: r.Spec.Name, DryRun: r.Applier == nil, Version: r.Spec.Apply.Version,
-		Waves: []steps.WaveReport{}, Hosts: []steps.HostReport{}, Decisions: []steps.Decision{},
+		Waves: []report.WaveReport{}, Hosts: []report.HostReport{}, Decisions: []report.Decision{},
 		Context: r.Context,
 	}
 	if len(r.Plan.Hosts) <= maxSeriesHosts {
-		rep.Series = map[string]map[string][]steps.Point{}
+		rep.Series = map[string]map[string][]report.Point{}
 	}
 	for _, w := range r.Plan.Waves {
-		rep.Waves = append(rep.Waves, steps.WaveReport{
-			Name: w.Name, Index: w.Index, Hosts: hostNames(w.Hosts), Outcome: steps.WaveNotStarted, Monitor: fmtDuration(w.Monitor),
+		rep.Waves = append(rep.Waves, report.WaveReport{
+			Name: w.Name, Index: w.Index, Hosts: hostNames(w.Hosts), Outcome: report.WaveNotStarted, Monitor: fmtDuration(w.Monitor),
 		})
 	}
 	return rep
@@ -45,9 +46,9 @@ func (x *execution) recordSeries(query string, now time.Time, values []float64) 
 		}
 		name := x.hosts[h].Name
 		if x.report.Series[name] == nil {
-			x.report.Series[name] = map[string][]steps.Point{}
+			x.report.Series[name] = map[string][]report.Point{}
 		}
-		x.report.Series[name][query] = append(x.report.Series[name][query], steps.Point{T: now, V: v})
+		x.report.Series[name][query] = append(x.report.Series[name][query], report.Point{T: now, V: v})
 	}
 }
 
@@ -75,10 +76,10 @@ func (x *execution) finishHosts() {
 		for _, wh := range w.Hosts {
 			i := x.index[wh.Name]
 			hs := &x.hosts[i]
-			rep := steps.HostReport{
+			rep := report.HostReport{
 				Name: wh.Name, Wave: w.Name, Applied: hs.applied, Status: hs.status, Message: hs.message,
 				ChangedTasks: append([]string{}, hs.changedTasks...), Reverted: hs.reverted, RevertReason: hs.revertReason,
-				Snapshot: hs.snapshot, Metrics: map[string]steps.MetricReport{},
+				Snapshot: hs.snapshot, Metrics: map[string]report.MetricReport{},
 			}
 			h := x.eng.Host(i)
 			for m, q := range x.queries {
@@ -86,7 +87,7 @@ func (x *execution) finishHosts() {
 				if mt == nil {
 					continue
 				}
-				rep.Metrics[q.Name] = steps.MetricReport{
+				rep.Metrics[q.Name] = report.MetricReport{
 					Baseline: jsonSafe(mt.Baseline), Stddev: jsonSafe(mt.Stddev), Current: jsonSafe(mt.Current), Z: jsonSafe(mt.Z),
 					Score: jsonSafe(mt.Score), MaxScore: hs.maxScores[m], Samples: mt.Samples, NoData: mt.NoData, LowConfidence: mt.LowConfidence,
 					Worst: jsonSafe(hs.worst[m].current), WorstZ: jsonSafe(hs.worst[m].z),
@@ -106,7 +107,7 @@ func (x *execution) alert(ctx context.Context, event, wave string, hosts []strin
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	a := steps.Alert{Event: event, Rollout: x.Spec.Name, RunID: x.RunID, Wave: wave, Hosts: hosts, Reason: reason,
+	a := ports.Alert{Event: event, Rollout: x.Spec.Name, RunID: x.RunID, Wave: wave, Hosts: hosts, Reason: reason,
 		At: x.Clock.Now(), Values: values, ReportURL: x.ReportURL}
 	if err := x.Alerter.Send(actx, a); err != nil {
 		x.log.Warn("alert not delivered", "event", event, "err", err)

@@ -6,7 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // This file takes up an unfinished run from its journal: resume finishes
@@ -15,8 +16,8 @@ import (
 
 // PlanFromJournal rebuilds the plan an unfinished run followed, with the
 // hosts as discovered now (addresses may have changed, names may not).
-func PlanFromJournal(spec *Spec, doc *JournalDoc, hosts []steps.Host) (*Plan, error) {
-	byName := make(map[string]steps.Host, len(hosts))
+func PlanFromJournal(spec *Spec, doc *JournalDoc, hosts []ports.Host) (*Plan, error) {
+	byName := make(map[string]ports.Host, len(hosts))
 	for _, h := range hosts {
 		byName[h.Name] = h
 	}
@@ -29,7 +30,7 @@ func PlanFromJournal(spec *Spec, doc *JournalDoc, hosts []steps.Host) (*Plan, er
 		for _, n := range jw.Hosts {
 			h, ok := byName[n]
 			if !ok {
-				h = steps.Host{Name: n, Address: n}
+				h = ports.Host{Name: n, Address: n}
 			}
 			w.Hosts = append(w.Hosts, h)
 			p.Hosts = append(p.Hosts, h)
@@ -89,7 +90,7 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 		}
 		rb := x.revertHosts(ctx, e.Hosts, "resumed: "+e.Detail, "resume-revert", false)
 		rb.Scope = x.Spec.Revert.Scope
-		return verdict{steps.OutcomeRolledBack, fmt.Sprintf("resumed run %s and finished its revert (%s); verified: %v", doc.RunID, e.Detail, rb.Verified)}, nil
+		return verdict{report.OutcomeRolledBack, fmt.Sprintf("resumed run %s and finished its revert (%s); verified: %v", doc.RunID, e.Detail, rb.Verified)}, nil
 	}
 	for wi, w := range x.Plan.Waves {
 		st, started := starts[w.Name]
@@ -97,7 +98,7 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 			if err := x.restoreWave(ctx, wi, st.Start, st.Hosts); err != nil {
 				return verdict{}, err
 			}
-			x.report.Waves[wi].Outcome = steps.WavePassed
+			x.report.Waves[wi].Outcome = report.WavePassed
 			continue
 		}
 		// A host-level revert that did not end: finish it first.
@@ -109,7 +110,7 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 			x.logf("   continuing with wave %s", w.Name)
 			return x.waves(ctx, wi)
 		}
-		var hosts []steps.Host
+		var hosts []ports.Host
 		for _, n := range st.Hosts {
 			if i, ok := x.index[n]; ok && !x.hosts[i].excluded {
 				hosts = append(hosts, x.Plan.Hosts[i])
@@ -150,11 +151,11 @@ func (x *execution) abort(ctx context.Context) (verdict, error) {
 		}
 	}
 	if len(hosts) == 0 {
-		return verdict{steps.OutcomeRolledBack, fmt.Sprintf("aborted run %s: it had changed no host that is not reverted", doc.RunID)}, nil
+		return verdict{report.OutcomeRolledBack, fmt.Sprintf("aborted run %s: it had changed no host that is not reverted", doc.RunID)}, nil
 	}
 	rb := x.revertHosts(ctx, hosts, "aborted by the operator (--abort)", "abort", false)
 	rb.Scope = ScopeAll
-	return verdict{steps.OutcomeRolledBack, fmt.Sprintf("aborted run %s: reverted %d hosts (%s); verified: %v", doc.RunID, len(hosts), abbreviate(hosts, 8), rb.Verified)}, nil
+	return verdict{report.OutcomeRolledBack, fmt.Sprintf("aborted run %s: reverted %d hosts (%s); verified: %v", doc.RunID, len(hosts), abbreviate(hosts, 8), rb.Verified)}, nil
 }
 
 // restoreWave puts a wave that was applied before the crash back into the

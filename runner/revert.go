@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollguard/rollguard/history"
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // This file reverts hosts: the revert methods tried in order (revert
@@ -23,8 +25,8 @@ import (
 // hostLevel says the rollout goes on after it (a host policy, a failed
 // host); the journal keeps that, so a resumed run knows whether the run
 // was ending.
-func (x *execution) revertHosts(ctx context.Context, names []string, reason, trigger string, hostLevel bool) *steps.Rollback {
-	rb := &steps.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []steps.Method{}, StartedAt: x.Clock.Now()}
+func (x *execution) revertHosts(ctx context.Context, names []string, reason, trigger string, hostLevel bool) *report.Rollback {
+	rb := &report.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []report.Method{}, StartedAt: x.Clock.Now()}
 	scope := "fleet"
 	if hostLevel {
 		scope = ScopeHost
@@ -47,7 +49,7 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		if x.Spec.Revert.Playbook == "" {
 			m = "none configured"
 		}
-		rb.Methods = append(rb.Methods, steps.Method{Name: m, Hosts: names, OK: true, Detail: "dry run: not executed"})
+		rb.Methods = append(rb.Methods, report.Method{Name: m, Hosts: names, OK: true, Detail: "dry run: not executed"})
 		rb.Verification = "dry run: a recording cannot show the effect of a revert"
 	default:
 		x.revertLive(ctx, names, rb)
@@ -57,11 +59,11 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 	x.report.Rollbacks = append(x.report.Rollbacks, rb)
 	if len(names) > 0 {
 		x.journal(ctx, JournalEntry{Step: JournalRevertEnd, Hosts: names, Scope: scope, Detail: rb.Verification})
-		x.recordOutcome(ctx, names, steps.VersionReverted)
+		x.recordOutcome(ctx, names, history.VersionReverted)
 		wave := x.hosts[x.index[names[0]]].wave
-		x.alert(ctx, steps.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil)
+		x.alert(ctx, ports.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil)
 		if !x.dry() && !rb.Verified {
-			x.alert(ctx, steps.EventVerifyFailed, wave, names, rb.Verification, nil)
+			x.alert(ctx, ports.EventVerifyFailed, wave, names, rb.Verification, nil)
 		}
 	}
 	return rb
@@ -72,7 +74,7 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 // hosts the earlier ones could not revert; every attempt is in the
 // report. Then it verifies that the hosts' metrics came back into their
 // baseline band.
-func (x *execution) revertLive(ctx context.Context, names []string, rb *steps.Rollback) {
+func (x *execution) revertLive(ctx context.Context, names []string, rb *report.Rollback) {
 	// A revert must run even when the run was interrupted: it gets its
 	// own context, bounded by the apply timeout.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.applyTimeout())
@@ -84,11 +86,11 @@ func (x *execution) revertLive(ctx context.Context, names []string, rb *steps.Ro
 		}
 		x.logf("   revert by %s: %s", m.name, abbreviate(left, 8))
 		ok, failed, detail := m.run(rctx, left)
-		rb.Methods = append(rb.Methods, steps.Method{Name: m.name, Hosts: slices.Clone(left), OK: len(failed) == 0 && len(ok) > 0, Detail: detail})
+		rb.Methods = append(rb.Methods, report.Method{Name: m.name, Hosts: slices.Clone(left), OK: len(failed) == 0 && len(ok) > 0, Detail: detail})
 		left = failed
 	}
 	if len(left) > 0 {
-		rb.Methods = append(rb.Methods, steps.Method{Name: "none left", Hosts: left, OK: false, Detail: "no revert method succeeded on these hosts: they may keep the change"})
+		rb.Methods = append(rb.Methods, report.Method{Name: "none left", Hosts: left, OK: false, Detail: "no revert method succeeded on these hosts: they may keep the change"})
 		rb.Verification = fmt.Sprintf("not verified: %s could not be reverted", strings.Join(left, ", "))
 		x.logf("   revert FAILED on %s", strings.Join(left, ", "))
 		return
@@ -106,7 +108,7 @@ func (x *execution) applyTimeout() time.Duration {
 
 // verify watches reverted hosts until every metric is back in its
 // baseline band, for at most revert.verify.
-func (x *execution) verify(ctx context.Context, names []string, rb *steps.Rollback) {
+func (x *execution) verify(ctx context.Context, names []string, rb *report.Rollback) {
 	limit := x.Spec.Revert.Verify.D()
 	if limit == 0 {
 		limit = 2 * x.Spec.Metrics.Interval.D()
@@ -167,12 +169,12 @@ func (x *execution) revertMethods() []revertMethod {
 }
 
 // applyFor runs one playbook and splits hosts by outcome.
-func (x *execution) applyFor(ctx context.Context, req steps.ApplyRequest, hosts []string) (ok, failed []string, detail string) {
+func (x *execution) applyFor(ctx context.Context, req ports.ApplyRequest, hosts []string) (ok, failed []string, detail string) {
 	res, err := x.Applier.Apply(ctx, req, nil)
 	if err != nil {
 		return nil, hosts, err.Error()
 	}
-	status := map[string]steps.HostResult{}
+	status := map[string]ports.HostResult{}
 	for _, hr := range res.Hosts {
 		status[hr.Host] = hr
 	}
@@ -183,7 +185,7 @@ func (x *execution) applyFor(ctx context.Context, req steps.ApplyRequest, hosts 
 		case !seen:
 			failed = append(failed, h)
 			notes = append(notes, h+": no result")
-		case hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable:
+		case hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable:
 			failed = append(failed, h)
 			notes = append(notes, fmt.Sprintf("%s %s: %s", h, hr.Status, hr.Message))
 		default:
@@ -201,7 +203,7 @@ func (x *execution) revertKnownGood(ctx context.Context, hosts []string) (ok, fa
 		return nil, hosts, "no history store"
 	}
 	type group struct {
-		rec   steps.VersionRecord
+		rec   history.VersionRecord
 		hosts []string
 	}
 	groups := map[string]*group{}
@@ -250,22 +252,22 @@ func (x *execution) revertKnownGood(ctx context.Context, hosts []string) (ok, fa
 
 // lastKnownGood is the newest known-good version of an earlier run: this
 // run's own version may already be marked known-good on earlier waves.
-func (x *execution) lastKnownGood(ctx context.Context, host string) (steps.VersionRecord, bool, error) {
+func (x *execution) lastKnownGood(ctx context.Context, host string) (history.VersionRecord, bool, error) {
 	recs, err := x.History.For(ctx, host)
 	if err != nil {
-		return steps.VersionRecord{}, false, err
+		return history.VersionRecord{}, false, err
 	}
 	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Outcome == steps.VersionKnownGood && recs[i].RunID != x.RunID {
+		if recs[i].Outcome == history.VersionKnownGood && recs[i].RunID != x.RunID {
 			return recs[i], true, nil
 		}
 	}
-	return steps.VersionRecord{}, false, nil
+	return history.VersionRecord{}, false, nil
 }
 
 // revertSnapshot restores the snapshots this run took.
 func (x *execution) revertSnapshot(ctx context.Context, hosts []string) (ok, failed []string, detail string) {
-	var with []steps.Host
+	var with []ports.Host
 	var notes []string
 	for _, n := range hosts {
 		h := &x.hosts[x.index[n]]

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/rollguard/rollguard/history"
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // Rollout is the configuration of one run of a spec over a plan: live (an
@@ -20,16 +22,16 @@ type Rollout struct {
 	Spec     *Spec
 	Policies []*policies.Policy
 	Plan     *Plan
-	Metrics  steps.MetricsSource
+	Metrics  ports.MetricsSource
 	// Applier runs playbooks; nil makes this a dry run.
-	Applier steps.Applier
-	Clock   steps.Clock
+	Applier ports.Applier
+	Clock   ports.Clock
 	// Out receives the human timeline (nil: discarded).
 	Out    io.Writer
 	Logger *slog.Logger
 	RunID  string
 	// Alerter sends alerts (nil: none; a dry run sends none).
-	Alerter steps.Alerter
+	Alerter ports.Alerter
 	// ReportURL links alerts to the report (a CI run URL); may be empty.
 	ReportURL string
 	// Context records where the run ran (CI job, Nomad allocation) in
@@ -40,9 +42,9 @@ type Rollout struct {
 	Journal *Journal
 	// History keeps the applied versions per host and marks known-good
 	// ones (nil: none).
-	History *steps.History
+	History *history.History
 	// Snapshots takes and restores per-host snapshots (nil: none).
-	Snapshots steps.Snapshotter
+	Snapshots ports.Snapshotter
 	// SnapshotSkipHost: a host whose snapshot failed is not changed
 	// (revert.snapshot.on_failure: skip_host, the default).
 	SnapshotSkipHost bool
@@ -54,7 +56,7 @@ type Rollout struct {
 
 // Result is what a rollout ended with.
 type Result struct {
-	Report *steps.Report
+	Report *report.Report
 	// ExitCode follows the command-line contract: 0 promoted, 3 rolled
 	// back, 4 halted, 1 error.
 	ExitCode int
@@ -63,18 +65,18 @@ type Result struct {
 // ExitCode maps an outcome to the contract's exit code.
 func ExitCode(outcome string) int {
 	switch outcome {
-	case steps.OutcomePromoted:
+	case report.OutcomePromoted:
 		return 0
-	case steps.OutcomeRolledBack:
+	case report.OutcomeRolledBack:
 		return 3
-	case steps.OutcomeHalted:
+	case report.OutcomeHalted:
 		return 4
 	}
 	return 1
 }
 
 // verdict is how a rollout, or the step that ends it, ends: a run outcome
-// (steps.Outcome*) and its reason as a sentence. The zero verdict means
+// (report.Outcome*) and its reason as a sentence. The zero verdict means
 // the rollout goes on.
 type verdict struct {
 	outcome string
@@ -95,9 +97,9 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 	x.report.StartedAt = x.Clock.Now()
 	v, err := x.start(ctx)
 	if err != nil {
-		v = verdict{steps.OutcomeError, err.Error()}
+		v = verdict{report.OutcomeError, err.Error()}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			v = verdict{steps.OutcomeHalted, x.interrupted(ctx)}
+			v = verdict{report.OutcomeHalted, x.interrupted(ctx)}
 		}
 	}
 	v = x.unverifiedRevert(v)
@@ -126,12 +128,12 @@ func (x *execution) start(ctx context.Context) (verdict, error) {
 // unverifiedRevert turns a promotion into a halt when a host-level revert
 // did not recover: a person must look at that host.
 func (x *execution) unverifiedRevert(v verdict) verdict {
-	if v.outcome != steps.OutcomePromoted || x.dry() {
+	if v.outcome != report.OutcomePromoted || x.dry() {
 		return v
 	}
 	for _, rb := range x.report.Rollbacks {
 		if !rb.Verified {
-			v.outcome = steps.OutcomeHalted
+			v.outcome = report.OutcomeHalted
 			v.reason += fmt.Sprintf("; but the revert of %s was not verified (%s): a person must look", strings.Join(rb.Hosts, ", "), rb.Verification)
 			break
 		}
@@ -146,12 +148,12 @@ func (x *execution) end(ctx context.Context, v verdict) {
 	rep.Outcome, rep.Reason = v.outcome, v.reason
 	rep.FinishedAt = x.Clock.Now()
 	switch v.outcome {
-	case steps.OutcomePromoted:
-		x.alert(ctx, steps.EventPromoted, "", nil, v.reason, nil)
-	case steps.OutcomeHalted, steps.OutcomeError:
-		x.alert(ctx, steps.EventHalted, "", nil, v.reason, nil)
+	case report.OutcomePromoted:
+		x.alert(ctx, ports.EventPromoted, "", nil, v.reason, nil)
+	case report.OutcomeHalted, report.OutcomeError:
+		x.alert(ctx, ports.EventHalted, "", nil, v.reason, nil)
 	}
-	if v.outcome == steps.OutcomePromoted {
+	if v.outcome == report.OutcomePromoted {
 		x.deleteSnapshots(ctx)
 	}
 	x.finishHosts()

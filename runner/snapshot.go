@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // This file takes each host's snapshot before its wave changes it, and
@@ -13,12 +13,12 @@ import (
 
 // takeSnapshots snapshots the wave's hosts and returns those the apply
 // may change.
-func (x *execution) takeSnapshots(ctx context.Context, w PlannedWave, hosts []steps.Host) ([]steps.Host, error) {
+func (x *execution) takeSnapshots(ctx context.Context, w PlannedWave, hosts []ports.Host) ([]ports.Host, error) {
 	if err := x.journalMust(ctx, JournalEntry{Step: JournalSnapshot, Wave: w.Name, Hosts: hostNames(hosts)}); err != nil {
 		return nil, err
 	}
 	x.logf("   snapshot of %d hosts", len(hosts))
-	var keep []steps.Host
+	var keep []ports.Host
 	for i, res := range x.Snapshots.Create(ctx, hosts, x.RunID) {
 		h := hosts[i]
 		hi := x.index[h.Name]
@@ -46,7 +46,7 @@ func (x *execution) deleteSnapshots(ctx context.Context) {
 	if x.Snapshots == nil || x.dry() {
 		return
 	}
-	var hosts []steps.Host
+	var hosts []ports.Host
 	for i := range x.hosts {
 		if x.hosts[i].snapshot != "" {
 			hosts = append(hosts, x.hosts[i].Host)

@@ -1,7 +1,9 @@
-// Package runner is the rollout: it loads and validates the spec, plans the
-// waves, and sequences the steps (snapshot, baseline, apply, monitor,
-// decide, revert, report) for a live run and for a dry run over recorded
-// metrics.
+// Package runner is the rollout: it loads and validates the spec (load.go,
+// decode.go), plans the waves (plan.go), and runs the steps (snapshot,
+// baseline, apply, monitor, decide, revert, verify, report) for a live run
+// and for a dry run over recorded metrics: Rollout.Execute (rollout.go),
+// with one file per part of the story (state.go names them). It talks to
+// the world only through ports.
 package runner
 
 import (

@@ -7,7 +7,8 @@ import (
 	"text/template"
 
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // execution is one run of a Rollout: the state that Execute builds and
@@ -31,7 +32,7 @@ type execution struct {
 	keys []string
 
 	eng     *policies.Engine
-	queries []steps.Query
+	queries []ports.Query
 	// buf receives one query's values for every host.
 	buf []float64
 	// errTicks counts consecutive ticks with a failed query; lastErr is
@@ -39,14 +40,14 @@ type execution struct {
 	errTicks int
 	lastErr  error
 
-	report *steps.Report
+	report *report.Report
 }
 
 // hostState is everything a run knows about one host. The report's hosts
 // are written from it when the run ends, and the journal entries name
 // hosts as it says.
 type hostState struct {
-	steps.Host
+	ports.Host
 	// wave is the name of the plan wave the host belongs to.
 	wave string
 	// changed: the run began changing the host (its wave's apply
@@ -61,7 +62,7 @@ type hostState struct {
 	// failed: the apply failed on the host or it was unreachable.
 	failed bool
 	// status, message and changedTasks are the apply's outcome on the
-	// host (steps.Host* status, failure message, tasks that changed).
+	// host (ports.Host* status, failure message, tasks that changed).
 	status, message string
 	changedTasks    []string
 	// reverted says a revert ran on the host; revertReason says why it
@@ -119,7 +120,7 @@ func newExecution(r *Rollout) (*execution, error) {
 			abs = *q.AbsFloor
 		}
 		mcfg = append(mcfg, policies.MetricConfig{Name: q.Name, HigherIsWorse: q.Worse != "lower", RelFloor: rel, AbsFloor: abs})
-		x.queries = append(x.queries, steps.Query{Name: q.Name, Expr: q.Query})
+		x.queries = append(x.queries, ports.Query{Name: q.Name, Expr: q.Query})
 	}
 	evals := make([]policies.Evaluator, len(r.Policies))
 	for i, p := range r.Policies {
@@ -191,8 +192,8 @@ func (x *execution) untouched() []int {
 }
 
 // liveHosts drops the hosts already taken out of the rollout.
-func (x *execution) liveHosts(hosts []steps.Host) []steps.Host {
-	var out []steps.Host
+func (x *execution) liveHosts(hosts []ports.Host) []ports.Host {
+	var out []ports.Host
 	for _, h := range hosts {
 		if !x.hosts[x.index[h.Name]].excluded {
 			out = append(out, h)
@@ -202,7 +203,7 @@ func (x *execution) liveHosts(hosts []steps.Host) []steps.Host {
 }
 
 // hostKeys renders metrics.host_value for every host.
-func hostKeys(tmpl string, hosts []steps.Host) ([]string, error) {
+func hostKeys(tmpl string, hosts []ports.Host) ([]string, error) {
 	if tmpl == "" {
 		tmpl = "{{.Host.Name}}"
 	}

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // This file tells one wave: baseline, snapshot, apply, and the watch that
@@ -38,7 +39,7 @@ func (x *execution) waves(ctx context.Context, from int) (verdict, error) {
 			n++
 		}
 	}
-	return verdict{steps.OutcomePromoted, fmt.Sprintf("every wave passed; %d hosts carry the change", n)}, nil
+	return verdict{report.OutcomePromoted, fmt.Sprintf("every wave passed; %d hosts carry the change", n)}, nil
 }
 
 // resumeWave is what a resumed run knows of the wave that was under way.
@@ -46,7 +47,7 @@ type resumeWave struct {
 	// start is the wave's original start: its baseline window ends there.
 	start time.Time
 	// hosts are the hosts the wave was applying to.
-	hosts []steps.Host
+	hosts []ports.Host
 	// applied says the apply had ended before the crash.
 	applied bool
 	// snapshotted says the snapshot step had started.
@@ -65,7 +66,7 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	wr.ApplyStartedAt = ptr(start)
 	x.logf("── %s: %d hosts (%s), monitor %s", w.Name, len(w.Hosts), abbreviate(hostNames(w.Hosts), 8), fmtDuration(w.Monitor))
 	broken := func(err error) (verdict, error) {
-		wr.Outcome = steps.WaveError
+		wr.Outcome = report.WaveError
 		wr.FinishedAt = ptr(x.Clock.Now())
 		return verdict{}, err
 	}
@@ -106,15 +107,15 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	case x.dry() || (rw != nil && rw.applied):
 		// A dry run's apply is simulated; a resumed run whose apply
 		// ended before the crash does not apply again.
-		res := steps.ApplyResult{}
+		res := ports.ApplyResult{}
 		for _, h := range hosts {
-			res.Hosts = append(res.Hosts, steps.HostResult{Host: h.Name, Status: steps.HostChanged})
+			res.Hosts = append(res.Hosts, ports.HostResult{Host: h.Name, Status: ports.HostChanged})
 		}
 		applyDone <- applyOutcome{res: res, resumed: rw != nil}
 	default:
 		req := x.applyRequest(ctx, hostNames(hosts))
 		go func() {
-			res, err := x.Applier.Apply(applyCtx, req, func(ev steps.ApplyEvent) {
+			res, err := x.Applier.Apply(applyCtx, req, func(ev ports.ApplyEvent) {
 				x.logf("   %s  %s: %s", ev.Host, ev.Task, ev.Status)
 			})
 			applyDone <- applyOutcome{res: res, err: err}
@@ -125,28 +126,28 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	wr.FinishedAt = ptr(x.Clock.Now())
 	switch {
 	case err != nil:
-		wr.Outcome = steps.WaveError
+		wr.Outcome = report.WaveError
 	case !v.ends():
-		wr.Outcome = steps.WavePassed
+		wr.Outcome = report.WavePassed
 		x.passed(ctx, w)
-	case v.outcome == steps.OutcomeHalted:
-		wr.Outcome = steps.WaveHalted
+	case v.outcome == report.OutcomeHalted:
+		wr.Outcome = report.WaveHalted
 	default:
-		wr.Outcome = steps.WaveFired
+		wr.Outcome = report.WaveFired
 	}
 	return v, err
 }
 
 type applyOutcome struct {
-	res steps.ApplyResult
+	res ports.ApplyResult
 	err error
 	// resumed says the apply ended before a crash: it is not journaled
 	// or recorded in the history again.
 	resumed bool
 }
 
-func (x *execution) applyRequest(ctx context.Context, limit []string) steps.ApplyRequest {
-	return steps.ApplyRequest{
+func (x *execution) applyRequest(ctx context.Context, limit []string) ports.ApplyRequest {
+	return ports.ApplyRequest{
 		Playbook:          x.Spec.Apply.Playbook,
 		Inventory:         x.Plan.Hosts,
 		Limit:             limit,
@@ -230,7 +231,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 			}
 			if holding && past >= monitor+holdLimit {
 				reason := fmt.Sprintf("no data after holding %s past the monitoring period (on_no_data: hold)", fmtDuration(holdLimit))
-				x.report.Decisions = append(x.report.Decisions, steps.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
+				x.report.Decisions = append(x.report.Decisions, report.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
 				return x.fire(ctx, w, "on_no_data", reason), nil
 			}
 		}
@@ -252,7 +253,7 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 		h.message = hr.Message
 		h.changedTasks = append(h.changedTasks, hr.ChangedTasks...)
 		switch {
-		case hr.Status == steps.HostFailed && len(hr.ChangedTasks) == 0:
+		case hr.Status == ports.HostFailed && len(hr.ChangedTasks) == 0:
 			// The play failed before it changed anything: there is
 			// nothing to revert (a revert playbook would go back further
 			// than this run), but the host does not carry the change.
@@ -260,10 +261,10 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 			x.exclude(i)
 			h.revertReason = "apply failed before changing anything; left as it was"
 			unchanged = append(unchanged, hr.Host)
-		case hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable:
+		case hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable:
 			// A failed play may have changed something; an unreachable
 			// host is in an unknown state: revert both by name.
-			h.applied = hr.Status == steps.HostFailed
+			h.applied = hr.Status == ports.HostFailed
 			failed = append(failed, hr.Host)
 			x.markFailed(i)
 		default:
@@ -331,7 +332,7 @@ func (x *execution) passed(ctx context.Context, w PlannedWave) {
 	}
 }
 
-func hostResultNames(res []steps.HostResult) []string {
+func hostResultNames(res []ports.HostResult) []string {
 	out := make([]string, len(res))
 	for i, h := range res {
 		out[i] = h.Host

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
+	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/simfleet"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // requireVM starts VictoriaMetrics scraping the fleet, or skips (fails with
@@ -52,7 +52,7 @@ func instant(ctx context.Context, c *victoriametrics.Client, names []string) (ma
 		"cpu":         simfleet.QueryCPU,
 	} {
 		vals := make([]float64, len(names))
-		if err := c.Instant(ctx, steps.Query{Name: name, Expr: expr}, names, time.Now(), vals); err != nil {
+		if err := c.Instant(ctx, ports.Query{Name: name, Expr: expr}, names, time.Now(), vals); err != nil {
 			return nil, err
 		}
 		out[name] = vals
@@ -168,7 +168,7 @@ func TestQueriesOverVictoriaMetrics(t *testing.T) {
 func countSamples(ctx context.Context, c *victoriametrics.Client) error {
 	names := []string{"web-1", "web-2", "web-3"}
 	vals := make([]float64, len(names))
-	q := steps.Query{Name: "samples", Expr: `count_over_time(http_requests_total{code="200"}[` + simfleet.Window + `])`}
+	q := ports.Query{Name: "samples", Expr: `count_over_time(http_requests_total{code="200"}[` + simfleet.Window + `])`}
 	if err := c.Instant(ctx, q, names, time.Now(), vals); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-// Package ansible runs playbooks for rollguard: it implements steps.Applier
+// Package ansible runs playbooks for rollguard: it implements ports.Applier
 // with github.com/apenella/go-ansible/v2, writing a generated inventory of
 // the rollout's hosts, running ansible-playbook with --limit, and turning
 // Ansible's JSON output into one outcome per host (ok, changed, failed,
@@ -29,7 +29,7 @@ import (
 	"github.com/apenella/go-ansible/v2/pkg/execute/stdoutcallback"
 	"github.com/apenella/go-ansible/v2/pkg/playbook"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // DefaultBinary is the ansible-playbook executable used when Config.Binary
@@ -67,7 +67,7 @@ type Applier struct {
 	log *slog.Logger
 }
 
-var _ steps.Applier = (*Applier)(nil)
+var _ ports.Applier = (*Applier)(nil)
 
 // New returns an Applier with cfg's defaults filled in.
 func New(cfg Config) *Applier {
@@ -100,29 +100,29 @@ func New(cfg Config) *Applier {
 // Extra variables are written to a private temporary file and passed as
 // --extra-vars @file, so their values appear neither on the command line
 // (visible to every local user) nor in logs or errors.
-func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress func(steps.ApplyEvent)) (steps.ApplyResult, error) {
+func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress func(ports.ApplyEvent)) (ports.ApplyResult, error) {
 	order, err := hostOrder(req)
 	if err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
 	// ansible-playbook runs in Config.WorkDir; the request's paths are
 	// relative to this process's directory.
 	playbookPath, err := filepath.Abs(req.Playbook)
 	if err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
 	}
 	if _, err := os.Stat(playbookPath); err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
 	}
 	dir, err := os.MkdirTemp("", "rollguard-ansible-*")
 	if err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: temporary directory: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: temporary directory: %w", req.Playbook, err)
 	}
 	defer os.RemoveAll(dir)
 
 	inventory, err := writeInventory(dir, req.Inventory)
 	if err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
 	opts := &playbook.AnsiblePlaybookOptions{Inventory: inventory}
 	if len(req.Limit) > 0 {
@@ -133,25 +133,25 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 	}
 	if req.VaultPasswordFile != "" {
 		if opts.VaultPasswordFile, err = filepath.Abs(req.VaultPasswordFile); err != nil {
-			return steps.ApplyResult{}, fmt.Errorf("apply %s: vault password file: %w", req.Playbook, err)
+			return ports.ApplyResult{}, fmt.Errorf("apply %s: vault password file: %w", req.Playbook, err)
 		}
 	}
 	if len(req.ExtraVars) > 0 {
 		file, err := writeExtraVars(dir, req.ExtraVars)
 		if err != nil {
-			return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+			return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 		}
 		if err := opts.AddExtraVarsFile(file); err != nil {
-			return steps.ApplyResult{}, fmt.Errorf("apply %s: extra vars: %w", req.Playbook, err)
+			return ports.ApplyResult{}, fmt.Errorf("apply %s: extra vars: %w", req.Playbook, err)
 		}
 	}
 	pluginDir, err := writeCallbackPlugin(dir)
 	if err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
 	events, err := newEventStream(progress)
 	if err != nil {
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
 	defer events.close()
 
@@ -195,7 +195,7 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 			// cannot hold a command line yet.
 			startErr = execErr
 		}
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: start %s: %w", req.Playbook, a.cfg.Binary, startErr)
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: start %s: %w", req.Playbook, a.cfg.Binary, startErr)
 	}
 	if ctx.Err() != nil {
 		res := resultsFromEvents(order, seen)
@@ -210,7 +210,7 @@ func (a *Applier) Apply(ctx context.Context, req steps.ApplyRequest, progress fu
 	case waitErr != nil && !errors.As(waitErr, &exitErr):
 		return resultsFromEvents(order, seen), fmt.Errorf("apply %s: wait for %s: %w", req.Playbook, a.cfg.Binary, waitErr)
 	case !parsed && waitErr != nil:
-		return steps.ApplyResult{}, fmt.Errorf("apply %s: ansible-playbook exited with status %d: %s",
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: ansible-playbook exited with status %d: %s",
 			req.Playbook, exitErr.ExitCode(), ansibleMessage(stderr.String(), stdout.String()))
 	case !parsed:
 		// Exit 0 without a JSON document should not happen; the event
@@ -257,7 +257,7 @@ func (a *Applier) environ(pluginDir string, runner *execute.DefaultExecute) func
 
 // hostOrder returns the hosts the run covers, checking that every limited
 // host is in the inventory and that names cannot be misread as patterns.
-func hostOrder(req steps.ApplyRequest) ([]string, error) {
+func hostOrder(req ports.ApplyRequest) ([]string, error) {
 	known := make(map[string]bool, len(req.Inventory))
 	for _, h := range req.Inventory {
 		if h.Name == "" {
@@ -287,7 +287,7 @@ func hostOrder(req steps.ApplyRequest) ([]string, error) {
 // subset): every host under all.hosts with ansible_host (Address, default
 // Name), rollguard_port (Port, when known; not ansible_port, which is the
 // SSH port) and its Vars, which override the former.
-func writeInventory(dir string, hosts []steps.Host) (string, error) {
+func writeInventory(dir string, hosts []ports.Host) (string, error) {
 	all := make(map[string]map[string]any, len(hosts))
 	for _, h := range hosts {
 		vars := map[string]any{"ansible_host": h.Name}
@@ -354,7 +354,7 @@ func appendList(list, sep, item string) string {
 	return list + sep + item
 }
 
-func countStatuses(res steps.ApplyResult) map[string]int {
+func countStatuses(res ports.ApplyResult) map[string]int {
 	n := map[string]int{}
 	for _, h := range res.Hosts {
 		n[h.Status]++

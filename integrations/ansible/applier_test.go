@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/ansible"
+	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/simfleet"
-	"github.com/rollguard/rollguard/steps"
 )
 
 const playbooks = "../../testdata/playbooks"
@@ -39,16 +39,16 @@ func requireAnsible(t *testing.T) {
 
 // fleet starts a simulated fleet of n hosts and returns it with the hosts
 // as the steps see them.
-func fleet(t *testing.T, n int) (*simfleet.Fleet, []steps.Host) {
+func fleet(t *testing.T, n int) (*simfleet.Fleet, []ports.Host) {
 	t.Helper()
 	f, err := simfleet.Start(t.Context(), simfleet.Config{Dir: t.TempDir(), Hosts: n, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
-	var hosts []steps.Host
+	var hosts []ports.Host
 	for _, h := range f.Hosts() {
-		hosts = append(hosts, steps.Host{Name: h.Name, Address: h.Address, Port: h.Port, Vars: h.Vars()})
+		hosts = append(hosts, ports.Host{Name: h.Name, Address: h.Address, Port: h.Port, Vars: h.Vars()})
 	}
 	return f, hosts
 }
@@ -69,16 +69,16 @@ func readConf(t *testing.T, path string) simfleet.AppConf {
 // recorder collects progress events.
 type recorder struct {
 	mu     sync.Mutex
-	events []steps.ApplyEvent
+	events []ports.ApplyEvent
 }
 
-func (r *recorder) add(e steps.ApplyEvent) {
+func (r *recorder) add(e ports.ApplyEvent) {
 	r.mu.Lock()
 	r.events = append(r.events, e)
 	r.mu.Unlock()
 }
 
-func (r *recorder) get() []steps.ApplyEvent {
+func (r *recorder) get() []ports.ApplyEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events)
@@ -93,7 +93,7 @@ func TestApplyLimit(t *testing.T) {
 	a := ansible.New(ansible.Config{})
 	ctx := t.Context()
 	rec := &recorder{}
-	req := steps.ApplyRequest{
+	req := ports.ApplyRequest{
 		Playbook:  filepath.Join(playbooks, "site.yml"),
 		Inventory: hosts,
 		Limit:     []string{"web-3", "web-1"},
@@ -110,7 +110,7 @@ func TestApplyLimit(t *testing.T) {
 	}
 	for i, name := range []string{"web-3", "web-1"} {
 		got := res.Hosts[i]
-		if got.Host != name || got.Status != steps.HostChanged || !slices.Equal(got.ChangedTasks, wantTasks) || got.Message != "" {
+		if got.Host != name || got.Status != ports.HostChanged || !slices.Equal(got.ChangedTasks, wantTasks) || got.Message != "" {
 			t.Errorf("result %d: %+v, want %s changed by %q", i, got, name, wantTasks)
 		}
 	}
@@ -137,7 +137,7 @@ func TestApplyLimit(t *testing.T) {
 	}
 	events := rec.get()
 	for _, name := range []string{"web-1", "web-3"} {
-		want := steps.ApplyEvent{Host: name, Task: "Write app.conf", Status: steps.HostChanged}
+		want := ports.ApplyEvent{Host: name, Task: "Write app.conf", Status: ports.HostChanged}
 		if !slices.Contains(events, want) {
 			t.Errorf("progress %v: missing %+v", events, want)
 		}
@@ -154,19 +154,19 @@ func TestApplyLimit(t *testing.T) {
 		t.Fatalf("second Apply: %v", err)
 	}
 	for _, got := range res.Hosts {
-		if got.Status != steps.HostOK || len(got.ChangedTasks) != 0 {
+		if got.Status != ports.HostOK || len(got.ChangedTasks) != 0 {
 			t.Errorf("second Apply: %+v, want ok with no changed task", got)
 		}
 	}
 
 	// revert.yml restores the neutral configuration on web-1 alone.
-	res, err = a.Apply(ctx, steps.ApplyRequest{
+	res, err = a.Apply(ctx, ports.ApplyRequest{
 		Playbook: filepath.Join(playbooks, "revert.yml"), Inventory: hosts, Limit: []string{"web-1"},
 	}, nil)
 	if err != nil {
 		t.Fatalf("revert: %v", err)
 	}
-	if len(res.Hosts) != 1 || res.Hosts[0].Status != steps.HostChanged ||
+	if len(res.Hosts) != 1 || res.Hosts[0].Status != ports.HostChanged ||
 		!slices.Equal(res.Hosts[0].ChangedTasks, []string{"Restore app.conf from app.conf.prev"}) {
 		t.Errorf("revert: %+v", res.Hosts)
 	}
@@ -185,13 +185,13 @@ func TestApplyFailedAndUnreachableHosts(t *testing.T) {
 	requireAnsible(t)
 	f, hosts := fleet(t, 3)
 	// web-4 answers SSH nowhere: port 1 of 127.0.0.1 refuses connections.
-	hosts = append(hosts, steps.Host{Name: "web-4", Address: "127.0.0.1", Vars: map[string]any{
+	hosts = append(hosts, ports.Host{Name: "web-4", Address: "127.0.0.1", Vars: map[string]any{
 		"host_dir": t.TempDir(), "ansible_connection": "ssh", "ansible_port": 1,
 		"ansible_ssh_common_args": "-o ConnectTimeout=5 -o BatchMode=yes -o StrictHostKeyChecking=no",
 	}})
 	a := ansible.New(ansible.Config{})
 	rec := &recorder{}
-	res, err := a.Apply(t.Context(), steps.ApplyRequest{
+	res, err := a.Apply(t.Context(), ports.ApplyRequest{
 		Playbook:  filepath.Join(playbooks, "site.yml"),
 		Inventory: hosts,
 		ExtraVars: map[string]any{"version": "v3", "fail_on": "web-2"},
@@ -199,7 +199,7 @@ func TestApplyFailedAndUnreachableHosts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	byHost := map[string]steps.HostResult{}
+	byHost := map[string]ports.HostResult{}
 	for _, h := range res.Hosts {
 		byHost[h.Host] = h
 	}
@@ -207,21 +207,21 @@ func TestApplyFailedAndUnreachableHosts(t *testing.T) {
 		t.Fatalf("results %+v: want 4 hosts", res.Hosts)
 	}
 	for _, name := range []string{"web-1", "web-3"} {
-		if got := byHost[name]; got.Status != steps.HostChanged || len(got.ChangedTasks) != 2 {
+		if got := byHost[name]; got.Status != ports.HostChanged || len(got.ChangedTasks) != 2 {
 			t.Errorf("%s: %+v, want changed", name, got)
 		}
 	}
-	if got := byHost["web-2"]; got.Status != steps.HostFailed ||
+	if got := byHost["web-2"]; got.Status != ports.HostFailed ||
 		got.Message != `task "Fail where fail_on asks": fail_on asked web-2 to fail` || len(got.ChangedTasks) != 0 {
 		t.Errorf("web-2: %+v, want failed with fail_on's message", got)
 	}
 	if n := f.Writes("web-2"); n != 0 {
 		t.Errorf("web-2 failed before writing, yet Writes = %d", n)
 	}
-	if got := byHost["web-4"]; got.Status != steps.HostUnreachable || !strings.Contains(got.Message, "port 1") {
+	if got := byHost["web-4"]; got.Status != ports.HostUnreachable || !strings.Contains(got.Message, "port 1") {
 		t.Errorf("web-4: %+v, want unreachable with ssh's message", got)
 	}
-	if want := (steps.ApplyEvent{Host: "web-2", Task: "Fail where fail_on asks", Status: steps.HostFailed}); !slices.Contains(rec.get(), want) {
+	if want := (ports.ApplyEvent{Host: "web-2", Task: "Fail where fail_on asks", Status: ports.HostFailed}); !slices.Contains(rec.get(), want) {
 		t.Errorf("progress %v: missing %+v", rec.get(), want)
 	}
 }
@@ -246,19 +246,19 @@ func TestApplyCancelStopsProcessGroup(t *testing.T) {
 	started := make(chan struct{})
 	var once sync.Once
 	rec := &recorder{}
-	progress := func(e steps.ApplyEvent) {
+	progress := func(e ports.ApplyEvent) {
 		rec.add(e)
 		if e.Task == "Start" && len(rec.get()) == len(hosts) {
 			once.Do(func() { close(started) })
 		}
 	}
 	type outcome struct {
-		res steps.ApplyResult
+		res ports.ApplyResult
 		err error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := a.Apply(ctx, steps.ApplyRequest{
+		res, err := a.Apply(ctx, ports.ApplyRequest{
 			Playbook:  filepath.Join(playbooks, "slow.yml"),
 			Inventory: hosts,
 			ExtraVars: map[string]any{"db_password": secret},
@@ -312,7 +312,7 @@ func TestApplyCancelStopsProcessGroup(t *testing.T) {
 		t.Errorf("results %+v: want both hosts", out.res.Hosts)
 	}
 	for _, h := range out.res.Hosts {
-		if h.Status != steps.HostOK {
+		if h.Status != ports.HostOK {
 			t.Errorf("%s: %+v, want ok (the Start task finished before the cancel)", h.Host, h)
 		}
 	}
@@ -407,41 +407,41 @@ func TestApplyErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		cfg     ansible.Config
-		req     steps.ApplyRequest
+		req     ports.ApplyRequest
 		wantErr []string
 		wantIs  error
 	}{
 		{
 			name:    "syntax error",
-			req:     steps.ApplyRequest{Playbook: filepath.Join(playbooks, "broken.yml"), Inventory: hosts},
+			req:     ports.ApplyRequest{Playbook: filepath.Join(playbooks, "broken.yml"), Inventory: hosts},
 			wantErr: []string{"ansible-playbook exited with status 4", "ERROR!", "Syntax Error while loading YAML", "broken.yml': line 8, column 8"},
 		},
 		{
 			name:   "missing playbook",
-			req:    steps.ApplyRequest{Playbook: filepath.Join(playbooks, "nope.yml"), Inventory: hosts},
+			req:    ports.ApplyRequest{Playbook: filepath.Join(playbooks, "nope.yml"), Inventory: hosts},
 			wantIs: fs.ErrNotExist,
 		},
 		{
 			name:    "missing binary",
 			cfg:     ansible.Config{Binary: "/nonexistent/ansible-playbook"},
-			req:     steps.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts},
+			req:     ports.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts},
 			wantErr: []string{"start /nonexistent/ansible-playbook"},
 			wantIs:  fs.ErrNotExist,
 		},
 		{
 			name: "missing vault password file",
-			req: steps.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts,
+			req: ports.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts,
 				VaultPasswordFile: "/nonexistent/vault-pass"},
 			wantErr: []string{"ansible-playbook exited with status 1", "/nonexistent/vault-pass", "was not found"},
 		},
 		{
 			name:    "limit host not in inventory",
-			req:     steps.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts, Limit: []string{"web-1", "db-1"}},
+			req:     ports.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts, Limit: []string{"web-1", "db-1"}},
 			wantErr: []string{`limit host "db-1" is not in the inventory`},
 		},
 		{
 			name:    "undefined variable in a play",
-			req:     steps.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: []steps.Host{{Name: "web-1", Vars: map[string]any{"ansible_connection": "local"}}}},
+			req:     ports.ApplyRequest{Playbook: filepath.Join(playbooks, "site.yml"), Inventory: []ports.Host{{Name: "web-1", Vars: map[string]any{"ansible_connection": "local"}}}},
 			wantErr: nil, // a task error, reported per host: see below
 		},
 	}
@@ -452,7 +452,7 @@ func TestApplyErrors(t *testing.T) {
 			if tt.wantErr == nil && tt.wantIs == nil {
 				// host_dir undefined: the host fails, Apply does not.
 				t.Logf("results %+v, error %v", res, err)
-				if err != nil || len(res.Hosts) != 1 || res.Hosts[0].Status != steps.HostFailed ||
+				if err != nil || len(res.Hosts) != 1 || res.Hosts[0].Status != ports.HostFailed ||
 					!strings.Contains(res.Hosts[0].Message, "host_dir") {
 					t.Fatalf("got %+v, %v; want web-1 failed over host_dir", res, err)
 				}

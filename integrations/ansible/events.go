@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Why a callback plugin on a pipe: the json stdout callback, which gives the
@@ -79,7 +79,7 @@ type eventStream struct {
 	events    []event
 }
 
-func newEventStream(progress func(steps.ApplyEvent)) (*eventStream, error) {
+func newEventStream(progress func(ports.ApplyEvent)) (*eventStream, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("event pipe: %w", err)
@@ -89,7 +89,7 @@ func newEventStream(progress func(steps.ApplyEvent)) (*eventStream, error) {
 	return s, nil
 }
 
-func (s *eventStream) read(progress func(steps.ApplyEvent)) {
+func (s *eventStream) read(progress func(ports.ApplyEvent)) {
 	defer close(s.done)
 	sc := bufio.NewScanner(s.reader)
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
@@ -100,7 +100,7 @@ func (s *eventStream) read(progress func(steps.ApplyEvent)) {
 		}
 		s.events = append(s.events, ev)
 		if progress != nil {
-			progress(steps.ApplyEvent{Host: ev.Host, Task: ev.Task, Status: ev.Status})
+			progress(ports.ApplyEvent{Host: ev.Host, Task: ev.Task, Status: ev.Status})
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Inventory reads the hosts of group (default "all") from an Ansible
@@ -17,7 +17,7 @@ import (
 // exactly the hosts and variables Ansible would. Hosts come in the order
 // Ansible lists them, children groups after a group's own hosts, each
 // once. Cancelling ctx kills ansible-inventory.
-func Inventory(ctx context.Context, binary, path, group string) ([]steps.Host, error) {
+func Inventory(ctx context.Context, binary, path, group string) ([]ports.Host, error) {
 	if binary == "" {
 		binary = "ansible-inventory"
 	}
@@ -35,7 +35,7 @@ func Inventory(ctx context.Context, binary, path, group string) ([]steps.Host, e
 }
 
 // parseInventoryList walks `ansible-inventory --list` output.
-func parseInventoryList(data []byte, path, group string) ([]steps.Host, error) {
+func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("inventory %s: ansible-inventory output: %w", path, err)
@@ -66,7 +66,7 @@ func parseInventoryList(data []byte, path, group string) ([]steps.Host, error) {
 	if _, ok := groups[group]; !ok {
 		return nil, fmt.Errorf("inventory %s has no group %q", path, group)
 	}
-	var hosts []steps.Host
+	var hosts []ports.Host
 	seenHost := map[string]bool{}
 	seenGroup := map[string]bool{}
 	var walk func(string)
@@ -86,7 +86,7 @@ func parseInventoryList(data []byte, path, group string) ([]steps.Host, error) {
 			if a, ok := vars["ansible_host"].(string); ok && a != "" {
 				addr = a
 			}
-			hosts = append(hosts, steps.Host{Name: h, Address: addr, Vars: vars})
+			hosts = append(hosts, ports.Host{Name: h, Address: addr, Vars: vars})
 		}
 		for _, c := range g.Children {
 			walk(c)

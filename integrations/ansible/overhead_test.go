@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/ansible"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // TestApplyOverhead times Apply against a plain ansible-playbook run of the
@@ -67,16 +67,16 @@ func TestApplyOverhead(t *testing.T) {
 	a := ansible.New(ansible.Config{})
 	apply := func(version string) cost {
 		start, cpu0 := time.Now(), cpuTime()
-		res, err := a.Apply(t.Context(), steps.ApplyRequest{
+		res, err := a.Apply(t.Context(), ports.ApplyRequest{
 			Playbook: playbook, Inventory: hosts, Forks: 10,
 			ExtraVars: map[string]any{"version": version, "latency_factor": 1.1},
-		}, func(steps.ApplyEvent) {})
+		}, func(ports.ApplyEvent) {})
 		c := cost{wall: time.Since(start), cpu: cpuTime() - cpu0}
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
 		for _, h := range res.Hosts {
-			if h.Status != steps.HostChanged {
+			if h.Status != ports.HostChanged {
 				t.Fatalf("Apply: %+v, want changed", h)
 			}
 		}

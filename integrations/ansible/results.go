@@ -7,7 +7,7 @@ import (
 
 	results "github.com/apenella/go-ansible/v2/pkg/execute/result/json"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // resultsFromJSON turns the json stdout callback's document into one
@@ -20,13 +20,13 @@ import (
 // ChangedTasks lists, in order, the tasks whose result on the host was
 // changed; Message is the result message of the host's last failed or
 // unreachable task.
-func resultsFromJSON(order []string, stdout []byte) (res steps.ApplyResult, parsed bool) {
+func resultsFromJSON(order []string, stdout []byte) (res ports.ApplyResult, parsed bool) {
 	if len(bytes.TrimSpace(stdout)) == 0 {
-		return steps.ApplyResult{}, false
+		return ports.ApplyResult{}, false
 	}
 	doc, err := results.ParseJSONResultsStream(bytes.NewReader(stdout))
 	if err != nil || doc.Stats == nil {
-		return steps.ApplyResult{}, false
+		return ports.ApplyResult{}, false
 	}
 	changed := map[string][]string{}
 	message := map[string]string{}
@@ -52,22 +52,22 @@ func resultsFromJSON(order []string, stdout []byte) (res steps.ApplyResult, pars
 			}
 		}
 	}
-	res.Hosts = make([]steps.HostResult, len(order))
+	res.Hosts = make([]ports.HostResult, len(order))
 	for i, host := range order {
-		hr := steps.HostResult{Host: host, Status: steps.HostSkipped, ChangedTasks: changed[host]}
+		hr := ports.HostResult{Host: host, Status: ports.HostSkipped, ChangedTasks: changed[host]}
 		if st := doc.Stats[host]; st != nil {
 			switch {
 			case st.Unreachable > 0:
-				hr.Status = steps.HostUnreachable
+				hr.Status = ports.HostUnreachable
 			case st.Failures > 0:
-				hr.Status = steps.HostFailed
+				hr.Status = ports.HostFailed
 			case st.Changed > 0:
-				hr.Status = steps.HostChanged
+				hr.Status = ports.HostChanged
 			case st.Ok > 0:
-				hr.Status = steps.HostOK
+				hr.Status = ports.HostOK
 			}
 		}
-		if hr.Status == steps.HostFailed || hr.Status == steps.HostUnreachable {
+		if hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable {
 			hr.Message = message[host]
 		}
 		res.Hosts[i] = hr
@@ -79,7 +79,7 @@ func resultsFromJSON(order []string, stdout []byte) (res steps.ApplyResult, pars
 // was stopped before Ansible printed its results: the same precedence as
 // the recap, counting only the tasks that finished; a host with no
 // finished task is skipped.
-func resultsFromEvents(order []string, events []event) steps.ApplyResult {
+func resultsFromEvents(order []string, events []event) ports.ApplyResult {
 	type acc struct {
 		ok, changed, failed, unreachable bool
 		tasks                            []string
@@ -94,39 +94,39 @@ func resultsFromEvents(order []string, events []event) steps.ApplyResult {
 		}
 		// As in Ansible's recap, a failed result may also have changed
 		// something (a command that ran and exited non-zero).
-		if ev.Changed || ev.Status == steps.HostChanged {
+		if ev.Changed || ev.Status == ports.HostChanged {
 			a.changed = true
 			a.tasks = append(a.tasks, ev.Task)
 		}
 		switch ev.Status {
-		case steps.HostOK, steps.HostChanged:
+		case ports.HostOK, ports.HostChanged:
 			a.ok = true
-		case steps.HostFailed:
+		case ports.HostFailed:
 			if ev.Ignored {
 				a.ok = true
 				continue
 			}
 			a.failed = true
 			a.msg = taskMessage(ev.Task, ev.Msg)
-		case steps.HostUnreachable:
+		case ports.HostUnreachable:
 			a.unreachable = true
 			a.msg = taskMessage(ev.Task, ev.Msg)
 		}
 	}
-	res := steps.ApplyResult{Hosts: make([]steps.HostResult, len(order))}
+	res := ports.ApplyResult{Hosts: make([]ports.HostResult, len(order))}
 	for i, host := range order {
-		hr := steps.HostResult{Host: host, Status: steps.HostSkipped}
+		hr := ports.HostResult{Host: host, Status: ports.HostSkipped}
 		if a := byHost[host]; a != nil {
 			hr.ChangedTasks = a.tasks
 			switch {
 			case a.unreachable:
-				hr.Status, hr.Message = steps.HostUnreachable, a.msg
+				hr.Status, hr.Message = ports.HostUnreachable, a.msg
 			case a.failed:
-				hr.Status, hr.Message = steps.HostFailed, a.msg
+				hr.Status, hr.Message = ports.HostFailed, a.msg
 			case a.changed:
-				hr.Status = steps.HostChanged
+				hr.Status = ports.HostChanged
 			case a.ok:
-				hr.Status = steps.HostOK
+				hr.Status = ports.HostOK
 			}
 		}
 		res.Hosts[i] = hr

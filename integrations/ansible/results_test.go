@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // testdata/mixed.json is the json stdout callback's output, and
@@ -15,15 +15,15 @@ import (
 // over four hosts: web-1 ignores a failed command then changes two files,
 // web-2 changes a file then fails a command (stderr "boom"), web-3 skips
 // everything, web-4 is unreachable (SSH to port 1).
-var mixedWant = []steps.HostResult{
-	{Host: "web-1", Status: steps.HostChanged, ChangedTasks: []string{"Ignored failure", "Change something", "Change again"}},
-	{Host: "web-2", Status: steps.HostFailed, ChangedTasks: []string{"Change something", "Command failure"},
+var mixedWant = []ports.HostResult{
+	{Host: "web-1", Status: ports.HostChanged, ChangedTasks: []string{"Ignored failure", "Change something", "Change again"}},
+	{Host: "web-2", Status: ports.HostFailed, ChangedTasks: []string{"Change something", "Command failure"},
 		Message: `task "Command failure": non-zero return code: boom`},
-	{Host: "web-3", Status: steps.HostSkipped},
-	{Host: "web-4", Status: steps.HostUnreachable,
+	{Host: "web-3", Status: ports.HostSkipped},
+	{Host: "web-4", Status: ports.HostUnreachable,
 		Message: `task "Change something": Failed to connect to the host via ssh: ssh: connect to host 127.0.0.1 port 1: Connection refused`},
 	// Limited but matched by no play: no result at all.
-	{Host: "web-5", Status: steps.HostSkipped},
+	{Host: "web-5", Status: ports.HostSkipped},
 }
 
 var mixedOrder = []string{"web-1", "web-2", "web-3", "web-4", "web-5"}
@@ -37,12 +37,12 @@ func TestResultsFromJSON(t *testing.T) {
 		name       string
 		stdout     []byte
 		order      []string
-		want       []steps.HostResult
+		want       []ports.HostResult
 		wantParsed bool
 	}{
 		{name: "real run", stdout: stdout, order: mixedOrder, want: mixedWant, wantParsed: true},
 		{name: "order is the caller's", stdout: stdout, order: []string{"web-4", "web-1"},
-			want: []steps.HostResult{mixedWant[3], mixedWant[0]}, wantParsed: true},
+			want: []ports.HostResult{mixedWant[3], mixedWant[0]}, wantParsed: true},
 		{name: "empty output", stdout: []byte("\n"), order: mixedOrder},
 		{name: "not JSON", stdout: []byte("ERROR! the playbook could not be found"), order: mixedOrder},
 		{name: "JSON without stats", stdout: []byte(`{"plays": []}`), order: mixedOrder},
@@ -87,24 +87,24 @@ func TestResultsFromEvents(t *testing.T) {
 	tests := []struct {
 		name   string
 		events []event
-		want   []steps.HostResult
+		want   []ports.HostResult
 	}{
 		{name: "whole run agrees with the JSON", events: all, want: mixedWant},
-		{name: "nothing finished", events: nil, want: []steps.HostResult{
-			{Host: "web-1", Status: steps.HostSkipped}, {Host: "web-2", Status: steps.HostSkipped},
-			{Host: "web-3", Status: steps.HostSkipped}, {Host: "web-4", Status: steps.HostSkipped},
-			{Host: "web-5", Status: steps.HostSkipped},
+		{name: "nothing finished", events: nil, want: []ports.HostResult{
+			{Host: "web-1", Status: ports.HostSkipped}, {Host: "web-2", Status: ports.HostSkipped},
+			{Host: "web-3", Status: ports.HostSkipped}, {Host: "web-4", Status: ports.HostSkipped},
+			{Host: "web-5", Status: ports.HostSkipped},
 		}},
-		{name: "stopped after the first two tasks", events: all[:8], want: []steps.HostResult{
-			{Host: "web-1", Status: steps.HostChanged, ChangedTasks: []string{"Ignored failure", "Change something"}},
-			{Host: "web-2", Status: steps.HostChanged, ChangedTasks: []string{"Change something"}},
-			{Host: "web-3", Status: steps.HostSkipped},
+		{name: "stopped after the first two tasks", events: all[:8], want: []ports.HostResult{
+			{Host: "web-1", Status: ports.HostChanged, ChangedTasks: []string{"Ignored failure", "Change something"}},
+			{Host: "web-2", Status: ports.HostChanged, ChangedTasks: []string{"Change something"}},
+			{Host: "web-3", Status: ports.HostSkipped},
 			mixedWant[3],
-			{Host: "web-5", Status: steps.HostSkipped},
+			{Host: "web-5", Status: ports.HostSkipped},
 		}},
-		{name: "ok only", events: []event{{Host: "web-1", Task: "Look", Status: steps.HostOK}},
-			want: []steps.HostResult{{Host: "web-1", Status: steps.HostOK}, {Host: "web-2", Status: steps.HostSkipped},
-				{Host: "web-3", Status: steps.HostSkipped}, {Host: "web-4", Status: steps.HostSkipped}, {Host: "web-5", Status: steps.HostSkipped}}},
+		{name: "ok only", events: []event{{Host: "web-1", Task: "Look", Status: ports.HostOK}},
+			want: []ports.HostResult{{Host: "web-1", Status: ports.HostOK}, {Host: "web-2", Status: ports.HostSkipped},
+				{Host: "web-3", Status: ports.HostSkipped}, {Host: "web-4", Status: ports.HostSkipped}, {Host: "web-5", Status: ports.HostSkipped}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +113,7 @@ func TestResultsFromEvents(t *testing.T) {
 	}
 }
 
-func assertResults(t *testing.T, got, want []steps.HostResult) {
+func assertResults(t *testing.T, got, want []ports.HostResult) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d results %+v, want %d", len(got), got, len(want))

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Host naming for Query.NameFrom.
@@ -89,7 +89,7 @@ func (q Query) describe() string {
 // of the same name: that is an error suggesting NameFrom "service_id". No
 // match is an error wrapping ErrNoInstances that names the service and
 // every filter. Cancelling ctx aborts the request.
-func Discover(ctx context.Context, c *Client, q Query) ([]steps.Host, error) {
+func Discover(ctx context.Context, c *Client, q Query) ([]ports.Host, error) {
 	if q.Service == "" {
 		return nil, errors.New("consul discovery: service name is required")
 	}
@@ -112,7 +112,7 @@ func Discover(ctx context.Context, c *Client, q Query) ([]steps.Host, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("consul %s: %w", q.describe(), ErrNoInstances)
 	}
-	hosts := make([]steps.Host, 0, len(entries))
+	hosts := make([]ports.Host, 0, len(entries))
 	for _, e := range entries {
 		if e.Node == nil || e.Service == nil {
 			continue
@@ -136,7 +136,7 @@ func Discover(ctx context.Context, c *Client, q Query) ([]steps.Host, error) {
 }
 
 // hostOf turns one health entry into a host.
-func hostOf(e *api.ServiceEntry, nameFrom string) steps.Host {
+func hostOf(e *api.ServiceEntry, nameFrom string) ports.Host {
 	name := e.Node.Node
 	if nameFrom == NameFromServiceID {
 		name = e.Service.ID
@@ -151,7 +151,7 @@ func hostOf(e *api.ServiceEntry, nameFrom string) steps.Host {
 		maps.Copy(meta, e.Node.Meta)
 		maps.Copy(meta, e.Service.Meta)
 	}
-	return steps.Host{
+	return ports.Host{
 		Name:    name,
 		Address: addr,
 		Port:    e.Service.Port,

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 const testToken = "s3cr3t-consul-token"
@@ -60,7 +60,7 @@ func TestDiscover(t *testing.T) {
 		path      string
 		query     url.Values
 		fixture   string
-		want      []steps.Host
+		want      []ports.Host
 		wantErr   []string // substrings of the error
 		wantNoHit bool     // the error wraps ErrNoInstances
 	}{
@@ -70,7 +70,7 @@ func TestDiscover(t *testing.T) {
 			path:    "/v1/health/service/web",
 			query:   url.Values{"passing": {"1"}, "tag": {"primary"}, "dc": {"dc1"}, "node-meta": {"rack:r1"}, "ns": {"team-a"}, "partition": {"p1"}},
 			fixture: "health_service_web_passing_tag_primary.json",
-			want: []steps.Host{{
+			want: []ports.Host{{
 				Name: "hidden-dev", Address: "127.0.0.1", Port: 8500, Tags: []string{"primary", "v1"},
 				Meta: map[string]string{"consul-network-segment": "", "consul-version": "1.16.3", "version": "1.0.0"},
 				Vars: map[string]any{"consul_node": "hidden-dev", "consul_node_address": "127.0.0.1", "consul_service": "web",
@@ -83,7 +83,7 @@ func TestDiscover(t *testing.T) {
 			path:    "/v1/health/service/web",
 			query:   url.Values{"passing": {"1"}, "tag": {"primary", "v1"}},
 			fixture: "health_service_web_passing_tag_primary.json",
-			want: []steps.Host{{
+			want: []ports.Host{{
 				Name: "hidden-dev", Address: "127.0.0.1", Port: 8500, Tags: []string{"primary", "v1"},
 				Meta: map[string]string{"consul-network-segment": "", "consul-version": "1.16.3", "version": "1.0.0"},
 				Vars: map[string]any{"consul_node": "hidden-dev", "consul_node_address": "127.0.0.1", "consul_service": "web",
@@ -96,7 +96,7 @@ func TestDiscover(t *testing.T) {
 			path:    "/v1/health/service/web",
 			query:   url.Values{},
 			fixture: "health_service_web_all.json",
-			want: []steps.Host{
+			want: []ports.Host{
 				{Name: "web-1", Address: "127.0.0.1", Port: 8500, Tags: []string{"primary", "v1"},
 					Meta: map[string]string{"consul-network-segment": "", "consul-version": "1.16.3", "version": "1.0.0"},
 					Vars: map[string]any{"consul_node": "hidden-dev", "consul_node_address": "127.0.0.1", "consul_service": "web",
@@ -120,7 +120,7 @@ func TestDiscover(t *testing.T) {
 			path:    "/v1/health/service/db",
 			query:   url.Values{"passing": {"1"}},
 			fixture: "health_service_db_no_service_address.json",
-			want: []steps.Host{{
+			want: []ports.Host{{
 				Name: "db-node-7", Address: "10.0.0.7", Port: 5432, Tags: []string{"replica", "postgres"},
 				Meta: map[string]string{"consul-network-segment": "", "consul-version": "1.16.3", "rack": "r2", "role": "replica"},
 				Vars: map[string]any{"consul_node": "db-node-7", "consul_node_address": "10.0.0.7", "consul_service": "db",

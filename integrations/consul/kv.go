@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // DefaultPrefix is the KV prefix of a rollout's state: rollguard/<name>/.
@@ -17,7 +17,7 @@ func DefaultPrefix(rollout string) string {
 	return "rollguard/" + rollout + "/"
 }
 
-// KVStore is a steps.StateStore on Consul KV. Keys are stored under a
+// KVStore is a ports.StateStore on Consul KV. Keys are stored under a
 // prefix; a value's version is its ModifyIndex. Writes are check-and-set
 // operations in a one-operation transaction (/v1/txn), so the new
 // ModifyIndex comes back with the write itself and no other writer can slip
@@ -78,7 +78,7 @@ func (s *KVStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 
 // Put writes value if key's ModifyIndex is still version (0: key must not
 // exist) and returns the new ModifyIndex. A lost race returns an error
-// wrapping steps.ErrConflict. Cancelling ctx aborts the request (the write
+// wrapping ports.ErrConflict. Cancelling ctx aborts the request (the write
 // may still have happened on the server).
 func (s *KVStore) Put(ctx context.Context, key string, value []byte, version uint64) (uint64, error) {
 	full := s.prefix + key
@@ -93,7 +93,7 @@ func (s *KVStore) Put(ctx context.Context, key string, value []byte, version uin
 }
 
 // Delete removes key if its ModifyIndex is still version; an error
-// wrapping steps.ErrConflict otherwise. Deleting a missing key succeeds.
+// wrapping ports.ErrConflict otherwise. Deleting a missing key succeeds.
 func (s *KVStore) Delete(ctx context.Context, key string, version uint64) error {
 	full := s.prefix + key
 	if _, err := s.txn(ctx, &api.KVTxnOp{Verb: api.KVDeleteCAS, Key: full, Index: version}); err != nil {
@@ -122,7 +122,7 @@ func (s *KVStore) List(ctx context.Context, prefix string) ([]string, error) {
 }
 
 // txn runs one KV operation in a transaction. A rolled-back CAS (Consul
-// answers "index is stale") is steps.ErrConflict.
+// answers "index is stale") is ports.ErrConflict.
 func (s *KVStore) txn(ctx context.Context, op *api.KVTxnOp) ([]*api.KVPair, error) {
 	op.Namespace, op.Partition = s.ns, s.partition
 	ok, resp, _, err := s.c.api.Txn().Txn(api.TxnOps{{KV: op}}, s.queryOpts(ctx))
@@ -134,7 +134,7 @@ func (s *KVStore) txn(ctx context.Context, op *api.KVTxnOp) ([]*api.KVPair, erro
 		if resp != nil {
 			for _, e := range resp.Errors {
 				if strings.Contains(e.What, "index is stale") {
-					return nil, steps.ErrConflict
+					return nil, ports.ErrConflict
 				}
 				whats = append(whats, e.What)
 			}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 func TestKVStoreCheckAndSet(t *testing.T) {
@@ -34,7 +34,7 @@ func TestKVStoreCheckAndSet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if _, err := b.Put(ctx, "journal", []byte(`{"step":"b"}`), 0); !errors.Is(err, steps.ErrConflict) {
+	if _, err := b.Put(ctx, "journal", []byte(`{"step":"b"}`), 0); !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("second create-only Put = %v, want ErrConflict", err)
 	}
 
@@ -52,7 +52,7 @@ func TestKVStoreCheckAndSet(t *testing.T) {
 		t.Errorf("new version %d is not after %d", v2, v1)
 	}
 	_, err = b.Put(ctx, "journal", []byte(`{"step":"b"}`), seenB)
-	if !errors.Is(err, steps.ErrConflict) {
+	if !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("b's stale update = %v, want ErrConflict", err)
 	}
 	value, version, _ = b.Get(ctx, "journal")
@@ -61,7 +61,7 @@ func TestKVStoreCheckAndSet(t *testing.T) {
 	}
 
 	// Delete with a stale version is refused too, then succeeds.
-	if err := b.Delete(ctx, "journal", v1); !errors.Is(err, steps.ErrConflict) {
+	if err := b.Delete(ctx, "journal", v1); !errors.Is(err, ports.ErrConflict) {
 		t.Errorf("stale Delete = %v, want ErrConflict", err)
 	}
 	if err := b.Delete(ctx, "journal", v2); err != nil {

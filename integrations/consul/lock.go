@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // LockOptions tunes a Locker. Zero values take the defaults.
@@ -32,12 +32,12 @@ type LockOptions struct {
 	Namespace  string
 	Partition  string
 	// Clock paces renewals and retries (default: the wall clock).
-	Clock steps.Clock
+	Clock ports.Clock
 	// Logger receives renewal failures and lock loss (default: discard).
 	Logger *slog.Logger
 }
 
-// Locker is a steps.Locker on a Consul session lock: the lock key is
+// Locker is a ports.Locker on a Consul session lock: the lock key is
 // acquired with a session that has a TTL and is renewed in the background.
 // The key's value is the holder as JSON, so a refused run can name the run
 // that holds it. The session's behaviour is "delete": when the session ends
@@ -59,7 +59,7 @@ func NewLocker(c *Client, opts LockOptions) *Locker {
 		opts.WatchWait = 5 * time.Minute
 	}
 	if opts.Clock == nil {
-		opts.Clock = steps.WallClock{}
+		opts.Clock = ports.WallClock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = c.logger
@@ -81,9 +81,9 @@ func (l *Locker) writeOpts(ctx context.Context) *api.WriteOptions {
 
 // Acquire creates a session and acquires the lock key with it, without
 // waiting. When another session holds the key it returns a
-// *steps.LockedError naming the holder stored in the key. Cancelling ctx
+// *ports.LockedError naming the holder stored in the key. Cancelling ctx
 // aborts the attempt (the session is destroyed, or expires by its TTL).
-func (l *Locker) Acquire(ctx context.Context, name string, holder steps.Holder) (steps.Lease, error) {
+func (l *Locker) Acquire(ctx context.Context, name string, holder ports.Holder) (ports.Lease, error) {
 	key := l.LockKey(name)
 	value, err := json.Marshal(holder)
 	if err != nil {
@@ -124,7 +124,7 @@ func (l *Locker) refusal(ctx context.Context, name, key string, acquireErr error
 	if err != nil {
 		return fmt.Errorf("consul lock %q is held; reading its holder: %w", key, err)
 	}
-	locked := &steps.LockedError{Name: name}
+	locked := &ports.LockedError{Name: name}
 	if pair != nil && len(pair.Value) > 0 {
 		if err := json.Unmarshal(pair.Value, &locked.Holder); err != nil {
 			return fmt.Errorf("consul lock %q is held by a value that is not a rollguard holder: %w", key, err)
@@ -244,5 +244,5 @@ func (s *sessionLease) watch(ctx context.Context) {
 	}
 }
 
-var _ steps.Locker = (*Locker)(nil)
-var _ steps.StateStore = (*KVStore)(nil)
+var _ ports.Locker = (*Locker)(nil)
+var _ ports.StateStore = (*KVStore)(nil)

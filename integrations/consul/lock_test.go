@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
-// tickClock is a steps.Clock whose Sleep returns only when the test ticks
+// tickClock is a ports.Clock whose Sleep returns only when the test ticks
 // it, advancing Now by the slept duration.
 type tickClock struct {
 	mu    sync.Mutex
@@ -55,8 +55,8 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 var (
-	holderA = steps.Holder{Host: "ci-runner-1", PID: 4242, RunID: "run-a", Since: time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC), Where: "https://ci.example/job/1"}
-	holderB = steps.Holder{Host: "ci-runner-2", PID: 77, RunID: "run-b", Since: time.Date(2026, 11, 26, 6, 1, 0, 0, time.UTC)}
+	holderA = ports.Holder{Host: "ci-runner-1", PID: 4242, RunID: "run-a", Since: time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC), Where: "https://ci.example/job/1"}
+	holderB = ports.Holder{Host: "ci-runner-2", PID: 77, RunID: "run-b", Since: time.Date(2026, 11, 26, 6, 1, 0, 0, time.UTC)}
 )
 
 func TestLockContentionNamesTheHolder(t *testing.T) {
@@ -70,9 +70,9 @@ func TestLockContentionNamesTheHolder(t *testing.T) {
 		t.Fatalf("first Acquire: %v", err)
 	}
 	_, err = b.Acquire(ctx, "web-nginx", holderB)
-	var locked *steps.LockedError
+	var locked *ports.LockedError
 	if !errors.As(err, &locked) {
-		t.Fatalf("second Acquire = %v, want a *steps.LockedError", err)
+		t.Fatalf("second Acquire = %v, want a *ports.LockedError", err)
 	}
 	if locked.Name != "web-nginx" || locked.Holder.RunID != "run-a" || locked.Holder.Host != "ci-runner-1" ||
 		locked.Holder.PID != 4242 || !locked.Holder.Since.Equal(holderA.Since) || locked.Holder.Where != holderA.Where {

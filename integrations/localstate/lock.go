@@ -15,7 +15,7 @@ import (
 
 	"github.com/gofrs/flock"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // holderReadTries bounds how often Acquire, finding the lock held, retries
@@ -25,7 +25,7 @@ const (
 	holderReadDelay = 10 * time.Millisecond
 )
 
-// Locker is a steps.Locker on flock(2): rollout <name>'s lock is an
+// Locker is a ports.Locker on flock(2): rollout <name>'s lock is an
 // exclusive flock on <dir>/locks/<name>.lock, and the run holding it is
 // written to <dir>/locks/<name>.holder so that a refused run can name it.
 //
@@ -42,7 +42,7 @@ type Locker struct {
 	log *slog.Logger
 }
 
-var _ steps.Locker = (*Locker)(nil)
+var _ ports.Locker = (*Locker)(nil)
 
 // NewLocker returns the locker on dir's locks/ directory. logger receives
 // stale-lock takeovers (nil: discard).
@@ -68,8 +68,8 @@ func checkName(name string) error {
 
 // Acquire takes rollout name's lock for holder without waiting. When
 // another run (in this process or another) holds it, it returns a
-// *steps.LockedError naming the holder. Cancelling ctx aborts the attempt.
-func (l *Locker) Acquire(ctx context.Context, name string, holder steps.Holder) (steps.Lease, error) {
+// *ports.LockedError naming the holder. Cancelling ctx aborts the attempt.
+func (l *Locker) Acquire(ctx context.Context, name string, holder ports.Holder) (ports.Lease, error) {
 	if err := checkName(name); err != nil {
 		return nil, fmt.Errorf("local lock: %w", err)
 	}
@@ -92,10 +92,10 @@ func (l *Locker) Acquire(ctx context.Context, name string, holder steps.Holder) 
 		// it removes the file first, so try again for a short while.
 		h, err := readHolder(holderPath)
 		if err == nil {
-			return nil, &steps.LockedError{Name: name, Holder: h}
+			return nil, &ports.LockedError{Name: name, Holder: h}
 		}
 		if attempt == holderReadTries {
-			return nil, fmt.Errorf("local lock %q is held by a run that did not say who it is (%v): %w", name, err, &steps.LockedError{Name: name})
+			return nil, fmt.Errorf("local lock %q is held by a run that did not say who it is (%v): %w", name, err, &ports.LockedError{Name: name})
 		}
 		select {
 		case <-ctx.Done():
@@ -121,8 +121,8 @@ func (l *Locker) Acquire(ctx context.Context, name string, holder steps.Holder) 
 	return lease, nil
 }
 
-func readHolder(p string) (steps.Holder, error) {
-	var h steps.Holder
+func readHolder(p string) (ports.Holder, error) {
+	var h ports.Holder
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return h, err
@@ -140,7 +140,7 @@ type Lease struct {
 	holderPath string
 	lost       chan struct{}
 
-	previous steps.Holder
+	previous ports.Holder
 	tookOver bool
 
 	once sync.Once
@@ -152,7 +152,7 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 
 // TookOver returns the previous holder when Acquire took over a stale lock
 // (its holder had died without releasing it).
-func (l *Lease) TookOver() (steps.Holder, bool) { return l.previous, l.tookOver }
+func (l *Lease) TookOver() (ports.Holder, bool) { return l.previous, l.tookOver }
 
 // Release removes the holder file and releases the flock. Calling it again
 // returns the first call's result.

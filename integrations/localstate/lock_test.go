@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 var since = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -31,7 +31,7 @@ func TestLockInOneProcess(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	l := newLocker(t, dir)
-	first := steps.Holder{Host: "ci-1", PID: 101, RunID: "run-a", Since: since, Where: "https://ci/job/1"}
+	first := ports.Holder{Host: "ci-1", PID: 101, RunID: "run-a", Since: since, Where: "https://ci/job/1"}
 	lease, err := l.Acquire(ctx, "web", first)
 	if err != nil {
 		t.Fatal(err)
@@ -47,17 +47,17 @@ func TestLockInOneProcess(t *testing.T) {
 
 	// A second locker on the same directory (another run of this process)
 	// is refused with the holder's details.
-	_, err = newLocker(t, dir).Acquire(ctx, "web", steps.Holder{Host: "ci-2", PID: 202, RunID: "run-b"})
-	var locked *steps.LockedError
+	_, err = newLocker(t, dir).Acquire(ctx, "web", ports.Holder{Host: "ci-2", PID: 202, RunID: "run-b"})
+	var locked *ports.LockedError
 	if !errors.As(err, &locked) {
-		t.Fatalf("second Acquire: %v, want *steps.LockedError", err)
+		t.Fatalf("second Acquire: %v, want *ports.LockedError", err)
 	}
 	if locked.Name != "web" || locked.Holder != first {
 		t.Errorf("refusal names %+v, want %+v", locked, first)
 	}
 
 	// Another rollout's lock is independent.
-	other, err := l.Acquire(ctx, "db", steps.Holder{RunID: "run-c"})
+	other, err := l.Acquire(ctx, "db", ports.Holder{RunID: "run-c"})
 	if err != nil {
 		t.Fatalf("lock of another rollout: %v", err)
 	}
@@ -72,7 +72,7 @@ func TestLockInOneProcess(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "locks", "web.holder")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("holder file left after Release: %v", err)
 	}
-	again, err := l.Acquire(ctx, "web", steps.Holder{RunID: "run-d"})
+	again, err := l.Acquire(ctx, "web", ports.Holder{RunID: "run-d"})
 	if err != nil {
 		t.Fatalf("Acquire after Release: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestLockHelperProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	lease, err := l.Acquire(context.Background(), "web", steps.Holder{Host: host, PID: os.Getpid(), RunID: "helper-run", Since: since})
+	lease, err := l.Acquire(context.Background(), "web", ports.Holder{Host: host, PID: os.Getpid(), RunID: "helper-run", Since: since})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +166,10 @@ func TestLockAcrossProcesses(t *testing.T) {
 			pid := cmd.Process.Pid
 
 			l := newLocker(t, dir)
-			_, err := l.Acquire(ctx, "web", steps.Holder{Host: "here", PID: os.Getpid(), RunID: "mine"})
-			var locked *steps.LockedError
+			_, err := l.Acquire(ctx, "web", ports.Holder{Host: "here", PID: os.Getpid(), RunID: "mine"})
+			var locked *ports.LockedError
 			if !errors.As(err, &locked) {
-				t.Fatalf("Acquire while another process holds the lock: %v, want *steps.LockedError", err)
+				t.Fatalf("Acquire while another process holds the lock: %v, want *ports.LockedError", err)
 			}
 			if locked.Holder.PID != pid || locked.Holder.RunID != "helper-run" || !locked.Holder.Since.Equal(since) {
 				t.Errorf("refusal names %+v, want pid %d run helper-run", locked.Holder, pid)
@@ -186,7 +186,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 				t.Fatalf("holder file left behind: %v, want %v", leftBehind, tt.wantStale)
 			}
 
-			lease, err := l.Acquire(ctx, "web", steps.Holder{Host: "here", PID: os.Getpid(), RunID: "mine"})
+			lease, err := l.Acquire(ctx, "web", ports.Holder{Host: "here", PID: os.Getpid(), RunID: "mine"})
 			if err != nil {
 				t.Fatalf("Acquire after the holder ended: %v", err)
 			}

@@ -1,5 +1,5 @@
 // Package localstate keeps a rollout's state in a local directory: a
-// steps.StateStore whose keys are files, and a steps.Locker on flock(2)
+// ports.StateStore whose keys are files, and a ports.Locker on flock(2)
 // file locks. It is the default state of a run outside Consul and Nomad,
 // and it is safe for several processes sharing the directory on one host.
 //
@@ -31,7 +31,7 @@ import (
 
 	"github.com/gofrs/flock"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 const (
@@ -46,7 +46,7 @@ const (
 	lockRetry = 2 * time.Millisecond
 )
 
-// Store is a steps.StateStore on a local directory.
+// Store is a ports.StateStore on a local directory.
 //
 // A value's version comes from a counter shared by the whole store, so a
 // version is never reused, not even after a key is deleted and written
@@ -59,7 +59,7 @@ type Store struct {
 	dir string
 }
 
-var _ steps.StateStore = (*Store)(nil)
+var _ ports.StateStore = (*Store)(nil)
 
 // New returns the store on dir, creating the directory (mode 0700: the
 // state holds playbook variables) when it does not exist.
@@ -140,7 +140,7 @@ func readValue(p string) ([]byte, uint64, error) {
 }
 
 // Put writes value if key's version is still version (0: the key must not
-// exist) and returns the new version; an error wrapping steps.ErrConflict
+// exist) and returns the new version; an error wrapping ports.ErrConflict
 // otherwise. Cancelling ctx while waiting for another writer returns an
 // error wrapping ctx.Err() and writes nothing.
 func (s *Store) Put(ctx context.Context, key string, value []byte, version uint64) (uint64, error) {
@@ -155,7 +155,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, version uint6
 			return err
 		}
 		if current != version {
-			return fmt.Errorf("version %d, stored %d: %w", version, current, steps.ErrConflict)
+			return fmt.Errorf("version %d, stored %d: %w", version, current, ports.ErrConflict)
 		}
 		counter, err := s.readCounter()
 		if err != nil {
@@ -184,7 +184,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, version uint6
 }
 
 // Delete removes key if its version is still version (an error wrapping
-// steps.ErrConflict otherwise). Deleting a key that does not exist with
+// ports.ErrConflict otherwise). Deleting a key that does not exist with
 // version 0 succeeds. Cancelling ctx while waiting for another writer
 // returns an error wrapping ctx.Err().
 func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
@@ -198,7 +198,7 @@ func (s *Store) Delete(ctx context.Context, key string, version uint64) error {
 			return err
 		}
 		if current != version {
-			return fmt.Errorf("version %d, stored %d: %w", version, current, steps.ErrConflict)
+			return fmt.Errorf("version %d, stored %d: %w", version, current, ports.ErrConflict)
 		}
 		if current == 0 {
 			return nil

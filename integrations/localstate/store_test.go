@@ -15,7 +15,7 @@ import (
 
 	"github.com/gofrs/flock"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 func newStore(t *testing.T, dir string) *Store {
@@ -44,10 +44,10 @@ func TestPutGetDeleteVersions(t *testing.T) {
 		version uint64
 		wantErr error
 	}{
-		{"create again", `[x]`, 0, steps.ErrConflict},
-		{"stale version", `[x]`, v1 + 7, steps.ErrConflict},
+		{"create again", `[x]`, 0, ports.ErrConflict},
+		{"stale version", `[x]`, v1 + 7, ports.ErrConflict},
 		{"current version", `[1,2]`, v1, nil},
-		{"the version just replaced", `[x]`, v1, steps.ErrConflict},
+		{"the version just replaced", `[x]`, v1, ports.ErrConflict},
 	}
 	version := v1
 	want := `[1]`
@@ -68,7 +68,7 @@ func TestPutGetDeleteVersions(t *testing.T) {
 		}
 	}
 
-	if err := s.Delete(ctx, "history/web-1.json", v1); !errors.Is(err, steps.ErrConflict) {
+	if err := s.Delete(ctx, "history/web-1.json", v1); !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("Delete with a stale version: %v, want ErrConflict", err)
 	}
 	if err := s.Delete(ctx, "history/web-1.json", version); err != nil {
@@ -86,7 +86,7 @@ func TestPutGetDeleteVersions(t *testing.T) {
 	if err != nil || again <= version {
 		t.Fatalf("recreate: version %d (previous %d), %v", again, version, err)
 	}
-	if _, err := s.Put(ctx, "history/web-1.json", []byte(`[old writer]`), version); !errors.Is(err, steps.ErrConflict) {
+	if _, err := s.Put(ctx, "history/web-1.json", []byte(`[old writer]`), version); !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("write with the deleted value's version: %v, want ErrConflict", err)
 	}
 	// An empty value is a value, not a missing key.
@@ -111,7 +111,7 @@ func TestCASConflictBetweenTwoStores(t *testing.T) {
 	if _, err := b.Put(ctx, "journal", []byte("b1"), readByB); err != nil {
 		t.Fatalf("b wins: %v", err)
 	}
-	if _, err := a.Put(ctx, "journal", []byte("a1"), readByA); !errors.Is(err, steps.ErrConflict) {
+	if _, err := a.Put(ctx, "journal", []byte("a1"), readByA); !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("a writes over b's value: %v, want ErrConflict", err)
 	}
 	if v, _, _ := a.Get(ctx, "journal"); string(v) != "b1" {
@@ -149,7 +149,7 @@ func TestConcurrentIncrements(t *testing.T) {
 					if err == nil {
 						break
 					}
-					if !errors.Is(err, steps.ErrConflict) {
+					if !errors.Is(err, ports.ErrConflict) {
 						errs <- err
 						return
 					}

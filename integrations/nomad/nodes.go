@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // ErrNoNodes is wrapped by DiscoverNodes when no node matches.
@@ -58,12 +58,12 @@ func (q NodeQuery) describe() string {
 // its HTTP address; Meta is the node metadata; Vars carry nomad_node_id,
 // nomad_node_pool, nomad_node_class and nomad_datacenter. No match is an
 // error wrapping ErrNoNodes that names every filter. Cancelling ctx aborts.
-func DiscoverNodes(ctx context.Context, c *Client, q NodeQuery) ([]steps.Host, error) {
+func DiscoverNodes(ctx context.Context, c *Client, q NodeQuery) ([]ports.Host, error) {
 	stubs, _, err := c.api.Nodes().List(query(ctx, nil))
 	if err != nil {
 		return nil, fmt.Errorf("nomad nodes list: %w", err)
 	}
-	var hosts []steps.Host
+	var hosts []ports.Host
 	for _, s := range stubs {
 		if s.Status != "ready" || s.SchedulingEligibility != "eligible" || s.Drain {
 			continue
@@ -97,7 +97,7 @@ func hasMeta(meta, want map[string]string) bool {
 	return true
 }
 
-func hostOf(s *api.NodeListStub, n *api.Node) steps.Host {
+func hostOf(s *api.NodeListStub, n *api.Node) ports.Host {
 	addr := s.Address
 	if addr == "" {
 		addr = n.Attributes["unique.network.ip-address"]
@@ -111,7 +111,7 @@ func hostOf(s *api.NodeListStub, n *api.Node) steps.Host {
 	if len(n.Meta) > 0 {
 		meta = maps.Clone(n.Meta)
 	}
-	return steps.Host{
+	return ports.Host{
 		Name:    s.Name,
 		Address: addr,
 		Meta:    meta,

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // serveNodes answers /v1/nodes with listFixture and /v1/node/<id> with the
@@ -72,29 +72,29 @@ func serveNodes(t *testing.T, listFixture string) (*Client, *[]string) {
 }
 
 func TestDiscoverNodes(t *testing.T) {
-	webA := steps.Host{Name: "web-a", Address: "10.0.1.1", Meta: map[string]string{"role": "web", "rack": "r2"},
+	webA := ports.Host{Name: "web-a", Address: "10.0.1.1", Meta: map[string]string{"role": "web", "rack": "r2"},
 		Vars: map[string]any{"nomad_node_id": "11111111-0000-0000-0000-000000000001", "nomad_node_pool": "default", "nomad_node_class": "web", "nomad_datacenter": "dc1"}}
-	webB := steps.Host{Name: "web-b", Address: "10.0.1.2", Meta: map[string]string{"role": "web", "rack": "r1"},
+	webB := ports.Host{Name: "web-b", Address: "10.0.1.2", Meta: map[string]string{"role": "web", "rack": "r1"},
 		Vars: map[string]any{"nomad_node_id": "22222222-0000-0000-0000-000000000002", "nomad_node_pool": "default", "nomad_node_class": "web", "nomad_datacenter": "dc1"}}
-	vm := steps.Host{Name: "vm", Address: "127.0.0.1", Meta: map[string]string{"connect.log_level": "info"},
+	vm := ports.Host{Name: "vm", Address: "127.0.0.1", Meta: map[string]string{"connect.log_level": "info"},
 		Vars: map[string]any{"nomad_node_id": "e1dab77c-7cd8-74f8-e548-273aefd669da", "nomad_node_pool": "default", "nomad_node_class": "", "nomad_datacenter": "dc1"}}
-	batch := steps.Host{Name: "batch-1", Address: "10.0.2.1", Meta: map[string]string{"role": "web"},
+	batch := ports.Host{Name: "batch-1", Address: "10.0.2.1", Meta: map[string]string{"role": "web"},
 		Vars: map[string]any{"nomad_node_id": "55555555-0000-0000-0000-000000000005", "nomad_node_pool": "batch", "nomad_node_class": "web", "nomad_datacenter": "dc1"}}
 	tests := []struct {
 		name     string
 		fixture  string
 		q        NodeQuery
-		want     []steps.Host
+		want     []ports.Host
 		wantRead int // node reads: only candidates are read
 		wantErr  []string
 	}{
-		{name: "recorded single node", fixture: "nodes.json", want: []steps.Host{vm}, wantRead: 1},
+		{name: "recorded single node", fixture: "nodes.json", want: []ports.Host{vm}, wantRead: 1},
 		{name: "ready eligible nodes sorted, drained and down skipped", fixture: "nodes_fleet.json",
-			want: []steps.Host{batch, vm, webA, webB}, wantRead: 4},
+			want: []ports.Host{batch, vm, webA, webB}, wantRead: 4},
 		{name: "pool and class", fixture: "nodes_fleet.json", q: NodeQuery{NodePool: "default", NodeClass: "web"},
-			want: []steps.Host{webA, webB}, wantRead: 2},
+			want: []ports.Host{webA, webB}, wantRead: 2},
 		{name: "meta", fixture: "nodes_fleet.json", q: NodeQuery{Meta: map[string]string{"role": "web", "rack": "r1"}},
-			want: []steps.Host{webB}, wantRead: 4},
+			want: []ports.Host{webB}, wantRead: 4},
 		{name: "nothing matches", fixture: "nodes_fleet.json", q: NodeQuery{NodeClass: "db", Meta: map[string]string{"role": "db"}},
 			wantErr: []string{"node_class db", "meta role=db", "among 6 nodes", "no ready, eligible nodes"}},
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Items of a state variable: "value" holds the value, as text or base64
@@ -29,10 +29,10 @@ const (
 // rollguard/<name>.
 func DefaultPrefix(rollout string) string { return "rollguard/" + escapePath(rollout) }
 
-// VarStore is a steps.StateStore on Nomad Variables: each key is one
+// VarStore is a ports.StateStore on Nomad Variables: each key is one
 // variable at <prefix>/<key>, its version the variable's ModifyIndex, and
 // every write a check-and-set (?cas=<ModifyIndex>; 0 creates only). Nomad
-// answers a lost race with 409 Conflict, which becomes steps.ErrConflict.
+// answers a lost race with 409 Conflict, which becomes ports.ErrConflict.
 //
 // Nomad variable paths allow only letters, digits and - _ ~ /; any other
 // byte of a key is written as ~XX (hex), and ~ itself as ~7e, so keys such
@@ -81,7 +81,7 @@ func (s *VarStore) Get(ctx context.Context, key string) ([]byte, uint64, error) 
 
 // Put writes value if key's ModifyIndex is still version (0: it must not
 // exist) and returns the new ModifyIndex; an error wrapping
-// steps.ErrConflict when another writer won.
+// ports.ErrConflict when another writer won.
 func (s *VarStore) Put(ctx context.Context, key string, value []byte, version uint64) (uint64, error) {
 	p := s.path(key)
 	v, err := checkedWrite(ctx, s.c, &api.Variable{Namespace: s.namespace, Path: p, Items: encodeItems(value), ModifyIndex: version})
@@ -91,7 +91,7 @@ func (s *VarStore) Put(ctx context.Context, key string, value []byte, version ui
 	return v.ModifyIndex, nil
 }
 
-// Delete removes key if its ModifyIndex is still version (steps.ErrConflict
+// Delete removes key if its ModifyIndex is still version (ports.ErrConflict
 // otherwise).
 func (s *VarStore) Delete(ctx context.Context, key string, version uint64) error {
 	p := s.path(key)
@@ -145,7 +145,7 @@ func checkedDelete(ctx context.Context, c *Client, namespace, path string, versi
 	return casError(err)
 }
 
-// casError turns Nomad's conflict into steps.ErrConflict. (ErrCASConflict's
+// casError turns Nomad's conflict into ports.ErrConflict. (ErrCASConflict's
 // own message dereferences the conflicting variable, which Nomad may send
 // empty, so it is not used.)
 func casError(err error) error {
@@ -155,7 +155,7 @@ func casError(err error) error {
 		if conflict.Conflict != nil {
 			found = conflict.Conflict.ModifyIndex
 		}
-		return fmt.Errorf("expected ModifyIndex %d, found %d: %w", conflict.CheckIndex, found, steps.ErrConflict)
+		return fmt.Errorf("expected ModifyIndex %d, found %d: %w", conflict.CheckIndex, found, ports.ErrConflict)
 	}
 	return err
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 func TestVarStoreCheckAndSet(t *testing.T) {
@@ -29,7 +29,7 @@ func TestVarStoreCheckAndSet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if _, err := b.Put(ctx, "journal", []byte("b"), 0); !errors.Is(err, steps.ErrConflict) {
+	if _, err := b.Put(ctx, "journal", []byte("b"), 0); !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("second create = %v, want ErrConflict", err)
 	}
 	v2, err := a.Put(ctx, "journal", []byte(`{"step":2}`), v1)
@@ -37,13 +37,13 @@ func TestVarStoreCheckAndSet(t *testing.T) {
 		t.Fatalf("update: %v", err)
 	}
 	_, err = b.Put(ctx, "journal", []byte("b"), v1)
-	if !errors.Is(err, steps.ErrConflict) {
+	if !errors.Is(err, ports.ErrConflict) {
 		t.Fatalf("stale update = %v, want ErrConflict", err)
 	}
 	if !strings.Contains(err.Error(), "rollguard/web-nginx/journal") || strings.Contains(err.Error(), testToken) {
 		t.Errorf("error %q should name the variable and not the token", err)
 	}
-	if _, err := b.Put(ctx, "missing", []byte("b"), 7); !errors.Is(err, steps.ErrConflict) {
+	if _, err := b.Put(ctx, "missing", []byte("b"), 7); !errors.Is(err, ports.ErrConflict) {
 		t.Errorf("update of a missing variable = %v, want ErrConflict", err)
 	}
 	value, version, err := b.Get(ctx, "journal")
@@ -55,7 +55,7 @@ func TestVarStoreCheckAndSet(t *testing.T) {
 		t.Errorf("stored items = %v, want readable text", stored.Items)
 	}
 
-	if err := b.Delete(ctx, "journal", v1); !errors.Is(err, steps.ErrConflict) {
+	if err := b.Delete(ctx, "journal", v1); !errors.Is(err, ports.ErrConflict) {
 		t.Errorf("stale Delete = %v, want ErrConflict", err)
 	}
 	if err := b.Delete(ctx, "journal", v2); err != nil {

@@ -11,12 +11,12 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Items of a lock variable.
 const (
-	itemHolder  = "holder"  // steps.Holder as JSON
+	itemHolder  = "holder"  // ports.Holder as JSON
 	itemExpires = "expires" // RFC 3339 time after which the lease is stale
 )
 
@@ -33,12 +33,12 @@ type VarLockOptions struct {
 	// RenewEvery is the renewal period (default TTL/3).
 	RenewEvery time.Duration
 	// Clock paces renewals and judges expiry (default: the wall clock).
-	Clock steps.Clock
+	Clock ports.Clock
 	// Logger receives renewal failures and loss (default: the client's).
 	Logger *slog.Logger
 }
 
-// VarLocker is a steps.Locker on one Nomad variable holding the holder and
+// VarLocker is a ports.Locker on one Nomad variable holding the holder and
 // an expiry time. It is acquired with check-and-set (create when absent,
 // take over when expired), renewed every RenewEvery by a check-and-set that
 // pushes the expiry forward, and lost when a renewal's check-and-set fails
@@ -62,7 +62,7 @@ func NewVarLocker(c *Client, opts VarLockOptions) *VarLocker {
 		opts.RenewEvery = opts.TTL / 3
 	}
 	if opts.Clock == nil {
-		opts.Clock = steps.WallClock{}
+		opts.Clock = ports.WallClock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = c.logger
@@ -79,10 +79,10 @@ func (l *VarLocker) items(holder []byte, expires time.Time) api.VariableItems {
 	return api.VariableItems{itemHolder: string(holder), itemExpires: expires.UTC().Format(time.RFC3339Nano)}
 }
 
-// Acquire takes the lock for holder, or returns a *steps.LockedError naming
+// Acquire takes the lock for holder, or returns a *ports.LockedError naming
 // the current holder when an unexpired lease exists or another run won the
 // race. It does not wait. Cancelling ctx aborts the attempt.
-func (l *VarLocker) Acquire(ctx context.Context, name string, holder steps.Holder) (steps.Lease, error) {
+func (l *VarLocker) Acquire(ctx context.Context, name string, holder ports.Holder) (ports.Lease, error) {
 	path := l.LockPath(name)
 	hj, err := json.Marshal(holder)
 	if err != nil {
@@ -99,14 +99,14 @@ func (l *VarLocker) Acquire(ctx context.Context, name string, holder steps.Holde
 			return nil, fmt.Errorf("nomad lock %q: %w", path, err)
 		}
 		if l.opts.Clock.Now().Before(expires) {
-			return nil, &steps.LockedError{Name: name, Holder: current}
+			return nil, &ports.LockedError{Name: name, Holder: current}
 		}
 		l.opts.Logger.Warn("nomad lock is stale, taking it over", "path", path, "stale_run_id", current.RunID, "expired", expires)
 		version = cur.ModifyIndex
 	}
 	expires := l.opts.Clock.Now().Add(l.opts.TTL)
 	v, err := checkedWrite(ctx, l.c, &api.Variable{Namespace: l.opts.Namespace, Path: path, Items: l.items(hj, expires), ModifyIndex: version})
-	if errors.Is(err, steps.ErrConflict) {
+	if errors.Is(err, ports.ErrConflict) {
 		// Another run created or took over the lock between our read and write.
 		return nil, l.refusal(ctx, name, path)
 	}
@@ -126,7 +126,7 @@ func (l *VarLocker) refusal(ctx context.Context, name, path string) error {
 	if err != nil {
 		return fmt.Errorf("nomad lock %q was taken concurrently; reading its holder: %w", path, err)
 	}
-	locked := &steps.LockedError{Name: name}
+	locked := &ports.LockedError{Name: name}
 	if cur != nil {
 		if h, _, err := parseLock(cur); err == nil {
 			locked.Holder = h
@@ -135,8 +135,8 @@ func (l *VarLocker) refusal(ctx context.Context, name, path string) error {
 	return locked
 }
 
-func parseLock(v *api.Variable) (steps.Holder, time.Time, error) {
-	var h steps.Holder
+func parseLock(v *api.Variable) (ports.Holder, time.Time, error) {
+	var h ports.Holder
 	if err := json.Unmarshal([]byte(v.Items[itemHolder]), &h); err != nil {
 		return h, time.Time{}, fmt.Errorf("holder item is not a rollguard holder: %w", err)
 	}
@@ -195,7 +195,7 @@ func (s *varLease) renew(ctx context.Context) {
 			return
 		}
 		switch {
-		case errors.Is(err, steps.ErrConflict):
+		case errors.Is(err, ports.ErrConflict):
 			s.markLost("renewal check-and-set failed: the lock changed hands")
 			return
 		case err != nil:
@@ -229,6 +229,6 @@ func (s *varLease) Release(ctx context.Context) error {
 }
 
 var (
-	_ steps.Locker     = (*VarLocker)(nil)
-	_ steps.StateStore = (*VarStore)(nil)
+	_ ports.Locker     = (*VarLocker)(nil)
+	_ ports.StateStore = (*VarStore)(nil)
 )

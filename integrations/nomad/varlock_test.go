@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
-// tickClock is a steps.Clock whose Sleep returns only when the test ticks
+// tickClock is a ports.Clock whose Sleep returns only when the test ticks
 // it, advancing Now by the slept duration.
 type tickClock struct {
 	mu    sync.Mutex
@@ -59,7 +59,7 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-func notLost(t *testing.T, l steps.Lease) {
+func notLost(t *testing.T, l ports.Lease) {
 	t.Helper()
 	select {
 	case <-l.Lost():
@@ -69,8 +69,8 @@ func notLost(t *testing.T, l steps.Lease) {
 }
 
 var (
-	holderA = steps.Holder{Host: "vm", PID: 11, RunID: "run-a", Since: t0, Where: "nomad alloc 5b3c9a1e job web/periodic-1"}
-	holderB = steps.Holder{Host: "vm-2", PID: 22, RunID: "run-b", Since: t0.Add(time.Minute)}
+	holderA = ports.Holder{Host: "vm", PID: 11, RunID: "run-a", Since: t0, Where: "nomad alloc 5b3c9a1e job web/periodic-1"}
+	holderB = ports.Holder{Host: "vm-2", PID: 22, RunID: "run-b", Since: t0.Add(time.Minute)}
 )
 
 const lockPath = "rollguard/web-nginx/lock"
@@ -93,15 +93,15 @@ func TestVarLockContentionAndStaleTakeover(t *testing.T) {
 	if v == nil || v.Items["expires"] != "2026-11-26T06:01:00Z" {
 		t.Fatalf("lock variable = %+v, want expiry at now+TTL", v)
 	}
-	var stored steps.Holder
+	var stored ports.Holder
 	if err := json.Unmarshal([]byte(v.Items["holder"]), &stored); err != nil || stored.RunID != "run-a" {
 		t.Fatalf("holder item = %q (%v), want run-a", v.Items["holder"], err)
 	}
 
 	_, err = b.Acquire(ctx, "web-nginx", holderB)
-	var locked *steps.LockedError
+	var locked *ports.LockedError
 	if !errors.As(err, &locked) {
-		t.Fatalf("contended Acquire = %v, want *steps.LockedError", err)
+		t.Fatalf("contended Acquire = %v, want *ports.LockedError", err)
 	}
 	if locked.Name != "web-nginx" || locked.Holder.RunID != "run-a" || locked.Holder.Host != "vm" || locked.Holder.Where != holderA.Where {
 		t.Errorf("LockedError = %+v, want holder run-a on vm", locked)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // alertmanager posts to Alertmanager's v2 API (POST /api/v2/alerts). The
@@ -56,16 +56,16 @@ func AlertName(event string) string {
 // promoted.
 func Severity(event string) string {
 	switch event {
-	case steps.EventDegraded:
+	case ports.EventDegraded:
 		return "warning"
-	case steps.EventPromoted:
+	case ports.EventPromoted:
 		return "info"
 	default:
 		return "critical"
 	}
 }
 
-func amAlert(a steps.Alert) postableAlert {
+func amAlert(a ports.Alert) postableAlert {
 	labels := map[string]string{
 		"alertname": AlertName(a.Event),
 		"rollout":   a.Rollout,
@@ -98,7 +98,7 @@ func amAlert(a steps.Alert) postableAlert {
 	return pa
 }
 
-func (m *alertmanager) send(ctx context.Context, a steps.Alert) error {
+func (m *alertmanager) send(ctx context.Context, a ports.Alert) error {
 	data, err := json.Marshal([]postableAlert{amAlert(a)})
 	if err != nil {
 		return fmt.Errorf("encode alertmanager alert: %w", err)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // annotations writes GitHub Actions workflow commands (::error::,
@@ -19,11 +19,11 @@ type annotations struct {
 }
 
 // annotationLevel maps an event to a workflow command.
-func annotationLevel(a steps.Alert) string {
+func annotationLevel(a ports.Alert) string {
 	switch {
-	case a.Resolved || a.Event == steps.EventPromoted:
+	case a.Resolved || a.Event == ports.EventPromoted:
 		return "notice"
-	case a.Event == steps.EventDegraded:
+	case a.Event == ports.EventDegraded:
 		return "warning"
 	default:
 		return "error"
@@ -31,7 +31,7 @@ func annotationLevel(a steps.Alert) string {
 }
 
 // Annotation is the workflow command line for a, newline included.
-func Annotation(a steps.Alert) string {
+func Annotation(a ports.Alert) string {
 	msg := summary(a)
 	if d := description(a); d != "" {
 		msg += "\n" + d
@@ -40,7 +40,7 @@ func Annotation(a steps.Alert) string {
 		escapeProperty("rollguard "+title(a)+": "+a.Rollout), escapeData(msg))
 }
 
-func (g *annotations) send(ctx context.Context, a steps.Alert) error {
+func (g *annotations) send(ctx context.Context, a ports.Alert) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -7,17 +7,17 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // title is the event as a heading word.
-func title(a steps.Alert) string {
+func title(a ports.Alert) string {
 	t := map[string]string{
-		steps.EventDegraded:     "Degraded",
-		steps.EventRollback:     "Rollback",
-		steps.EventHalted:       "Halted",
-		steps.EventPromoted:     "Promoted",
-		steps.EventVerifyFailed: "Revert not verified",
+		ports.EventDegraded:     "Degraded",
+		ports.EventRollback:     "Rollback",
+		ports.EventHalted:       "Halted",
+		ports.EventPromoted:     "Promoted",
+		ports.EventVerifyFailed: "Revert not verified",
 	}[a.Event]
 	if a.Resolved {
 		t = "Resolved: " + t
@@ -26,27 +26,27 @@ func title(a steps.Alert) string {
 }
 
 // summary is the alert as one sentence.
-func summary(a steps.Alert) string {
+func summary(a ports.Alert) string {
 	in := ""
 	if a.Wave != "" {
 		in = " in wave " + a.Wave
 	}
 	var s string
 	switch a.Event {
-	case steps.EventDegraded:
+	case ports.EventDegraded:
 		s = fmt.Sprintf("rollout %s is degrading%s", a.Rollout, in)
-	case steps.EventRollback:
+	case ports.EventRollback:
 		s = fmt.Sprintf("rollout %s rolled back%s", a.Rollout, in)
-	case steps.EventHalted:
+	case ports.EventHalted:
 		s = fmt.Sprintf("rollout %s halted%s: a person must decide", a.Rollout, in)
-	case steps.EventPromoted:
+	case ports.EventPromoted:
 		s = fmt.Sprintf("rollout %s promoted", a.Rollout)
-	case steps.EventVerifyFailed:
+	case ports.EventVerifyFailed:
 		s = fmt.Sprintf("rollout %s: the revert%s did not bring the metrics back to the baseline", a.Rollout, in)
 	default:
 		s = fmt.Sprintf("rollout %s: %s%s", a.Rollout, a.Event, in)
 	}
-	if n := len(a.Hosts); n > 0 && a.Event != steps.EventPromoted {
+	if n := len(a.Hosts); n > 0 && a.Event != ports.EventPromoted {
 		s += fmt.Sprintf(" (%d host%s)", n, plural(n))
 	}
 	if a.Resolved {
@@ -93,7 +93,7 @@ func formatValue(v float64) string {
 
 // description is the alert's details as lines: reason, hosts, values,
 // run, report.
-func description(a steps.Alert) string {
+func description(a ports.Alert) string {
 	var b strings.Builder
 	if a.Reason != "" {
 		b.WriteString(a.Reason + "\n")

@@ -1,6 +1,6 @@
 // Package notify sends rollguard's alerts: a JSON webhook, a Slack incoming
 // webhook, Alertmanager's v2 API and GitHub workflow annotations. New builds
-// one steps.Alerter that fans an alert out to every configured destination
+// one ports.Alerter that fans an alert out to every configured destination
 // whose event list includes it.
 //
 // Webhook and Slack URLs are secrets (the path is the credential) and an
@@ -21,15 +21,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
-// Destination types: the list is steps.AlertTypes().
+// Destination types: the list is ports.AlertTypes().
 const (
-	TypeWebhook      = steps.AlertWebhook
-	TypeSlack        = steps.AlertSlack
-	TypeAlertmanager = steps.AlertAlertmanager
-	TypeGitHub       = steps.AlertGitHub
+	TypeWebhook      = ports.AlertWebhook
+	TypeSlack        = ports.AlertSlack
+	TypeAlertmanager = ports.AlertAlertmanager
+	TypeGitHub       = ports.AlertGitHub
 )
 
 // AlertConfig is one destination (the spec's alerts[] entry).
@@ -40,7 +40,7 @@ type AlertConfig struct {
 	// URL (http://am:9093; /api/v2/alerts is appended unless present).
 	// A github destination takes none. Secret: never logged.
 	URL string
-	// On lists the events to send (default steps.DefaultEvents()).
+	// On lists the events to send (default ports.DefaultEvents()).
 	On []string
 }
 
@@ -59,7 +59,7 @@ type Options struct {
 	Annotations io.Writer
 	// Clock gives the time of alerts sent without At and waits before a
 	// retry (default: the wall clock).
-	Clock steps.Clock
+	Clock ports.Clock
 	// Logger receives one line per delivery (default: discard).
 	Logger *slog.Logger
 	// UserAgent is sent with every request (default "rollguard").
@@ -68,7 +68,7 @@ type Options struct {
 
 // sender delivers one alert to one destination.
 type sender interface {
-	send(ctx context.Context, a steps.Alert) error
+	send(ctx context.Context, a ports.Alert) error
 }
 
 // destination is one configured sender and the events it wants.
@@ -84,16 +84,16 @@ type destination struct {
 // Fanout sends each alert to every destination that wants its event.
 type Fanout struct {
 	dests  []destination
-	clock  steps.Clock
+	clock  ports.Clock
 	logger *slog.Logger
 }
 
-var _ steps.Alerter = (*Fanout)(nil)
+var _ ports.Alerter = (*Fanout)(nil)
 
 // New checks every destination and builds the fan-out. All problems are
 // reported at once (unknown type, missing or malformed URL, unknown
 // event); no error holds a URL's secret part.
-func New(cfg []AlertConfig, opts Options) (steps.Alerter, error) {
+func New(cfg []AlertConfig, opts Options) (ports.Alerter, error) {
 	return newFanout(cfg, opts)
 }
 
@@ -112,11 +112,11 @@ func newFanout(cfg []AlertConfig, opts Options) (*Fanout, error) {
 	for i, c := range cfg {
 		d := destination{index: i, typ: c.Type, on: c.On}
 		if len(d.on) == 0 {
-			d.on = steps.DefaultEvents()
+			d.on = ports.DefaultEvents()
 		}
 		for _, ev := range d.on {
-			if !slices.Contains(steps.Events(), ev) {
-				errs = append(errs, fmt.Errorf("alerts[%d] (%s): unknown event %q (want one of %v)", i, c.Type, ev, steps.Events()))
+			if !slices.Contains(ports.Events(), ev) {
+				errs = append(errs, fmt.Errorf("alerts[%d] (%s): unknown event %q (want one of %v)", i, c.Type, ev, ports.Events()))
 			}
 		}
 		var u *url.URL
@@ -176,7 +176,7 @@ func (o Options) withDefaults() Options {
 		o.Annotations = os.Stdout
 	}
 	if o.Clock == nil {
-		o.Clock = steps.WallClock{}
+		o.Clock = ports.WallClock{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -192,8 +192,8 @@ func (o Options) withDefaults() Options {
 // others; the error joins every failure, in configuration order, each
 // naming its destination (redacted). Cancelling ctx aborts the deliveries
 // in flight; their errors wrap ctx.Err().
-func (f *Fanout) Send(ctx context.Context, a steps.Alert) error {
-	if !slices.Contains(steps.Events(), a.Event) {
+func (f *Fanout) Send(ctx context.Context, a ports.Alert) error {
+	if !slices.Contains(ports.Events(), a.Event) {
 		return fmt.Errorf("alert for rollout %q: unknown event %q", a.Rollout, a.Event)
 	}
 	if a.At.IsZero() {

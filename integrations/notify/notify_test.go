@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // fakeClock returns a fixed time and records the pauses asked of it.
@@ -37,9 +37,9 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 
 var t0 = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
 
-func rollbackAlert() steps.Alert {
-	return steps.Alert{
-		Event:     steps.EventRollback,
+func rollbackAlert() ports.Alert {
+	return ports.Alert{
+		Event:     ports.EventRollback,
 		Rollout:   "web-nginx",
 		RunID:     "run-42",
 		Wave:      "canary",
@@ -350,11 +350,11 @@ func TestFanoutRoutesByEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ev := range steps.Events() {
+	for _, ev := range ports.Events() {
 		a := rollbackAlert()
 		a.Event = ev
 		err := al.Send(t.Context(), a)
-		wantErr := ev != steps.EventPromoted // the broken one wants every default event
+		wantErr := ev != ports.EventPromoted // the broken one wants every default event
 		if (err != nil) != wantErr {
 			t.Errorf("Send(%s): %v, want error: %t", ev, err, wantErr)
 		}

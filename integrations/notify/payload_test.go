@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 func TestSlackMessage(t *testing.T) {
@@ -81,12 +81,12 @@ func TestAlertmanagerRequest(t *testing.T) {
 	tests := []struct {
 		name     string
 		path     string // of the configured URL
-		alert    func(a *steps.Alert)
+		alert    func(a *ports.Alert)
 		wantPath string
 		want     postableAlert
 	}{
 		{
-			name: "rollback", path: "", alert: func(*steps.Alert) {}, wantPath: "/api/v2/alerts",
+			name: "rollback", path: "", alert: func(*ports.Alert) {}, wantPath: "/api/v2/alerts",
 			want: postableAlert{
 				Labels: map[string]string{"alertname": "RollguardRollback", "rollout": "web-nginx", "wave": "canary", "severity": "critical"},
 				Annotations: map[string]string{
@@ -101,8 +101,8 @@ func TestAlertmanagerRequest(t *testing.T) {
 		},
 		{
 			name: "degraded resolved, behind a path prefix", path: "/am/",
-			alert: func(a *steps.Alert) {
-				a.Event, a.Resolved, a.Values, a.Reason, a.Hosts, a.ReportURL = steps.EventDegraded, true, nil, "", nil, "report.md"
+			alert: func(a *ports.Alert) {
+				a.Event, a.Resolved, a.Values, a.Reason, a.Hosts, a.ReportURL = ports.EventDegraded, true, nil, "", nil, "report.md"
 			},
 			wantPath: "/am/api/v2/alerts",
 			want: postableAlert{
@@ -116,7 +116,7 @@ func TestAlertmanagerRequest(t *testing.T) {
 		},
 		{
 			name: "verify failed, no wave, full endpoint given", path: "/api/v2/alerts",
-			alert:    func(a *steps.Alert) { a.Event, a.Wave, a.Values, a.ReportURL = steps.EventVerifyFailed, "", nil, "" },
+			alert:    func(a *ports.Alert) { a.Event, a.Wave, a.Values, a.ReportURL = ports.EventVerifyFailed, "", nil, "" },
 			wantPath: "/api/v2/alerts",
 			want: postableAlert{
 				Labels: map[string]string{"alertname": "RollguardVerifyFailed", "rollout": "web-nginx", "severity": "critical"},
@@ -132,7 +132,7 @@ func TestAlertmanagerRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newRecorder(t)
-			al, err := New([]AlertConfig{{Type: TypeAlertmanager, URL: rec.srv.URL + tt.path, On: steps.Events()}}, Options{})
+			al, err := New([]AlertConfig{{Type: TypeAlertmanager, URL: rec.srv.URL + tt.path, On: ports.Events()}}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +165,7 @@ func TestAlertNameAndSeverity(t *testing.T) {
 		"promoted":      {"RollguardPromoted", "info"},
 		"verify_failed": {"RollguardVerifyFailed", "critical"},
 	}
-	for _, ev := range steps.Events() {
+	for _, ev := range ports.Events() {
 		if got := [2]string{AlertName(ev), Severity(ev)}; got != want[ev] {
 			t.Errorf("%s: %v, want %v", ev, got, want[ev])
 		}
@@ -175,27 +175,27 @@ func TestAlertNameAndSeverity(t *testing.T) {
 func TestAnnotation(t *testing.T) {
 	tests := []struct {
 		name  string
-		alert steps.Alert
+		alert ports.Alert
 		want  string
 	}{
 		{
 			name:  "degraded is a warning; newlines, % and CR are escaped",
-			alert: steps.Alert{Event: "degraded", Rollout: "web", Wave: "canary", Reason: "p95 +80%\r\nerrors 3%", At: t0},
+			alert: ports.Alert{Event: "degraded", Rollout: "web", Wave: "canary", Reason: "p95 +80%\r\nerrors 3%", At: t0},
 			want:  "::warning title=rollguard Degraded%3A web::rollout web is degrading in wave canary%0Ap95 +80%25%0D%0Aerrors 3%25\n",
 		},
 		{
 			name:  "rollback is an error; ':' and ',' in the title are escaped",
-			alert: steps.Alert{Event: "rollback", Rollout: "a,b:c", Hosts: []string{"h1", "h2"}, RunID: "r1", At: t0},
+			alert: ports.Alert{Event: "rollback", Rollout: "a,b:c", Hosts: []string{"h1", "h2"}, RunID: "r1", At: t0},
 			want:  "::error title=rollguard Rollback%3A a%2Cb%3Ac::rollout a,b:c rolled back (2 hosts)%0Ahosts: h1, h2%0Arun: r1\n",
 		},
 		{
 			name:  "promoted is a notice",
-			alert: steps.Alert{Event: "promoted", Rollout: "web", At: t0},
+			alert: ports.Alert{Event: "promoted", Rollout: "web", At: t0},
 			want:  "::notice title=rollguard Promoted%3A web::rollout web promoted\n",
 		},
 		{
 			name:  "a resolved degradation is a notice",
-			alert: steps.Alert{Event: "degraded", Rollout: "web", Resolved: true, At: t0},
+			alert: ports.Alert{Event: "degraded", Rollout: "web", Resolved: true, At: t0},
 			want:  "::notice title=rollguard Resolved%3A Degraded%3A web::resolved: rollout web is degrading\n",
 		},
 	}
@@ -210,7 +210,7 @@ func TestAnnotation(t *testing.T) {
 
 // The time format of startsAt must be RFC 3339, as Alertmanager parses it.
 func TestAlertmanagerTimeFormat(t *testing.T) {
-	data, err := json.Marshal(amAlert(steps.Alert{Event: "halted", Rollout: "x", At: time.Date(2025, 1, 2, 3, 4, 5, 600, time.FixedZone("CET", 3600))}))
+	data, err := json.Marshal(amAlert(ports.Alert{Event: "halted", Rollout: "x", At: time.Date(2025, 1, 2, 3, 4, 5, 600, time.FixedZone("CET", 3600))}))
 	if err != nil {
 		t.Fatal(err)
 	}

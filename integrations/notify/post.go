@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // poster POSTs JSON with a per-attempt timeout and one retry on a 5xx
@@ -20,7 +20,7 @@ type poster struct {
 	client     *http.Client
 	timeout    time.Duration
 	retryDelay time.Duration
-	clock      steps.Clock
+	clock      ports.Clock
 	userAgent  string
 }
 

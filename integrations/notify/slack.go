@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // slack posts to a Slack incoming webhook: a text fallback (notifications,
@@ -44,7 +44,7 @@ const (
 	slackSectionMax = 3000
 )
 
-func (s *slack) send(ctx context.Context, a steps.Alert) error {
+func (s *slack) send(ctx context.Context, a ports.Alert) error {
 	data, err := json.Marshal(slackPayload(a))
 	if err != nil {
 		return fmt.Errorf("encode slack message: %w", err)
@@ -52,13 +52,13 @@ func (s *slack) send(ctx context.Context, a steps.Alert) error {
 	return s.post.post(ctx, s.url, data, nil)
 }
 
-func slackPayload(a steps.Alert) slackMessage {
+func slackPayload(a ports.Alert) slackMessage {
 	icon := map[string]string{
-		steps.EventDegraded:     ":warning:",
-		steps.EventRollback:     ":rotating_light:",
-		steps.EventHalted:       ":octagonal_sign:",
-		steps.EventPromoted:     ":white_check_mark:",
-		steps.EventVerifyFailed: ":x:",
+		ports.EventDegraded:     ":warning:",
+		ports.EventRollback:     ":rotating_light:",
+		ports.EventHalted:       ":octagonal_sign:",
+		ports.EventPromoted:     ":white_check_mark:",
+		ports.EventVerifyFailed: ":x:",
 	}[a.Event]
 	if a.Resolved {
 		icon = ":white_check_mark:"

@@ -11,10 +11,10 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
-// webhook POSTs the alert as JSON: steps.Alert's fields plus a summary
+// webhook POSTs the alert as JSON: ports.Alert's fields plus a summary
 // sentence. Values that are not finite (no data) are null.
 type webhook struct {
 	url  *url.URL
@@ -23,14 +23,14 @@ type webhook struct {
 
 // webhookBody is the JSON a webhook receives.
 type webhookBody struct {
-	steps.Alert
+	ports.Alert
 	// Values shadows Alert.Values: JSON has no NaN.
 	Values map[string]*float64 `json:"values,omitempty"`
 	// Summary is the alert as one sentence.
 	Summary string `json:"summary"`
 }
 
-func (w *webhook) send(ctx context.Context, a steps.Alert) error {
+func (w *webhook) send(ctx context.Context, a ports.Alert) error {
 	body := webhookBody{Alert: a, Values: finiteValues(a.Values), Summary: summary(a)}
 	data, err := json.Marshal(body)
 	if err != nil {
@@ -59,7 +59,7 @@ func finiteValues(values map[string]float64) map[string]*float64 {
 }
 
 // deliveryID identifies one alert: run, event, wave, time, resolution.
-func deliveryID(a steps.Alert) string {
+func deliveryID(a ports.Alert) string {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%t", a.RunID, a.Event, a.Wave, a.At.UTC().Format(time.RFC3339Nano), a.Resolved))
 	return hex.EncodeToString(sum[:16])
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/rollguard/rollguard/integrations/snapshot"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // needTool returns the path of a program the end-to-end test needs: the
@@ -48,7 +48,7 @@ func TestQcow2SnapshotRestoresTheImage(t *testing.T) {
 	qemuImg := needTool(t, "qemu-img")
 	qemuIOPath := needTool(t, "qemu-io")
 	dir := t.TempDir()
-	hosts := []steps.Host{
+	hosts := []ports.Host{
 		{Name: "vm-1", Address: filepath.Join(dir, "vm-1.qcow2")},
 		{Name: "vm-2", Address: filepath.Join(dir, "vm 2 with spaces.qcow2")},
 	}
@@ -70,7 +70,7 @@ func TestQcow2SnapshotRestoresTheImage(t *testing.T) {
 	}
 	ctx := context.Background()
 	const runID = "0f3c9a"
-	requireOK := func(step string, res []steps.SnapshotResult) {
+	requireOK := func(step string, res []ports.SnapshotResult) {
 		t.Helper()
 		if len(res) != len(hosts) {
 			t.Fatalf("%s: %d results for %d hosts", step, len(res), len(hosts))

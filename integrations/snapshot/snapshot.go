@@ -1,4 +1,4 @@
-// Package snapshot implements steps.Snapshotter with hooks: argv templates
+// Package snapshot implements ports.Snapshotter with hooks: argv templates
 // (libvirt's virsh, qemu-img, lvcreate, zfs, a cloud CLI) rendered per host
 // and executed without a shell, each in its own process group so that a
 // timeout or a cancellation stops everything the hook started.
@@ -19,7 +19,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Defaults of Config.
@@ -71,7 +71,7 @@ type Snapshotter struct {
 	log                     *slog.Logger
 }
 
-var _ steps.Snapshotter = (*Snapshotter)(nil)
+var _ ports.Snapshotter = (*Snapshotter)(nil)
 
 // hostData and templateData are what the templates see: only the fields
 // the spec documents, so a template naming any other field is refused when
@@ -131,8 +131,8 @@ func New(cfg Config) (*Snapshotter, error) {
 	s := &Snapshotter{cfg: cfg, log: cfg.Logger}
 
 	// The name is what {{.Snapshot}} renders to: it cannot use itself.
-	hookFields := steps.SnapshotFields()
-	nameFields := slices.DeleteFunc(steps.SnapshotFields(), func(f string) bool { return f == ".Snapshot" })
+	hookFields := ports.SnapshotFields()
+	nameFields := slices.DeleteFunc(ports.SnapshotFields(), func(f string) bool { return f == ".Snapshot" })
 	var err error
 	if s.name, err = compile("name", cfg.Name, nameFields); err != nil {
 		errs = append(errs, err)
@@ -183,7 +183,7 @@ func compile(where, text string, allowed []string) (*template.Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
 	}
-	if bad := steps.UnknownFields(t, allowed); len(bad) > 0 {
+	if bad := ports.UnknownFields(t, allowed); len(bad) > 0 {
 		return nil, fmt.Errorf("snapshot hook %s %q: unknown field %s (known: %s)", where, text, strings.Join(bad, ", "), strings.Join(allowed, " "))
 	}
 	if err := t.Execute(io.Discard, sample()); err != nil {
@@ -192,19 +192,19 @@ func compile(where, text string, allowed []string) (*template.Template, error) {
 	return t, nil
 }
 
-// Create runs the create hook for each host. See steps.Snapshotter.
-func (s *Snapshotter) Create(ctx context.Context, hosts []steps.Host, runID string) []steps.SnapshotResult {
+// Create runs the create hook for each host. See ports.Snapshotter.
+func (s *Snapshotter) Create(ctx context.Context, hosts []ports.Host, runID string) []ports.SnapshotResult {
 	return s.runAll(ctx, "create", s.create, hosts, runID)
 }
 
-// Restore runs the restore hook for each host. See steps.Snapshotter.
-func (s *Snapshotter) Restore(ctx context.Context, hosts []steps.Host, runID string) []steps.SnapshotResult {
+// Restore runs the restore hook for each host. See ports.Snapshotter.
+func (s *Snapshotter) Restore(ctx context.Context, hosts []ports.Host, runID string) []ports.SnapshotResult {
 	return s.runAll(ctx, "restore", s.restore, hosts, runID)
 }
 
 // Delete runs the delete hook for each host; nil when none is configured.
-// See steps.Snapshotter.
-func (s *Snapshotter) Delete(ctx context.Context, hosts []steps.Host, runID string) []steps.SnapshotResult {
+// See ports.Snapshotter.
+func (s *Snapshotter) Delete(ctx context.Context, hosts []ports.Host, runID string) []ports.SnapshotResult {
 	if len(s.delete) == 0 {
 		return nil
 	}
@@ -212,7 +212,7 @@ func (s *Snapshotter) Delete(ctx context.Context, hosts []steps.Host, runID stri
 }
 
 // SnapshotName renders the snapshot's name for host in run runID.
-func (s *Snapshotter) SnapshotName(host steps.Host, runID string) (string, error) {
+func (s *Snapshotter) SnapshotName(host ports.Host, runID string) (string, error) {
 	var b strings.Builder
 	if err := s.name.Execute(&b, data(host, runID, "")); err != nil {
 		return "", fmt.Errorf("snapshot name for host %s: %w", host.Name, err)
@@ -220,7 +220,7 @@ func (s *Snapshotter) SnapshotName(host steps.Host, runID string) (string, error
 	return b.String(), nil
 }
 
-func data(host steps.Host, runID, snapshot string) templateData {
+func data(host ports.Host, runID, snapshot string) templateData {
 	addr := host.Address
 	if addr == "" {
 		addr = host.Name
@@ -230,8 +230,8 @@ func data(host steps.Host, runID, snapshot string) templateData {
 
 // runAll runs hook for every host, at most Concurrency at once, and returns
 // the results in the order of hosts.
-func (s *Snapshotter) runAll(ctx context.Context, hook string, argv []*template.Template, hosts []steps.Host, runID string) []steps.SnapshotResult {
-	results := make([]steps.SnapshotResult, len(hosts))
+func (s *Snapshotter) runAll(ctx context.Context, hook string, argv []*template.Template, hosts []ports.Host, runID string) []ports.SnapshotResult {
+	results := make([]ports.SnapshotResult, len(hosts))
 	slots := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i, h := range hosts {
@@ -240,7 +240,7 @@ func (s *Snapshotter) runAll(ctx context.Context, hook string, argv []*template.
 			defer wg.Done()
 			notStarted := func(err error) {
 				name, _ := s.SnapshotName(h, runID)
-				results[i] = steps.SnapshotResult{Host: h.Name, Snapshot: name,
+				results[i] = ports.SnapshotResult{Host: h.Name, Snapshot: name,
 					Err: fmt.Errorf("snapshot %s hook on host %s: not started: %w", hook, h.Name, err)}
 			}
 			select {
@@ -262,8 +262,8 @@ func (s *Snapshotter) runAll(ctx context.Context, hook string, argv []*template.
 }
 
 // runOne renders and runs hook for one host.
-func (s *Snapshotter) runOne(ctx context.Context, hook string, argvT []*template.Template, host steps.Host, runID string) steps.SnapshotResult {
-	res := steps.SnapshotResult{Host: host.Name}
+func (s *Snapshotter) runOne(ctx context.Context, hook string, argvT []*template.Template, host ports.Host, runID string) ports.SnapshotResult {
+	res := ports.SnapshotResult{Host: host.Name}
 	name, err := s.SnapshotName(host, runID)
 	if err != nil {
 		res.Err = err

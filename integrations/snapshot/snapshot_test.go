@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/snapshot"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 func testdata(t *testing.T, name string) string {
@@ -69,7 +69,7 @@ func TestHooksRenderArgvWithoutShell(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name       string
-		host       steps.Host
+		host       ports.Host
 		create     []string
 		nameTmpl   string
 		wantOK     bool
@@ -78,7 +78,7 @@ func TestHooksRenderArgvWithoutShell(t *testing.T) {
 	}{
 		{
 			name:   "every field rendered",
-			host:   steps.Host{Name: "web-1", Address: "10.0.0.1"},
+			host:   ports.Host{Name: "web-1", Address: "10.0.0.1"},
 			create: []string{echo, "0", "{{.Host.Name}}", "{{.Host.Address}}", "{{.RunID}}", "{{.Snapshot}}"},
 			wantOK: true,
 			wantOutput: []string{"[web-1]\n[10.0.0.1]\n[r42]\n[rollguard-r42]\n",
@@ -86,14 +86,14 @@ func TestHooksRenderArgvWithoutShell(t *testing.T) {
 		},
 		{
 			name:       "address defaults to the name",
-			host:       steps.Host{Name: "db-2"},
+			host:       ports.Host{Name: "db-2"},
 			create:     []string{echo, "0", "{{.Host.Address}}"},
 			wantOK:     true,
 			wantOutput: []string{"[db-2]\n"},
 		},
 		{
 			name:       "custom snapshot name",
-			host:       steps.Host{Name: "db-2"},
+			host:       ports.Host{Name: "db-2"},
 			create:     []string{echo, "0", "{{.Snapshot}}"},
 			nameTmpl:   "pre-change-{{.Host.Name}}-{{.RunID}}",
 			wantOK:     true,
@@ -101,21 +101,21 @@ func TestHooksRenderArgvWithoutShell(t *testing.T) {
 		},
 		{
 			name:       "metacharacters stay one literal argument",
-			host:       steps.Host{Name: "web-1; touch " + filepath.Join(dir, "pwned") + " $(id)"},
+			host:       ports.Host{Name: "web-1; touch " + filepath.Join(dir, "pwned") + " $(id)"},
 			create:     []string{echo, "0", "{{.Host.Name}}"},
 			wantOK:     true,
 			wantOutput: []string{"[web-1; touch " + filepath.Join(dir, "pwned") + " $(id)]\n"},
 		},
 		{
 			name:       "failure keeps output and names host and status",
-			host:       steps.Host{Name: "web-3"},
+			host:       ports.Host{Name: "web-3"},
 			create:     []string{echo, "3", "{{.Host.Name}}"},
 			wantOutput: []string{"[web-3]", "hook failed on purpose with 3"},
 			wantErr:    []string{"snapshot create hook on host web-3", "exit status 3", "hook failed on purpose with 3"},
 		},
 		{
 			name:    "missing program",
-			host:    steps.Host{Name: "web-4"},
+			host:    ports.Host{Name: "web-4"},
 			create:  []string{filepath.Join(dir, "no-such-hook")},
 			wantErr: []string{"snapshot create hook on host web-4", "no such file"},
 		},
@@ -126,7 +126,7 @@ func TestHooksRenderArgvWithoutShell(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := s.Create(context.Background(), []steps.Host{tt.host}, "r42")
+			res := s.Create(context.Background(), []ports.Host{tt.host}, "r42")
 			if len(res) != 1 {
 				t.Fatalf("got %d results, want 1", len(res))
 			}
@@ -162,7 +162,7 @@ func TestOutputKeepsOnlyTheTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := s.Create(context.Background(), []steps.Host{{Name: "h"}}, "r")[0]
+	r := s.Create(context.Background(), []ports.Host{{Name: "h"}}, "r")[0]
 	if !r.OK {
 		t.Fatalf("hook failed: %v", r.Err)
 	}
@@ -179,7 +179,7 @@ func TestDeleteWithoutHookDoesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := s.Delete(context.Background(), []steps.Host{{Name: "h"}}, "r"); res != nil {
+	if res := s.Delete(context.Background(), []ports.Host{{Name: "h"}}, "r"); res != nil {
 		t.Errorf("Delete without a hook = %+v, want nil", res)
 	}
 }
@@ -210,7 +210,7 @@ func TestTimeoutKillsTheProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	r := s.Create(context.Background(), []steps.Host{{Name: "web-1"}}, "r")[0]
+	r := s.Create(context.Background(), []ports.Host{{Name: "web-1"}}, "r")[0]
 	elapsed := time.Since(start)
 
 	if r.OK || !errors.Is(r.Err, context.DeadlineExceeded) {
@@ -245,7 +245,7 @@ type gate struct {
 	events *bufio.Scanner
 }
 
-func newGate(t *testing.T, hosts []steps.Host) *gate {
+func newGate(t *testing.T, hosts []ports.Host) *gate {
 	dir := t.TempDir()
 	for _, name := range append([]string{"events"}, hostNames(hosts, "go-")...) {
 		if err := syscall.Mkfifo(filepath.Join(dir, name), 0o600); err != nil {
@@ -288,7 +288,7 @@ func (g *gate) release(host string) {
 	}
 }
 
-func hostNames(hosts []steps.Host, prefix string) []string {
+func hostNames(hosts []ports.Host, prefix string) []string {
 	names := make([]string, len(hosts))
 	for i, h := range hosts {
 		names[i] = prefix + h.Name
@@ -299,9 +299,9 @@ func hostNames(hosts []steps.Host, prefix string) []string {
 func TestConcurrencyLimit(t *testing.T) {
 	for _, limit := range []int{1, 2, 3} {
 		t.Run(fmt.Sprintf("limit %d", limit), func(t *testing.T) {
-			var hosts []steps.Host
+			var hosts []ports.Host
 			for i := range 7 {
-				hosts = append(hosts, steps.Host{Name: fmt.Sprintf("h%d", i)})
+				hosts = append(hosts, ports.Host{Name: fmt.Sprintf("h%d", i)})
 			}
 			g := newGate(t, hosts)
 			s, err := snapshot.New(snapshot.Config{
@@ -312,7 +312,7 @@ func TestConcurrencyLimit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan []steps.SnapshotResult)
+			done := make(chan []ports.SnapshotResult)
 			go func() { done <- s.Create(context.Background(), hosts, "r") }()
 
 			// A hook counts as running from its announcement until the
@@ -348,7 +348,7 @@ func TestConcurrencyLimit(t *testing.T) {
 }
 
 func TestCancelStopsRunningAndPendingHooks(t *testing.T) {
-	hosts := []steps.Host{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	hosts := []ports.Host{{Name: "a"}, {Name: "b"}, {Name: "c"}}
 	g := newGate(t, hosts)
 	s, err := snapshot.New(snapshot.Config{
 		Create:      []string{"true"},
@@ -361,7 +361,7 @@ func TestCancelStopsRunningAndPendingHooks(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan []steps.SnapshotResult)
+	done := make(chan []ports.SnapshotResult)
 	go func() { done <- s.Restore(ctx, hosts, "r") }()
 	running, _ := g.next()
 	cancel()
@@ -390,7 +390,7 @@ func TestHookLeavingAProcessBehindStillSucceeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := s.Create(context.Background(), []steps.Host{{Name: "web-1"}}, "r")[0]
+	r := s.Create(context.Background(), []ports.Host{{Name: "web-1"}}, "r")[0]
 	if data, err := os.ReadFile(pidFile); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
 			t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })

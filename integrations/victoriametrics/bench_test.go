@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 const benchHosts = 10000
@@ -53,7 +53,7 @@ func BenchmarkDecodeTick(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		for mi, m := range benchMetrics {
-			if err := c.Instant(ctx, steps.Query{Name: m, Expr: m}, keys, at, out); err != nil {
+			if err := c.Instant(ctx, ports.Query{Name: m, Expr: m}, keys, at, out); err != nil {
 				b.Fatal(err)
 			}
 			engine.Observe(mi, out)
@@ -78,7 +78,7 @@ func BenchmarkDecodeTickQueriesOnly(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		for _, m := range benchMetrics {
-			if err := c.Instant(ctx, steps.Query{Name: m, Expr: m}, keys, at, out); err != nil {
+			if err := c.Instant(ctx, ports.Query{Name: m, Expr: m}, keys, at, out); err != nil {
 				b.Fatal(err)
 			}
 		}

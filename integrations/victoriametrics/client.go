@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // DefaultTimeout bounds one HTTP request when Config.Timeout is zero.
@@ -53,7 +53,7 @@ type Config struct {
 }
 
 // Client queries a Prometheus-compatible HTTP API (VictoriaMetrics,
-// Prometheus). It implements steps.MetricsSource with one request per
+// Prometheus). It implements ports.MetricsSource with one request per
 // query for all the hosts, and is safe for concurrent use.
 type Client struct {
 	base      *url.URL // without userinfo
@@ -69,7 +69,7 @@ type Client struct {
 }
 
 var (
-	_ steps.MetricsSource = (*Client)(nil)
+	_ ports.MetricsSource = (*Client)(nil)
 	_ SampleRanger        = (*Client)(nil)
 )
 
@@ -165,7 +165,7 @@ func (e *APIError) tooManyPoints() bool {
 // Instant runs q.Expr at time at and writes each key's value into out (NaN
 // for keys without a series). A key matched by two series is an error
 // naming both label sets. Cancelling ctx aborts the request.
-func (c *Client) Instant(ctx context.Context, q steps.Query, keys []string, at time.Time, out []float64) error {
+func (c *Client) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
 	if len(out) != len(keys) {
 		return fmt.Errorf("query %q: %d keys but room for %d values", q.Name, len(keys), len(out))
 	}
@@ -198,7 +198,7 @@ func (c *Client) Instant(ctx context.Context, q steps.Query, keys []string, at t
 // in time order (NaN points dropped; nil for keys without a series). It
 // makes one request; when the server refuses it for too many points, it
 // splits the range in two and asks again.
-func (c *Client) Range(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (c *Client) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
 	samples, err := c.RangeSamples(ctx, q, keys, from, to, step)
 	if err != nil {
 		return nil, err
@@ -207,7 +207,7 @@ func (c *Client) Range(ctx context.Context, q steps.Query, keys []string, from, 
 }
 
 // RangeSamples is Range with the samples' timestamps.
-func (c *Client) RangeSamples(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
+func (c *Client) RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
 	if step <= 0 {
 		return nil, fmt.Errorf("range query %q: step must be positive, got %s", q.Name, step)
 	}
@@ -230,7 +230,7 @@ func (c *Client) RangeSamples(ctx context.Context, q steps.Query, keys []string,
 }
 
 // rangeInto appends each key's samples in [from, to] to out.
-func (c *Client) rangeInto(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration, out []Samples) error {
+func (c *Client) rangeInto(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration, out []Samples) error {
 	params := url.Values{
 		"query": {q.Expr},
 		"start": {formatTime(from)},
@@ -315,7 +315,7 @@ func (c *matcherCache) matcher(keys []string) *keyMatcher {
 
 // query sends one query (retrying once on a transient failure), decodes
 // the answer and calls fn per series. Errors name the query.
-func (c *Client) query(ctx context.Context, q steps.Query, path string, params url.Values,
+func (c *Client) query(ctx context.Context, q ports.Query, path string, params url.Values,
 	fn func(body, host []byte, hasHost bool, labels []byte, pts []point) error) error {
 	u := *c.base
 	u.Path += path

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // fixture returns a recorded VictoriaMetrics response from testdata/.
@@ -77,7 +77,7 @@ func newClient(t testing.TB, cfg Config) *Client {
 	return c
 }
 
-var latency = steps.Query{Name: "latency_p95", Expr: `histogram_quantile(0.95, sum by (le, instance) (rate(x[1m])))`}
+var latency = ports.Query{Name: "latency_p95", Expr: `histogram_quantile(0.95, sum by (le, instance) (rate(x[1m])))`}
 
 func TestClientInstantRequestAndValues(t *testing.T) {
 	at := time.Unix(1704110460, 0)
@@ -440,7 +440,7 @@ func TestClientQueriesPerTick(t *testing.T) {
 			for tick := range ticks {
 				for mi, m := range metrics {
 					at := time.Unix(1704110460+int64(tick)*15, 0)
-					if err := c.Instant(context.Background(), steps.Query{Name: m, Expr: m}, keys, at, out); err != nil {
+					if err := c.Instant(context.Background(), ports.Query{Name: m, Expr: m}, keys, at, out); err != nil {
 						t.Fatal(err)
 					}
 					for _, i := range []int{0, hosts / 2, hosts - 1} {

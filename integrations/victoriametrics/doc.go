@@ -2,7 +2,7 @@
 // metrics store (VictoriaMetrics or Prometheus) and to recordings of metrics
 // in VictoriaMetrics' export format.
 //
-// It holds four things, each implementing or serving steps.MetricsSource:
+// It holds four things, each implementing or serving ports.MetricsSource:
 //
 //   - Client queries the Prometheus HTTP API (/api/v1/query and
 //     /api/v1/query_range): one request per query for all the hosts of a

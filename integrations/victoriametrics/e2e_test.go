@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // startVM starts a real victoria-metrics for the test, or skips when the
@@ -71,7 +71,7 @@ func TestE2EClientMatchesReplay(t *testing.T) {
 	keys := append(hostNames(10), "web-404")
 
 	for _, name := range rec.Names() {
-		q := steps.Query{Name: name, Expr: name}
+		q := ports.Query{Name: name, Expr: name}
 		// On sample times and between them.
 		for _, at := range []time.Time{change.Add(-time.Hour), change, change.Add(30 * time.Second), change.Add(10*time.Minute + 59*time.Second)} {
 			want := make([]float64, len(keys))
@@ -122,7 +122,7 @@ func TestE2ERecordLiveRunThenReplay(t *testing.T) {
 	var file bytes.Buffer
 	rec := NewRecorder(newClient(t, Config{URL: vm.URL()}), "instance", &file)
 	keys := hostNames(3)
-	q := steps.Query{Name: "latency_p95", Expr: "latency_p95"}
+	q := ports.Query{Name: "latency_p95", Expr: "latency_p95"}
 	if _, err := rec.Range(ctx, q, keys, change.Add(-30*time.Minute), change, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestE2EScrape(t *testing.T) {
 	vm := startVM(t, ServerOptions{DataDir: filepath.Join(dir, "data"), ScrapeConfigPath: cfg, ScrapeInterval: time.Second})
 	client := newClient(t, Config{URL: vm.URL(), HostLabel: "instance"})
 	keys := []string{exporter.Listener.Addr().String()}
-	q := steps.Query{Name: "latency", Expr: "demo_latency_seconds"}
+	q := ports.Query{Name: "latency", Expr: "demo_latency_seconds"}
 
 	// Poll with a bounded deadline: the first scrape lands within an
 	// interval or two. Without Flush a new series became searchable only

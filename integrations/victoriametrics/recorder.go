@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
-// Recorder wraps a steps.MetricsSource and remembers every value the run
+// Recorder wraps a ports.MetricsSource and remembers every value the run
 // saw: Instant results at the query time (NaN as a missing value), Range
 // results at their samples' times (when the source is a SampleRanger; other sources' ranges are not
 // recorded, since their times are unknown). WriteTo and Close write them in
@@ -27,7 +27,7 @@ import (
 //
 // It is safe for concurrent use.
 type Recorder struct {
-	src       steps.MetricsSource
+	src       ports.MetricsSource
 	hostLabel string
 	out       io.Writer
 
@@ -37,14 +37,14 @@ type Recorder struct {
 }
 
 var (
-	_ steps.MetricsSource = (*Recorder)(nil)
+	_ ports.MetricsSource = (*Recorder)(nil)
 	_ SampleRanger        = (*Recorder)(nil)
 )
 
 // NewRecorder records what src answers, keyed by hostLabel (default
 // DefaultHostLabel). Close writes the recording to out (nil: Close only
 // discards) and closes out when it is an io.Closer.
-func NewRecorder(src steps.MetricsSource, hostLabel string, out io.Writer) *Recorder {
+func NewRecorder(src ports.MetricsSource, hostLabel string, out io.Writer) *Recorder {
 	if hostLabel == "" {
 		hostLabel = DefaultHostLabel
 	}
@@ -54,7 +54,7 @@ func NewRecorder(src steps.MetricsSource, hostLabel string, out io.Writer) *Reco
 // CreateRecorder is NewRecorder writing to the file at path, gzip-compressed
 // when path ends in ".gz". The file is created now, so that a path that
 // cannot be written fails before the run starts.
-func CreateRecorder(src steps.MetricsSource, hostLabel, path string) (*Recorder, error) {
+func CreateRecorder(src ports.MetricsSource, hostLabel, path string) (*Recorder, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create recording: %w", err)
@@ -78,7 +78,7 @@ func (g *gzipFile) Close() error {
 // Instant queries the wrapped source and records the values it returned at
 // time at. A NaN is recorded as a missing value (null), so that a replay
 // does not carry an earlier value over a tick that saw none.
-func (r *Recorder) Instant(ctx context.Context, q steps.Query, keys []string, at time.Time, out []float64) error {
+func (r *Recorder) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
 	if err := r.src.Instant(ctx, q, keys, at, out); err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (r *Recorder) Instant(ctx context.Context, q steps.Query, keys []string, at
 }
 
 // Range queries the wrapped source and records the samples it returned.
-func (r *Recorder) Range(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (r *Recorder) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
 	if _, ok := r.src.(SampleRanger); !ok {
 		return r.src.Range(ctx, q, keys, from, to, step)
 	}
@@ -104,7 +104,7 @@ func (r *Recorder) Range(ctx context.Context, q steps.Query, keys []string, from
 }
 
 // RangeSamples queries the wrapped SampleRanger and records the samples.
-func (r *Recorder) RangeSamples(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
+func (r *Recorder) RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
 	sr, ok := r.src.(SampleRanger)
 	if !ok {
 		return nil, fmt.Errorf("range query %q: the recorded source cannot report sample times", q.Name)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // change is the change time T of the committed recordings.
@@ -144,7 +144,7 @@ func TestCommittedRecordings(t *testing.T) {
 		{"nodata.jsonl", func(t *testing.T, r *Replay) {
 			out := make([]float64, 2)
 			for _, q := range []string{"latency_p95", "error_rate", "cpu"} {
-				if err := r.Instant(context.Background(), steps.Query{Name: q}, []string{"web-1", "web-2"}, at(10*time.Minute), out); err != nil {
+				if err := r.Instant(context.Background(), ports.Query{Name: q}, []string{"web-1", "web-2"}, at(10*time.Minute), out); err != nil {
 					t.Fatal(err)
 				}
 				if !math.IsNaN(out[0]) || math.IsNaN(out[1]) {
@@ -181,7 +181,7 @@ func TestCommittedRecordings(t *testing.T) {
 // meanOver is the mean of the samples of name on host in [T+fromMin, T+toMin].
 func meanOver(t *testing.T, r *Replay, name, host string, fromMin, toMin int) float64 {
 	t.Helper()
-	vals, err := r.Range(context.Background(), steps.Query{Name: name}, []string{host},
+	vals, err := r.Range(context.Background(), ports.Query{Name: name}, []string{host},
 		change.Add(time.Duration(fromMin)*time.Minute), change.Add(time.Duration(toMin)*time.Minute), time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestReplayInstant(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := make([]float64, 3)
-			q := steps.Query{Name: tt.q, Expr: "sum(whatever)"}
+			q := ports.Query{Name: tt.q, Expr: "sum(whatever)"}
 			if err := r.Instant(context.Background(), q, []string{"a", "b", "missing"}, time.Unix(tt.atS, 0), out); err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +240,7 @@ func TestReplayInstant(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := r.Instant(ctx, steps.Query{Name: "cpu"}, []string{"a"}, time.Unix(60, 0), make([]float64, 1))
+		err := r.Instant(ctx, ports.Query{Name: "cpu"}, []string{"a"}, time.Unix(60, 0), make([]float64, 1))
 		if err == nil || !strings.Contains(err.Error(), "canceled") {
 			t.Errorf("error = %v, want a cancellation", err)
 		}
@@ -257,7 +257,7 @@ func TestReplayRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.Range(context.Background(), steps.Query{Name: "cpu"}, []string{"a", "b"}, time.Unix(120, 0), time.Unix(180, 0), time.Minute)
+	got, err := r.Range(context.Background(), ports.Query{Name: "cpu"}, []string{"a", "b"}, time.Unix(120, 0), time.Unix(180, 0), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestRecorderRoundTrip(t *testing.T) {
 	rec := NewRecorder(replay, "instance", &file)
 	ctx := context.Background()
 	keys := []string{"web-1", "web-2", "web-3", "absent"}
-	queries := []steps.Query{{Name: "latency_p95", Expr: "q1"}, {Name: "cpu", Expr: "q2"}}
+	queries := []ports.Query{{Name: "latency_p95", Expr: "q1"}, {Name: "cpu", Expr: "q2"}}
 
 	// What a run does: a baseline range, then instant ticks every 15s
 	// (between the recording's samples, so values are carried forward).
@@ -338,7 +338,7 @@ func TestRecorderRoundTrip(t *testing.T) {
 	}
 	for _, s := range ticks {
 		out := make([]float64, len(keys))
-		if err := again.Instant(ctx, steps.Query{Name: s.q}, keys, s.at, out); err != nil {
+		if err := again.Instant(ctx, ports.Query{Name: s.q}, keys, s.at, out); err != nil {
 			t.Fatal(err)
 		}
 		if !equalNaN(out, s.vals) {
@@ -380,7 +380,7 @@ func TestCreateRecorderGzip(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := make([]float64, 1)
-	if err := rec.Instant(context.Background(), steps.Query{Name: "cpu"}, []string{"web-3"}, change, out); err != nil {
+	if err := rec.Instant(context.Background(), ports.Query{Name: "cpu"}, []string{"web-3"}, change, out); err != nil {
 		t.Fatal(err)
 	}
 	if err := rec.Close(); err != nil {

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // DefaultLookback is how far back an instant query looks for the latest
@@ -26,7 +26,7 @@ type Samples struct {
 type SampleRanger interface {
 	// RangeSamples is Range with the samples' timestamps; a key without
 	// data gets empty Samples.
-	RangeSamples(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error)
+	RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error)
 }
 
 // ReplayOptions tune a Replay.
@@ -37,7 +37,7 @@ type ReplayOptions struct {
 }
 
 // Replay answers queries from a Recording: it implements
-// steps.MetricsSource for dry runs. A query is looked up by its Name (the
+// ports.MetricsSource for dry runs. A query is looked up by its Name (the
 // recording's __name__), never by its expression; a host by the value of
 // the recording's HostLabel. It is safe for concurrent use.
 type Replay struct {
@@ -47,7 +47,7 @@ type Replay struct {
 }
 
 var (
-	_ steps.MetricsSource = (*Replay)(nil)
+	_ ports.MetricsSource = (*Replay)(nil)
 	_ SampleRanger        = (*Replay)(nil)
 )
 
@@ -82,7 +82,7 @@ func NewReplay(rec *Recording, opts ReplayOptions) (*Replay, error) {
 // (at-lookback, at], NaN when there is none or when a missing value
 // (a staleness marker) follows it. It does no I/O; ctx is only
 // checked for cancellation.
-func (r *Replay) Instant(ctx context.Context, q steps.Query, keys []string, at time.Time, out []float64) error {
+func (r *Replay) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("replay query %q: %w", q.Name, err)
 	}
@@ -110,7 +110,7 @@ func (r *Replay) Instant(ctx context.Context, q steps.Query, keys []string, at t
 // Range returns, for each key, the samples of q.Name with from <= t <= to
 // (nil where there are none), missing values left out. The recording is not resampled: step is
 // ignored.
-func (r *Replay) Range(ctx context.Context, q steps.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (r *Replay) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
 	samples, err := r.RangeSamples(ctx, q, keys, from, to, step)
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func (r *Replay) Range(ctx context.Context, q steps.Query, keys []string, from, 
 }
 
 // RangeSamples is Range with the samples' timestamps.
-func (r *Replay) RangeSamples(ctx context.Context, q steps.Query, keys []string, from, to time.Time, _ time.Duration) ([]Samples, error) {
+func (r *Replay) RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, _ time.Duration) ([]Samples, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("replay range query %q: %w", q.Name, err)
 	}

@@ -1,4 +1,7 @@
-package steps
+// Package history keeps the configuration versions applied to each host,
+// the known-good ones marked, in a rollout's ports.StateStore: what a
+// known_good revert re-applies and what `rollguard history` prints.
+package history
 
 import (
 	"context"
@@ -9,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rollguard/rollguard/ports"
 )
 
 // Outcomes of a version on a host (VersionRecord.Outcome).
@@ -53,14 +58,14 @@ type VersionRecord struct {
 	Outcome string `json:"outcome"`
 }
 
-// History is the applied versions of each host, kept in a StateStore under
+// History is the applied versions of each host, kept in a ports.StateStore under
 // history/<host>.json as a JSON list, oldest first. Every write is a
 // check-and-set on the version read, so concurrent runs (which the lock
 // should prevent, but a resumed or misconfigured run may not) never lose
 // each other's records.
 type History struct {
 	// Store holds the records.
-	Store StateStore
+	Store ports.StateStore
 }
 
 const historyPrefix = "history/"
@@ -116,7 +121,7 @@ func (h History) save(ctx context.Context, host string, recs []VersionRecord, ve
 // it again and appends to the new list, a bounded number of times, but
 // only if that writer appended records or changed outcomes: when the
 // records it had read are gone or rewritten (a deleted or replaced
-// history), it returns an error wrapping ErrConflict and writes nothing.
+// history), it returns an error wrapping ports.ErrConflict and writes nothing.
 // Cancelling ctx aborts the store calls.
 func (h History) Record(ctx context.Context, host string, rec VersionRecord) error {
 	switch {
@@ -136,7 +141,7 @@ func (h History) Record(ctx context.Context, host string, rec VersionRecord) err
 		}
 		if attempt > 0 && !appendedTo(seen, recs) {
 			return fmt.Errorf("history of host %s was rewritten by another writer, not appended to; not recording version %s of run %s: %w",
-				host, rec.Version, rec.RunID, ErrConflict)
+				host, rec.Version, rec.RunID, ports.ErrConflict)
 		}
 		seen = recs
 		r := rec
@@ -148,7 +153,7 @@ func (h History) Record(ctx context.Context, host string, rec VersionRecord) err
 		if err = h.save(ctx, host, next, version); err == nil {
 			return nil
 		}
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, ports.ErrConflict) {
 			return err
 		}
 	}
@@ -250,7 +255,7 @@ func (h History) setOutcome(ctx context.Context, host, version, runID, outcome s
 		if err = h.save(ctx, host, recs, storeVersion); err == nil {
 			return nil
 		}
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, ports.ErrConflict) {
 			return err
 		}
 	}

@@ -1,4 +1,8 @@
-package steps
+// Package report is what a run tells people: report.json (the contract in
+// DESIGN.md), report.md and report.html, and the run and wave outcomes.
+// The runner fills a Report; WriteReport writes the three files. It
+// imports nothing of ours.
+package report
 
 import (
 	"encoding/json"

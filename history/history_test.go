@@ -1,4 +1,4 @@
-package steps_test
+package history_test
 
 import (
 	"context"
@@ -9,33 +9,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollguard/rollguard/history"
 	"github.com/rollguard/rollguard/integrations/localstate"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func newHistory(t *testing.T) (steps.History, *localstate.Store) {
+func newHistory(t *testing.T) (history.History, *localstate.Store) {
 	t.Helper()
 	s, err := localstate.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return steps.History{Store: s}, s
+	return history.History{Store: s}, s
 }
 
-func rec(version, run string, minute int) steps.VersionRecord {
-	return steps.VersionRecord{
+func rec(version, run string, minute int) history.VersionRecord {
+	return history.VersionRecord{
 		Version:   version,
 		Playbook:  "playbooks/site.yml",
 		ExtraVars: map[string]any{"nginx_worker_connections": 4096, "mode": version},
 		At:        t0.Add(time.Duration(minute) * time.Minute),
 		RunID:     run,
-		Outcome:   steps.VersionApplied,
+		Outcome:   history.VersionApplied,
 	}
 }
 
-func versions(recs []steps.VersionRecord) string {
+func versions(recs []history.VersionRecord) string {
 	var b []string
 	for _, r := range recs {
 		b = append(b, fmt.Sprintf("%d:%s/%s", r.Seq, r.Version, r.Outcome))
@@ -73,7 +74,7 @@ func TestHistoryRecordsAndKnownGood(t *testing.T) {
 			good: map[string]string{"web-1": "v1", "web-2": "v1"},
 		},
 		{
-			do:   func() error { return h.SetOutcome(ctx, []string{"web-1"}, "v2", "r2", steps.VersionReverted) },
+			do:   func() error { return h.SetOutcome(ctx, []string{"web-1"}, "v2", "r2", history.VersionReverted) },
 			want: map[string]string{"web-1": "1:v1/known_good 2:v2/reverted"},
 			good: map[string]string{"web-1": "v1"},
 		},
@@ -173,7 +174,7 @@ func TestHistoryCapKeepsTheKnownGood(t *testing.T) {
 		{"known good inside the window", 30, 11, "v30"},
 		{"known good older than the window", 4, 5, "v4"},
 	}
-	const total = steps.HistoryLimit + 10
+	const total = history.HistoryLimit + 10
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h, _ := newHistory(t)
@@ -192,8 +193,8 @@ func TestHistoryCapKeepsTheKnownGood(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(recs) != steps.HistoryLimit {
-				t.Errorf("kept %d records, want %d", len(recs), steps.HistoryLimit)
+			if len(recs) != history.HistoryLimit {
+				t.Errorf("kept %d records, want %d", len(recs), history.HistoryLimit)
 			}
 			if recs[0].Seq != tt.wantFirst || recs[len(recs)-1].Seq != total {
 				t.Errorf("kept seq %d..%d, want %d..%d", recs[0].Seq, recs[len(recs)-1].Seq, tt.wantFirst, total)
@@ -214,7 +215,7 @@ func TestHistoryCapKeepsTheKnownGood(t *testing.T) {
 // racingStore runs interfere once, just before the first Put reaches the
 // store: another writer slipping in between Record's read and its write.
 type racingStore struct {
-	steps.StateStore
+	ports.StateStore
 	interfere func()
 	puts      int
 }
@@ -234,41 +235,41 @@ func TestHistoryRecordRetriesOnlyAfterAnotherAppend(t *testing.T) {
 	tests := []struct {
 		name string
 		// interfere changes web-1's history behind Record's back.
-		interfere   func(other steps.History, store steps.StateStore) error
+		interfere   func(other history.History, store ports.StateStore) error
 		wantErr     error
 		wantHistory string
 	}{
 		{
 			name: "another run appended",
-			interfere: func(other steps.History, _ steps.StateStore) error {
+			interfere: func(other history.History, _ ports.StateStore) error {
 				return other.Record(ctx, "web-1", rec("v-other", "r-other", 5))
 			},
 			wantHistory: "1:v1/applied 2:v-other/applied 3:v2/applied",
 		},
 		{
 			name: "another run marked an outcome",
-			interfere: func(other steps.History, _ steps.StateStore) error {
+			interfere: func(other history.History, _ ports.StateStore) error {
 				return other.MarkKnownGood(ctx, []string{"web-1"}, "v1", "r1")
 			},
 			wantHistory: "1:v1/known_good 2:v2/applied",
 		},
 		{
 			name: "the history was deleted",
-			interfere: func(_ steps.History, store steps.StateStore) error {
+			interfere: func(_ history.History, store ports.StateStore) error {
 				_, ver, _ := store.Get(ctx, "history/web-1.json")
 				return store.Delete(ctx, "history/web-1.json", ver)
 			},
-			wantErr:     steps.ErrConflict,
+			wantErr:     ports.ErrConflict,
 			wantHistory: "",
 		},
 		{
 			name: "the history was replaced",
-			interfere: func(_ steps.History, store steps.StateStore) error {
+			interfere: func(_ history.History, store ports.StateStore) error {
 				_, ver, _ := store.Get(ctx, "history/web-1.json")
 				_, err := store.Put(ctx, "history/web-1.json", []byte(`[{"seq":1,"version":"restored","run_id":"ops","outcome":"known_good"}]`), ver)
 				return err
 			},
-			wantErr:     steps.ErrConflict,
+			wantErr:     ports.ErrConflict,
 			wantHistory: "1:restored/known_good",
 		},
 	}
@@ -281,7 +282,7 @@ func TestHistoryRecordRetriesOnlyAfterAnotherAppend(t *testing.T) {
 			racing := &racingStore{StateStore: store}
 			var interfereErr error
 			racing.interfere = func() { interfereErr = tt.interfere(base, store) }
-			err := steps.History{Store: racing}.Record(ctx, "web-1", rec("v2", "r2", 10))
+			err := history.History{Store: racing}.Record(ctx, "web-1", rec("v2", "r2", 10))
 			if interfereErr != nil {
 				t.Fatal(interfereErr)
 			}

@@ -1,15 +1,18 @@
-// Package steps holds the steps of a rollout (snapshot, baseline, apply,
-// monitor, decide, revert, verify, report) and declares the ports they need
-// from the outside world. Adapters in integrations/ implement the ports; the
-// runner sequences the steps.
-package steps
+// Package ports declares what a rollout needs from the outside world, as
+// small interfaces with their cancellation contracts: metrics
+// (MetricsSource), playbooks (Applier), snapshots (Snapshotter), alerts
+// (Alerter), state and locks (StateStore, Locker) and time (Clock), with
+// the types that cross them (Host, Query, ApplyRequest, ...) and the
+// template fields a snapshot hook may use. Adapters in integrations/
+// implement them; the runner consumes them. It imports nothing of ours.
+package ports
 
 import (
 	"context"
 	"time"
 )
 
-// Host is one target host as the steps see it.
+// Host is one target host as the runner and the adapters see it.
 type Host struct {
 	// Name is the inventory name.
 	Name string `json:"name"`
