@@ -2,7 +2,10 @@
 // Ansible, canary first, watches every host's metrics against its own
 // pre-change baseline, and rolls back by itself when a policy fires.
 //
-// main.go wires: flags and environment -> integrations -> runner -> exit code.
+// main.go maps errors to exit codes and lists the commands, one file each
+// (cmd_run.go, cmd_dryrun.go, ...); wire.go builds a rollout from a spec
+// and the command's options: flags and environment -> integrations ->
+// runner -> exit code.
 package main
 
 import (
@@ -38,6 +41,16 @@ func (e *codeError) Unwrap() error { return e.err }
 
 func badInput(err error) error { return &codeError{code: exitBadInput, err: err} }
 func failed(err error) error   { return &codeError{code: exitError, err: err} }
+
+// usageError is a flag or argument error, followed by where to read the
+// command's usage.
+type usageError struct {
+	err     error
+	command string
+}
+
+func (e *usageError) Error() string { return fmt.Sprintf("%v\nSee '%s --help'.", e.err, e.command) }
+func (e *usageError) Unwrap() error { return e.err }
 
 // exitWith ends a command with a code but no further message.
 type exitWith int
@@ -101,27 +114,20 @@ Start with:
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return badInput(fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath()))
+		return badInput(&usageError{err: err, command: c.CommandPath()})
 	})
+	// One file per command: cmd_<name>.go. wire.go builds what they share.
 	root.AddCommand(
 		newValidateCmd(),
 		newDryRunCmd(),
 		newPlanCmd(),
 		newSchemaCmd(),
 		newVersionCmd(),
+		newRunCmd(),
+		newDemoCmd(),
+		newGitHubActionCmd(),
+		newHistoryCmd(),
+		newNomadCmd(),
 	)
-	addLiveCommands(root)
 	return root
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			fmt.Fprintf(c.OutOrStdout(), "rollguard %s\n", version)
-			return nil
-		},
-	}
 }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/rollguard/rollguard/integrations/victoriametrics"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/runner"
+)
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	c := &cobra.Command{
+		Use:   "run -f rollout.yaml [--report-dir D] [--record rec.jsonl]",
+		Short: "Roll the change out for real: canary, waves, monitoring, automatic rollback",
+		Long: `run applies apply.playbook wave by wave with Ansible, canary first. For each
+wave it takes every host's baseline from the metrics store (metrics.baseline
+before the apply), applies the playbook with --limit to the wave, and watches
+every host each metrics.interval while the playbook runs and through the wave's
+monitoring period. When a fleet policy fires it reverts per revert.scope and
+stops; when a host policy fires it reverts that host and goes on. After a
+revert it watches the reverted hosts until their metrics are back in their
+baseline band (revert.verify).
+
+SIGINT/SIGTERM stop the apply and revert what was changed (or freeze it, per
+revert.on_interrupt), write the report and exit 4.
+
+--record writes every value the run saw in VictoriaMetrics' export format, so
+'rollguard dry-run' can replay the run against new policies.
+
+Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
+1 error, 2 bad input.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return f.run(c) },
+	}
+	c.Flags().StringVarP(&f.file, "file", "f", "", "rollout spec (rollout.yaml)")
+	c.Flags().StringVar(&f.reportDir, "report-dir", "", "write report.json, report.md, report.html here (default <state dir>/reports/<run id>)")
+	c.Flags().StringVar(&f.record, "record", "", "write the metrics the run saw to this file (export format; .gz compresses)")
+	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log details to stderr")
+	c.Flags().BoolVar(&f.abort, "abort", false, "revert every host an unfinished run changed, instead of resuming it")
+	c.Flags().DurationVar(&f.lockWait, "lock-wait", 0, "wait this long for a held lock (a crashed run's Consul session or Nomad lease lapses within about a minute) instead of exiting 1")
+	return c
+}
+
+// runFlags are the options of `rollguard run`.
+type runFlags struct {
+	file, reportDir, record string
+	verbose, abort          bool
+	lockWait                time.Duration
+}
+
+// run is `rollguard run`: load, discover, connect the metrics, take the
+// lock, take up an unfinished run, execute, report.
+func (f *runFlags) run(c *cobra.Command) error {
+	out := c.OutOrStdout()
+	spec, pols, err := loadSpec(f.file)
+	if err != nil {
+		return err
+	}
+	if spec.Metrics.URL == "" {
+		return badInput(fmt.Errorf("%s: metrics.url is required for a live run", spec.File))
+	}
+	ctx, stop := signalContext(c.Context())
+	defer stop()
+	log := newLogger(f.verbose)
+	hosts, plan, err := discoverPlan(ctx, spec)
+	if err != nil {
+		return err
+	}
+	src, closeSrc, err := liveMetrics(ctx, spec, f.record, log)
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+	st, err := openState(ctx, spec, log)
+	if err != nil {
+		return failed(err)
+	}
+	runID := time.Now().UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
+	lease, err := acquireLock(ctx, st, spec, runID, f.lockWait, func(s string) { fmt.Fprintln(c.ErrOrStderr(), "rollguard:", s) })
+	if err != nil {
+		return failed(err)
+	}
+	defer lease.Release(context.WithoutCancel(ctx))
+	ctx, cancelLost := untilLockLost(ctx, lease, spec.Name)
+	defer cancelLost(nil)
+	live, err := openJournal(ctx, st, spec, f.abort)
+	if err != nil {
+		return err
+	}
+	if rs := live.resume; rs != nil {
+		runID = rs.Doc.RunID
+		if plan, err = runner.PlanFromJournal(spec, rs.Doc, hosts); err != nil {
+			return failed(err)
+		}
+		what := "resuming"
+		if f.abort {
+			what = "aborting"
+		}
+		fmt.Fprintf(out, "rollguard: %s the unfinished run %s (journal in %s)\n", what, runID, st.where)
+	}
+	ro, err := newRollout(spec, pols, plan, rolloutOptions{metrics: src, clock: runner.WallClock{}, out: out, log: log, runID: runID, live: live})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "rollguard run %s: rollout %q, %d hosts\n", runID, spec.Name, len(hosts))
+	plan.WriteText(out)
+	res, err := ro.Execute(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	reportDir := f.reportDir
+	if reportDir == "" {
+		reportDir = filepath.Join(stateDir(spec), "reports", runID)
+	}
+	return finish(c, res, reportDir)
+}
+
+// liveMetrics connects to metrics.url, checks that it answers, and with
+// --record tees what the run sees into a recording; closeSrc ends the
+// recording.
+func liveMetrics(ctx context.Context, spec *runner.Spec, record string, log *slog.Logger) (src ports.MetricsSource, closeSrc func(), err error) {
+	client, err := victoriametrics.New(victoriametrics.Config{
+		URL: spec.Metrics.URL, HostLabel: spec.Metrics.HostLabel, BearerToken: spec.Metrics.BearerToken,
+		BasicAuthUser: basicUser(spec), BasicAuthPassword: basicPassword(spec),
+		Headers: spec.Metrics.Headers, Timeout: spec.Metrics.Timeout.D(), Logger: log,
+	})
+	if err != nil {
+		return nil, nil, badInput(err)
+	}
+	if err := preflight(ctx, spec, client); err != nil {
+		return nil, nil, failed(err)
+	}
+	if record == "" {
+		return client, func() {}, nil
+	}
+	rec, err := victoriametrics.CreateRecorder(client, spec.Metrics.HostLabel, record)
+	if err != nil {
+		return nil, nil, badInput(err)
+	}
+	return rec, func() {
+		if err := rec.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "rollguard: --record:", err)
+		}
+	}, nil
+}
+
+// untilLockLost stops the run like a signal when the lock is lost (a
+// Consul session invalidated, a lease taken over): revert or freeze.
+func untilLockLost(ctx context.Context, lease ports.Lease, name string) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel(fmt.Errorf("lost the lock of rollout %q", name))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// openJournal opens the rollout's journal under the lock; when it holds
+// an unfinished run, that run is resumed (or, with --abort, reverted).
+func openJournal(ctx context.Context, st *stateBackend, spec *runner.Spec, abort bool) (*liveState, error) {
+	journal, err := runner.OpenJournal(ctx, st.store)
+	if err != nil {
+		return nil, failed(err)
+	}
+	live := &liveState{state: st, journal: journal, abort: abort}
+	switch {
+	case journal.Unfinished():
+		live.resume = journal.Doc().ResumeState()
+	case abort:
+		return nil, failed(fmt.Errorf("--abort: rollout %q has no unfinished run to abort (journal in %s)", spec.Name, st.where))
+	}
+	return live, nil
+}
