@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
@@ -78,7 +77,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			}
 			ro, err := newRollout(spec, pols, plan, rolloutOptions{
 				metrics: replay, clock: runner.NewSimClock(at), out: out,
-				log: slog.New(slog.DiscardHandler), runID: "dry-" + uuid.NewString()[:8],
+				log: slog.New(slog.DiscardHandler), runID: newRunID(true),
 			})
 			if err != nil {
 				return err

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
@@ -84,7 +83,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 	if err != nil {
 		return failed(err)
 	}
-	runID := time.Now().UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
+	runID := newRunID(false)
 	lease, err := acquireLock(ctx, st, spec, runID, f.lockWait, func(s string) { fmt.Fprintln(c.ErrOrStderr(), "rollguard:", s) })
 	if err != nil {
 		return failed(err)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/rollguard/rollguard/history"
@@ -80,6 +81,16 @@ func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o
 	return ro, nil
 }
 
+// newRunID names a run: "dry-<8 hex>" for a dry run, "<UTC time>-<8
+// hex>" for a live one, so that live runs sort by start.
+func newRunID(dry bool) string {
+	id := uuid.NewString()[:8]
+	if dry {
+		return "dry-" + id
+	}
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + id
+}
+
 // loadSpec loads and compiles a spec; any problem is bad input (exit 2),
 // with every problem listed.
 func loadSpec(path string) (*runner.Spec, []*policies.Policy, error) {
@@ -91,18 +102,6 @@ func loadSpec(path string) (*runner.Spec, []*policies.Policy, error) {
 		return nil, nil, badInput(err)
 	}
 	return spec, pols, nil
-}
-
-// discover finds the targets of a spec.
-func discover(ctx context.Context, spec *runner.Spec) ([]ports.Host, error) {
-	t := spec.Targets
-	switch {
-	case len(t.Static) > 0:
-		return runner.StaticHosts(spec), nil
-	case t.Inventory != "":
-		return ansible.Inventory(ctx, "", t.Inventory, t.Group)
-	}
-	return discoverShared(ctx, spec)
 }
 
 // discoverPlan finds the targets and plans the waves.
@@ -118,10 +117,15 @@ func discoverPlan(ctx context.Context, spec *runner.Spec) ([]ports.Host, *runner
 	return hosts, plan, nil
 }
 
-// discoverShared finds Consul service instances or Nomad nodes.
-func discoverShared(ctx context.Context, spec *runner.Spec) ([]ports.Host, error) {
+// discover finds the targets of a spec: its static list, an Ansible
+// inventory, Consul service instances or Nomad nodes.
+func discover(ctx context.Context, spec *runner.Spec) ([]ports.Host, error) {
 	t := spec.Targets
 	switch {
+	case len(t.Static) > 0:
+		return runner.StaticHosts(spec), nil
+	case t.Inventory != "":
+		return ansible.Inventory(ctx, "", t.Inventory, t.Group)
 	case t.Consul != nil:
 		c, err := consul.New(nil, nil)
 		if err != nil {
