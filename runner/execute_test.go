@@ -1,0 +1,223 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/history"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
+)
+
+// flatMetrics answers every query with the same value for every host: a
+// fleet that never degrades, so that what a test sees comes from the
+// applies alone.
+type flatMetrics struct{}
+
+func (flatMetrics) Instant(_ context.Context, _ ports.Query, _ []string, _ time.Time, out []float64) error {
+	for i := range out {
+		out[i] = 0.2
+	}
+	return nil
+}
+
+func (flatMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+	out := make([][]float64, len(keys))
+	for i := range out {
+		for t := from; !t.After(to); t = t.Add(step) {
+			out[i] = append(out[i], 0.2)
+		}
+	}
+	return out, nil
+}
+
+// scriptedApplier answers each playbook run with result(req) and records
+// the runs and the orphans it was asked to stop.
+type scriptedApplier struct {
+	result func(ports.ApplyRequest) ports.ApplyResult
+
+	mu      sync.Mutex
+	runs    []string // "playbook: host,host"
+	orphans []int
+}
+
+func (a *scriptedApplier) Apply(_ context.Context, req ports.ApplyRequest, _ func(ports.ApplyEvent)) (ports.ApplyResult, error) {
+	a.mu.Lock()
+	a.runs = append(a.runs, fmt.Sprintf("%s: %s", req.Playbook[strings.LastIndex(req.Playbook, "/")+1:], strings.Join(req.Limit, ",")))
+	a.mu.Unlock()
+	return a.result(req), nil
+}
+
+func (a *scriptedApplier) StopOrphans(_ context.Context, pids []int) []int {
+	a.orphans = append(a.orphans, pids...)
+	return nil
+}
+
+// changedAll is every limited host changed.
+func changedAll(req ports.ApplyRequest) ports.ApplyResult {
+	var res ports.ApplyResult
+	for _, h := range req.Limit {
+		res.Hosts = append(res.Hosts, ports.HostResult{Host: h, Status: ports.HostChanged, ChangedTasks: []string{"write app.conf"}})
+	}
+	return res
+}
+
+const execSpec = `name: exec
+targets:
+  static: [web-1, web-2, web-3, web-4]
+canary: {hosts: 1, monitor: 5m}
+apply: {playbook: playbooks/site.yml, version: v2}
+revert: {playbook: playbooks/revert.yml, verify: 1m}
+metrics:
+  url: http://127.0.0.1:1
+  queries:
+    latency: {query: latency}
+policies:
+  - name: any-degraded
+    rollback_when: 'fleet.degraded > 0'
+`
+
+// execRollout is a live rollout of execSpec under a simulated clock, with
+// a journal and a history in memory.
+func execRollout(t *testing.T, apply func(ports.ApplyRequest) ports.ApplyResult) (*Rollout, *scriptedApplier, *memStore) {
+	t.Helper()
+	spec, pols, err := load("testdata/exec.yaml", []byte(execSpec), testEnv, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := MakePlan(spec, StaticHosts(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := newMemStore()
+	journal, err := OpenJournal(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &scriptedApplier{result: apply}
+	return &Rollout{
+		Spec: spec, Policies: pols, Plan: plan, Metrics: flatMetrics{}, Applier: app,
+		Clock: NewSimClock(time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)), RunID: "run-1",
+		Journal: journal, History: &history.History{Store: store},
+	}, app, store
+}
+
+// A host whose play failed before changing anything is left alone, one
+// whose play failed after changing something is reverted by name, and the
+// report, the journal and the history tell the same story of each host.
+func TestExecuteFailedHosts(t *testing.T) {
+	ro, app, store := execRollout(t, func(req ports.ApplyRequest) ports.ApplyResult {
+		res := changedAll(req)
+		if strings.HasSuffix(req.Playbook, "revert.yml") {
+			return res
+		}
+		for i, h := range res.Hosts {
+			switch h.Host {
+			case "web-2":
+				res.Hosts[i] = ports.HostResult{Host: h.Host, Status: ports.HostFailed, Message: "no space left"}
+			case "web-3":
+				res.Hosts[i].Status, res.Hosts[i].Message = ports.HostFailed, "handler failed"
+			}
+		}
+		return res
+	})
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if res.ExitCode != 0 || r.Outcome != report.OutcomePromoted || !strings.Contains(r.Reason, "2 hosts carry the change") {
+		t.Fatalf("exit %d, outcome %q (%s): want promoted with web-1 and web-4 carrying the change", res.ExitCode, r.Outcome, r.Reason)
+	}
+	if want := []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-3"}; !slices.Equal(app.runs, want) {
+		t.Errorf("playbook runs %q, want %q", app.runs, want)
+	}
+
+	type hostStory struct {
+		applied, reverted bool
+		why               string
+		version           string // the history's outcome of v2
+	}
+	want := map[string]hostStory{
+		"web-1": {true, false, "", history.VersionKnownGood},
+		"web-2": {false, false, "apply failed before changing anything; left as it was", history.VersionFailed},
+		"web-3": {true, true, "apply failed on the host", history.VersionReverted},
+		"web-4": {true, false, "", history.VersionKnownGood},
+	}
+	for _, h := range r.Hosts {
+		recs, err := ro.History.For(t.Context(), h.Name)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("history of %s: %v, %v", h.Name, recs, err)
+		}
+		got := hostStory{h.Applied, h.Reverted, h.RevertReason, recs[0].Outcome}
+		if got != want[h.Name] {
+			t.Errorf("%s: report and history say %+v, want %+v", h.Name, got, want[h.Name])
+		}
+	}
+	if len(r.Rollbacks) != 1 || !slices.Equal(r.Rollbacks[0].Hosts, []string{"web-3"}) || !r.Rollbacks[0].Verified {
+		t.Errorf("rollbacks %+v: want web-3's, verified", r.Rollbacks)
+	}
+
+	// The journal agrees: web-3 reverted at host level, only web-4 passed
+	// in the last wave, and the run ended promoted.
+	j, err := OpenJournal(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, e := range j.Doc().Entries {
+		steps = append(steps, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", e.Step, e.Wave, strings.Join(e.Hosts, ","), e.Scope)))
+	}
+	wantSteps := []string{
+		"run-start", "apply-start canary web-1", "apply-end canary web-1", "wave-passed canary web-1",
+		"apply-start wave-1 web-2,web-3,web-4", "apply-end wave-1 web-2,web-3,web-4",
+		"revert-start  web-3 host", "revert-end  web-3 host", "wave-passed wave-1 web-4", "run-end",
+	}
+	if !slices.Equal(steps, wantSteps) {
+		t.Errorf("journal\n%s\nwant\n%s", strings.Join(steps, "\n"), strings.Join(wantSteps, "\n"))
+	}
+	if !j.Doc().Finished || j.Doc().Outcome != report.OutcomePromoted {
+		t.Errorf("journal finished %v, outcome %q", j.Doc().Finished, j.Doc().Outcome)
+	}
+}
+
+// A resumed run has the Applier stop the playbooks that the killed run
+// started on this machine, and no other, before it applies again.
+func TestResumeStopsOrphans(t *testing.T) {
+	ro, app, store := execRollout(t, changedAll)
+	host, _ := os.Hostname()
+	t0 := ro.Clock.Now()
+	if err := ro.Journal.Begin(t.Context(), JournalDoc{RunID: "run-0", Rollout: "exec", StartedAt: t0, Plan: (&execution{Rollout: ro}).journalPlan()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []JournalEntry{
+		{Step: JournalApplyStart, Wave: "canary", Hosts: []string{"web-1"}, Start: t0},
+		{Step: JournalPlaybook, Detail: host + ":4242"},
+		{Step: JournalPlaybook, Detail: "another-machine:4343"},
+	} {
+		if err := ro.Journal.Write(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := OpenJournal(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro.Journal, ro.Resume, ro.RunID = j, j.Doc().ResumeState(), "run-0"
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(app.orphans, []int{4242}) {
+		t.Errorf("asked to stop %v, want only this machine's playbook 4242", app.orphans)
+	}
+	if res.Report.Outcome != report.OutcomePromoted || app.runs[0] != "site.yml: web-1" {
+		t.Errorf("outcome %q, runs %q: want the canary applied again, then promoted", res.Report.Outcome, app.runs)
+	}
+}
