@@ -3,7 +3,6 @@ package policies
 import (
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -27,32 +27,28 @@ const (
 	roleHost  = "host_rollback_when"
 )
 
-// program is one compiled expression of a policy.
+// program is one compiled expression of a policy: expr's bytecode, run on
+// one reused VM, and what Explain needs, also compiled here.
 type program struct {
+	file string
 	expr Expr
 	role string
-	// text is the expression as expr parsed it (fraction renamed).
-	text string
-	// tree is expr's type-checked AST (fraction rewritten), shared by the
-	// VM program, the fast path and Explain.
-	tree ast.Node
-	// fractions are the rewritten fraction calls in tree.
-	fractions map[ast.Node]*fractionCall
-	prog      *vm.Program
-	machine   vm.VM
-	// fast is the typed closure evaluation of tree, nil when tree uses
-	// something outside the fast path's subset; frame is its reusable
-	// state.
-	fast  boolFn
-	frame frame
-	// scratch is top_mean's buffer (shared by fast path and VM).
+	prog *vm.Program
+	// machine runs prog and explain's programs; reusing it keeps its
+	// stack from being allocated on every run.
+	machine vm.VM
+	// explain is Explain's plan of the expression (see explain.go).
+	explain *explanation
+	// metrics is what the expression reads of host.metrics (usedMetrics).
+	metrics []string
+	// scratch is top_mean's buffer.
 	scratch []float64
 }
 
 // Compile compiles src once, against Env: every expression is parsed and
 // type-checked by expr, its metric references checked against
-// opts.Metrics, and compiled for evaluation. The error, when not nil, is an
-// ErrorList of *PosError naming the place in src.File.
+// opts.Metrics, and compiled for evaluation and for Explain. The error,
+// when not nil, is an ErrorList of *PosError naming the place in src.File.
 func Compile(src Source, opts CompileOptions) (*Policy, error) {
 	var errs ErrorList
 	p := &Policy{Source: src}
@@ -91,25 +87,36 @@ func Compile(src Source, opts CompileOptions) (*Policy, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	p.uses = usedMetrics(p.fleet, p.host)
+	p.uses = []string{}
+	for _, pr := range []*program{p.fleet, p.host} {
+		switch {
+		case pr == nil:
+		case pr.metrics == nil:
+			p.uses = nil
+		case p.uses != nil:
+			p.uses = append(p.uses, pr.metrics...)
+		}
+	}
+	if p.uses != nil {
+		slices.Sort(p.uses)
+		p.uses = slices.Compact(p.uses)
+	}
 	return p, nil
 }
 
-// compileExpr parses, checks and compiles one expression. Errors are an
-// ErrorList.
+// compileExpr parses, checks and compiles one expression, and prepares
+// what Explain will evaluate. Errors are an ErrorList.
 func compileExpr(fileName string, e Expr, role string, opts CompileOptions) (*program, error) {
-	pr := &program{expr: e, role: role}
+	pr := &program{file: fileName, expr: e, role: role}
 	text, at := substituteFraction(e.Text)
-	pr.text = text
-	patcher := &fractionPatcher{at: at}
 
 	cfg := conf.CreateNew()
 	for _, op := range []expr.Option{
 		expr.Env(Env{}),
 		expr.AsBool(),
 		expr.MaxNodes(MaxExprNodes),
-		expr.Function("top_mean", pr.topMeanVM, new(func([]*Host, float64) float64)),
-		expr.Patch(patcher),
+		expr.Function("top_mean", pr.topMean, new(func([]*Host, float64) float64)),
+		expr.Patch(&fractionPatcher{at: at}),
 	} {
 		op(cfg)
 	}
@@ -122,34 +129,34 @@ func compileExpr(fileName string, e Expr, role string, opts CompileOptions) (*pr
 		fl, fc := e.filePos(line, col)
 		return ErrorList{&PosError{File: fileName, Line: fl, Col: fc, Msg: fmt.Sprintf("%s: %s", role, friendlier(msg))}}
 	}
-
-	tree, err := checker.ParseCheck(text, cfg)
-	if err != nil {
+	failWith := func(err error) error {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, fail(fe.Line, fe.Column, fe.Message)
+			return fail(fe.Line, fe.Column, fe.Message)
 		}
 		// expr reports the result type without a position: the whole
 		// expression is at fault.
-		return nil, fail(1, 0, err.Error()+" (a policy must be a condition, e.g. `x > 5`)")
+		return fail(1, 0, err.Error()+" (a policy must be a condition, e.g. `x > 5`)")
 	}
-	pr.tree = tree.Node
-	pr.fractions = patcher.calls
 
-	if errs := checkRefs(fileName, e, role, pr.tree, opts, text); len(errs) > 0 {
+	tree, err := checker.ParseCheck(text, cfg)
+	if err != nil {
+		return nil, failWith(err)
+	}
+	if errs := checkRefs(fileName, e, role, tree.Node, opts, text); len(errs) > 0 {
 		return nil, errs
 	}
-
-	prog, err := compiler.Compile(tree, cfg)
-	if err != nil {
+	pr.metrics = usedMetrics(tree.Node)
+	// Explain's programs come from the tree as written, before expr's
+	// optimizer folds constants away from where the user wrote them.
+	if pr.explain, err = explainPlan(tree, cfg, e.Text); err != nil {
 		return nil, fail(1, 0, err.Error())
 	}
-	pr.prog = prog
-
-	fc := &fastCompiler{fractions: pr.fractions, pr: pr}
-	if fn, err := fc.boolean(pr.tree); err == nil {
-		pr.fast = fn
-		pr.frame.scope = make([]*Host, fc.maxDepth)
+	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+		return nil, failWith(err)
+	}
+	if pr.prog, err = compiler.Compile(tree, cfg); err != nil {
+		return nil, fail(1, 0, err.Error())
 	}
 	return pr, nil
 }
@@ -243,10 +250,7 @@ func runeLineCol(text string, off int) (line, col int) {
 var (
 	metricsMapType = reflect.TypeOf(map[string]*Metric(nil))
 	hostPtrType    = reflect.TypeOf((*Host)(nil))
-	hostsType      = reflect.TypeOf([]*Host(nil))
-	metricPtrType  = reflect.TypeOf((*Metric)(nil))
 	fleetType      = reflect.TypeOf(Fleet{})
-	waveType       = reflect.TypeOf(Wave{})
 )
 
 // checkRefs finds what expr's type checker cannot: host used where it is
@@ -343,48 +347,43 @@ func walk(n ast.Node, fn func(ast.Node)) {
 	}
 }
 
-// usedMetrics is UsesMetrics' answer for the given programs.
-func usedMetrics(progs ...*program) []string {
+// usedMetrics is UsesMetrics' answer for one checked expression.
+func usedMetrics(root ast.Node) []string {
 	names := []string{}
 	all := false
-	for _, pr := range progs {
-		if pr == nil {
-			continue
-		}
-		walk(pr.tree, func(n ast.Node) {
-			switch n := n.(type) {
-			case *ast.CallNode:
-				if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "top_mean" {
-					all = true // reads every host's score
-				}
-			case *ast.MemberNode:
-				prop, ok := n.Property.(*ast.StringNode)
-				switch t := n.Node.Type(); {
-				case t == metricsMapType:
-					if !ok {
-						all = true
-					} else {
-						names = append(names, prop.Value)
-					}
-				case t == hostPtrType && ok && (prop.Value == "score" || prop.Value == "degraded"):
-					all = true
-				case t == fleetType && ok && prop.Value != "size" && prop.Value != "changed":
-					all = true
-				case t == hostPtrType && !ok:
-					all = true
-				}
+	walk(root, func(n ast.Node) {
+		switch n := n.(type) {
+		case *ast.CallNode:
+			if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "top_mean" {
+				all = true // reads every host's score
 			}
-		})
-	}
+		case *ast.MemberNode:
+			prop, ok := n.Property.(*ast.StringNode)
+			switch t := n.Node.Type(); {
+			case t == metricsMapType:
+				if !ok {
+					all = true
+				} else {
+					names = append(names, prop.Value)
+				}
+			case t == hostPtrType && ok && (prop.Value == "score" || prop.Value == "degraded"):
+				all = true
+			case t == fleetType && ok && prop.Value != "size" && prop.Value != "changed":
+				all = true
+			case t == hostPtrType && !ok:
+				all = true
+			}
+		}
+	})
 	if all {
 		return nil
 	}
-	slices.Sort(names)
-	return slices.Compact(names)
+	return names
 }
 
-// topMeanVM is top_mean as expr's VM calls it.
-func (pr *program) topMeanVM(params ...any) (any, error) {
+// topMean is top_mean as expr's VM calls it, with the program's scratch
+// buffer so that a steady-state call does not grow the heap per host.
+func (pr *program) topMean(params ...any) (any, error) {
 	if len(params) != 2 {
 		return nil, fmt.Errorf("top_mean takes 2 arguments, got %d", len(params))
 	}
@@ -406,28 +405,9 @@ func (pr *program) topMeanVM(params ...any) (any, error) {
 	return v, nil
 }
 
-// eval runs the program against env: the fast path when the expression is
-// in its subset, expr's VM otherwise.
+// eval runs the program against env.
 func (pr *program) eval(env *Env) (bool, error) {
-	if pr.fast != nil {
-		return pr.evalFast(env)
-	}
-	return pr.evalVM(env)
-}
-
-func (pr *program) evalFast(env *Env) (bool, error) {
-	f := &pr.frame
-	f.env, f.err = env, nil
-	v := pr.fast(f)
-	f.env = nil
-	if f.err != nil {
-		return false, f.err
-	}
-	return v, nil
-}
-
-func (pr *program) evalVM(env *Env) (bool, error) {
-	out, err := pr.machine.Run(pr.prog, env)
+	out, err := pr.run(pr.prog, env)
 	if err != nil {
 		return false, err
 	}
@@ -438,850 +418,21 @@ func (pr *program) evalVM(env *Env) (bool, error) {
 	return v, nil
 }
 
-// The fast path. expr's VM boxes every float64 into an interface and
-// fetches struct fields through reflection, so evaluating a host policy
-// allocates, 10,000 times per tick. After expr has parsed and type-checked
-// an expression (expr stays the single source of truth for syntax and
-// types), fastCompiler turns the checked AST into typed Go closures for the
-// subset policies use: literals, fields of Env, Fleet, Wave, Host and
-// Metric, metrics[<constant>], arithmetic, comparisons, && || !, ?:, abs,
-// min, max, float, len, fraction, top_mean and count/any/all/none/one over
-// hosts with a predicate. Anything else makes the whole expression run on
-// expr's VM instead. TestFastPathMatchesVM checks the two agree.
-
-// frame is the state of one fast evaluation.
-type frame struct {
-	env *Env
-	// scope holds the element each enclosing predicate is looking at, by
-	// predicate depth.
-	scope []*Host
-	// err is the first runtime error; closures return zero values after it.
-	err error
-}
-
-func (f *frame) fail(err error) {
-	if f.err == nil {
-		f.err = err
+// run runs prog, the program or one of Explain's, on the program's VM. A
+// failure names the place in the file where evaluation stopped.
+func (pr *program) run(prog *vm.Program, env *Env) (any, error) {
+	out, err := pr.machine.Run(prog, env)
+	if err == nil {
+		return out, nil
 	}
-}
-
-type (
-	boolFn   func(*frame) bool
-	intFn    func(*frame) int
-	floatFn  func(*frame) float64
-	strFn    func(*frame) string
-	hostFn   func(*frame) *Host
-	hostsFn  func(*frame) []*Host
-	metricFn func(*frame) *Metric
-)
-
-// errUnsupported says an expression is outside the fast path's subset.
-var errUnsupported = errors.New("outside the fast path")
-
-func unsupported(n ast.Node) error {
-	return fmt.Errorf("%w: %T %s", errUnsupported, n, n)
-}
-
-type fastCompiler struct {
-	fractions map[ast.Node]*fractionCall
-	pr        *program
-	// depth is the number of predicates around the node being compiled.
-	depth, maxDepth int
-}
-
-// numFn is a compiled number: exactly one of i and f is set.
-type numFn struct {
-	i intFn
-	f floatFn
-}
-
-func (n numFn) float() floatFn {
-	if n.f != nil {
-		return n.f
-	}
-	i := n.i
-	return func(fr *frame) float64 { return float64(i(fr)) }
-}
-
-func (c *fastCompiler) boolean(n ast.Node) (boolFn, error) {
-	switch n := n.(type) {
-	case *ast.BoolNode:
-		v := n.Value
-		return func(*frame) bool { return v }, nil
-	case *ast.ConstantNode:
-		if v, ok := n.Value.(bool); ok {
-			return func(*frame) bool { return v }, nil
-		}
-	case *ast.UnaryNode:
-		if n.Operator == "!" || n.Operator == "not" {
-			x, err := c.boolean(n.Node)
-			if err != nil {
-				return nil, err
-			}
-			return func(f *frame) bool { return !x(f) }, nil
-		}
-	case *ast.BinaryNode:
-		return c.binaryBool(n)
-	case *ast.MemberNode:
-		return c.boolField(n)
-	case *ast.BuiltinNode:
-		return c.predicateBool(n)
-	case *ast.ConditionalNode:
-		return conditional(c, n, c.boolean)
-	}
-	return nil, unsupported(n)
-}
-
-// conditional compiles cond ? exp1 : exp2 for branches of one type.
-func conditional[F ~func(*frame) T, T any](c *fastCompiler, n *ast.ConditionalNode, branch func(ast.Node) (F, error)) (F, error) {
-	cond, err := c.boolean(n.Cond)
-	if err != nil {
+	var fe *file.Error
+	if !errors.As(err, &fe) {
 		return nil, err
 	}
-	a, err := branch(n.Exp1)
-	if err != nil {
-		return nil, err
+	msg := fe.Message
+	if strings.Contains(msg, "zero Value") { // reflect's words for a field of nil
+		msg = "cannot fetch a field from nil (a host or metric with no value)"
 	}
-	b, err := branch(n.Exp2)
-	if err != nil {
-		return nil, err
-	}
-	return pick(cond, a, b), nil
-}
-
-// pick is the closure of cond ? a : b.
-func pick[F ~func(*frame) T, T any](cond boolFn, a, b F) F {
-	return F(func(f *frame) T {
-		if cond(f) {
-			return a(f)
-		}
-		return b(f)
-	})
-}
-
-func (c *fastCompiler) binaryBool(n *ast.BinaryNode) (boolFn, error) {
-	switch n.Operator {
-	case "&&", "and", "||", "or":
-		l, err := c.boolean(n.Left)
-		if err != nil {
-			return nil, err
-		}
-		r, err := c.boolean(n.Right)
-		if err != nil {
-			return nil, err
-		}
-		if n.Operator == "&&" || n.Operator == "and" {
-			return func(f *frame) bool { return l(f) && r(f) }, nil
-		}
-		return func(f *frame) bool { return l(f) || r(f) }, nil
-	case "==", "!=":
-		eq, err := c.equal(n)
-		if err != nil {
-			return nil, err
-		}
-		if n.Operator == "!=" {
-			return func(f *frame) bool { return !eq(f) }, nil
-		}
-		return eq, nil
-	case "<", ">", "<=", ">=":
-		l, err := c.number(n.Left)
-		if err != nil {
-			return nil, err
-		}
-		r, err := c.number(n.Right)
-		if err != nil {
-			return nil, err
-		}
-		if l.i != nil && r.i != nil {
-			a, b := l.i, r.i
-			switch n.Operator {
-			case "<":
-				return func(f *frame) bool { return a(f) < b(f) }, nil
-			case ">":
-				return func(f *frame) bool { return a(f) > b(f) }, nil
-			case "<=":
-				return func(f *frame) bool { return a(f) <= b(f) }, nil
-			default:
-				return func(f *frame) bool { return a(f) >= b(f) }, nil
-			}
-		}
-		a, b := l.float(), r.float()
-		switch n.Operator {
-		case "<":
-			return func(f *frame) bool { return a(f) < b(f) }, nil
-		case ">":
-			return func(f *frame) bool { return a(f) > b(f) }, nil
-		case "<=":
-			return func(f *frame) bool { return a(f) <= b(f) }, nil
-		default:
-			return func(f *frame) bool { return a(f) >= b(f) }, nil
-		}
-	}
-	return nil, unsupported(n)
-}
-
-// equal compiles == between two numbers, two strings or two booleans.
-func (c *fastCompiler) equal(n *ast.BinaryNode) (boolFn, error) {
-	if l, err := c.number(n.Left); err == nil {
-		r, err := c.number(n.Right)
-		if err != nil {
-			return nil, err
-		}
-		if l.i != nil && r.i != nil {
-			a, b := l.i, r.i
-			return func(f *frame) bool { return a(f) == b(f) }, nil
-		}
-		a, b := l.float(), r.float()
-		return func(f *frame) bool { return a(f) == b(f) }, nil
-	}
-	if l, err := c.str(n.Left); err == nil {
-		r, err := c.str(n.Right)
-		if err != nil {
-			return nil, err
-		}
-		return func(f *frame) bool { return l(f) == r(f) }, nil
-	}
-	l, err := c.boolean(n.Left)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.boolean(n.Right)
-	if err != nil {
-		return nil, err
-	}
-	return func(f *frame) bool { return l(f) == r(f) }, nil
-}
-
-func (c *fastCompiler) boolField(n *ast.MemberNode) (boolFn, error) {
-	prop, ok := n.Property.(*ast.StringNode)
-	if !ok || n.Optional || n.Method {
-		return nil, unsupported(n)
-	}
-	switch n.Node.Type() {
-	case hostPtrType:
-		h, err := c.host(n.Node)
-		if err != nil {
-			return nil, err
-		}
-		var get func(*Host) bool
-		switch prop.Value {
-		case "degraded":
-			get = func(h *Host) bool { return h.Degraded }
-		case "applied":
-			get = func(h *Host) bool { return h.Applied }
-		case "failed":
-			get = func(h *Host) bool { return h.Failed }
-		default:
-			return nil, unsupported(n)
-		}
-		return hostField(h, prop.Value, get), nil
-	case metricPtrType:
-		m, err := c.metric(n.Node)
-		if err != nil {
-			return nil, err
-		}
-		var get func(*Metric) bool
-		switch prop.Value {
-		case "nodata":
-			get = func(m *Metric) bool { return m.NoData }
-		case "has_control":
-			get = func(m *Metric) bool { return m.HasControl }
-		case "low_confidence":
-			get = func(m *Metric) bool { return m.LowConfidence }
-		default:
-			return nil, unsupported(n)
-		}
-		return metricField(m, prop.Value, get), nil
-	}
-	return nil, unsupported(n)
-}
-
-// hostField reads one field of the host src gives; a nil host fails the
-// evaluation, as fetching from nil does in expr.
-func hostField[T any](src hostFn, field string, get func(*Host) T) func(*frame) T {
-	return func(f *frame) T {
-		x := src(f)
-		if x == nil {
-			f.fail(errNilHost(field))
-			var zero T
-			return zero
-		}
-		return get(x)
-	}
-}
-
-// metricField reads one field of the metric src gives; a host without
-// that metric fails the evaluation.
-func metricField[T any](src metricFn, field string, get func(*Metric) T) func(*frame) T {
-	return func(f *frame) T {
-		x := src(f)
-		if x == nil {
-			f.fail(errNilMetric(field))
-			var zero T
-			return zero
-		}
-		return get(x)
-	}
-}
-
-func errNilHost(field string) error {
-	return fmt.Errorf("cannot fetch %s from a nil host", field)
-}
-
-func errNilMetric(field string) error {
-	return fmt.Errorf("cannot fetch %s: the host has no value for that metric", field)
-}
-
-// predicate compiles a predicate body one level deeper.
-func (c *fastCompiler) predicate(n ast.Node) (boolFn, int, error) {
-	p, ok := n.(*ast.PredicateNode)
-	if !ok {
-		return nil, 0, unsupported(n)
-	}
-	c.depth++
-	c.maxDepth = max(c.maxDepth, c.depth)
-	body, err := c.boolean(p.Node)
-	c.depth--
-	return body, c.depth, err
-}
-
-func (c *fastCompiler) predicateBool(n *ast.BuiltinNode) (boolFn, error) {
-	if len(n.Arguments) != 2 || n.Map != nil {
-		return nil, unsupported(n)
-	}
-	switch n.Name {
-	case "any", "all", "none", "one":
-	default:
-		return nil, unsupported(n)
-	}
-	list, err := c.hosts(n.Arguments[0])
-	if err != nil {
-		return nil, err
-	}
-	body, d, err := c.predicate(n.Arguments[1])
-	if err != nil {
-		return nil, err
-	}
-	switch n.Name {
-	case "any":
-		return func(f *frame) bool {
-			for _, h := range list(f) {
-				f.scope[d] = h
-				if body(f) {
-					return true
-				}
-			}
-			return false
-		}, nil
-	case "all":
-		return func(f *frame) bool {
-			for _, h := range list(f) {
-				f.scope[d] = h
-				if !body(f) {
-					return false
-				}
-			}
-			return true
-		}, nil
-	case "none":
-		return func(f *frame) bool {
-			for _, h := range list(f) {
-				f.scope[d] = h
-				if body(f) {
-					return false
-				}
-			}
-			return true
-		}, nil
-	default: // one
-		return func(f *frame) bool {
-			count := 0
-			for _, h := range list(f) {
-				f.scope[d] = h
-				if body(f) {
-					count++
-					if count > 1 {
-						return false
-					}
-				}
-			}
-			return count == 1
-		}, nil
-	}
-}
-
-// count compiles count(hosts, predicate), or len(filter(hosts, predicate)).
-func (c *fastCompiler) count(n *ast.BuiltinNode) (intFn, error) {
-	if len(n.Arguments) != 2 || n.Map != nil || n.Threshold != nil {
-		return nil, unsupported(n)
-	}
-	list, err := c.hosts(n.Arguments[0])
-	if err != nil {
-		return nil, err
-	}
-	body, d, err := c.predicate(n.Arguments[1])
-	if err != nil {
-		return nil, err
-	}
-	return func(f *frame) int {
-		count := 0
-		for _, h := range list(f) {
-			f.scope[d] = h
-			if body(f) {
-				count++
-			}
-		}
-		return count
-	}, nil
-}
-
-func (c *fastCompiler) str(n ast.Node) (strFn, error) {
-	switch n := n.(type) {
-	case *ast.StringNode:
-		v := n.Value
-		return func(*frame) string { return v }, nil
-	case *ast.ConstantNode:
-		if v, ok := n.Value.(string); ok {
-			return func(*frame) string { return v }, nil
-		}
-	case *ast.IdentifierNode:
-		if n.Value == "phase" {
-			return func(f *frame) string { return f.env.Phase }, nil
-		}
-	case *ast.MemberNode:
-		prop, ok := n.Property.(*ast.StringNode)
-		if !ok || n.Optional || n.Method {
-			break
-		}
-		switch n.Node.Type() {
-		case waveType:
-			if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == "wave" && prop.Value == "name" {
-				return func(f *frame) string { return f.env.Wave.Name }, nil
-			}
-		case hostPtrType:
-			h, err := c.host(n.Node)
-			if err != nil {
-				return nil, err
-			}
-			var get func(*Host) string
-			switch prop.Value {
-			case "name":
-				get = func(h *Host) string { return h.Name }
-			case "wave":
-				get = func(h *Host) string { return h.Wave }
-			default:
-				return nil, unsupported(n)
-			}
-			return hostField(h, prop.Value, get), nil
-		}
-	case *ast.ConditionalNode:
-		return conditional(c, n, c.str)
-	}
-	return nil, unsupported(n)
-}
-
-func (c *fastCompiler) host(n ast.Node) (hostFn, error) {
-	switch n := n.(type) {
-	case *ast.IdentifierNode:
-		if n.Value == "host" {
-			return func(f *frame) *Host { return f.env.Host }, nil
-		}
-	case *ast.PointerNode:
-		if n.Name == "" && c.depth > 0 && n.Type() == hostPtrType {
-			d := c.depth - 1
-			return func(f *frame) *Host { return f.scope[d] }, nil
-		}
-	}
-	return nil, unsupported(n)
-}
-
-func (c *fastCompiler) hosts(n ast.Node) (hostsFn, error) {
-	if id, ok := n.(*ast.IdentifierNode); ok && id.Value == "hosts" {
-		return func(f *frame) []*Host { return f.env.Hosts }, nil
-	}
-	return nil, unsupported(n)
-}
-
-// metric compiles <host>.metrics.<name> (or metrics["name"]).
-func (c *fastCompiler) metric(n ast.Node) (metricFn, error) {
-	m, ok := n.(*ast.MemberNode)
-	if !ok || m.Optional || m.Method {
-		return nil, unsupported(n)
-	}
-	key, ok := m.Property.(*ast.StringNode)
-	if !ok {
-		return nil, unsupported(n)
-	}
-	inner, ok := m.Node.(*ast.MemberNode)
-	if !ok || inner.Optional || inner.Method || inner.Node.Type() != hostPtrType {
-		return nil, unsupported(n)
-	}
-	if p, ok := inner.Property.(*ast.StringNode); !ok || p.Value != "metrics" {
-		return nil, unsupported(n)
-	}
-	h, err := c.host(inner.Node)
-	if err != nil {
-		return nil, err
-	}
-	name := key.Value
-	return hostField(h, "metrics", func(x *Host) *Metric { return x.Metrics[name] }), nil
-}
-
-// number compiles a numeric expression, keeping ints as ints where expr
-// does (int arithmetic, count, len) so results match expr's exactly.
-func (c *fastCompiler) number(n ast.Node) (numFn, error) {
-	switch n := n.(type) {
-	case *ast.IntegerNode:
-		v := n.Value
-		return numFn{i: func(*frame) int { return v }}, nil
-	case *ast.FloatNode:
-		v := n.Value
-		return numFn{f: func(*frame) float64 { return v }}, nil
-	case *ast.ConstantNode:
-		switch v := n.Value.(type) {
-		case int:
-			return numFn{i: func(*frame) int { return v }}, nil
-		case float64:
-			return numFn{f: func(*frame) float64 { return v }}, nil
-		}
-	case *ast.IdentifierNode:
-		if n.Value == "elapsed" {
-			return numFn{f: func(f *frame) float64 { return f.env.Elapsed }}, nil
-		}
-	case *ast.UnaryNode:
-		x, err := c.number(n.Node)
-		if err != nil {
-			return numFn{}, err
-		}
-		switch n.Operator {
-		case "+":
-			return x, nil
-		case "-":
-			if x.i != nil {
-				i := x.i
-				return numFn{i: func(f *frame) int { return -i(f) }}, nil
-			}
-			fl := x.f
-			return numFn{f: func(f *frame) float64 { return -fl(f) }}, nil
-		}
-	case *ast.BinaryNode:
-		return c.arith(n)
-	case *ast.MemberNode:
-		return c.numField(n)
-	case *ast.BuiltinNode:
-		return c.numBuiltin(n)
-	case *ast.CallNode:
-		return c.topMean(n)
-	case *ast.ConditionalNode:
-		if call, ok := c.fractions[n]; ok {
-			return c.fraction(call)
-		}
-		cond, err := c.boolean(n.Cond)
-		if err != nil {
-			return numFn{}, err
-		}
-		a, err := c.number(n.Exp1)
-		if err != nil {
-			return numFn{}, err
-		}
-		b, err := c.number(n.Exp2)
-		if err != nil {
-			return numFn{}, err
-		}
-		switch {
-		case a.i != nil && b.i != nil:
-			return numFn{i: pick(cond, a.i, b.i)}, nil
-		case a.f != nil && b.f != nil:
-			return numFn{f: pick(cond, a.f, b.f)}, nil
-		}
-		// Mixed int and float branches yield either type in expr.
-	}
-	return numFn{}, unsupported(n)
-}
-
-func (c *fastCompiler) arith(n *ast.BinaryNode) (numFn, error) {
-	switch n.Operator {
-	case "+", "-", "*", "/", "%", "**", "^":
-	default:
-		return numFn{}, unsupported(n)
-	}
-	l, err := c.number(n.Left)
-	if err != nil {
-		return numFn{}, err
-	}
-	r, err := c.number(n.Right)
-	if err != nil {
-		return numFn{}, err
-	}
-	if l.i != nil && r.i != nil {
-		a, b := l.i, r.i
-		switch n.Operator {
-		case "+":
-			return numFn{i: func(f *frame) int { return a(f) + b(f) }}, nil
-		case "-":
-			return numFn{i: func(f *frame) int { return a(f) - b(f) }}, nil
-		case "*":
-			return numFn{i: func(f *frame) int { return a(f) * b(f) }}, nil
-		case "%":
-			return numFn{i: func(f *frame) int {
-				x, y := a(f), b(f)
-				if y == 0 {
-					f.fail(errors.New("integer divide by zero"))
-					return 0
-				}
-				return x % y
-			}}, nil
-		}
-	}
-	if n.Operator == "%" {
-		return numFn{}, unsupported(n)
-	}
-	a, b := l.float(), r.float()
-	switch n.Operator {
-	case "+":
-		return numFn{f: func(f *frame) float64 { return a(f) + b(f) }}, nil
-	case "-":
-		return numFn{f: func(f *frame) float64 { return a(f) - b(f) }}, nil
-	case "*":
-		return numFn{f: func(f *frame) float64 { return a(f) * b(f) }}, nil
-	case "/":
-		return numFn{f: func(f *frame) float64 { return a(f) / b(f) }}, nil
-	default: // ** and ^
-		return numFn{f: func(f *frame) float64 { return math.Pow(a(f), b(f)) }}, nil
-	}
-}
-
-func (c *fastCompiler) numField(n *ast.MemberNode) (numFn, error) {
-	prop, ok := n.Property.(*ast.StringNode)
-	if !ok || n.Optional || n.Method {
-		return numFn{}, unsupported(n)
-	}
-	switch n.Node.Type() {
-	case fleetType:
-		if id, ok := n.Node.(*ast.IdentifierNode); !ok || id.Value != "fleet" {
-			break
-		}
-		switch prop.Value {
-		case "size":
-			return numFn{i: func(f *frame) int { return f.env.Fleet.Size }}, nil
-		case "changed":
-			return numFn{i: func(f *frame) int { return f.env.Fleet.Changed }}, nil
-		case "degraded":
-			return numFn{i: func(f *frame) int { return f.env.Fleet.Degraded }}, nil
-		case "fraction_degraded":
-			return numFn{f: func(f *frame) float64 { return f.env.Fleet.FractionDegraded }}, nil
-		case "mean_score":
-			return numFn{f: func(f *frame) float64 { return f.env.Fleet.MeanScore }}, nil
-		case "max_score":
-			return numFn{f: func(f *frame) float64 { return f.env.Fleet.MaxScore }}, nil
-		}
-	case waveType:
-		if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == "wave" && prop.Value == "index" {
-			return numFn{i: func(f *frame) int { return f.env.Wave.Index }}, nil
-		}
-	case hostPtrType:
-		if prop.Value != "score" {
-			break
-		}
-		h, err := c.host(n.Node)
-		if err != nil {
-			return numFn{}, err
-		}
-		return numFn{f: hostField(h, "score", func(x *Host) float64 { return x.Score })}, nil
-	case metricPtrType:
-		m, err := c.metric(n.Node)
-		if err != nil {
-			return numFn{}, err
-		}
-		name := prop.Value
-		if name == "samples" {
-			return numFn{i: metricField(m, name, func(x *Metric) int { return x.Samples })}, nil
-		}
-		var get func(*Metric) float64
-		switch name {
-		case "current":
-			get = func(m *Metric) float64 { return m.Current }
-		case "baseline":
-			get = func(m *Metric) float64 { return m.Baseline }
-		case "stddev":
-			get = func(m *Metric) float64 { return m.Stddev }
-		case "z":
-			get = func(m *Metric) float64 { return m.Z }
-		case "ratio":
-			get = func(m *Metric) float64 { return m.Ratio }
-		case "delta":
-			get = func(m *Metric) float64 { return m.Delta }
-		case "score":
-			get = func(m *Metric) float64 { return m.Score }
-		case "control":
-			get = func(m *Metric) float64 { return m.Control }
-		default:
-			return numFn{}, unsupported(n)
-		}
-		return numFn{f: metricField(m, name, get)}, nil
-	}
-	return numFn{}, unsupported(n)
-}
-
-func (c *fastCompiler) numBuiltin(n *ast.BuiltinNode) (numFn, error) {
-	switch n.Name {
-	case "count":
-		i, err := c.count(n)
-		return numFn{i: i}, err
-	case "len":
-		if len(n.Arguments) != 1 {
-			break
-		}
-		if filter, ok := n.Arguments[0].(*ast.BuiltinNode); ok && filter.Name == "filter" {
-			i, err := c.count(filter)
-			return numFn{i: i}, err
-		}
-		list, err := c.hosts(n.Arguments[0])
-		if err != nil {
-			return numFn{}, err
-		}
-		return numFn{i: func(f *frame) int { return len(list(f)) }}, nil
-	case "float":
-		if len(n.Arguments) != 1 {
-			break
-		}
-		x, err := c.number(n.Arguments[0])
-		if err != nil {
-			return numFn{}, err
-		}
-		return numFn{f: x.float()}, nil
-	case "abs":
-		if len(n.Arguments) != 1 {
-			break
-		}
-		x, err := c.number(n.Arguments[0])
-		if err != nil {
-			return numFn{}, err
-		}
-		if x.i != nil {
-			i := x.i
-			return numFn{i: func(f *frame) int {
-				if v := i(f); v < 0 {
-					return -v
-				} else {
-					return v
-				}
-			}}, nil
-		}
-		fl := x.f
-		return numFn{f: func(f *frame) float64 {
-			if v := fl(f); v < 0 {
-				return -v
-			} else {
-				return v
-			}
-		}}, nil
-	case "min", "max":
-		return c.minMax(n)
-	}
-	return numFn{}, unsupported(n)
-}
-
-// minMax compiles min/max over two or more numbers of one kind, with
-// expr's rule: a later argument replaces the current one when the current
-// is less (max) or more (min) than it, so NaN behaves as in expr.
-func (c *fastCompiler) minMax(n *ast.BuiltinNode) (numFn, error) {
-	if len(n.Arguments) < 2 {
-		return numFn{}, unsupported(n)
-	}
-	args := make([]numFn, len(n.Arguments))
-	ints, floats := 0, 0
-	for i, a := range n.Arguments {
-		x, err := c.number(a)
-		if err != nil {
-			return numFn{}, err
-		}
-		args[i] = x
-		if x.i != nil {
-			ints++
-		} else {
-			floats++
-		}
-	}
-	isMax := n.Name == "max"
-	switch {
-	case ints == len(args):
-		fns := make([]intFn, len(args))
-		for i, a := range args {
-			fns[i] = a.i
-		}
-		return numFn{i: func(f *frame) int {
-			v := fns[0](f)
-			for _, fn := range fns[1:] {
-				x := fn(f)
-				if (isMax && v < x) || (!isMax && v > x) {
-					v = x
-				}
-			}
-			return v
-		}}, nil
-	case floats == len(args):
-		fns := make([]floatFn, len(args))
-		for i, a := range args {
-			fns[i] = a.f
-		}
-		return numFn{f: func(f *frame) float64 {
-			v := fns[0](f)
-			for _, fn := range fns[1:] {
-				x := fn(f)
-				if (isMax && v < x) || (!isMax && v > x) {
-					v = x
-				}
-			}
-			return v
-		}}, nil
-	}
-	return numFn{}, unsupported(n) // mixed: expr returns either type
-}
-
-func (c *fastCompiler) topMean(n *ast.CallNode) (numFn, error) {
-	id, ok := n.Callee.(*ast.IdentifierNode)
-	if !ok || id.Value != "top_mean" || len(n.Arguments) != 2 {
-		return numFn{}, unsupported(n)
-	}
-	list, err := c.hosts(n.Arguments[0])
-	if err != nil {
-		return numFn{}, err
-	}
-	share, err := c.number(n.Arguments[1])
-	if err != nil {
-		return numFn{}, err
-	}
-	sh, pr := share.float(), c.pr
-	return numFn{f: func(f *frame) float64 {
-		v, scratch, err := topMean(pr.scratch, list(f), sh(f))
-		pr.scratch = scratch
-		if err != nil {
-			f.fail(err)
-		}
-		return v
-	}}, nil
-}
-
-// fraction compiles a rewritten fraction(list, predicate) in one pass.
-func (c *fastCompiler) fraction(call *fractionCall) (numFn, error) {
-	list, err := c.hosts(call.List)
-	if err != nil {
-		return numFn{}, err
-	}
-	body, d, err := c.predicate(call.Pred)
-	if err != nil {
-		return numFn{}, err
-	}
-	return numFn{f: func(f *frame) float64 {
-		hs := list(f)
-		count := 0
-		for _, h := range hs {
-			f.scope[d] = h
-			if body(f) {
-				count++
-			}
-		}
-		return fraction(count, len(hs))
-	}}, nil
+	line, col := pr.expr.filePos(fe.Line, fe.Column)
+	return nil, fmt.Errorf("%s:%d:%d: %s", pr.file, line, col, msg)
 }

@@ -2,6 +2,9 @@ package policies
 
 import (
 	"maps"
+	"math/rand/v2"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +52,59 @@ func TestExplain(t *testing.T) {
 			t.Errorf("Explain(%q%q) is not deterministic", tt.fleet, tt.host)
 		}
 	}
+}
+
+// TestExplainCompilesNothing: everything Explain evaluates was compiled
+// with the policy. With every allocation sampled by the memory profile,
+// calls of Explain add no allocation in expr's parser, checker or
+// compiler.
+func TestExplainCompilesNothing(t *testing.T) {
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	// Sub-expressions of every kind Explain quotes: comparisons of
+	// builtins, a boolean operator, arithmetic, a fraction, a method-like
+	// operator (startsWith), on the fleet and on a host.
+	p := mustCompile(t, `len(map(hosts, .name)) > 2 && hosts[0].name startsWith "web" || fleet.size % 5 == fraction(hosts, .degraded)`,
+		`host.metrics.cpu.z > 1 && host.name endsWith "3" || not host.applied`)
+	env := randomEnv(rand.New(rand.NewPCG(3, 4)), 10, false)
+	before := compileAllocs(t)
+	for range 10 {
+		p.Explain(env, nil)
+		p.Explain(env, env.Hosts[3])
+	}
+	if n := compileAllocs(t) - before; n != 0 {
+		t.Errorf("20 calls of Explain allocated %d objects in expr's parser, checker or compiler; want 0", n)
+	}
+}
+
+// compileAllocs counts the objects expr's parser, checker and compiler
+// have allocated so far, as the memory profile has recorded them.
+func compileAllocs(t *testing.T) int64 {
+	t.Helper()
+	for range 3 { // the profile is as of the last completed collections
+		runtime.GC()
+	}
+	n, _ := runtime.MemProfile(nil, true)
+	records := make([]runtime.MemProfileRecord, n+100)
+	n, ok := runtime.MemProfile(records, true)
+	if !ok {
+		t.Fatal("memory profile grew while read")
+	}
+	var total int64
+	for _, r := range records[:n] {
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			if strings.HasPrefix(f.Function, "github.com/expr-lang/expr/parser.") ||
+				strings.HasPrefix(f.Function, "github.com/expr-lang/expr/checker.") ||
+				strings.HasPrefix(f.Function, "github.com/expr-lang/expr/compiler.") {
+				total += r.AllocObjects
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return total
 }

@@ -32,8 +32,7 @@ import (
 //   len(list) == 0 ? 0.0 : count(list, predicate) / len(list)
 //
 // so expr checks the predicate (it must be boolean) and expr's VM runs it
-// with no Go callback. The typed fast path (fastpath in compile.go)
-// recognises the rewritten node and evaluates it in one pass.
+// with no Go callback.
 
 // fractionAlias is the predicate builtin standing in for fraction while
 // expr parses: it has the same length, so positions are unchanged.
@@ -72,18 +71,10 @@ func substituteFraction(text string) (string, map[int]bool) {
 	return string(runes), at
 }
 
-// fractionCall is one fraction(list, predicate) call after the rewrite.
-type fractionCall struct {
-	List ast.Node
-	Pred *ast.PredicateNode
-}
-
 // fractionPatcher is the expr patch visitor that turns the renamed
-// fraction calls into count/len arithmetic. It records each rewritten node
-// so the fast path and Explain can recognise it.
+// fraction calls (at: their rune offsets) into count/len arithmetic.
 type fractionPatcher struct {
-	at    map[int]bool
-	calls map[ast.Node]*fractionCall
+	at map[int]bool
 }
 
 // Visit implements ast.Visitor.
@@ -103,7 +94,7 @@ func (p *fractionPatcher) Visit(node *ast.Node) {
 	loc := b.Location()
 	at := func(n ast.Node) ast.Node { n.SetLocation(loc); return n }
 	length := func() ast.Node { return at(&ast.BuiltinNode{Name: "len", Arguments: []ast.Node{list}}) }
-	rewritten := &ast.ConditionalNode{
+	ast.Patch(node, &ast.ConditionalNode{
 		Ternary: true,
 		Cond:    at(&ast.BinaryNode{Operator: "==", Left: length(), Right: at(&ast.IntegerNode{Value: 0})}),
 		Exp1:    at(&ast.FloatNode{Value: 0}),
@@ -112,20 +103,7 @@ func (p *fractionPatcher) Visit(node *ast.Node) {
 			Left:     at(&ast.BuiltinNode{Name: "count", Arguments: []ast.Node{list, pred}}),
 			Right:    length(),
 		}),
-	}
-	ast.Patch(node, rewritten)
-	if p.calls == nil {
-		p.calls = map[ast.Node]*fractionCall{}
-	}
-	p.calls[rewritten] = &fractionCall{List: list, Pred: pred}
-}
-
-// fraction is fraction(list, predicate) for a count already taken.
-func fraction(count, n int) float64 {
-	if n == 0 {
-		return 0
-	}
-	return float64(count) / float64(n)
+	})
 }
 
 // topMean is top_mean(hosts, share): the mean score of the worst

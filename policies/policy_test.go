@@ -60,7 +60,7 @@ func TestPolicyFiles(t *testing.T) {
 			}
 			for _, p := range pols {
 				got.WriteString("ok " + p.PolicyName() + " fleet=" + yesNo(p.HasFleet()) + " host=" + yesNo(p.HasHost()) +
-					" on_no_data=" + p.OnNoData + " metrics=" + usesText(p.UsesMetrics()) + " fast=" + fastFlags(p) + "\n")
+					" on_no_data=" + p.OnNoData + " metrics=" + usesText(p.UsesMetrics()) + "\n")
 			}
 			if strings.HasPrefix(name, "good") && len(errs) > 0 {
 				t.Errorf("good file reports errors:\n%s", got.String())
@@ -98,16 +98,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func fastFlags(p *Policy) string {
-	var s []string
-	for _, pr := range []*program{p.fleet, p.host} {
-		if pr != nil {
-			s = append(s, yesNo(pr.fast != nil))
-		}
-	}
-	return strings.Join(s, ",")
 }
 
 // TestTypoPosition: a misspelt field is reported at the expression's line
