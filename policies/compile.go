@@ -32,14 +32,14 @@ const (
 type program struct {
 	file string
 	expr Expr
-	role string
 	prog *vm.Program
 	// machine runs prog and explain's programs; reusing it keeps its
 	// stack from being allocated on every run.
 	machine vm.VM
 	// explain is Explain's plan of the expression (see explain.go).
 	explain *explanation
-	// metrics is what the expression reads of host.metrics (usedMetrics).
+	// metrics are the query names the expression reads, nil when it
+	// depends on every metric (usedMetrics).
 	metrics []string
 	// scratch is top_mean's buffer.
 	scratch []float64
@@ -107,7 +107,7 @@ func Compile(src Source, opts CompileOptions) (*Policy, error) {
 // compileExpr parses, checks and compiles one expression, and prepares
 // what Explain will evaluate. Errors are an ErrorList.
 func compileExpr(fileName string, e Expr, role string, opts CompileOptions) (*program, error) {
-	pr := &program{file: fileName, expr: e, role: role}
+	pr := &program{file: fileName, expr: e}
 	text, at := substituteFraction(e.Text)
 
 	cfg := conf.CreateNew()
