@@ -21,8 +21,8 @@ func mustCompile(t testing.TB, fleet, host string) *Policy {
 }
 
 // randomEnv builds an Env of n changed hosts with random scores and
-// metrics; with missing, a host now and then lacks a metric.
-func randomEnv(r *rand.Rand, n int, missing bool) *Env {
+// metrics.
+func randomEnv(r *rand.Rand, n int) *Env {
 	pick := func(vals ...float64) float64 { return vals[r.IntN(len(vals))] }
 	num := func() float64 {
 		if r.IntN(4) == 0 {
@@ -41,9 +41,6 @@ func randomEnv(r *rand.Rand, n int, missing bool) *Env {
 			Applied: r.IntN(5) > 0, Failed: r.IntN(10) == 0, Metrics: map[string]*Metric{}}
 		h.Degraded = h.Score > 5
 		for _, q := range testMetrics.Metrics {
-			if missing && r.IntN(40) == 0 {
-				continue
-			}
 			h.Metrics[q] = &Metric{Current: num(), Baseline: num(), Stddev: math.Abs(num()), Z: num(), Ratio: num(),
 				Delta: num(), Score: math.Abs(num()), Control: num(), Samples: r.IntN(100), NoData: r.IntN(8) == 0,
 				HasControl: r.IntN(2) == 0, LowConfidence: r.IntN(6) == 0}
@@ -63,7 +60,7 @@ func pick2(r *rand.Rand, a, b string) string {
 // TestExprBuiltins: expr's own builtins and operators run in policies.
 func TestExprBuiltins(t *testing.T) {
 	p := mustCompile(t, `len(map(hosts, .name)) > 0 && hosts[0].name startsWith "web"`, "")
-	env := randomEnv(rand.New(rand.NewPCG(3, 4)), 3, false)
+	env := randomEnv(rand.New(rand.NewPCG(3, 4)), 3)
 	got, err := p.EvalFleet(env)
 	if err != nil || !got {
 		t.Errorf("EvalFleet = %v, %v; want true", got, err)
@@ -131,7 +128,7 @@ const benchHosts = 10_000
 // fleet per op (one tick); ns/host is the per-host cost.
 func BenchmarkEvalHost(b *testing.B) {
 	p := mustCompile(b, "", `host.metrics.error_rate.z > 12`)
-	env := randomEnv(rand.New(rand.NewPCG(5, 6)), benchHosts, false)
+	env := randomEnv(rand.New(rand.NewPCG(5, 6)), benchHosts)
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, h := range env.Hosts {
@@ -148,7 +145,7 @@ func BenchmarkEvalFleet(b *testing.B) {
 	for _, e := range []string{`top_mean(hosts, 0.30) > 5`, `fraction(hosts, .degraded) >= 0.3`, `count(hosts, .score > 5) > 3`} {
 		b.Run(e, func(b *testing.B) {
 			p := mustCompile(b, e, "")
-			env := randomEnv(rand.New(rand.NewPCG(7, 8)), benchHosts, false)
+			env := randomEnv(rand.New(rand.NewPCG(7, 8)), benchHosts)
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := p.EvalFleet(env); err != nil {

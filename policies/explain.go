@@ -49,7 +49,7 @@ type explanation struct {
 	op          string
 	sub         []*explanation
 	left, right *operand
-	// value is the node's own value, as text says.
+	// value is the node itself: its text and its value.
 	value *operand
 }
 
@@ -62,9 +62,9 @@ type operand struct {
 	prog    *vm.Program
 }
 
-// comparisons maps each comparison operator to the one that holds when
-// it does not (for numbers that are not NaN).
-var comparisons = map[string]string{"<": ">=", ">": "<=", "<=": ">", ">=": "<", "==": "!=", "!=": "=="}
+// negated is the comparison that holds when op does not (for numbers that
+// are not NaN).
+var negated = map[string]string{"<": ">=", ">": "<=", "<=": ">", ">=": "<", "==": "!=", "!=": "=="}
 
 // explainPlan walks the checked tree of an expression (text as the policy
 // wrote it) the way Explain reads it, compiling each sub-expression it
@@ -210,7 +210,7 @@ func (x *explainer) comparison(e *explanation) (v bool, reason string, err error
 	v, _ = out.(bool)
 	op := e.op
 	if !v && !math.IsNaN(l) && !math.IsNaN(r) {
-		op = comparisons[op]
+		op = negated[op]
 	} else if !v {
 		op = "so not " + op
 	}

@@ -31,6 +31,12 @@ func TestExplain(t *testing.T) {
 			values: map[string]float64{"count(hosts, .score > 5)": 2, "fleet.max_score": 9}},
 		{fleet: `any(hosts, .score > 100) or fleet.max_score > fleet.size`, reason: "any(hosts, .score > 100) is false and fleet.max_score = 9 <= fleet.size = 12",
 			values: map[string]float64{"any(hosts, .score > 100)": 0, "fleet.max_score": 9, "fleet.size": 12}},
+		{fleet: `len(map(hosts, .name)) > 20 || hosts[0].name startsWith "web"`,
+			reason: `len(map(hosts, .name)) = 10 <= 20 and hosts[0].name startsWith "web" is false`,
+			values: map[string]float64{"len(map(hosts, .name))": 10, `hosts[0].name startsWith "web"`: 0}},
+		// Quoted as written, though expr's optimizer folds 10 + 10.
+		{fleet: `fleet.size > 10 + 10`, reason: "fleet.size = 12 <= 10 + 10 = 20",
+			values: map[string]float64{"fleet.size": 12, "10 + 10": 20}},
 		{host: `host.metrics.error_rate.z > 12`, h: host, reason: "host.metrics.error_rate.z = 14.25 > 12",
 			values: map[string]float64{"host.metrics.error_rate.z": 14.25}},
 	}
@@ -66,7 +72,7 @@ func TestExplainCompilesNothing(t *testing.T) {
 	// operator (startsWith), on the fleet and on a host.
 	p := mustCompile(t, `len(map(hosts, .name)) > 2 && hosts[0].name startsWith "web" || fleet.size % 5 == fraction(hosts, .degraded)`,
 		`host.metrics.cpu.z > 1 && host.name endsWith "3" || not host.applied`)
-	env := randomEnv(rand.New(rand.NewPCG(3, 4)), 10, false)
+	env := randomEnv(rand.New(rand.NewPCG(3, 4)), 10)
 	before := compileAllocs(t)
 	for range 10 {
 		p.Explain(env, nil)
