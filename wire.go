@@ -104,15 +104,21 @@ func loadSpec(path string) (*runner.Spec, []*policies.Policy, error) {
 	return spec, pols, nil
 }
 
-// discoverPlan finds the targets and plans the waves.
+// discoverPlan finds the targets and plans the waves. A plan that cannot
+// be made from a static list is bad input (validate reports it too); from
+// discovered hosts it is an error (exit 1): the spec is valid, the fleet
+// does not fit it.
 func discoverPlan(ctx context.Context, spec *runner.Spec) ([]ports.Host, *runner.Plan, error) {
 	hosts, err := discover(ctx, spec)
 	if err != nil {
 		return nil, nil, failed(err)
 	}
 	plan, err := runner.MakePlan(spec, hosts)
-	if err != nil {
+	switch {
+	case err != nil && len(spec.Targets.Static) > 0:
 		return nil, nil, badInput(err)
+	case err != nil:
+		return nil, nil, failed(err)
 	}
 	return hosts, plan, nil
 }

@@ -56,6 +56,10 @@ type JournalDoc struct {
 type JournalWave struct {
 	Name  string   `json:"name"`
 	Hosts []string `json:"hosts"`
+	// Monitor is the wave's monitoring period ("10m"): a by wave becomes
+	// several waves, so the spec's waves no longer say it by index.
+	// Journals written before it was kept have none.
+	Monitor string `json:"monitor,omitempty"`
 }
 
 // JournalEntry is one step.
@@ -223,7 +227,7 @@ func (d *JournalDoc) ResumeState() *Resume {
 func (x *execution) journalPlan() []JournalWave {
 	out := make([]JournalWave, len(x.Plan.Waves))
 	for i, w := range x.Plan.Waves {
-		out[i] = JournalWave{Name: w.Name, Hosts: hostNames(w.Hosts)}
+		out[i] = JournalWave{Name: w.Name, Hosts: hostNames(w.Hosts), Monitor: w.Monitor.String()}
 	}
 	return out
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,7 +30,6 @@ var required = map[string][]string{
 	"Metrics":       {"queries"},
 	"ConsulTargets": {"service"},
 	"Query":         {"query"},
-	"Wave":          {"size"},
 	"Alert":         {"type"},
 	"Target":        {"name"},
 	"BasicAuth":     {"username"},
@@ -314,14 +312,51 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	}
 }
 
-// validateWaves reports waves that can never contain a host. With a
-// static target list it plans the waves as the planner does (a share is
-// of the hosts after the canary, rounded up; each wave takes from what is
-// left) and also reports hosts no wave would reach.
+// validateWaves checks each wave's keys (size or by, and the topology
+// keys that go with spread_by) and reports waves that can never contain a
+// host. With a static target list it makes the plan as a run would
+// (MakePlan) and reports what the plan cannot do: an empty wave, hosts no
+// wave reaches, a topology limit the hosts cannot meet.
 func (d *decoder) validateWaves(s *Spec) {
+	if d.has("canary.pin") {
+		hs := s.Canary.Hosts
+		switch {
+		case len(s.Canary.Pin) == 0:
+			d.errorf(d.at("canary.pin"), "canary.pin: give the meta key and value to pin the canary to, e.g. {zone: eu-1a}")
+		case len(hs.Names) > 0 || hs.Tag != "" || len(hs.Meta) > 0:
+			d.errorf(d.at("canary.pin"), "canary.pin: pins a count or share of hosts (canary.hosts: 1, \"10%%\"); names, {tag} and {meta} already say which hosts")
+		}
+	}
 	names := map[string]int{}
+	shaped := true // every wave has a size or a by
 	for i, w := range s.Waves {
 		p := fmt.Sprintf("waves[%d]", i)
+		d.atLeastOne(p + ".max_per_value")
+		for _, k := range []string{"spread_by", "by"} {
+			if d.has(p+"."+k) && d.nodes[p+"."+k].Value == "" {
+				d.errorf(d.at(p+"."+k), "%s.%s must not be empty", p, k)
+			}
+		}
+		switch {
+		case w.By != "" && d.has(p+".size"):
+			d.errorf(d.at(p+".by"), "%s: by makes one wave per value of %s, each with that value's hosts; remove size", p, w.By)
+		case w.By != "" && (w.SpreadBy != "" || d.has(p+".max_per_value") || d.has(p+".never_whole")):
+			d.errorf(d.at(p+".by"), "%s: by takes each value's hosts in a wave of their own; spread_by, max_per_value and never_whole go with size", p)
+		case w.By == "" && !d.has(p+".size"):
+			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode {
+				d.errorf(d.at(p), "missing required key \"size\" in %s (or by: <meta key>, one wave per value)", p)
+			}
+			shaped = false
+		case !d.has(p + ".spread_by"):
+			for _, k := range []string{"max_per_value", "never_whole"} {
+				if d.has(p + "." + k) {
+					d.errorf(d.at(p+"."+k), "%s.%s limits a spread_by wave; set spread_by: <meta key>", p, k)
+				}
+			}
+		}
+		if w.Size == (Size{}) && w.By == "" {
+			shaped = false // a wave without a valid size is reported already
+		}
 		if w.Name == "" {
 			continue
 		}
@@ -335,68 +370,37 @@ func (d *decoder) validateWaves(s *Spec) {
 	}
 	static := s.Targets.Static
 	if len(static) == 0 || d.nodes["targets.inventory"] != nil || s.Targets.Consul != nil || s.Targets.Nomad != nil {
-		// Hosts are discovered at run time: only a wave after a 100%
-		// wave is certainly empty.
+		// Hosts are discovered at run time: only a wave after a 100% or a
+		// by wave is certainly empty.
 		for i := range s.Waves {
-			if i > 0 && s.Waves[i-1].Size.Percent == 100 {
+			prev := s.Waves[max(i-1, 0)]
+			if i > 0 && (prev.Size.Percent == 100 || prev.By != "") {
 				p := fmt.Sprintf("waves[%d]", i)
-				d.errorf(d.at(p), "%s can never contain a host: waves[%d] already takes 100%% of the hosts after the canary", p, i-1)
+				what := "100% of the hosts after the canary"
+				if prev.By != "" {
+					what = "every host left, by " + prev.By
+				}
+				d.errorf(d.at(p), "%s can never contain a host: waves[%d] already takes %s", p, i-1, what)
 				break
 			}
 		}
 		return
 	}
-	for _, w := range s.Waves {
-		if w.Size == (Size{}) {
-			return // a wave without a valid size is reported already
-		}
+	if !shaped || len(uniq(targetNames(static))) != len(static) {
+		return
 	}
-	n := len(uniq(targetNames(static)))
-	canary := 0
-	switch hs := s.Canary.Hosts; {
-	case hs.Size != nil && hs.Size.Percent > 0:
-		canary = int(math.Ceil(hs.Size.Percent / 100 * float64(n)))
-	case hs.Size != nil:
-		canary = hs.Size.Count
-	case len(hs.Names) > 0:
-		// Unknown names are reported already: count the known ones.
-		known := map[string]bool{}
-		for _, h := range static {
-			known[h.Name] = true
+	p, err := MakePlan(s, StaticHosts(s))
+	var pe *PlanError
+	switch {
+	case errors.As(err, &pe):
+		// The canary's hosts, tag and meta are checked against the list
+		// by validateTargets.
+		if !strings.HasPrefix(pe.Path, "canary.hosts") {
+			d.errorf(d.at(pe.Path), "%s", pe.Msg)
 		}
-		for _, name := range uniq(hs.Names) {
-			if known[name] {
-				canary++
-			}
-		}
-	case hs.Tag != "":
-		canary = countHosts(static, func(h Target) bool { return contains(h.Tags, hs.Tag) })
-	case len(hs.Meta) > 0:
-		canary = countHosts(static, func(h Target) bool { return metaMatch(h.Meta, hs.Meta) })
-	default:
-		canary = 1
-	}
-	rest := max(n-canary, 0)
-	remaining := rest
-	for i, w := range s.Waves {
-		p := fmt.Sprintf("waves[%d]", i)
-		if remaining == 0 {
-			why := fmt.Sprintf("the canary takes all %d hosts of targets.static", n)
-			if rest > 0 {
-				why = fmt.Sprintf("the waves before it take all %d hosts after the canary", rest)
-			}
-			d.errorf(d.at(p), "%s can never contain a host: %s", p, why)
-			return
-		}
-		take := w.Size.Count
-		if w.Size.Percent > 0 {
-			take = int(math.Ceil(w.Size.Percent / 100 * float64(rest)))
-		}
-		remaining -= min(max(take, 1), remaining)
-	}
-	if len(s.Waves) > 0 && remaining > 0 {
-		d.errorf(d.at("waves"), "waves cover %d of the %d hosts after the canary; %d would never receive the change (make the last wave's size 100%%)",
-			rest-remaining, rest, remaining)
+	case err == nil && len(p.empty) > 0:
+		e := p.empty[0]
+		d.errorf(d.at(e.path), "%s can never contain a host: %s", e.path, e.why)
 	}
 }
 
@@ -653,9 +657,7 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 	}
 	for i := range s.Waves {
 		w := &s.Waves[i]
-		if w.Name == "" {
-			w.Name = fmt.Sprintf("wave-%d", i+1)
-		}
+		w.Name = waveName(i, *w)
 		if w.Monitor == 0 && !written(fmt.Sprintf("waves[%d].monitor", i)) {
 			w.Monitor = s.Canary.Monitor
 		}

@@ -278,7 +278,7 @@ policies:
 	f("waves: [{size: 50%}, {size: 1}]\n", "")
 	f("waves: [{size: 1}]\n", "testdata/x.yaml:12:8: waves cover 1 of the 2 hosts after the canary; 1 would never receive the change (make the last wave's size 100%)")
 	f("waves: [{size: 2}, {size: 100%}]\n", "testdata/x.yaml:12:20: waves[1] can never contain a host: the waves before it take all 2 hosts after the canary")
-	f("canary: {hosts: [a, b, c]}\nwaves: [{size: 1}]\n", "testdata/x.yaml:13:9: waves[0] can never contain a host: the canary takes all 3 hosts of targets.static")
+	f("canary: {hosts: [a, b, c]}\nwaves: [{size: 1}]\n", "testdata/x.yaml:13:9: waves[0] can never contain a host: the canary takes all 3 hosts")
 	f("canary: {hosts: {meta: {k: v}}}\n", "testdata/x.yaml:12:24: canary.hosts.meta: no host in targets.static has all of this meta")
 	f("canary: {hosts: {color: red}}\n", "testdata/x.yaml:12:18: unknown key \"color\" in canary.hosts (allowed: tag, meta)")
 	f("bake: 5\n", "testdata/x.yaml:12:7: bake: expected a duration like \"90s\" or \"5m\", got \"5\" (a duration needs a unit)")

@@ -24,7 +24,9 @@ func PlanFromJournal(spec *Spec, doc *JournalDoc, hosts []ports.Host) (*Plan, er
 	p := &Plan{Bake: spec.Bake.D()}
 	for i, jw := range doc.Plan {
 		w := PlannedWave{Name: jw.Name, Index: i, Monitor: spec.Canary.Monitor.D()}
-		if i > 0 && i-1 < len(spec.Waves) && spec.Waves[i-1].Monitor > 0 {
+		if m, err := time.ParseDuration(jw.Monitor); err == nil {
+			w.Monitor = m
+		} else if i > 0 && i-1 < len(spec.Waves) && spec.Waves[i-1].Monitor > 0 {
 			w.Monitor = spec.Waves[i-1].Monitor.D()
 		}
 		for _, n := range jw.Hosts {

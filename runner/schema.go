@@ -81,6 +81,30 @@ func Schema() ([]byte, error) {
 			},
 		}
 	}
+	if w := defs["Wave"]; w != nil {
+		w.Description = "A wave after the canary: a size (optionally spread_by a meta key, with max_per_value and never_whole), or by: a meta key, one wave per value."
+		w.Required = nil
+		req := func(k string) *jsonschema.Schema { return &jsonschema.Schema{Required: []string{k}} }
+		w.OneOf = []*jsonschema.Schema{
+			{Required: []string{"size"}, Not: req("by")},
+			{Required: []string{"by"}, Not: &jsonschema.Schema{AnyOf: []*jsonschema.Schema{req("size"), req("spread_by"), req("max_per_value"), req("never_whole")}}},
+		}
+		w.DependentRequired = map[string][]string{"max_per_value": {"spread_by"}, "never_whole": {"spread_by"}}
+		for _, k := range []string{"spread_by", "by"} {
+			if prop, ok := w.Properties.Get(k); ok {
+				prop.MinLength = uintPtr(1)
+			}
+		}
+		if prop, ok := w.Properties.Get("max_per_value"); ok {
+			prop.Minimum = json.Number("1")
+		}
+	}
+	if c := defs["Canary"]; c != nil {
+		if prop, ok := c.Properties.Get("pin"); ok {
+			prop.MinProperties = uintPtr(1)
+			prop.Description = "Keeps a count or share of canary hosts inside one value of a meta key: {zone: eu-1a}."
+		}
+	}
 	if a := defs["Alert"]; a != nil {
 		// Every alert but a GitHub annotation is sent to a URL.
 		a.If = &jsonschema.Schema{Properties: props("type", &jsonschema.Schema{Const: "github"})}

@@ -141,6 +141,7 @@ func TestSchemaRejectsShapeErrors(t *testing.T) {
 		"secrets-bad.yaml",      // bearer_token is a mapping
 		"policies-bad.yaml",     // file and name together, {}
 		"templates-bad.yaml",    // on_failure: abort
+		"topology-bad.yaml",     // by with size, max_per_value without spread_by
 	} {
 		inst := yamlInstance(t, filepath.Join("testdata", name))
 		if err := rollout.Validate(inst); err == nil {
@@ -180,6 +181,14 @@ func TestSchemaForms(t *testing.T) {
 	f(`,"canary":{"monitor":300}`, false)
 	f(`,"waves":[{"size":"50%"},{"size":3,"name":"last"}]`, true)
 	f(`,"waves":[{"monitor":"5m"}]`, false)
+	f(`,"waves":[{"size":"50%","spread_by":"zone","max_per_value":2,"never_whole":true},{"by":"zone"}]`, true)
+	f(`,"waves":[{"by":"zone","size":2}]`, false)
+	f(`,"waves":[{"by":"zone","never_whole":true}]`, false)
+	f(`,"waves":[{"size":2,"max_per_value":2}]`, false)
+	f(`,"waves":[{"size":2,"spread_by":"zone","max_per_value":0}]`, false)
+	f(`,"waves":[{"by":""}]`, false)
+	f(`,"canary":{"hosts":2,"pin":{"zone":"a"}}`, true)
+	f(`,"canary":{"pin":{}}`, false)
 	f(`,"targets":{"static":[{"name":"a","address":"10.0.0.1","port":22,"vars":{"x":1},"tags":["t"],"meta":{"k":"v"}}]}`, true)
 	f(`,"targets":{"static":[{"address":"10.0.0.1"}]}`, false)
 	f(`,"targets":{"inventory":"inv.ini","group":"web"}`, true)

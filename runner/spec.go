@@ -131,6 +131,10 @@ type HostSelector struct {
 type Canary struct {
 	// Hosts selects the canary (default 1).
 	Hosts HostSelector `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	// Pin keeps a count or share of canary hosts inside one value of a
+	// meta key ({zone: eu-1a}): the canary is the first hosts, in target
+	// order, that have every pinned value. A share is of the whole fleet.
+	Pin map[string]string `yaml:"pin,omitempty" json:"pin,omitempty"`
 	// Monitor is the monitoring period after the canary's apply ends
 	// (default 5m).
 	Monitor Duration `yaml:"monitor,omitempty" json:"monitor,omitempty"`
@@ -138,11 +142,26 @@ type Canary struct {
 
 // Wave is one step after the canary.
 type Wave struct {
-	// Name of the wave (default "wave-1", "wave-2", ...).
+	// Name of the wave (default "wave-1", "wave-2", ...; for a by wave,
+	// the key: its waves are "<name>-<value>").
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
-	// Size of the wave, as a count or a share of the hosts remaining
-	// after the canary. Required.
-	Size Size `yaml:"size" json:"size"`
+	// Size of the wave, as a count or a share of the hosts after the
+	// canary. Required, except with By.
+	Size Size `yaml:"size,omitempty" json:"size,omitzero"`
+	// SpreadBy is a meta key (zone, rack): the wave takes its size from
+	// as many of the key's values as it can, then from each in proportion
+	// to the hosts it has left.
+	SpreadBy string `yaml:"spread_by,omitempty" json:"spread_by,omitempty"`
+	// MaxPerValue caps the hosts the wave takes from one value (spread_by
+	// only; default: no cap).
+	MaxPerValue int `yaml:"max_per_value,omitempty" json:"max_per_value,omitempty"`
+	// NeverWhole forbids the wave to hold every host of a value, counted
+	// over the whole fleet (spread_by only; default false).
+	NeverWhole bool `yaml:"never_whole,omitempty" json:"never_whole,omitempty"`
+	// By is a meta key: the entry becomes one wave per value of the key,
+	// in value order, each with the value's hosts not yet changed. Not
+	// with size.
+	By string `yaml:"by,omitempty" json:"by,omitempty"`
 	// Monitor is the monitoring period after the wave's apply (default:
 	// the canary's).
 	Monitor Duration `yaml:"monitor,omitempty" json:"monitor,omitempty"`
