@@ -2,7 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -40,8 +45,8 @@ func zonesOf(p planWaves, zone map[string]string) map[string]map[string]int {
 
 // TestPlanTopology plans a 12-host fleet in 3 zones (web-01..04 in eu-1a,
 // 05..08 in eu-1b, 09..12 in eu-1c), discovered from Consul (a recorded
-// health response, extended with zone node meta) and listed statically
-// with meta: spread_by: zone gives waves that each mix the zones, by: zone
+// health response, extended with zone node meta), listed statically with
+// meta, and in an Ansible inventory with a zone host variable: spread_by: zone gives waves that each mix the zones, by: zone
 // one wave per zone after the canary.
 func TestPlanTopology(t *testing.T) {
 	srv := &fixtureServer{routes: map[string]string{
@@ -52,18 +57,29 @@ func TestPlanTopology(t *testing.T) {
 	env := []string{"CONSUL_HTTP_ADDR=" + ts.URL}
 	zone := map[string]string{}
 	static := "targets:\n  static:\n"
+	inventory := "[web]\n"
 	for i := 1; i <= 12; i++ {
-		name := "web-" + string(rune('0'+i/10)) + string(rune('0'+i%10))
+		name := fmt.Sprintf("web-%02d", i)
 		zone[name] = []string{"eu-1a", "eu-1b", "eu-1c"}[(i-1)/4]
 		static += "    - {name: " + name + ", meta: {zone: " + zone[name] + "}}\n"
+		inventory += name + " ansible_host=10.0.1." + strconv.Itoa(i) + " zone=" + zone[name] + "\n"
 	}
 	sources := map[string]string{
 		"consul": "targets:\n  consul: {service: web}\n",
 		"static": static,
 	}
+	// An inventory's host variables, read by the real ansible-inventory.
+	if _, err := exec.LookPath("ansible-inventory"); err == nil {
+		sources["inventory"] = "targets:\n  inventory: hosts.ini\n  group: web\n"
+	} else if os.Getenv("ROLLGUARD_E2E") == "1" {
+		t.Fatalf("ROLLGUARD_E2E=1 but %v", err)
+	}
 	plan := func(t *testing.T, targets, waves string) (int, planWaves, string) {
 		t.Helper()
 		spec := writeSpec(t, "name: web-zones\n"+targets+"canary: {hosts: 1, monitor: 1m}\n"+waves+clusterSpecTail)
+		if err := os.WriteFile(filepath.Join(filepath.Dir(spec), "hosts.ini"), []byte(inventory), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		code, out, errOut := rollguardEnv(t, env, "plan", "--json", "-f", spec)
 		var p planWaves
 		if code == 0 {
@@ -130,7 +146,7 @@ func TestPlanTopology(t *testing.T) {
 			// 1 for discovered hosts.
 			waves := "waves: [{size: 100%, spread_by: zone, max_per_value: 3}]\n"
 			code, _, errOut = plan(t, targets, waves)
-			want := map[string]int{"static": 2, "consul": 1}[source]
+			want := map[string]int{"static": 2, "consul": 1, "inventory": 1}[source]
 			if code != want || !strings.Contains(errOut, `waves[0] ("wave-1", spread_by: zone, max_per_value: 3)`) ||
 				!strings.Contains(errOut, "zone eu-1b keeps 1 of its 4 hosts (web-08), of which a wave may take 3") {
 				t.Errorf("max_per_value 3: exit %d, want %d; stderr:\n%s", code, want, errOut)

@@ -412,16 +412,6 @@ func targetNames(ts []Target) []string {
 	return names
 }
 
-func countHosts(hs []Target, f func(Target) bool) int {
-	n := 0
-	for _, h := range hs {
-		if f(h) {
-			n++
-		}
-	}
-	return n
-}
-
 // checkFile reports a referenced file that does not exist or cannot be
 // read, at the key's value.
 func (d *decoder) checkFile(path, file, dir string, readFile func(string) ([]byte, error)) {

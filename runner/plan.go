@@ -349,7 +349,7 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		if t := wv.Topology; t != nil {
 			jt := &PlanJSONTopology{Key: t.Key, Mode: t.Mode, MaxPerValue: t.MaxPerValue, NeverWhole: t.NeverWhole, Values: []PlanJSONValue{}}
 			for _, g := range t.Values {
-				jt.Values = append(jt.Values, PlanJSONValue{Value: g.Value, Hosts: g.Hosts, Total: g.Total})
+				jt.Values = append(jt.Values, PlanJSONValue(g))
 			}
 			jw.Topology = jt
 		}
