@@ -280,6 +280,8 @@ policies:
 	f("waves: [{size: 2}, {size: 100%}]\n", "testdata/x.yaml:12:20: waves[1] can never contain a host: the waves before it take all 2 hosts after the canary")
 	f("canary: {hosts: [a, b, c]}\nwaves: [{size: 1}]\n", "testdata/x.yaml:13:9: waves[0] can never contain a host: the canary takes all 3 hosts")
 	f("canary: {hosts: {meta: {k: v}}}\n", "testdata/x.yaml:12:24: canary.hosts.meta: no host in targets.static has all of this meta")
+	f("canary: {hosts: 1, pin: {zone: x}}\n", "testdata/x.yaml:12:25: canary: pinned to zone=x, which 0 of the 3 targets have; the canary takes 1")
+	f("waves: [{size: 1, spread_by: zone}, {by: rack}]\n", "testdata/x.yaml:12:9: waves[0] (spread_by: zone): 2 of the 2 hosts it draws from have no meta or host variable \"zone\": b, c; give every host a zone, or plan this wave without it")
 	f("canary: {hosts: {color: red}}\n", "testdata/x.yaml:12:18: unknown key \"color\" in canary.hosts (allowed: tag, meta)")
 	f("bake: 5\n", "testdata/x.yaml:12:7: bake: expected a duration like \"90s\" or \"5m\", got \"5\" (a duration needs a unit)")
 	f("detection: {threshold: 0, allowance: -1}\n", "testdata/x.yaml:12:24: detection.threshold must be over 0\ntestdata/x.yaml:12:38: detection.allowance must not be negative")

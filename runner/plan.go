@@ -295,7 +295,7 @@ func selectCanary(c Canary, hosts []ports.Host) ([]ports.Host, error) {
 	}
 	in := pinned(hosts, c.Pin)
 	if len(in) < n {
-		return nil, fail("canary.pin", "pinned to %s: the canary needs %d hosts, and %d of the %d targets have %s", pinText(c.Pin), n, len(in), len(hosts), pinText(c.Pin))
+		return nil, fail("canary.pin", "pinned to %s, which %d of the %d targets have; the canary takes %d", pinText(c.Pin), len(in), len(hosts), n)
 	}
 	return in[:n], nil
 }

@@ -171,7 +171,7 @@ func TestMakePlanTopology(t *testing.T) {
 	f("a pinned share is of the whole fleet", Canary{Hosts: HostSelector{Size: &Size{Percent: 20}}, Pin: map[string]string{"zone": "c"}}, []Wave{all}, aaa12,
 		"canary=web-09,web-10,web-11 wave-1=web-01,web-02,web-03,web-04,web-05,web-06,web-07,web-08,web-12")
 	f("a pin with too few hosts", Canary{Hosts: HostSelector{Size: &Size{Count: 5}}, Pin: map[string]string{"zone": "c"}}, []Wave{all}, aaa12,
-		"error: canary: pinned to zone=c: the canary needs 5 hosts, and 4 of the 12 targets have zone=c")
+		"error: canary: pinned to zone=c, which 4 of the 12 targets have; the canary takes 5")
 }
 
 // TestSpreadProperties checks, over many random fleets, what spread_by
