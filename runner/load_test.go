@@ -319,6 +319,12 @@ func FuzzLoad(f *testing.F) {
 			if s == nil || s.Name == "" || len(s.Policies) == 0 || len(s.Metrics.Queries) == 0 {
 				t.Fatalf("no error, but the spec lacks required keys: %+v", s)
 			}
+			// A valid static spec always plans: validate made the plan.
+			if len(s.Targets.Static) > 0 {
+				if _, err := MakePlan(s, StaticHosts(s)); err != nil {
+					t.Fatalf("valid static spec does not plan: %v", err)
+				}
+			}
 			return
 		}
 		var list policies.ErrorList
