@@ -36,13 +36,21 @@ type decoder struct {
 	nodes   map[string]*yaml.Node
 	keys    map[string]*yaml.Node
 	visited int
+	// env lists the ${NAME} references met while expanding.
+	env []EnvRef
+	// allowUnset replaces an unset ${NAME} by a placeholder instead of
+	// reporting it; unknown holds the positions (line, col) of the values
+	// that hold one, whose problems are then not reported.
+	allowUnset bool
+	unknown    map[[2]int]bool
 }
 
 func newDecoder(file string) *decoder {
 	return &decoder{
-		file:  file,
-		nodes: map[string]*yaml.Node{},
-		keys:  map[string]*yaml.Node{},
+		file:    file,
+		nodes:   map[string]*yaml.Node{},
+		keys:    map[string]*yaml.Node{},
+		unknown: map[[2]int]bool{},
 	}
 }
 

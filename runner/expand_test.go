@@ -1,6 +1,10 @@
 package runner
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -32,7 +36,7 @@ func TestExpand(t *testing.T) {
 		{in: "${pass word}", err: "invalid variable reference in ${...}: a name is letters, digits and _ (write $$ for a literal $)"},
 	}
 	for _, tt := range tests {
-		got, err := expand(tt.in, env)
+		got, _, err := expand(tt.in, env, nil)
 		gotErr := ""
 		if err != nil {
 			gotErr = err.Error()
@@ -58,7 +62,7 @@ list: ["${N}", a]
 		t.Fatal(err)
 	}
 	d := newDecoder("f.yaml")
-	d.expandTree(&root, func(string) (string, bool) { return "7", true }, 0)
+	d.expandTree(&root, func(string) (string, bool) { return "7", true }, "", 0)
 	if len(d.errs) > 0 {
 		t.Fatal(d.errs)
 	}
@@ -72,4 +76,63 @@ list: ["${N}", a]
 	}
 	want := []string{"7 !!int", "7 !!int", "${N}", "x > ${N}", "7 !!int"}
 	eq(t, "expanded tree", got, want)
+}
+
+// TestLoadAllowUnset: unset secrets leave their values unchecked, every
+// other problem is still reported, and Spec.Env says where each
+// reference is.
+func TestLoadAllowUnset(t *testing.T) {
+	const spec = `name: web
+targets:
+  static: [web-1]
+apply:
+  playbook: playbooks/site.yml
+  forks: ${FORKS_N}
+  version: ${GITHUB_SHA:-dev}
+metrics:
+  url: ${VM_URL}
+  bearer_token: ${METRICS_TOKEN}
+  queries:
+    q: {query: up}
+policies:
+  - name: p
+    rollback_when: 'fleet.degraded > 0'
+alerts:
+  - {type: slack, url: "${SLACK_WEBHOOK_URL}"}
+`
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "playbooks"), 0o755)
+	os.WriteFile(filepath.Join(dir, "playbooks", "site.yml"), []byte("- hosts: all\n"), 0o644)
+	file := filepath.Join(dir, "rollout.yaml")
+	os.WriteFile(file, []byte(spec), 0o644)
+	none := func(string) (string, bool) { return "", false }
+
+	if _, _, err := Load(file, none); err == nil || !strings.Contains(err.Error(), "METRICS_TOKEN is not set") {
+		t.Fatalf("Load without the secrets: %v, want METRICS_TOKEN is not set", err)
+	}
+	s, _, err := LoadAllowUnset(file, none)
+	if err != nil {
+		t.Fatalf("LoadAllowUnset: %v", err)
+	}
+	var got []string
+	for _, r := range s.Env {
+		got = append(got, fmt.Sprintf("%s %s %d:%d default=%v set=%v", r.Name, r.Key, r.Line, r.Col, r.HasDefault, r.Set))
+	}
+	eq(t, "references", got, []string{
+		"FORKS_N apply.forks 6:10 default=false set=false",
+		"GITHUB_SHA apply.version 7:12 default=true set=false",
+		"VM_URL metrics.url 9:8 default=false set=false",
+		"METRICS_TOKEN metrics.bearer_token 10:17 default=false set=false",
+		"SLACK_WEBHOOK_URL alerts[0].url 17:24 default=false set=false",
+	})
+	eq(t, "default used", s.Apply.Version, "dev")
+
+	// Another problem is still reported, with its position.
+	bad := strings.Replace(spec, "  playbook: playbooks/site.yml", "  playbook: playbooks/missing.yml\n  forkz: 3", 1)
+	os.WriteFile(file, []byte(bad), 0o644)
+	_, _, err = LoadAllowUnset(file, none)
+	if err == nil || !strings.Contains(err.Error(), "missing.yml does not exist") || !strings.Contains(err.Error(), `unknown key "forkz"`) ||
+		strings.Contains(err.Error(), "FORKS_N") || strings.Contains(err.Error(), "url") {
+		t.Errorf("LoadAllowUnset of a bad spec: %v; want the missing playbook and the unknown key only", err)
+	}
 }

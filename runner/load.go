@@ -83,11 +83,32 @@ func Load(path string, env func(string) (string, bool)) (*Spec, []*policies.Poli
 	return load(path, data, env, os.ReadFile)
 }
 
+// LoadAllowUnset is Load for when the secrets are not there (a pull
+// request, rendering a Nomad job): an unset ${NAME} without a default
+// stands for an unknown value, and the problems of a value that holds one
+// are not reported; every other check runs. Spec.Env says which
+// references were unset. A spec loaded so must not be run.
+func LoadAllowUnset(path string, env func(string) (string, bool)) (*Spec, []*policies.Policy, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read spec %s: %w", path, err)
+	}
+	return loadData(path, data, env, os.ReadFile, true)
+}
+
 // load is Load over data already read; readFile reads policy files and
 // checks that referenced files exist.
 func load(file string, data []byte, env func(string) (string, bool), readFile func(string) ([]byte, error)) (*Spec, []*policies.Policy, error) {
+	return loadData(file, data, env, readFile, false)
+}
+
+func loadData(file string, data []byte, env func(string) (string, bool), readFile func(string) ([]byte, error), allowUnset bool) (*Spec, []*policies.Policy, error) {
 	d := newDecoder(file)
 	d.data = data
+	d.allowUnset = allowUnset
 	root := d.parse(data)
 	if root == nil {
 		return nil, nil, policies.SortErrors(d.errs)
@@ -96,14 +117,21 @@ func load(file string, data []byte, env func(string) (string, bool), readFile fu
 		d.errorf(root, "the spec is empty")
 		return nil, nil, policies.SortErrors(d.errs)
 	}
-	d.expandTree(root, env, 0)
+	d.expandTree(root, env, "", 0)
 	d.nodes[""] = root
 	var s Spec
 	s.File = file
 	s.Dir = filepath.Dir(file)
+	s.Env = d.env
 	d.value(root, reflectValue(&s), "", false, 0)
 	d.validate(&s, readFile)
 	pols := d.compilePolicies(&s, readFile)
+	if d.allowUnset {
+		d.errs = slices.DeleteFunc(d.errs, func(err error) bool {
+			var e *policies.PosError
+			return errors.As(err, &e) && e.File == d.file && d.unknown[[2]int{e.Line, e.Col}]
+		})
+	}
 	if len(d.errs) > 0 {
 		return nil, nil, policies.SortErrors(d.errs)
 	}

@@ -52,7 +52,7 @@ func yamlInstance(t *testing.T, file string) any {
 		t.Fatalf("%s: %v", file, err)
 	}
 	d := newDecoder(file)
-	d.expandTree(&doc, testEnv, 0)
+	d.expandTree(&doc, testEnv, "", 0)
 	var v any
 	if err := doc.Decode(&v); err != nil {
 		t.Fatalf("%s: %v", file, err)

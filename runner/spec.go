@@ -44,6 +44,8 @@ type Spec struct {
 	// which relative paths (playbooks, policy files) are resolved.
 	File string `yaml:"-" json:"-"`
 	Dir  string `yaml:"-" json:"-"`
+	// Env lists the spec's ${NAME} references in file order.
+	Env []EnvRef `yaml:"-" json:"-"`
 }
 
 // Duration is a Go duration written as a string ("90s", "5m").
