@@ -37,9 +37,9 @@ const (
 // JobOptions describe the periodic batch job that runs one rollout.
 // Field comments give the default.
 type JobOptions struct {
-	// JobID of the Nomad job. Required. Its secrets live in the variable
-	// nomad/jobs/<JobID>, which the job's tasks (and the periodic
-	// launches, whose parent it is) can read without a policy.
+	// JobID of the Nomad job. Required. The items its task reads live in
+	// the variable VariablePath(JobID), which the job's tasks (and the
+	// periodic launches, whose parent it is) can read without a policy.
 	JobID string
 	// Namespace, Region: empty leaves Nomad's defaults.
 	Namespace string
@@ -48,9 +48,12 @@ type JobOptions struct {
 	Datacenters []string
 	// NodePool to run in (default: Nomad's, "default").
 	NodePool string
-	// Cron is the periodic schedule (5 or 6 fields). Required.
-	Cron string
-	// TimeZone of Cron (default "UTC").
+	// Crons are the periodic schedules (5 or 6 fields each). Required.
+	Crons []string
+	// SingleCron writes the one schedule as the deprecated `cron`, for
+	// clusters older than Nomad 1.6.2, which do not know `crons`.
+	SingleCron bool
+	// TimeZone of Crons (default "UTC").
 	TimeZone string
 
 	// Driver: docker (default), exec or raw_exec.
@@ -74,19 +77,28 @@ type JobOptions struct {
 	Files map[string]string
 	// SpecFile is the spec's path under local/ (default "rollout.yaml").
 	SpecFile string
+	// Requirements is the path under local/ of a galaxy requirements file
+	// among Files: a prestart task installs its collections into the
+	// allocation, where the run's Ansible finds them.
+	Requirements string
 
-	// Secrets are the environment variables read from the items of the
-	// variable nomad/jobs/<JobID> by a template with env = true (default
-	// CONSUL_HTTP_TOKEN and NOMAD_TOKEN; add metrics credentials). A
-	// missing item fails the task rather than running without it.
-	Secrets []string
+	// Items are what the task reads from the variable VariablePath(JobID):
+	// environment variables (every ${NAME} of the spec, the Consul and
+	// Nomad tokens) and secret files (a vault password file, an SSH key).
+	Items []Item
+	// WorkloadIdentity gives the task its workload identity as NOMAD_TOKEN
+	// and the task API socket as NOMAD_ADDR (Nomad 1.7+): no Nomad token
+	// is kept in the variable; an ACL policy attached to the job grants
+	// what the run needs. Items must then not hold NOMAD_TOKEN.
+	WorkloadIdentity bool
 	// Env is extra plain environment (no secrets here: it is stored in
 	// the job).
 	Env map[string]string
 
 	// KillTimeout is how long Nomad waits after SIGTERM before killing the
 	// task: long enough for rollguard to revert the hosts it changed
-	// (default 5m).
+	// (default 5m). Each client caps it at its max_kill_timeout (30s by
+	// default): see KillTimeoutWarning.
 	KillTimeout time.Duration
 	// NoReschedule disables rescheduling onto another node (a failed
 	// allocation is then only restarted in place).
@@ -102,7 +114,40 @@ type JobOptions struct {
 	MemoryMB int
 }
 
-// envName is what a secret may be called: it is both an environment
+// Item is one item of the job's variable that the task reads.
+type Item struct {
+	// Name is the item's name; for an environment item also the
+	// variable's name.
+	Name string
+	// File, when set, is where the item's value is written, relative to
+	// the task directory ("local/.vault-pass"), mode 0600, instead of into
+	// the environment.
+	File string
+	// Optional items may be missing (a ${NAME:-default} reference): the
+	// task runs without them. A missing required item fails the task
+	// before rollguard starts.
+	Optional bool
+	// Why says what needs it, for people ("rollout.yaml:10:17
+	// metrics.bearer_token").
+	Why string
+}
+
+// VariablePath is the path of the variable a job's tasks read without an
+// ACL policy: nomad/jobs/<job>.
+func VariablePath(jobID string) string { return "nomad/jobs/" + jobID }
+
+// Required returns the names of the items a task cannot start without.
+func Required(items []Item) []string {
+	var out []string
+	for _, it := range items {
+		if !it.Optional {
+			out = append(out, it.Name)
+		}
+	}
+	return out
+}
+
+// envName is what an item may be called: it is both an environment
 // variable and a template field name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -110,16 +155,27 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // data directory.
 const ReportDir = "${NOMAD_ALLOC_DIR}/data/reports"
 
+// CollectionsDir is where the prestart task installs the collections of
+// a galaxy requirements file, in the allocation's shared directory.
+const CollectionsDir = "${NOMAD_ALLOC_DIR}/ansible/collections"
+
+// TaskAPIAddr is the task API's socket, reachable with the workload
+// identity from any driver (Nomad 1.5+).
+const TaskAPIAddr = "unix://${NOMAD_SECRETS_DIR}/api.sock"
+
 // RenderJob renders the periodic batch job for opts. It refuses options
 // that cannot run safely: a local state store on a reschedulable job, a
-// missing spec, an unknown driver.
+// missing spec, an unknown driver. Every problem is reported at once.
 func RenderJob(opts JobOptions) (*api.Job, error) {
 	var errs []error
 	if opts.JobID == "" {
 		errs = append(errs, errors.New("job ID is required"))
 	}
-	if opts.Cron == "" {
+	if len(opts.Crons) == 0 {
 		errs = append(errs, errors.New("cron schedule is required"))
+	}
+	if opts.SingleCron && len(opts.Crons) > 1 {
+		errs = append(errs, fmt.Errorf("%d schedules need crons (Nomad 1.6.2+); cron holds one", len(opts.Crons)))
 	}
 	if opts.SpecFile == "" {
 		opts.SpecFile = "rollout.yaml"
@@ -132,8 +188,11 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	case len(opts.Files) > 0 && opts.Files[opts.SpecFile] == "":
 		errs = append(errs, fmt.Errorf("embedded files lack the spec %q", opts.SpecFile))
 	}
+	if opts.Requirements != "" && opts.Files[opts.Requirements] == "" {
+		errs = append(errs, fmt.Errorf("embedded files lack the galaxy requirements %q", opts.Requirements))
+	}
 	for name := range opts.Files {
-		if clean := path.Clean(name); path.IsAbs(name) || clean == ".." || strings.HasPrefix(clean, "../") {
+		if !insideLocal(name) {
 			errs = append(errs, fmt.Errorf("embedded file %q is outside local/", name))
 		}
 	}
@@ -146,19 +205,29 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	default:
 		errs = append(errs, fmt.Errorf("unknown state store %q", opts.StateStore))
 	}
-	for _, n := range opts.Secrets {
-		if !envName.MatchString(n) {
-			errs = append(errs, fmt.Errorf("secret %q is not an environment variable name", n))
+	seen := map[string]bool{}
+	for _, it := range opts.Items {
+		switch {
+		case !envName.MatchString(it.Name):
+			errs = append(errs, fmt.Errorf("variable item %q is not an environment variable name", it.Name))
+		case seen[it.Name]:
+			errs = append(errs, fmt.Errorf("variable item %q is given twice", it.Name))
+		case it.File != "" && !insideLocal(strings.TrimPrefix(it.File, "local/")):
+			errs = append(errs, fmt.Errorf("variable item %q: file %q is outside local/", it.Name, it.File))
+		case it.Name == "NOMAD_TOKEN" && opts.WorkloadIdentity:
+			errs = append(errs, errors.New("with workload identity the task's NOMAD_TOKEN is its identity: the variable must not provide one"))
 		}
+		seen[it.Name] = true
 	}
 	var config map[string]any
 	// --lock-wait: a rescheduled allocation waits for its dead
 	// predecessor's lease or session to lapse, then resumes its journal.
 	args := []any{"run", "-f", "${NOMAD_TASK_DIR}/" + opts.SpecFile, "--report-dir", ReportDir, "--lock-wait", "3m"}
+	var image string
 	switch opts.Driver {
 	case "", DriverDocker:
 		opts.Driver = DriverDocker
-		image := opts.Image
+		image = opts.Image
 		if image == "" {
 			if opts.Version == "" {
 				errs = append(errs, errors.New("docker driver: a version (image tag) or an image is required"))
@@ -184,9 +253,6 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	if opts.TimeZone == "" {
 		opts.TimeZone = "UTC"
 	}
-	if opts.Secrets == nil {
-		opts.Secrets = []string{"CONSUL_HTTP_TOKEN", "NOMAD_TOKEN"}
-	}
 	if opts.KillTimeout == 0 {
 		opts.KillTimeout = 5 * time.Minute
 	}
@@ -198,6 +264,14 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	}
 
 	env := map[string]string{NodeNameEnv: "${node.unique.name}"}
+	if opts.WorkloadIdentity {
+		env["NOMAD_ADDR"] = TaskAPIAddr
+	}
+	if opts.Requirements != "" {
+		// The collections the prestart task installed first, then
+		// Ansible's defaults.
+		env["ANSIBLE_COLLECTIONS_PATH"] = CollectionsDir + ":~/.ansible/collections:/usr/share/ansible/collections"
+	}
 	maps.Copy(env, opts.Env)
 	task := &api.Task{
 		Name:        "rollguard",
@@ -207,19 +281,23 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 		KillTimeout: new(opts.KillTimeout),
 		KillSignal:  "SIGTERM",
 		Resources:   &api.Resources{CPU: new(opts.CPU), MemoryMB: new(opts.MemoryMB)},
-		Templates:   []*api.Template{secretsTemplate(opts.JobID, opts.Secrets)},
 	}
+	if opts.WorkloadIdentity {
+		task.Identity = &api.WorkloadIdentity{Env: true}
+	}
+	if t := envTemplate(opts.JobID, opts.Items); t != nil {
+		task.Templates = append(task.Templates, t)
+	}
+	task.Templates = append(task.Templates, fileTemplates(opts.JobID, opts.Items)...)
 	if opts.ArtifactURL != "" {
 		task.Artifacts = []*api.TaskArtifact{{GetterSource: new(opts.ArtifactURL), RelativeDest: new("local/")}}
 	}
 	for _, name := range slices.Sorted(maps.Keys(opts.Files)) {
-		task.Templates = append(task.Templates, &api.Template{
-			EmbeddedTmpl: new(opts.Files[name]),
-			DestPath:     new("local/" + path.Clean(name)),
-			ChangeMode:   new("noop"),
-			LeftDelim:    new(literalLeftDelim),
-			RightDelim:   new(literalRightDelim),
-		})
+		task.Templates = append(task.Templates, literalTemplate("local/"+path.Clean(name), opts.Files[name]))
+	}
+	tasks := []*api.Task{task}
+	if opts.Requirements != "" {
+		tasks = append([]*api.Task{collectionsTask(opts, image, opts.Files[opts.Requirements])}, tasks...)
 	}
 	reschedule := &api.ReschedulePolicy{
 		Attempts: new(1), Interval: new(24 * time.Hour), Delay: new(time.Minute),
@@ -228,18 +306,22 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	if opts.NoReschedule {
 		reschedule.Attempts, reschedule.Delay = new(0), new(time.Duration(0))
 	}
+	periodic := &api.PeriodicConfig{
+		Enabled:         new(true),
+		Specs:           opts.Crons,
+		SpecType:        new(api.PeriodicSpecCron),
+		ProhibitOverlap: new(true),
+		TimeZone:        new(opts.TimeZone),
+	}
+	if opts.SingleCron {
+		periodic.Spec, periodic.Specs = new(opts.Crons[0]), nil
+	}
 	job := &api.Job{
 		ID:          new(opts.JobID),
 		Name:        new(opts.JobID),
 		Type:        new(api.JobTypeBatch),
 		Datacenters: opts.Datacenters,
-		Periodic: &api.PeriodicConfig{
-			Enabled:         new(true),
-			Spec:            new(opts.Cron),
-			SpecType:        new(api.PeriodicSpecCron),
-			ProhibitOverlap: new(true),
-			TimeZone:        new(opts.TimeZone),
-		},
+		Periodic:    periodic,
 		TaskGroups: []*api.TaskGroup{{
 			Name:  new("rollguard"),
 			Count: new(1),
@@ -250,7 +332,7 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 				Attempts: new(2), Interval: new(time.Hour), Delay: new(30 * time.Second), Mode: new("fail"),
 			},
 			ReschedulePolicy: reschedule,
-			Tasks:            []*api.Task{task},
+			Tasks:            tasks,
 		}},
 		Meta: map[string]string{"rollguard_version": opts.Version},
 	}
@@ -266,16 +348,47 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	return job, nil
 }
 
-// secretsTemplate renders the job's secrets from its variable into the
-// task's environment, in the form Nomad's documentation gives
-// (NAME={{ .item }}): values must be single-line.
-func secretsTemplate(jobID string, names []string) *api.Template {
+func insideLocal(name string) bool {
+	clean := path.Clean(name)
+	return !path.IsAbs(name) && clean != ".." && !strings.HasPrefix(clean, "../")
+}
+
+// literalTemplate embeds data verbatim at dest, with delimiters that leave
+// the {{ }} of specs and playbooks alone.
+func literalTemplate(dest, data string) *api.Template {
+	return &api.Template{
+		EmbeddedTmpl: new(data),
+		DestPath:     new(dest),
+		ChangeMode:   new("noop"),
+		LeftDelim:    new(literalLeftDelim),
+		RightDelim:   new(literalRightDelim),
+	}
+}
+
+// envTemplate renders the environment items of the job's variable into
+// the task's environment. Values are JSON-quoted, which Nomad's env file
+// parser (go-envparse) reads back exactly, whatever they hold. A missing
+// required item fails the template, and so the task, before rollguard
+// starts; a missing optional one is left unset.
+func envTemplate(jobID string, items []Item) *api.Template {
 	var b strings.Builder
-	fmt.Fprintf(&b, "{{ with nomadVar %q }}\n", "nomad/jobs/"+jobID)
-	for _, n := range names {
-		fmt.Fprintf(&b, "%s={{ .%s }}\n", n, n)
+	n := 0
+	fmt.Fprintf(&b, "{{ with nomadVar %q }}\n", VariablePath(jobID))
+	for _, it := range items {
+		if it.File != "" {
+			continue
+		}
+		n++
+		if it.Optional {
+			fmt.Fprintf(&b, "{{ with (index . %q).Value }}%s={{ . | toJSON }}\n{{ end }}", it.Name, it.Name)
+			continue
+		}
+		fmt.Fprintf(&b, "%s={{ .%s | toJSON }}\n", it.Name, it.Name)
 	}
 	b.WriteString("{{ end }}\n")
+	if n == 0 {
+		return nil
+	}
 	return &api.Template{
 		EmbeddedTmpl:  new(b.String()),
 		DestPath:      new("secrets/rollguard.env"),
@@ -284,6 +397,59 @@ func secretsTemplate(jobID string, names []string) *api.Template {
 		ErrMissingKey: new(true),
 	}
 }
+
+// fileTemplates write the file items of the job's variable where the run
+// expects them, readable by the task's user alone.
+func fileTemplates(jobID string, items []Item) []*api.Template {
+	var out []*api.Template
+	for _, it := range items {
+		if it.File == "" {
+			continue
+		}
+		out = append(out, &api.Template{
+			EmbeddedTmpl:  new(fmt.Sprintf("{{ with nomadVar %q }}{{ .%s }}{{ end }}", VariablePath(jobID), it.Name)),
+			DestPath:      new(it.File),
+			Perms:         new("0600"),
+			ChangeMode:    new("noop"),
+			ErrMissingKey: new(true),
+		})
+	}
+	return out
+}
+
+// collectionsTask is the prestart task that installs the collections of
+// the galaxy requirements file into the allocation, for the run's Ansible.
+func collectionsTask(opts JobOptions, image, requirements string) *api.Task {
+	args := []any{"collection", "install", "-r", "${NOMAD_TASK_DIR}/requirements.yml", "-p", CollectionsDir}
+	config := map[string]any{"command": "ansible-galaxy", "args": args}
+	if opts.Driver == DriverDocker {
+		config = map[string]any{"image": image, "entrypoint": []any{"ansible-galaxy"}, "args": args}
+	}
+	return &api.Task{
+		Name:      "collections",
+		Driver:    opts.Driver,
+		Config:    config,
+		Lifecycle: &api.TaskLifecycle{Hook: api.TaskLifecycleHookPrestart, Sidecar: false},
+		Templates: []*api.Template{literalTemplate("local/requirements.yml", requirements)},
+		Resources: &api.Resources{CPU: new(200), MemoryMB: new(256)},
+	}
+}
+
+// KillTimeoutWarning says what caps kill_timeout: each Nomad client's
+// max_kill_timeout (30s unless its configuration says otherwise), which
+// no Nomad API reports for the clients a job may land on. "" when kill is
+// within the default.
+func KillTimeoutWarning(kill time.Duration) string {
+	if kill <= DefaultMaxKillTimeout {
+		return ""
+	}
+	return fmt.Sprintf("kill_timeout is %s, but each Nomad client caps it at its max_kill_timeout (%s unless the client's configuration raises it; no Nomad API reports it for the clients this job may run on): set client { max_kill_timeout = %q } on them, or a stopped job gets %s to revert what it changed",
+		kill, DefaultMaxKillTimeout, kill.String(), DefaultMaxKillTimeout)
+}
+
+// DefaultMaxKillTimeout is a Nomad client's max_kill_timeout when its
+// configuration does not set one.
+const DefaultMaxKillTimeout = 30 * time.Second
 
 // jobWrapper is the body of PUT /v1/jobs and of `nomad job run -json`.
 type jobWrapper struct {

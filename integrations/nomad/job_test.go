@@ -23,10 +23,15 @@ var update = flag.Bool("update", false, "rewrite testdata/job.golden.json")
 func goldenOptions() JobOptions {
 	return JobOptions{
 		JobID:      "web-nginx-rollout",
-		Cron:       "0 3 * * 1-5",
+		Crons:      []string{"0 3 * * 1-5"},
 		TimeZone:   "Europe/Paris",
 		Version:    "1.2.0",
-		Secrets:    []string{"CONSUL_HTTP_TOKEN", "NOMAD_TOKEN", "METRICS_BEARER_TOKEN"},
+		Items: []Item{
+			{Name: "CONSUL_HTTP_TOKEN", Why: "state.store: consul"},
+			{Name: "METRICS_TOKEN", Why: "rollout.yaml:6:17 metrics.bearer_token"},
+			{Name: "GITHUB_SHA", Optional: true, Why: "rollout.yaml:4:12 apply.version"},
+			{Name: "file_vault_pass", File: "local/.vault-pass", Why: "apply.vault_password_file"},
+		},
 		StateStore: "consul",
 		Files: map[string]string{
 			"rollout.yaml":       "name: web-nginx-tuning\ntargets:\n  consul: {service: web}\nmetrics:\n  host_value: \"{{.Host.Address}}:9100\"\n",
@@ -91,7 +96,7 @@ func TestRenderJobMeaning(t *testing.T) {
 		}
 	}
 
-	if *job.Type != "batch" || !*job.Periodic.Enabled || *job.Periodic.Spec != "0 3 * * 1-5" || *job.Periodic.SpecType != "cron" ||
+	if *job.Type != "batch" || !*job.Periodic.Enabled || job.Periodic.Spec != nil || !reflect.DeepEqual(job.Periodic.Specs, []string{"0 3 * * 1-5"}) || *job.Periodic.SpecType != "cron" ||
 		!*job.Periodic.ProhibitOverlap || *job.Periodic.TimeZone != "Europe/Paris" {
 		t.Errorf("periodic = %+v, want an enabled, non-overlapping cron in Europe/Paris", job.Periodic)
 	}
@@ -111,9 +116,13 @@ func TestRenderJobMeaning(t *testing.T) {
 		t.Errorf("args = %v, want %v", task.Config["args"], wantArgs)
 	}
 	secrets := task.Templates[0]
-	wantTmpl := "{{ with nomadVar \"nomad/jobs/web-nginx-rollout\" }}\nCONSUL_HTTP_TOKEN={{ .CONSUL_HTTP_TOKEN }}\nNOMAD_TOKEN={{ .NOMAD_TOKEN }}\nMETRICS_BEARER_TOKEN={{ .METRICS_BEARER_TOKEN }}\n{{ end }}\n"
-	if *secrets.EmbeddedTmpl != wantTmpl || !*secrets.Envvars || *secrets.DestPath != "secrets/rollguard.env" || !*secrets.ErrMissingKey {
-		t.Errorf("secrets template = %q env=%v dest=%s", *secrets.EmbeddedTmpl, *secrets.Envvars, *secrets.DestPath)
+	if !*secrets.Envvars || *secrets.DestPath != "secrets/rollguard.env" || !*secrets.ErrMissingKey {
+		t.Errorf("secrets template env=%v dest=%s missing-key=%v", *secrets.Envvars, *secrets.DestPath, *secrets.ErrMissingKey)
+	}
+	vault := task.Templates[1]
+	if *vault.DestPath != "local/.vault-pass" || *vault.Perms != "0600" || !*vault.ErrMissingKey ||
+		*vault.EmbeddedTmpl != `{{ with nomadVar "nomad/jobs/web-nginx-rollout" }}{{ .file_vault_pass }}{{ end }}` {
+		t.Errorf("vault password template = %s -> %s perms %s", *vault.EmbeddedTmpl, *vault.DestPath, *vault.Perms)
 	}
 	for k, v := range task.Env {
 		if strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(v, "s3cr3t") {
@@ -121,7 +130,7 @@ func TestRenderJobMeaning(t *testing.T) {
 		}
 	}
 	files := map[string]*api.Template{}
-	for _, tmpl := range task.Templates[1:] {
+	for _, tmpl := range task.Templates[2:] {
 		files[*tmpl.DestPath] = tmpl
 	}
 	spec := files["local/rollout.yaml"]
@@ -165,8 +174,50 @@ func TestRenderJobVariants(t *testing.T) {
 		{name: "local store refused when reschedulable", mod: func(o *JobOptions) { o.StateStore = "" },
 			wantErr: []string{"state.store is local", "rescheduled"}},
 		{name: "every problem at once", mod: func(o *JobOptions) {
-			o.JobID, o.Cron, o.Driver, o.Secrets = "", "", "podman", []string{"BAD-NAME"}
-		}, wantErr: []string{"job ID is required", "cron schedule is required", `unknown driver "podman"`, `secret "BAD-NAME"`}},
+			o.JobID, o.Crons, o.Driver, o.Items = "", nil, "podman", []Item{{Name: "BAD-NAME"}}
+		}, wantErr: []string{"job ID is required", "cron schedule is required", `unknown driver "podman"`, `variable item "BAD-NAME"`}},
+		{name: "two schedules", mod: func(o *JobOptions) { o.Crons = []string{"0 3 * * 1-5", "0 12 * * 6"} },
+			check: func(t *testing.T, j *api.Job) {
+				if !reflect.DeepEqual(j.Periodic.Specs, []string{"0 3 * * 1-5", "0 12 * * 6"}) || j.Periodic.Spec != nil {
+					t.Errorf("periodic = %+v, want both in crons", j.Periodic)
+				}
+			}},
+		{name: "cron for Nomad before 1.6.2", mod: func(o *JobOptions) { o.SingleCron = true },
+			check: func(t *testing.T, j *api.Job) {
+				if j.Periodic.Spec == nil || *j.Periodic.Spec != "0 3 * * 1-5" || j.Periodic.Specs != nil {
+					t.Errorf("periodic = %+v, want the one schedule in cron", j.Periodic)
+				}
+			}},
+		{name: "cron holds one schedule", mod: func(o *JobOptions) { o.SingleCron, o.Crons = true, []string{"0 3 * * *", "0 4 * * *"} },
+			wantErr: []string{"2 schedules need crons (Nomad 1.6.2+)"}},
+		{name: "workload identity", mod: func(o *JobOptions) { o.WorkloadIdentity = true },
+			check: func(t *testing.T, j *api.Job) {
+				task := j.TaskGroups[0].Tasks[0]
+				if task.Identity == nil || !task.Identity.Env || task.Env["NOMAD_ADDR"] != "unix://${NOMAD_SECRETS_DIR}/api.sock" {
+					t.Errorf("identity %+v, NOMAD_ADDR %q: want the identity as NOMAD_TOKEN and the task API", task.Identity, task.Env["NOMAD_ADDR"])
+				}
+			}},
+		{name: "workload identity and a token", mod: func(o *JobOptions) {
+			o.WorkloadIdentity, o.Items = true, append(o.Items, Item{Name: "NOMAD_TOKEN"})
+		}, wantErr: []string{"must not provide one"}},
+		{name: "galaxy requirements", mod: func(o *JobOptions) {
+			o.Files["requirements.yml"] = "collections:\n  - name: community.general\n"
+			o.Requirements = "requirements.yml"
+		}, check: func(t *testing.T, j *api.Job) {
+			tasks := j.TaskGroups[0].Tasks
+			if len(tasks) != 2 || tasks[0].Name != "collections" || tasks[0].Lifecycle == nil || tasks[0].Lifecycle.Hook != "prestart" || tasks[0].Lifecycle.Sidecar {
+				t.Fatalf("tasks %v: want a prestart task first", tasks)
+			}
+			pre := tasks[0]
+			wantArgs := []any{"collection", "install", "-r", "${NOMAD_TASK_DIR}/requirements.yml", "-p", "${NOMAD_ALLOC_DIR}/ansible/collections"}
+			if !reflect.DeepEqual(pre.Config["args"], wantArgs) || !reflect.DeepEqual(pre.Config["entrypoint"], []any{"ansible-galaxy"}) ||
+				pre.Config["image"] != "ghcr.io/rollguard/rollguard:1.2.0" || *pre.Templates[0].DestPath != "local/requirements.yml" {
+				t.Errorf("prestart task config %v templates %v", pre.Config, pre.Templates)
+			}
+			if got := tasks[1].Env["ANSIBLE_COLLECTIONS_PATH"]; !strings.HasPrefix(got, "${NOMAD_ALLOC_DIR}/ansible/collections:") {
+				t.Errorf("ANSIBLE_COLLECTIONS_PATH = %q, want the allocation's collections first", got)
+			}
+		}},
 		{name: "spec missing from files", mod: func(o *JobOptions) { o.Files = map[string]string{"site.yml": "x"} },
 			wantErr: []string{`lack the spec "rollout.yaml"`}},
 		{name: "file outside local", mod: func(o *JobOptions) { o.Files["../../etc/cron.d/x"] = "x" },
@@ -247,7 +298,7 @@ func TestRegister(t *testing.T) {
 			t.Errorf("requests = %v, want the registration last", paths)
 		}
 		sent, _ := last["Job"].(map[string]any)
-		if sent["ID"] != "web-nginx-rollout" || sent["Type"] != "batch" || sent["Periodic"].(map[string]any)["Spec"] != "0 3 * * 1-5" {
+		if sent["ID"] != "web-nginx-rollout" || sent["Type"] != "batch" || !reflect.DeepEqual(sent["Periodic"].(map[string]any)["Specs"], []any{"0 3 * * 1-5"}) {
 			t.Errorf("registered job = %v", sent)
 		}
 		if !plan {
