@@ -203,7 +203,7 @@ state: {store: consul}
 		t.Fatalf("decode job: %v\n%s", err, out)
 	}
 	job := wrapper.Job
-	if *job.ID != "rollguard-web-shared" || *job.Type != "batch" || job.Periodic == nil || *job.Periodic.Spec != "0 3 * * *" || !*job.Periodic.ProhibitOverlap {
+	if *job.ID != "rollguard-web-shared" || *job.Type != "batch" || job.Periodic == nil || len(job.Periodic.Specs) != 1 || job.Periodic.Specs[0] != "0 3 * * *" || !*job.Periodic.ProhibitOverlap {
 		t.Errorf("job %s %s periodic %+v", *job.ID, *job.Type, job.Periodic)
 	}
 	task := job.TaskGroups[0].Tasks[0]
