@@ -159,24 +159,6 @@ func (f *jobFlags) job(cluster *nomad.Cluster) (*rendered, error) {
 		id = "rollguard-" + spec.Name
 	}
 	var notes []string
-	identity := f.auth == authIdentity
-	switch f.auth {
-	case authAuto:
-		identity = cluster != nil && cluster.Nodes > 0 && cluster.Supports(nomad.VersionIdentity)
-	case authToken, authIdentity:
-	default:
-		return nil, badInput(fmt.Errorf("--auth %q: want token, identity or auto", f.auth))
-	}
-	if identity && cluster != nil && !cluster.Supports(nomad.VersionIdentity) {
-		return nil, badInput(fmt.Errorf("--auth identity: node %s runs Nomad %s; workload identity for the Nomad API needs %s on every client: use --auth token", cluster.OldestNode, cluster.Oldest, nomad.VersionIdentity))
-	}
-	opts := nomad.JobOptions{JobID: id, Crons: f.crons, TimeZone: f.tz, Driver: f.driver, Version: f.ver, Image: f.image, Binary: f.binary,
-		ArtifactURL: f.artifact, KillTimeout: f.killTimeout, NoReschedule: f.noReschedule, StateStore: spec.State.Store,
-		WorkloadIdentity: identity, Env: f.env}
-	if cluster != nil && !cluster.Supports(nomad.VersionCrons) && len(f.crons) == 1 {
-		opts.SingleCron = true
-		notes = append(notes, fmt.Sprintf("node %s runs Nomad %s, which does not know crons (%s+): the schedule is written as cron", cluster.OldestNode, cluster.Oldest, nomad.VersionCrons))
-	}
 	needs := nomad.Needs{Extra: f.secrets}
 	for _, r := range spec.Env {
 		needs.Env = append(needs.Env, nomad.EnvRef{Name: r.Name, HasDefault: r.HasDefault,
@@ -193,6 +175,26 @@ func (f *jobFlags) job(cluster *nomad.Cluster) (*rendered, error) {
 		needs.Nomad = "state.store: nomad"
 	case spec.Targets.Nomad != nil:
 		needs.Nomad = "targets.nomad"
+	}
+	identity := f.auth == authIdentity
+	switch f.auth {
+	case authAuto:
+		// Where the run calls Nomad and every client offers it.
+		identity = needs.Nomad != "" && cluster != nil && cluster.Nodes > 0 && cluster.Supports(nomad.VersionIdentity)
+	case authToken, authIdentity:
+	default:
+		return nil, badInput(fmt.Errorf("--auth %q: want token, identity or auto", f.auth))
+	}
+	if identity && cluster != nil && !cluster.Supports(nomad.VersionIdentity) {
+		return nil, badInput(fmt.Errorf("--auth identity: node %s runs Nomad %s; workload identity for the Nomad API needs %s on every client: use --auth token", cluster.OldestNode, cluster.Oldest, nomad.VersionIdentity))
+	}
+	opts := nomad.JobOptions{JobID: id, Crons: f.crons, TimeZone: f.tz, Driver: f.driver, Version: f.ver, Image: f.image, Binary: f.binary,
+		ArtifactURL: f.artifact, KillTimeout: f.killTimeout, NoReschedule: f.noReschedule, StateStore: spec.State.Store,
+		WorkloadIdentity: identity, Env: f.env}
+	if cluster != nil && !cluster.Supports(nomad.VersionCrons) {
+		// RenderJob refuses more than one schedule then.
+		opts.SingleCron = true
+		notes = append(notes, fmt.Sprintf("node %s runs Nomad %s, which does not know crons (%s+): the schedule is written as cron", cluster.OldestNode, cluster.Oldest, nomad.VersionCrons))
 	}
 	var b *bundle.Bundle
 	if f.artifact == "" {

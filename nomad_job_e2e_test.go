@@ -142,3 +142,165 @@ func TestNomadJobFlatLayout(t *testing.T) {
 		}
 	}
 }
+
+// fakeCluster is a Nomad agent for `nomad register`: the recorded
+// /v1/nodes (one Nomad 1.6.1 client) and PUT /v1/jobs answers, and the
+// Variables API of nomadtest. A request with the token noVarRead is
+// refused (403) on variables only, as an ACL policy without variable
+// read does.
+type fakeCluster struct {
+	vars *nomadtest.Server
+	// nodes is the /v1/nodes answer (default the recorded 1.6.1 one).
+	nodes string
+	mu   sync.Mutex
+	jobs [][]byte
+}
+
+const (
+	clusterToken = "s3cr3t-register-token"
+	noVarRead    = "s3cr3t-token-without-variable-read"
+)
+
+func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok := r.Header.Get("X-Nomad-Token")
+	if tok != clusterToken && tok != noVarRead {
+		http.Error(w, "Permission denied", http.StatusForbidden)
+		return
+	}
+	switch {
+	case r.URL.Path == "/v1/nodes":
+		nodes := f.nodes
+		if nodes == "" {
+			nodes = "integrations/nomad/testdata/nodes.json"
+		}
+		data, _ := os.ReadFile(nodes)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(data)
+	case r.URL.Path == "/v1/jobs" && r.Method == http.MethodPut:
+		body := new(bytes.Buffer)
+		body.ReadFrom(r.Body)
+		f.mu.Lock()
+		f.jobs = append(f.jobs, body.Bytes())
+		f.mu.Unlock()
+		data, _ := os.ReadFile("integrations/nomad/testdata/job_register_response.json")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(data)
+	case strings.HasPrefix(r.URL.Path, "/v1/var/") && tok == noVarRead:
+		http.Error(w, "Permission denied", http.StatusForbidden)
+	default:
+		r.Header.Set("X-Nomad-Token", clusterToken)
+		f.vars.ServeHTTP(w, r)
+	}
+}
+
+func TestNomadRegister(t *testing.T) {
+	spec := writeSpec(t, `name: web-reg
+targets:
+  static: [web-1, web-2]
+state: {store: consul}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  bearer_token: ${METRICS_TOKEN}
+  queries:
+    latency_p95: {query: 'latency'}
+policies:
+  - name: degraded-share
+    rollback_when: 'fraction(hosts, .degraded) >= 0.3'
+`)
+	vars := nomadtest.New(clusterToken)
+	defer vars.Close()
+	fc := &fakeCluster{vars: vars}
+	srv := httptest.NewServer(fc)
+	defer srv.Close()
+	register := func(token string, args ...string) (int, string, string) {
+		t.Helper()
+		return rollguardEnv(t, []string{"NOMAD_ADDR=" + srv.URL, "NOMAD_TOKEN=" + token},
+			append([]string{"nomad", "register", "-f", spec, "--cron", "0 3 * * *"}, args...)...)
+	}
+
+	// The variable lacks CONSUL_HTTP_TOKEN: nothing is registered.
+	vars.Set("nomad/jobs/rollguard-web-reg", napi.VariableItems{"METRICS_TOKEN": "x"})
+	code, out, errOut := register(clusterToken)
+	if code != 1 || !strings.Contains(errOut, "the variable nomad/jobs/rollguard-web-reg lacks CONSUL_HTTP_TOKEN") || len(fc.jobs) != 0 {
+		t.Fatalf("incomplete variable: exit %d, %d registrations\n%s%s", code, len(fc.jobs), out, errOut)
+	}
+
+	// Complete: registered, with cron since the client runs 1.6.1, and a
+	// token (no workload identity before 1.7).
+	vars.Set("nomad/jobs/rollguard-web-reg", napi.VariableItems{"METRICS_TOKEN": "x", "CONSUL_HTTP_TOKEN": "y"})
+	code, out, errOut = register(clusterToken)
+	if code != 0 || len(fc.jobs) != 1 {
+		t.Fatalf("exit %d, %d registrations\n%s%s", code, len(fc.jobs), out, errOut)
+	}
+	for _, want := range []string{"the variable nomad/jobs/rollguard-web-reg holds the 2 items the job needs",
+		"node vm runs Nomad 1.6.1, which does not know crons (1.6.2+): the schedule is written as cron",
+		"warning: kill_timeout is 5m0s, but each Nomad client caps it at its max_kill_timeout (30s",
+		"registered: evaluation"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("register output lacks %q:\n%s", want, out)
+		}
+	}
+	var sent struct{ Job napi.Job }
+	if err := json.Unmarshal(fc.jobs[0], &sent); err != nil {
+		t.Fatal(err)
+	}
+	if p := sent.Job.Periodic; p.Spec == nil || *p.Spec != "0 3 * * *" || len(p.Specs) != 0 {
+		t.Errorf("periodic %+v: want cron for Nomad 1.6.1", p)
+	}
+	if sent.Job.TaskGroups[0].Tasks[0].Identity != nil {
+		t.Error("workload identity on a 1.6.1 cluster")
+	}
+
+	// A token that may not read the variable: said, and registered.
+	code, out, errOut = register(noVarRead)
+	if code != 0 || !strings.Contains(out, "cannot check the variable nomad/jobs/rollguard-web-reg: the token may not read it (403); make sure it holds METRICS_TOKEN, CONSUL_HTTP_TOKEN") {
+		t.Errorf("403: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Workload identity asked of a 1.6.1 cluster: refused.
+	code, _, errOut = register(clusterToken, "--auth", "identity")
+	if code != 2 || !strings.Contains(errOut, "node vm runs Nomad 1.6.1; workload identity for the Nomad API needs 1.7.0") {
+		t.Errorf("--auth identity on 1.6.1: exit %d, %s", code, errOut)
+	}
+	for _, o := range []string{out, errOut} {
+		if strings.Contains(o, clusterToken) || strings.Contains(o, noVarRead) {
+			t.Error("a token in the output")
+		}
+	}
+}
+
+// On a cluster whose clients all run Nomad 1.7+, a run that calls Nomad
+// uses the task's workload identity: no NOMAD_TOKEN in the variable, the
+// task API as NOMAD_ADDR, crons.
+func TestNomadRegisterWorkloadIdentity(t *testing.T) {
+	spec := writeSpec(t, "name: web-wi\ntargets:\n  static: [web-1]\nstate: {store: nomad}\n"+clusterSpecTail)
+	vars := nomadtest.New(clusterToken)
+	defer vars.Close()
+	fc := &fakeCluster{vars: vars, nodes: "integrations/nomad/testdata/nodes_1.8.json"}
+	srv := httptest.NewServer(fc)
+	defer srv.Close()
+	vars.Set("nomad/jobs/rollguard-web-wi", napi.VariableItems{"UNRELATED": "x"})
+	code, out, errOut := rollguardEnv(t, []string{"NOMAD_ADDR=" + srv.URL, "NOMAD_TOKEN=" + clusterToken},
+		"nomad", "register", "-f", spec, "--cron", "0 3 * * *", "--cron", "0 15 * * 6")
+	if code != 0 || len(fc.jobs) != 1 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "the variable nomad/jobs/rollguard-web-wi needs no items") {
+		t.Errorf("output:\n%s", out)
+	}
+	var sent struct{ Job napi.Job }
+	json.Unmarshal(fc.jobs[0], &sent)
+	task := sent.Job.TaskGroups[0].Tasks[0]
+	if task.Identity == nil || !task.Identity.Env || task.Env["NOMAD_ADDR"] != "unix://${NOMAD_SECRETS_DIR}/api.sock" {
+		t.Errorf("identity %+v env %v: want the workload identity and the task API", task.Identity, task.Env)
+	}
+	if p := sent.Job.Periodic; p.Spec != nil || len(p.Specs) != 2 {
+		t.Errorf("periodic %+v: want both schedules in crons", p)
+	}
+	for _, tmpl := range task.Templates {
+		if strings.Contains(*tmpl.EmbeddedTmpl, "NOMAD_TOKEN") {
+			t.Errorf("template reads NOMAD_TOKEN from the variable: %s", *tmpl.EmbeddedTmpl)
+		}
+	}
+}

@@ -22,10 +22,10 @@ var update = flag.Bool("update", false, "rewrite testdata/job.golden.json")
 
 func goldenOptions() JobOptions {
 	return JobOptions{
-		JobID:      "web-nginx-rollout",
-		Crons:      []string{"0 3 * * 1-5"},
-		TimeZone:   "Europe/Paris",
-		Version:    "1.2.0",
+		JobID:    "web-nginx-rollout",
+		Crons:    []string{"0 3 * * 1-5"},
+		TimeZone: "Europe/Paris",
+		Version:  "1.2.0",
 		Items: []Item{
 			{Name: "CONSUL_HTTP_TOKEN", Why: "state.store: consul"},
 			{Name: "METRICS_TOKEN", Why: "rollout.yaml:6:17 metrics.bearer_token"},
