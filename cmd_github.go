@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rollguard/rollguard/integrations/bundle"
 	"github.com/rollguard/rollguard/integrations/github"
+	"github.com/rollguard/rollguard/runner"
 )
 
 // newGitHubActionCmd is the entry point of action.yml: it reads the
@@ -21,8 +25,22 @@ func newGitHubActionCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			res, err := github.Step(c.Context(), os.Getenv, func(_ context.Context, argv []string) int { return run(argv) },
-				slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			inspect := func(path string) (github.SpecFacts, error) {
+				spec, _, err := runner.LoadAllowUnset(path, nil)
+				if err != nil {
+					return github.SpecFacts{}, err
+				}
+				dir := spec.State.Dir
+				if rel, err := filepath.Rel(".", dir); err == nil {
+					dir = rel
+				}
+				return github.SpecFacts{StateStore: spec.State.Store, StateDir: dir, Requirements: bundle.Requirements(spec.Apply.Playbook)}, nil
+			}
+			res, err := github.Step(c.Context(), os.Getenv, github.Options{
+				Run:     func(_ context.Context, argv []string, out io.Writer) int { return runTo(argv, out) },
+				Inspect: inspect,
+				Logger:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			})
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "rollguard:", err)
 			}

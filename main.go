@@ -11,10 +11,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rollguard/rollguard/integrations/github"
 	"github.com/rollguard/rollguard/policies"
 )
 
@@ -61,9 +63,13 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-func run(args []string) int {
+func run(args []string) int { return runTo(args, os.Stdout) }
+
+// runTo runs the command line args with its standard output on stdout.
+func runTo(args []string, stdout io.Writer) int {
 	root := newRoot()
 	root.SetArgs(args)
+	root.SetOut(stdout)
 	err := root.Execute()
 	if err == nil {
 		return exitOK
@@ -80,6 +86,10 @@ func run(args []string) int {
 			// print them, so editors and CI annotations can jump to them.
 			for _, e := range list {
 				fmt.Fprintln(os.Stderr, e)
+				var pe *policies.PosError
+				if github.InActions(os.Getenv) && errors.As(e, &pe) {
+					fmt.Fprintln(stdout, github.Annotation(os.Getenv, "error", pe.File, pe.Line, pe.Col, pe.Msg))
+				}
 			}
 			fmt.Fprintf(os.Stderr, "rollguard: %d problem(s); nothing was changed\n", len(list))
 			return ce.code

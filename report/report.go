@@ -163,11 +163,20 @@ type Point struct {
 	V float64   `json:"v"`
 }
 
+// Report files are 0644 and the directories WriteReport creates 0755,
+// whatever the umask: a later CI step, running as another user (the
+// GitHub Action's container writes as root, actions/upload-artifact reads
+// as the runner's user), must be able to read them.
+const (
+	reportFileMode = 0o644
+	reportDirMode  = 0o755
+)
+
 // WriteReport writes report.json, report.md and report.html into dir,
 // creating it. Each file is written to a temporary name and renamed, so a
 // reader never sees half a report.
 func WriteReport(dir string, r *Report) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirReport(dir); err != nil {
 		return fmt.Errorf("report directory %s: %w", dir, err)
 	}
 	js, err := json.MarshalIndent(r, "", "  ")
@@ -196,6 +205,11 @@ func writeAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
+	// CreateTemp makes the file 0600.
+	if err := tmp.Chmod(reportFileMode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
@@ -205,6 +219,30 @@ func writeAtomic(path string, data []byte) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// mkdirReport creates dir and its missing parents with reportDirMode,
+// leaving the modes of directories that exist alone.
+func mkdirReport(dir string) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, reportDirMode); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := os.Chmod(d, reportDirMode); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -46,14 +46,12 @@ func (r *resolver) playbook(p, why string) {
 		}
 	}
 	for _, name := range requirementsFiles {
-		req := filepath.Join(dir, name)
-		if !isFile(req) {
-			continue
+		if req := filepath.Join(dir, name); isFile(req) {
+			r.need(req, "galaxy requirements")
 		}
-		r.need(req, "galaxy requirements")
-		if r.requirements == "" && listsCollections(req) {
-			r.requirements = req
-		}
+	}
+	if r.requirements == "" {
+		r.requirements = Requirements(p)
 	}
 	if isFile(filepath.Join(dir, "ansible.cfg")) {
 		r.ansibleCfg(filepath.Join(dir, "ansible.cfg"))
@@ -374,6 +372,18 @@ func (r *resolver) yamlMap(p string) map[string]any {
 		r.errorf("%s: %v", r.display(p), err)
 	}
 	return out
+}
+
+// Requirements returns the galaxy requirements file next to playbook that
+// lists collections (collections/requirements.yml, then requirements.yml),
+// or "".
+func Requirements(playbook string) string {
+	for _, name := range requirementsFiles {
+		if req := filepath.Join(filepath.Dir(playbook), name); isFile(req) && listsCollections(req) {
+			return req
+		}
+	}
+	return ""
 }
 
 // listsCollections says whether a requirements file has a collections list.

@@ -1,21 +1,49 @@
 package github
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
-// Runner runs one rollguard command line (without the program name) and
-// returns its exit code: the CLI in-process, or the binary as a child.
-// Cancelling ctx should stop the command the way SIGTERM does.
-type Runner func(ctx context.Context, argv []string) int
+// Runner runs one rollguard command line (without the program name),
+// writing its standard output to stdout, and returns its exit code: the
+// CLI in-process, or the binary as a child. Cancelling ctx should stop
+// the command the way SIGTERM does.
+type Runner func(ctx context.Context, argv []string, stdout io.Writer) int
+
+// SpecFacts is what the step needs to know of the spec besides running
+// it.
+type SpecFacts struct {
+	// StateStore is state.store (local, consul or nomad) and StateDir the
+	// local state directory.
+	StateStore, StateDir string
+	// Requirements is a galaxy requirements file that lists collections,
+	// next to the playbook ("" when there is none).
+	Requirements string
+}
+
+// Options are what Step needs besides the environment.
+type Options struct {
+	// Run runs the command. Required.
+	Run Runner
+	// Inspect reads the spec at path (nil: the step does without).
+	Inspect func(path string) (SpecFacts, error)
+	// Stdout receives the command's output, workflow commands
+	// (annotations) and ansible-galaxy's output (default os.Stdout).
+	Stdout io.Writer
+	// Logger receives a line per step (default: discard).
+	Logger *slog.Logger
+}
 
 // Outcomes the action reports besides report.json's (promoted,
 // rolled_back, halted, error).
@@ -38,6 +66,8 @@ type Result struct {
 
 	// fresh is set when this command (re)wrote report.json.
 	fresh bool
+	// output is what plan printed, for the summary.
+	output string
 }
 
 // Outputs are the step outputs of r (action.yml's outputs).
@@ -49,38 +79,80 @@ func (r Result) Outputs() []Output {
 	}
 }
 
-// Step is the action: it reads the inputs from getenv, runs the command
-// with run, then writes the outputs to $GITHUB_OUTPUT and the report (or
-// a one-line verdict) to $GITHUB_STEP_SUMMARY. Bad inputs give exit code 2
-// and outcome invalid without running anything. The error reports bad
-// inputs and files that could not be written; the Result stands either way.
-func Step(ctx context.Context, getenv func(string) string, run Runner, logger *slog.Logger) (Result, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// Step is the action: it reads the inputs from getenv; before run and
+// plan it installs the collections of the playbook's galaxy requirements
+// file; it runs the command, then writes the outputs to $GITHUB_OUTPUT
+// and to $GITHUB_STEP_SUMMARY the report (run, dry-run), the plan (plan)
+// or a one-line verdict, after a warning when a run keeps its state in
+// the workspace, which the job loses. Bad inputs give exit code 2 and
+// outcome invalid without running anything. The error reports bad inputs
+// and files that could not be written; the Result stands either way.
+func Step(ctx context.Context, getenv func(string) string, opts Options) (Result, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
 	}
 	in, inErr := ReadInputs(getenv)
 	var res Result
+	var warnings []string
 	if inErr != nil {
 		res = Result{Outcome: OutcomeInvalid, ExitCode: 2}
 	} else {
-		res = execute(ctx, in, run)
+		var facts SpecFacts
+		if opts.Inspect != nil && (in.Command == CommandRun || in.Command == CommandPlan) {
+			// A spec that does not load is the command's to report.
+			var err error
+			if facts, err = opts.Inspect(in.Spec); err != nil {
+				opts.Logger.Info("spec not inspected", "error", err)
+			}
+		}
+		if in.Command == CommandRun && facts.StateStore == "local" && InActions(getenv) {
+			w := localStateWarning(facts.StateDir)
+			warnings = append(warnings, w)
+			fmt.Fprintln(opts.Stdout, "::warning title=rollguard state is local::"+escapeData(w))
+		}
+		if facts.Requirements != "" {
+			if err := InstallCollections(ctx, facts.Requirements, opts.Stdout); err != nil {
+				res = Result{Outcome: "error", ExitCode: 1}
+				warnings = append(warnings, err.Error())
+			}
+		}
+		if res.ExitCode == 0 {
+			res = execute(ctx, in, opts.Run, opts.Stdout)
+		}
 	}
-	logger.Info("rollguard step finished", "command", in.Command, "outcome", res.Outcome, "exit_code", res.ExitCode)
+	opts.Logger.Info("rollguard step finished", "command", in.Command, "outcome", res.Outcome, "exit_code", res.ExitCode)
 
 	errs := []error{inErr}
 	if path := getenv("GITHUB_OUTPUT"); path != "" {
 		errs = append(errs, WriteOutputs(path, res.Outputs()))
 	} else {
-		logger.Warn("GITHUB_OUTPUT is not set: no step outputs written")
+		opts.Logger.Warn("GITHUB_OUTPUT is not set: no step outputs written")
 	}
 	if path := getenv("GITHUB_STEP_SUMMARY"); path != "" {
-		errs = append(errs, AppendSummary(path, summary(in, res, inErr),
+		var md strings.Builder
+		for _, w := range warnings {
+			fmt.Fprintf(&md, "> [!WARNING]\n> %s\n\n", w)
+		}
+		md.WriteString(summary(in, res, inErr))
+		errs = append(errs, AppendSummary(path, md.String(),
 			"The report was cut to fit GitHub's step summary limit: see report.md in "+res.ReportDir+"."))
 	}
 	return res, errors.Join(errs...)
 }
 
-func execute(ctx context.Context, in Inputs, run Runner) Result {
+// localStateWarning says what a local state store means in CI.
+func localStateWarning(dir string) string {
+	if dir == "" {
+		dir = ".rollguard"
+	}
+	return fmt.Sprintf("state.store is local: the journal, the history and the lock live in %s, in this job's workspace, which is gone when the job ends. "+
+		"A later job cannot resume or revert this run, nor knows the known-good version. Use state.store: consul or nomad.", dir)
+}
+
+func execute(ctx context.Context, in Inputs, run Runner, stdout io.Writer) Result {
 	res := Result{}
 	var before time.Time
 	reportJSON := filepath.Join(in.ReportDir, "report.json")
@@ -90,8 +162,12 @@ func execute(ctx context.Context, in Inputs, run Runner) Result {
 			before = fi.ModTime()
 		}
 	}
-	res.ExitCode = run(ctx, in.Argv())
+	var out bytes.Buffer
+	res.ExitCode = run(ctx, in.Argv(), io.MultiWriter(stdout, &out))
 	res.Outcome = outcomeOfCode(in.Command, res.ExitCode)
+	if in.Command == CommandPlan {
+		res.output = out.String()
+	}
 	if in.WritesReport() {
 		// Trust report.json only if this command (re)wrote it: a stale
 		// one from an earlier run must not speak for this one.
@@ -153,5 +229,9 @@ func summary(in Inputs, res Result, inErr error) string {
 			return string(md)
 		}
 	}
-	return fmt.Sprintf("### rollguard %s `%s`\n\n**%s** (exit code %d)\n", in.Command, in.Spec, res.Outcome, res.ExitCode)
+	verdict := fmt.Sprintf("### rollguard %s `%s`\n\n**%s** (exit code %d)\n", in.Command, in.Spec, res.Outcome, res.ExitCode)
+	if strings.TrimSpace(res.output) != "" {
+		return verdict + "\n```\n" + strings.TrimRight(res.output, "\n") + "\n```\n"
+	}
+	return verdict
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -289,10 +290,12 @@ type fakeCLI struct {
 	argv    []string
 	code    int
 	outcome string // "" = write no report
+	stdout  string // printed on stdout
 }
 
-func (f *fakeCLI) run(_ context.Context, argv []string) int {
+func (f *fakeCLI) run(_ context.Context, argv []string, stdout io.Writer) int {
 	f.argv = argv
+	io.WriteString(stdout, f.stdout)
 	if f.outcome != "" {
 		dir := argv[slices.Index(argv, "--report-dir")+1]
 		_ = os.MkdirAll(dir, 0o755)
@@ -312,6 +315,9 @@ func TestStep(t *testing.T) {
 		wantOut     map[string]string
 		wantSummary string
 		wantErr     string
+		facts       SpecFacts // what Inspect says of the spec
+		wantArgv    []string
+		wantStdout  string
 	}{
 		{
 			name: "run rolled back: outcome from report.json, report.md in the summary",
@@ -333,10 +339,34 @@ func TestStep(t *testing.T) {
 			wantSummary: "### rollguard validate `rollout.yaml`\n\n**invalid** (exit code 2)\n",
 		},
 		{
-			name:   "plan ok",
+			name:   "plan ok: the plan in the summary",
 			inputs: map[string]string{"INPUT_COMMAND": "plan"},
-			cli:    fakeCLI{code: 0}, wantRan: true,
-			wantOut: map[string]string{"outcome": "planned", "exit-code": "0", "report-dir": ""},
+			cli:    fakeCLI{code: 0, stdout: "── canary: 1 hosts (web-1), monitor 5m\n"}, wantRan: true,
+			wantOut:     map[string]string{"outcome": "planned", "exit-code": "0", "report-dir": ""},
+			wantSummary: "### rollguard plan `rollout.yaml`\n\n**planned** (exit code 0)\n\n```\n── canary: 1 hosts (web-1), monitor 5m\n```\n",
+		},
+		{
+			name:   "run with a local state store in CI: a warning first",
+			inputs: map[string]string{"GITHUB_ACTIONS": "true"},
+			facts:  SpecFacts{StateStore: "local", StateDir: ".rollguard"},
+			cli:    fakeCLI{code: 0, outcome: "promoted"}, wantRan: true,
+			wantOut:     map[string]string{"outcome": "promoted", "exit-code": "0", "report-dir": "REPORT"},
+			wantSummary: "> [!WARNING]\n> state.store is local: the journal, the history and the lock live in .rollguard, in this job's workspace, which is gone when the job ends. A later job cannot resume or revert this run, nor knows the known-good version. Use state.store: consul or nomad.\n\n# rollguard: promoted\n",
+			wantStdout:  "::warning title=rollguard state is local::state.store is local",
+		},
+		{
+			name:   "run with state in Consul: no warning",
+			inputs: map[string]string{"GITHUB_ACTIONS": "true"},
+			facts:  SpecFacts{StateStore: "consul"},
+			cli:    fakeCLI{code: 0, outcome: "promoted"}, wantRan: true,
+			wantOut:     map[string]string{"outcome": "promoted", "exit-code": "0", "report-dir": "REPORT"},
+			wantSummary: "# rollguard: promoted\n",
+		},
+		{
+			name:   "validate for a pull request",
+			inputs: map[string]string{"INPUT_COMMAND": "validate", "INPUT_ALLOW-UNSET-ENV": "true"},
+			cli:    fakeCLI{code: 0}, wantRan: true, wantArgv: []string{"validate", "-f", "rollout.yaml", "--allow-unset-env"},
+			wantOut: map[string]string{"outcome": "valid", "exit-code": "0", "report-dir": ""},
 		},
 		{
 			name:    "bad inputs: nothing runs, exit 2",
@@ -362,7 +392,15 @@ func TestStep(t *testing.T) {
 				_ = os.WriteFile(filepath.Join(report, "report.md"), []byte("# old\n"), 0o644)
 			}
 			cli := tt.cli
-			res, err := Step(t.Context(), env(vars), cli.run, nil)
+			var stdout strings.Builder
+			res, err := Step(t.Context(), env(vars), Options{Run: cli.run, Stdout: &stdout,
+				Inspect: func(string) (SpecFacts, error) { return tt.facts, nil }})
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantStdout)
+			}
+			if tt.wantArgv != nil && !slices.Equal(cli.argv, tt.wantArgv) {
+				t.Errorf("argv %q, want %q", cli.argv, tt.wantArgv)
+			}
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("Step: %v", err)
 			}

@@ -50,6 +50,10 @@ type Inputs struct {
 	// Args are extra arguments ("args"), split like a shell would:
 	// whitespace separates, quotes group, backslash escapes.
 	Args []string
+	// AllowUnsetEnv makes validate check everything but the values of
+	// unset ${VAR}s ("allow-unset-env", default false): for pull requests,
+	// which get no secrets from forks.
+	AllowUnsetEnv bool
 }
 
 // ReadInputs reads and checks the inputs, reporting every problem at once.
@@ -72,6 +76,16 @@ func ReadInputs(getenv func(string) string) (Inputs, error) {
 	if !slices.Contains([]string{CommandRun, CommandDryRun, CommandPlan, CommandValidate}, in.Command) {
 		errs = append(errs, fmt.Errorf("input command %q: want run, dry-run, plan or validate", in.Command))
 	}
+	switch v := Input(getenv, "allow-unset-env"); v {
+	case "", "false":
+	case "true":
+		in.AllowUnsetEnv = true
+		if in.Command != CommandValidate {
+			errs = append(errs, fmt.Errorf("input allow-unset-env applies to command validate, not %s", in.Command))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("input allow-unset-env %q: want true or false", v))
+	}
 	args, err := SplitArgs(Input(getenv, "args"))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("input args: %w", err))
@@ -91,6 +105,9 @@ func (in Inputs) Argv() []string {
 	argv := []string{in.Command, "-f", in.Spec}
 	if in.WritesReport() {
 		argv = append(argv, "--report-dir", in.ReportDir)
+	}
+	if in.AllowUnsetEnv {
+		argv = append(argv, "--allow-unset-env")
 	}
 	return append(argv, in.Args...)
 }
