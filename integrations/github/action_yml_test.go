@@ -2,6 +2,7 @@ package github
 
 import (
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -45,7 +46,7 @@ func TestActionYAMLMatchesCode(t *testing.T) {
 	if err := yaml.Unmarshal(data, &a); err != nil {
 		t.Fatalf("action.yml: %v", err)
 	}
-	if got, want := keys(a.Inputs), []string{"args", "command", "report-dir", "spec"}; !slices.Equal(got, want) {
+	if got, want := keys(a.Inputs), []string{"allow-unset-env", "args", "command", "report-dir", "spec"}; !slices.Equal(got, want) {
 		t.Errorf("inputs %v, want %v (what ReadInputs reads)", got, want)
 	}
 	if !a.Inputs["spec"].Required {
@@ -57,6 +58,9 @@ func TestActionYAMLMatchesCode(t *testing.T) {
 	if d := a.Inputs["report-dir"].Default; d == nil || *d != DefaultReportDir {
 		t.Errorf("input report-dir's default %v, want %q", d, DefaultReportDir)
 	}
+	if d := a.Inputs["allow-unset-env"].Default; d == nil || *d != "false" {
+		t.Errorf("input allow-unset-env's default %v, want \"false\"", d)
+	}
 	var outs []string
 	for _, o := range (Result{}).Outputs() {
 		outs = append(outs, o.Name)
@@ -65,11 +69,27 @@ func TestActionYAMLMatchesCode(t *testing.T) {
 	if got := keys(a.Outputs); !slices.Equal(got, outs) {
 		t.Errorf("outputs %v, want %v (what Step writes)", got, outs)
 	}
-	if a.Runs.Using != "docker" || a.Runs.Image != "Dockerfile" || !slices.Equal(a.Runs.Args, []string{"github-action"}) {
-		t.Errorf("runs %+v, want the Dockerfile's image running `rollguard github-action`", a.Runs)
+	// A published image, by version: the one the Dockerfile builds and
+	// the Nomad job runs.
+	tag, ok := strings.CutPrefix(a.Runs.Image, "docker://ghcr.io/rollguard/rollguard:")
+	if a.Runs.Using != "docker" || !ok || !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(tag) || !slices.Equal(a.Runs.Args, []string{"github-action"}) {
+		t.Errorf("runs %+v, want docker://ghcr.io/rollguard/rollguard:<x.y.z> running `rollguard github-action`", a.Runs)
 	}
-	if _, err := os.Stat("../../Dockerfile"); err != nil {
-		t.Errorf("action.yml builds the Dockerfile: %v", err)
+	hcl, err := os.ReadFile("../../ci/nomad/rollguard.nomad.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(hcl), `image = "ghcr.io/rollguard/rollguard:`+tag+`"`) {
+		t.Errorf("ci/nomad/rollguard.nomad.hcl does not run the action's image tag %s", tag)
+	}
+	docker, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ARG VERSION", `-X main.version=${VERSION}`, `ENTRYPOINT ["rollguard"]`, "ansible-core"} {
+		if !strings.Contains(string(docker), want) {
+			t.Errorf("Dockerfile lacks %q: the image must be rollguard with its version set at build time", want)
+		}
 	}
 }
 
@@ -108,7 +128,7 @@ func TestExampleWorkflow(t *testing.T) {
 				continue
 			}
 			for k := range st.With {
-				if !slices.Contains([]string{"spec", "command", "report-dir", "args"}, k) {
+				if !slices.Contains([]string{"spec", "command", "report-dir", "args", "allow-unset-env"}, k) {
 					t.Errorf("job %s passes unknown input %q", name, k)
 				}
 			}
