@@ -5,7 +5,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit fuzz demo bench clean
+.PHONY: all build deps test unit fuzz demo bench lint-workflows clean
 
 all: build
 
@@ -17,10 +17,15 @@ deps:
 
 # End-to-end tests need the real Ansible and VictoriaMetrics: ROLLGUARD_E2E=1
 # makes a missing one a failure instead of a skip.
-test: deps
+test: deps lint-workflows
 	$(GO) vet ./...
 	ROLLGUARD_E2E=1 $(GO) test -count=1 -timeout 14m ./...
 	$(MAKE) fuzz
+
+# Every workflow of the repository: its own and the example users copy.
+WORKFLOWS := $(wildcard .github/workflows/*.yml ci/github/*.yml)
+lint-workflows:
+	actionlint $(WORKFLOWS)
 
 unit:
 	$(GO) test ./...

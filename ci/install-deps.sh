@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, when it is missing:
-# Ansible (ansible-core), qemu-img (qemu-utils), Alertmanager from Debian's
-# packages, and VictoriaMetrics with `go install`. Idempotent and quiet
-# when everything is there.
+# Ansible (ansible-core), qemu-img (qemu-utils), Alertmanager and shellcheck
+# from Debian's packages, VictoriaMetrics and actionlint with `go install`.
+# Idempotent and quiet when everything is there.
 set -euo pipefail
 
 need=()
 command -v ansible-playbook >/dev/null 2>&1 || need+=(ansible-core)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# actionlint checks the run: scripts of the workflows with it.
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -21,4 +23,9 @@ gobin="$(go env GOPATH)/bin"
 if ! command -v victoria-metrics >/dev/null 2>&1 && [ ! -x "$gobin/victoria-metrics" ]; then
 	echo "install-deps: installing VictoriaMetrics v1.151.0 with go install (a few minutes the first time)"
 	go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0
+fi
+
+if ! command -v actionlint >/dev/null 2>&1 && [ ! -x "$gobin/actionlint" ]; then
+	echo "install-deps: installing actionlint v1.7.12 with go install"
+	go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 fi
