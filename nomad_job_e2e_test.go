@@ -152,8 +152,8 @@ type fakeCluster struct {
 	vars *nomadtest.Server
 	// nodes is the /v1/nodes answer (default the recorded 1.6.1 one).
 	nodes string
-	mu   sync.Mutex
-	jobs [][]byte
+	mu    sync.Mutex
+	jobs  [][]byte
 }
 
 const (
