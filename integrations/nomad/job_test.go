@@ -319,3 +319,35 @@ func TestRegister(t *testing.T) {
 		}
 	}
 }
+
+// The HCL users copy says what the rendered job does: crons, the
+// variable's items as JSON-quoted environment, secret files 0600, and
+// that max_kill_timeout caps kill_timeout.
+func TestHCLMatchesRendering(t *testing.T) {
+	data, err := os.ReadFile("../../ci/nomad/rollguard.nomad.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcl := string(data)
+	var code []string
+	for _, line := range strings.Split(hcl, "\n") {
+		if l := strings.TrimSpace(line); !strings.HasPrefix(l, "#") {
+			code = append(code, l)
+		}
+	}
+	body := strings.Join(code, "\n")
+	for _, want := range []string{`crons     = ["0 3 * * 1-5"]`, "METRICS_TOKEN={{ .METRICS_TOKEN | toJSON }}", `perms                = "0600"`,
+		"error_on_missing_key = true", `kill_timeout = "5m"`, `hook    = "prestart"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the HCL's job lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "\ncron ") || strings.Contains(body, "NOMAD_TOKEN=") {
+		t.Error("the HCL's job uses the deprecated cron, or keeps a NOMAD_TOKEN it does not need")
+	}
+	for _, want := range []string{`client { max_kill_timeout = "5m" }`, "30s unless its agent"} {
+		if !strings.Contains(hcl, want) {
+			t.Errorf("the HCL does not say %q", want)
+		}
+	}
+}
