@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -161,5 +162,28 @@ func TestExampleWorkflowUploadsReports(t *testing.T) {
 	})
 	if err != nil || n < 3 {
 		t.Errorf("walked %d report files: %v", n, err)
+	}
+}
+
+// The Dockerfile sets the version at build time: its go build line, run
+// here with VERSION=9.9.9-test, gives a binary whose `version` says so.
+// (No Docker engine runs here; the release workflow checks the image.)
+func TestDockerfileSetsVersion(t *testing.T) {
+	data, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`go build .*-ldflags "([^"]+)"`).FindSubmatch(data)
+	if m == nil {
+		t.Fatal("the Dockerfile has no go build -ldflags line")
+	}
+	ldflags := strings.ReplaceAll(string(m[1]), "${VERSION}", "9.9.9-test")
+	bin := filepath.Join(t.TempDir(), "rollguard")
+	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -ldflags %q: %v\n%s", ldflags, err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "rollguard 9.9.9-test" {
+		t.Errorf("version = %q, %v; want rollguard 9.9.9-test", out, err)
 	}
 }
