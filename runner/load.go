@@ -73,14 +73,7 @@ var hostValueFields = []string{".Host.Address", ".Host.Meta.*", ".Host.Name", ".
 // its defaults filled in and its relative paths resolved against its
 // directory, and the policies are compiled.
 func Load(path string, env func(string) (string, bool)) (*Spec, []*policies.Policy, error) {
-	if env == nil {
-		env = os.LookupEnv
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read spec %s: %w", path, err)
-	}
-	return load(path, data, env, os.ReadFile)
+	return loadFile(path, env, false)
 }
 
 // LoadAllowUnset is Load for when the secrets are not there (a pull
@@ -89,6 +82,10 @@ func Load(path string, env func(string) (string, bool)) (*Spec, []*policies.Poli
 // are not reported; every other check runs. Spec.Env says which
 // references were unset. A spec loaded so must not be run.
 func LoadAllowUnset(path string, env func(string) (string, bool)) (*Spec, []*policies.Policy, error) {
+	return loadFile(path, env, true)
+}
+
+func loadFile(path string, env func(string) (string, bool), allowUnset bool) (*Spec, []*policies.Policy, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
@@ -96,7 +93,7 @@ func LoadAllowUnset(path string, env func(string) (string, bool)) (*Spec, []*pol
 	if err != nil {
 		return nil, nil, fmt.Errorf("read spec %s: %w", path, err)
 	}
-	return loadData(path, data, env, os.ReadFile, true)
+	return loadData(path, data, env, os.ReadFile, allowUnset)
 }
 
 // load is Load over data already read; readFile reads policy files and
