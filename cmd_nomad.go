@@ -69,6 +69,9 @@ nomad, so that a rescheduled allocation resumes from the shared journal.`,
 			}
 			w := c.OutOrStdout()
 			fmt.Fprint(w, r.report)
+			if !cluster.Readable {
+				fmt.Fprintln(w, "note: the token may not list nodes (403): the clients' Nomad versions are unknown, so the job uses crons (1.6.2+) and, with --auth auto, a token")
+			}
 			path := nomad.VariablePath(*r.job.ID)
 			required := nomad.Required(r.items)
 			check, err := nomad.CheckVariable(c.Context(), client, path, "", required)

@@ -2,9 +2,12 @@ package nomad
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/hashicorp/go-version"
+	"github.com/hashicorp/nomad/api"
 )
 
 // Nomad versions that bring what the job uses.
@@ -18,6 +21,9 @@ var (
 
 // Cluster is what `nomad register` reads of the cluster before it renders.
 type Cluster struct {
+	// Readable is false when the token may not list nodes (403): nothing
+	// is known of the clients.
+	Readable bool
 	// Nodes is the number of client nodes.
 	Nodes int
 	// Oldest is the lowest Nomad version among them, and OldestNode a
@@ -28,13 +34,18 @@ type Cluster struct {
 
 // ReadCluster lists the client nodes (GET /v1/nodes) and finds the oldest
 // Nomad version among them: a job must work on every node it may land
-// on. Cancelling ctx aborts the request.
+// on. A token without node read (403) is not an error: Readable is then
+// false. Cancelling ctx aborts the request.
 func ReadCluster(ctx context.Context, c *Client) (Cluster, error) {
 	nodes, _, err := c.api.Nodes().List(query(ctx, nil))
 	if err != nil {
+		var ue api.UnexpectedResponseError
+		if errors.As(err, &ue) && ue.StatusCode() == http.StatusForbidden {
+			return Cluster{}, nil
+		}
 		return Cluster{}, fmt.Errorf("nomad: list nodes: %w", err)
 	}
-	cl := Cluster{Nodes: len(nodes)}
+	cl := Cluster{Readable: true, Nodes: len(nodes)}
 	for _, n := range nodes {
 		v, err := version.NewVersion(n.Version)
 		if err != nil {

@@ -166,6 +166,9 @@ func TestReadCluster(t *testing.T) {
 	if cl.Nodes != 1 || cl.Oldest.String() != "1.6.1" || cl.OldestNode != "vm" || cl.Supports(VersionCrons) || cl.Supports(VersionIdentity) {
 		t.Errorf("cluster %+v (oldest %v): want node vm on 1.6.1, before crons and workload identity", cl, cl.Oldest)
 	}
+	if !cl.Readable {
+		t.Error("a listed cluster is readable")
+	}
 	if !(Cluster{}).Supports(VersionIdentity) {
 		t.Error("no nodes: nothing known, the operator's choice stands")
 	}
@@ -180,5 +183,17 @@ func TestKillTimeoutWarning(t *testing.T) {
 		if !strings.Contains(w, s) {
 			t.Errorf("warning %q lacks %q", w, s)
 		}
+	}
+}
+
+func TestReadClusterForbidden(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Permission denied", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	c, _ := New(&api.Config{Address: srv.URL}, nil)
+	cl, err := ReadCluster(context.Background(), c)
+	if err != nil || cl.Readable || cl.Oldest != nil {
+		t.Errorf("403: %+v, %v; want an unknown cluster, no error", cl, err)
 	}
 }
