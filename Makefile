@@ -5,7 +5,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit fuzz demo bench lint-workflows clean
+.PHONY: all build deps test unit fuzz demo bench eval lint-workflows clean
 
 all: build
 
@@ -36,6 +36,11 @@ fuzz:
 
 demo: deps build
 	./bin/rollguard demo
+
+# Every judge side by side on the real data sets (evaluation/): the tables
+# of the README's Detection section.
+eval:
+	ROLLGUARD_EVAL=1 $(GO) test -count=1 -timeout 20m -run '^TestEvaluation$$' -v ./evaluation
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./policies ./integrations/victoriametrics

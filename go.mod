@@ -3,6 +3,7 @@ module github.com/rollguard/rollguard
 go 1.26.8
 
 require (
+	github.com/aclements/go-moremath v0.0.0-20210112150236-f10218a38794
 	github.com/apenella/go-ansible/v2 v2.4.1
 	github.com/expr-lang/expr v1.17.8
 	github.com/gofrs/flock v0.13.2

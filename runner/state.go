@@ -106,31 +106,14 @@ func newExecution(r *Rollout) (*execution, error) {
 		return nil, err
 	}
 	x.keys = keys
-	det, err := detectorConfig(spec)
+	for _, q := range spec.Metrics.Queries {
+		x.queries = append(x.queries, ports.Query{Name: q.Name, Expr: q.Query})
+	}
+	cfg, err := EngineConfig(spec, names, r.Policies)
 	if err != nil {
 		return nil, err
 	}
-	var mcfg []policies.MetricConfig
-	for _, q := range spec.Metrics.Queries {
-		rel, abs := det.RelFloor, det.AbsFloor
-		if q.RelFloor != nil {
-			rel = *q.RelFloor
-		}
-		if q.AbsFloor != nil {
-			abs = *q.AbsFloor
-		}
-		mcfg = append(mcfg, policies.MetricConfig{Name: q.Name, HigherIsWorse: q.Worse != "lower", RelFloor: rel, AbsFloor: abs})
-		x.queries = append(x.queries, ports.Query{Name: q.Name, Expr: q.Query})
-	}
-	evals := make([]policies.Evaluator, len(r.Policies))
-	for i, p := range r.Policies {
-		evals[i] = p
-	}
-	x.eng, err = policies.NewEngine(policies.EngineConfig{
-		Hosts: names, Metrics: mcfg, Detector: det, Policies: evals,
-		NoDataTicks: spec.Detection.NoDataTicks,
-	})
-	if err != nil {
+	if x.eng, err = policies.NewEngine(cfg); err != nil {
 		return nil, fmt.Errorf("rollout %q: %w", spec.Name, err)
 	}
 	x.buf = make([]float64, len(hosts))
@@ -221,35 +204,4 @@ func hostKeys(tmpl string, hosts []ports.Host) ([]string, error) {
 		keys[i] = b.String()
 	}
 	return keys, nil
-}
-
-func detectorConfig(spec *Spec) (policies.DetectorConfig, error) {
-	d := spec.Detection
-	sens := d.Sensitivity
-	if sens == "" {
-		sens = "medium"
-	}
-	cfg, err := policies.Preset(sens)
-	if err != nil {
-		return cfg, fmt.Errorf("detection.sensitivity: %w", err)
-	}
-	if d.Allowance != nil {
-		cfg.Allowance = *d.Allowance
-	}
-	if d.Threshold != nil {
-		cfg.Threshold = *d.Threshold
-	}
-	if d.Smoothing != nil {
-		cfg.Smoothing = *d.Smoothing
-	}
-	if d.RelFloor != nil {
-		cfg.RelFloor = *d.RelFloor
-	}
-	if d.AbsFloor != nil {
-		cfg.AbsFloor = *d.AbsFloor
-	}
-	if d.MinBaselineSamples > 0 {
-		cfg.MinBaselineSamples = d.MinBaselineSamples
-	}
-	return cfg, nil
 }

@@ -1,0 +1,90 @@
+package evaluation
+
+import (
+	"os"
+	"sync"
+	"testing"
+)
+
+var (
+	casesOnce sync.Once
+	allCases  []*Case
+	casesErr  error
+)
+
+// cases loads the data and builds every case once per test binary.
+func cases(t *testing.T) []*Case {
+	t.Helper()
+	casesOnce.Do(func() {
+		var srcs []*Source
+		if srcs, casesErr = LoadAll("testdata"); casesErr == nil {
+			allCases = BuildCases(srcs)
+		}
+	})
+	if casesErr != nil {
+		t.Fatal(casesErr)
+	}
+	return allCases
+}
+
+// figure is a judge's floor of visible regressions caught and ceiling of
+// no-change rollouts rolled back over a selection of cases.
+type figure struct {
+	name                 string
+	filter               Filter
+	minCaught, maxRolled int
+}
+
+// TestDetectionFigures replays every case through rollguard's default (the
+// medium preset with the README's seed rule, and with its fraction rule)
+// and fails when a figure gets worse than the one reached: fewer visible
+// regressions caught or more no-change rollouts rolled back, pooled and
+// per data set. `make eval` prints every judge's tables.
+func TestDetectionFigures(t *testing.T) {
+	cs := cases(t)
+	dir := t.TempDir()
+	res := Run(cs, func() []Judge {
+		return []Judge{
+			NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir),
+			NewRollguard("medium", "fraction(hosts, .degraded) >= 0.3", dir),
+		}
+	}, 2)
+	all := func(*Case) bool { return true }
+	want := [][]figure{
+		{ // top_mean(hosts, 0.30) > 5
+			{"pooled", all, 14873, 3148},
+			{"nab", byDataset("nab"), 6945, 490},
+			{"jumpstarter", byDataset("jumpstarter"), 5631, 1993},
+			{"nezha", byDataset("nezha"), 2297, 665},
+		},
+		{ // fraction(hosts, .degraded) >= 0.3
+			{"pooled", all, 12907, 2301},
+		},
+	}
+	for j, figs := range want {
+		for _, f := range figs {
+			got := res.Tally(j, f.filter)
+			t.Logf("%s, %s: caught %s, rolled back %s", res.Judges[j].Name(), f.name,
+				fraction(got.Caught, got.Visible), fraction(got.RolledBack, got.NoChange))
+			if got.Caught < f.minCaught {
+				t.Errorf("%s, %s: caught %d of %d visible regressions, want >= %d", res.Judges[j].Name(), f.name, got.Caught, got.Visible, f.minCaught)
+			}
+			if f.maxRolled > 0 && got.RolledBack > f.maxRolled {
+				t.Errorf("%s, %s: rolled back %d of %d no-change rollouts, want <= %d", res.Judges[j].Name(), f.name, got.RolledBack, got.NoChange, f.maxRolled)
+			}
+		}
+	}
+}
+
+// TestEvaluation prints every judge's tables, pooled and per data set and
+// protocol, in Markdown (`make eval`; skipped otherwise: it takes a
+// minute).
+func TestEvaluation(t *testing.T) {
+	if os.Getenv("ROLLGUARD_EVAL") == "" {
+		t.Skip("set ROLLGUARD_EVAL=1 (make eval) to print every judge's tables")
+	}
+	cs := cases(t)
+	dir := t.TempDir()
+	res := Run(cs, func() []Judge { return Judges(dir) }, 2)
+	res.Print(os.Stdout)
+}
