@@ -1,6 +1,7 @@
 package evaluation
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -318,6 +319,11 @@ func Simple() Judge {
 // runner.EngineConfig; every tick evaluated by the real policies.Engine,
 // with on_no_data: fail.
 type Rollguard struct {
+	// Tweak, when set, changes the detector configuration the spec gives
+	// (for the trade-off curves); Label then names the change.
+	Tweak func(*policies.DetectorConfig)
+	Label string
+
 	name, sensitivity, policy string
 	// dir is where specs go, in specDir, a directory of this judge's own.
 	dir, specDir string
@@ -327,6 +333,8 @@ type Rollguard struct {
 type loadedSpec struct {
 	spec *runner.Spec
 	pols []*policies.Policy
+	// err is why Load refused the spec.
+	err error
 }
 
 // NewRollguard returns the rollguard judge for a sensitivity and a
@@ -338,9 +346,28 @@ func NewRollguard(sensitivity, rollbackWhen, dir string) *Rollguard {
 	}
 }
 
-func (r *Rollguard) Name() string { return r.name }
+func (r *Rollguard) Name() string {
+	if r.Label != "" {
+		return r.name + ", " + r.Label
+	}
+	return r.name
+}
 
-func (r *Rollguard) Applies(*Case) bool { return true }
+// Applies reports whether rollguard accepts the spec of c: a stage too
+// short to roll back a clear step is refused by runner.Load, as
+// `rollguard validate` refuses it (see Refusal).
+func (r *Rollguard) Applies(c *Case) bool {
+	_, err := r.spec(c)
+	return err == nil
+}
+
+// Refusal is why rollguard refuses the spec of c, or "".
+func (r *Rollguard) Refusal(c *Case) string {
+	if _, err := r.spec(c); err != nil {
+		return err.Error()
+	}
+	return ""
+}
 
 // spec loads (once per shape) the rollout.yaml a user would write for c:
 // its stages as canary and waves, its metrics, the sensitivity and the
@@ -372,12 +399,21 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 		if m.Worse < 0 {
 			worse = "lower"
 		}
-		fmt.Fprintf(&b, "    %s: {query: '%s', worse: %s}\n", m.Name, m.Name, worse)
+		abs := ""
+		if m.Unit > 0 && m.Bound == 0 {
+			// A count at 0 has no level to take a share of: the README
+			// tells the user to state the smallest count that matters.
+			abs = fmt.Sprintf(", tolerance_abs: %g", m.Unit)
+		}
+		fmt.Fprintf(&b, "    %s: {query: '%s', worse: %s%s}\n", m.Name, m.Name, worse, abs)
 	}
 	fmt.Fprintf(&b, "detection:\n  sensitivity: %s\n", r.sensitivity)
 	fmt.Fprintf(&b, "policies:\n  - name: judge\n    rollback_when: '%s'\n", r.policy)
 	key := b.String()
 	if l, ok := r.loaded[key]; ok {
+		if l.err != nil {
+			return nil, l.err
+		}
 		return l, nil
 	}
 	if r.specDir == "" {
@@ -397,7 +433,13 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 	}
 	spec, pols, err := runner.Load(path, func(string) (string, bool) { return "", false })
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		// What Load says after the file's position.
+		msg := err.Error()
+		if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, path) {
+			msg = msg[i+2:]
+		}
+		r.loaded[key] = &loadedSpec{err: errors.New(msg)}
+		return nil, r.loaded[key].err
 	}
 	l := &loadedSpec{spec: spec, pols: pols}
 	r.loaded[key] = l
@@ -415,6 +457,9 @@ func (r *Rollguard) Decide(v *View) int {
 	cfg, err := runner.EngineConfig(l.spec, v.HostNames(), l.pols)
 	if err != nil {
 		panic(err)
+	}
+	if r.Tweak != nil {
+		r.Tweak(&cfg.Detector)
 	}
 	eng, err := policies.NewEngine(cfg)
 	if err != nil {
@@ -444,19 +489,29 @@ func (r *Rollguard) Decide(v *View) int {
 				}
 				eng.Observe(m, obs)
 			}
-			res := eng.Tick(policies.PhaseMonitor, float64(k)*v.Interval.Seconds())
-			for i, pr := range res.Policies {
-				switch {
-				case pr.Outcome == policies.OutcomeFire, pr.Outcome == policies.OutcomeError:
-					return start + k
-				case pr.Outcome == policies.OutcomeNoData && l.pols[i].OnNoData != policies.NoDataIgnore &&
-					pr.NoDataTicks >= cfg.NoDataTicks:
-					return start + k
-				}
+			if fired(eng.Tick(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks) {
+				return start + k
 			}
+		}
+		if fired(eng.Verdict(policies.PhaseMonitor, float64(st.Polls)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks) {
+			return start + st.Polls
 		}
 	}
 	return 0
+}
+
+// fired reports whether a tick's result rolls back: a policy fired or
+// failed, or had no data for noData ticks with on_no_data: fail.
+func fired(res *policies.TickResult, pols []*policies.Policy, noData int) bool {
+	for i, pr := range res.Policies {
+		switch {
+		case pr.Outcome == policies.OutcomeFire, pr.Outcome == policies.OutcomeError:
+			return true
+		case pr.Outcome == policies.OutcomeNoData && pols[i].OnNoData == policies.NoDataFail && pr.NoDataTicks >= noData:
+			return true
+		}
+	}
+	return false
 }
 
 // Judges returns every judge, the peers first; dir is where rollguard's

@@ -158,7 +158,18 @@ func (r *Results) table(w io.Writer, f Filter) {
 	for j, jd := range r.Judges {
 		dev, held, all := r.Tally(j, and(f, byHalf(Dev))), r.Tally(j, and(f, byHalf(HeldOut))), r.Tally(j, f)
 		if !all.Applies {
-			fmt.Fprintf(w, "| %s | n/a | n/a | n/a | n/a | n/a |\n", jd.Name())
+			why := "n/a"
+			if ref, ok := jd.(interface{ Refusal(*Case) string }); ok {
+				for _, c := range r.Cases {
+					if f(c) {
+						if msg := ref.Refusal(c); msg != "" {
+							why = "refused: " + msg
+						}
+						break
+					}
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | | | | |\n", jd.Name(), why)
 			continue
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", jd.Name(),

@@ -7,64 +7,73 @@ import (
 	"slices"
 )
 
-// Detection, per host and metric, in four steps. The reasons for each:
+// Detection, per host and metric. What it is built from, and why:
 //
 // Baseline. The pre-change window gives a centre (median) and a spread
 // (MAD x 1.4826, which equals the standard deviation for normal data). Both
-// are robust: one burst in the baseline window moves neither, where a mean
-// and standard deviation would be dragged by it and make the detector blind
-// for the whole wave. The spread is floored by RelFloor x |median| and by
-// AbsFloor, because real series are often flat or quantised (a CPU counter
-// that reads 0.066 three times out of four has MAD 0): without a floor every
-// wobble of one quantum would be an infinite deviation. It is also floored
-// by the distance from the median to a high quantile of the baseline in the
-// worse direction (TailQuantile): a host whose normal bursts fill less than
-// half of its baseline, which the MAD ignores, gets a band that holds them.
+// are robust: one burst in the baseline window moves neither. The spread
+// is floored by the distance from the median to a high quantile of the
+// baseline in the worse direction (TailQuantile), so a host whose normal
+// bursts fill less than half of its baseline gets a band that holds them,
+// by RelFloor x |median| and by AbsFloor, so a flat or quantised series
+// (a CPU that reads 0.066 three times out of four) still has a scale.
 //
-// Current value. The latest Smoothing observations are averaged, so one
-// noisy poll moves the current value by 1/Smoothing of its excursion. For
-// the score the average is always over Smoothing slots: right after the
-// change, slots not yet filled count as the expected value, so the first
-// poll weighs 1/Smoothing like every other (see judge).
+// Tolerance. The smallest change that matters, in the metric's own unit:
+// Tolerance x |median| (10% by default, like Kayenta's allowed increase),
+// and never less than the query's absolute tolerance. A baseline that sits
+// at one value (availability at 100%, errors at 0: its spread before the
+// floors is 0) is at a bound, where a share of the level means nothing
+// (3 points of availability are an outage, and 5% of 100 would hide it):
+// its default relative tolerance is BoundTolerance (1%: 1 point at 100%;
+// at 0, only the absolute tolerance). Every kind of evidence below counts
+// only what lies beyond the tolerance.
 //
-// Deviation. z = (current - expected) / spread, signed so that positive is
-// the metric's worse direction. Without untouched hosts the expected value
-// is the baseline median. With them it follows the fleet (difference in
-// differences): a traffic change that moves the whole fleet moves the
-// untouched hosts too and cancels out; the maths is in engine.go (fleet
-// level). Working in spread units makes hosts of different scales
-// comparable.
+// Expected value, and difference in differences. A host is judged against
+// its own baseline median AND against that median moved by the untouched
+// hosts' movement since the baseline (engine.go, fleetLevel): its excess
+// at a poll is the smaller of the two. So a change the whole fleet shares
+// is excused (the second is small), and the untouched hosts improving
+// never makes a host that holds its own baseline look worse (the first is
+// small): difference in differences may excuse a shift, never invent one.
 //
-// Score. A one-sided CUSUM (Page 1954): S = max(0, S + z' - k). Each tick
-// adds by how much the deviation exceeds the allowance k, so the score grows
-// with severity times duration, and falls by k - z' per tick once the metric
-// recovers, so a blip decays instead of being remembered forever. The input
-// z' is computed like z but from observations winsorized to median ±
-// ZCap x spread (around the expected value) before they are averaged: one
-// sample can then add at most ZCap to the score over all the ticks it
-// stays in the moving average, wherever it falls, and with ZCap <
-// Threshold a single heavy-tailed spike (the kind real CPU and network
-// series show several times a day, and services show when they restart)
-// cannot fire from a score of 0, while a sustained step of any size still
-// adds up to ZCap - k per tick. On a noisy host the score is seldom exactly
-// 0; what a spike cannot do is add more than ZCap to it. The host's metric
-// is degraded when S > Threshold. The reported Z is not winsorized: it is
-// what a user reads as "how far off is it now".
+// Three kinds of evidence, each scaled so that it crosses Threshold exactly
+// when it is enough to call the metric degraded; the metric's score is the
+// largest, and the host's the largest of its metrics':
 //
-// Self-calibration (SelfCalibrate). Some hosts burst as part of normal
-// operation (disk flushes, batch jobs, network backups): several polls at
-// 10-1000x their median, often more than the tail floor's share of the
-// window, so their bursts score like a regression. Before judging, the
-// baseline window itself is replayed through the score against its own
-// centre and spread; the largest score it reaches, M, is a score this host
-// produced while nothing had changed. The host is degraded when its score
-// exceeds max(Threshold, M): a burst of the size the baseline already
-// shows is normal, a larger or longer one is not. On a steady baseline M
-// stays far below Threshold, so the speed of detection (a step of 2 x
-// Threshold within 3 polls) is unchanged. Adding M to the threshold
-// instead of taking the larger of the two was tried and lost a third of
-// the catches for half of the false rollbacks.
-
+//   - A burst (magnitude): the last two polls are both beyond the
+//     tolerance and beyond Burst times the largest excess that two
+//     consecutive polls of the baseline both reached. A clear step is
+//     decided on its second poll, however short the stage; one spike
+//     never decides (two polls must agree), and a host whose baseline
+//     holds bursts of that size is protected by its own baseline.
+//   - Severity x duration: a one-sided CUSUM (Page 1954) of the smoothed
+//     excess beyond the tolerance, in spreads, with allowance k:
+//     S = max(0, S + z' - k). It grows with severity times duration and
+//     decays on recovery, so a moderate sustained shift is decided within
+//     the stage and a blip is forgotten. Observations are winsorized at
+//     ZCap spreads beyond the tolerance before they are averaged, so one
+//     sample adds at most ZCap to S. Self-calibration: the baseline window
+//     is replayed through the same CUSUM against its own centre, and the
+//     largest score it reaches, M, is a score this host produced while
+//     nothing changed; the host's CUSUM is degraded only above
+//     max(Threshold, M).
+//   - A verdict over the whole window, at the end of every stage (see
+//     Engine.Verdict): a one-sided Mann-Whitney rank test of the polls since
+//     the host's apply, shifted back by the tolerance, against the
+//     baseline, once as observed and once taken back by the untouched
+//     hosts' movement (difference in differences); both must reject at
+//     Confidence. The tolerance is the effect size that matters: the test
+//     asks whether the shift (its Hodges-Lehmann estimate is what it
+//     measures) exceeds the tolerance, not whether it exceeds 0. It catches
+//     a moderate shift on a noisy host that the sequential score never
+//     crosses.
+//
+// Warm-up. The first Warmup polls after a host's apply (cold caches, JIT,
+// connection pools) are watched but cannot decide on their own: the CUSUM
+// and the window test start after them, and a burst needs its second poll
+// after them. A cold start that settles within the warm-up never rolls
+// back; a doubling is decided on the first poll after it.
+//
 // No data (NaN) is its own state: the score is kept as it was, the metric
 // is marked NoData and consecutive no-data ticks are counted, so that the
 // engine can hand on_no_data the decision instead of passing silently.
@@ -72,13 +81,18 @@ import (
 // DetectorConfig tunes the detectors. Preset gives the values for the
 // sensitivity presets; a spec may override each field.
 type DetectorConfig struct {
-	// Allowance is the CUSUM slack k, in spreads: the deviation a metric may
-	// keep for ever without its score growing. Must be >= 0.
-	Allowance float64
-	// Threshold is the score h over which a metric, and its host, is
-	// degraded. Must be > 0.
+	// Threshold is the score over which a metric, and its host, is
+	// degraded; every kind of evidence is scaled to it (5 at every
+	// preset). Must be > 0.
 	Threshold float64
-	// Smoothing is the moving-average window, in ticks (>= 1).
+	// Allowance is the CUSUM slack k, in spreads beyond the tolerance.
+	// Must be >= 0.
+	Allowance float64
+	// Limit is the CUSUM's own decision limit h, in spreads: the CUSUM's
+	// contribution to the score is Threshold x S / max(Limit, M). Must be
+	// > 0.
+	Limit float64
+	// Smoothing is the CUSUM's moving-average window, in ticks (>= 1).
 	Smoothing int
 	// RelFloor is the smallest spread as a share of |baseline median|
 	// (default for every metric; a metric may override it).
@@ -90,46 +104,71 @@ type DetectorConfig struct {
 	// TailQuantile, when in (0.5, 1), floors the spread by the distance from
 	// the median to this quantile of the baseline in the metric's worse
 	// direction, scaled to a standard deviation for normal data (for 0.9:
-	// divided by 1.2816). A baseline whose normal bursts are rare enough
-	// for the MAD to ignore them still widens its band by them. 0 = off.
+	// divided by 1.2816). 0 = off.
 	TailQuantile float64
-	// ZCap winsorizes observations to median ± ZCap spreads before they
-	// enter the score, so that one sample adds at most ZCap to it. Must
-	// be > Allowance.
+	// ZCap winsorizes observations at ZCap spreads beyond the tolerance
+	// before they enter the CUSUM, so that one sample adds at most ZCap
+	// to it. Must be > Allowance.
 	ZCap float64
 	// MinBaselineSamples is the number of baseline samples below which the
 	// baseline is flagged low-confidence (Metric.LowConfidence).
 	MinBaselineSamples int
-	// SelfCalibrate, when true, raises a host's threshold to the largest
+	// SelfCalibrate, when true, raises a host's CUSUM limit to the largest
 	// score its own baseline window reaches when replayed through the
-	// score against its own centre and spread: a host whose normal bursts
-	// already produce a score of 9 is not degraded by a score of 8. A
-	// steady baseline reaches far less than Threshold and keeps it.
+	// CUSUM against its own centre.
 	SelfCalibrate bool
 	// Band is the half-width, in spreads, of the band a reverted host's
 	// smoothed metrics must be back in for a rollback to count as verified
 	// (see Engine.InBand). Must be > 0.
 	Band float64
+	// Tolerance is the default relative tolerance: the smallest change
+	// that matters, as a share of the baseline median (a metric may
+	// override it). Must be >= 0.
+	Tolerance float64
+	// BoundTolerance is the default relative tolerance of a metric whose
+	// baseline sits at one value (a bound). Must be >= 0.
+	BoundTolerance float64
+	// Burst is how far beyond the largest excess two consecutive baseline
+	// polls both reached two polls must both be to decide at once, as a
+	// multiple of it. Must be >= 1.
+	Burst float64
+	// BurstSpreads is the least a burst must reach, in spreads: a
+	// baseline whose pairs happened to stay close to the median does not
+	// make an ordinary excursion a burst. Must be >= 0.
+	BurstSpreads float64
+	// BurstTail is the share of the distance from the median to the
+	// baseline's TailQuantile that a burst must also reach. Must be >= 0.
+	BurstTail float64
+	// Confidence is the one-sided confidence at which the end-of-stage
+	// rank test rejects "no shift beyond the tolerance". Must be in
+	// (0.5, 1).
+	Confidence float64
+	// Warmup is the number of polls after a host's apply that cannot
+	// decide on their own. Must be >= 0.
+	Warmup int
 }
 
 // Validate reports every invalid field at once.
 func (c DetectorConfig) Validate() error {
 	var errs []error
-	if c.Allowance < 0 || math.IsNaN(c.Allowance) {
-		errs = append(errs, fmt.Errorf("detection allowance %v: must be >= 0", c.Allowance))
+	nonNeg := func(name string, v float64) {
+		if v < 0 || math.IsNaN(v) {
+			errs = append(errs, fmt.Errorf("detection %s %v: must be >= 0", name, v))
+		}
 	}
-	if !(c.Threshold > 0) {
-		errs = append(errs, fmt.Errorf("detection threshold %v: must be > 0", c.Threshold))
+	positive := func(name string, v float64) {
+		if !(v > 0) {
+			errs = append(errs, fmt.Errorf("detection %s %v: must be > 0", name, v))
+		}
 	}
+	positive("threshold", c.Threshold)
+	nonNeg("allowance", c.Allowance)
+	positive("limit", c.Limit)
 	if c.Smoothing < 1 {
 		errs = append(errs, fmt.Errorf("detection smoothing %d: must be >= 1", c.Smoothing))
 	}
-	if c.RelFloor < 0 || math.IsNaN(c.RelFloor) {
-		errs = append(errs, fmt.Errorf("detection rel_floor %v: must be >= 0", c.RelFloor))
-	}
-	if !(c.AbsFloor > 0) {
-		errs = append(errs, fmt.Errorf("detection abs_floor %v: must be > 0", c.AbsFloor))
-	}
+	nonNeg("rel_floor", c.RelFloor)
+	positive("abs_floor", c.AbsFloor)
 	if !(c.ZCap > c.Allowance) {
 		errs = append(errs, fmt.Errorf("detection z_cap %v: must be > allowance %v", c.ZCap, c.Allowance))
 	}
@@ -139,8 +178,19 @@ func (c DetectorConfig) Validate() error {
 	if c.MinBaselineSamples < 0 {
 		errs = append(errs, fmt.Errorf("detection min_baseline_samples %d: must be >= 0", c.MinBaselineSamples))
 	}
-	if !(c.Band > 0) {
-		errs = append(errs, fmt.Errorf("detection band %v: must be > 0", c.Band))
+	positive("band", c.Band)
+	nonNeg("tolerance", c.Tolerance)
+	nonNeg("bound tolerance", c.BoundTolerance)
+	nonNeg("burst_spreads", c.BurstSpreads)
+	nonNeg("burst_tail", c.BurstTail)
+	if !(c.Burst >= 1) {
+		errs = append(errs, fmt.Errorf("detection burst %v: must be >= 1", c.Burst))
+	}
+	if !(c.Confidence > 0.5 && c.Confidence < 1) {
+		errs = append(errs, fmt.Errorf("detection confidence %v: must be in (0.5, 1)", c.Confidence))
+	}
+	if c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("detection warmup %d polls: must be >= 0", c.Warmup))
 	}
 	return errors.Join(errs...)
 }
@@ -152,18 +202,26 @@ type MetricConfig struct {
 	// HigherIsWorse is the degradation direction: true for latency, errors,
 	// CPU; false for throughput or success rate.
 	HigherIsWorse bool
-	// RelFloor and AbsFloor override the detector's floors for this metric
-	// when > 0.
+	// RelFloor and AbsFloor override the detector's spread floors for
+	// this metric when > 0.
 	RelFloor, AbsFloor float64
+	// Tolerance, when set (not nil), is this metric's relative tolerance,
+	// at a bound too; ToleranceAbs its tolerance in its own unit (the
+	// tolerance is never below it).
+	Tolerance    *float64
+	ToleranceAbs float64
 }
+
+// sketchSize is the number of baseline quantiles a detector keeps for the
+// end-of-stage rank test: the test's ranks are read off them with an
+// error below 1/sketchSize of the baseline's count.
+const sketchSize = 32
 
 // metricState is one host's detector for one metric. The engine keeps all of
 // them in one slab; Metric is embedded so that host.metrics.<name> points
 // straight into the slab and nothing is copied per tick.
 type metricState struct {
 	Metric
-	// scoreZ is the winsorized, control-adjusted deviation fed to the score.
-	scoreZ float64
 	// ref is the host's level in the fleet's reference window (the first
 	// wave's baseline window), in the metric's unit: its first baseline
 	// median, or a later one brought back to the reference window by the
@@ -172,6 +230,31 @@ type metricState struct {
 	// baseLevel is the fleet level (engine.go) of the window the current
 	// baseline was taken from.
 	baseLevel float64
+	// pair is the largest excess over the median, in the worse direction,
+	// that two consecutive baseline polls both reached (0 or more).
+	pair float64
+	// madSpread is the spread without floors, and tail how far the
+	// baseline's TailQuantile lies beyond its median: the least a burst
+	// must reach, beside the baseline's pairs.
+	madSpread, tail float64
+	// last is the excess of the latest poll (NaN: none since the apply).
+	last float64
+	// cusum is the CUSUM in spreads, before self-calibration; limit is
+	// the host's own limit, max(Limit, M).
+	cusum, limit float64
+	// burst and verdict are the burst and window-test scores (on the
+	// Threshold scale) of the latest tick and the latest verdict.
+	burst, verdict float64
+	// uOwn and uDid accumulate the rank test's statistic over the
+	// window: per poll, the share of the baseline below the poll's value
+	// less the tolerance (ties half), as observed and taken back by the
+	// fleet's movement. nw counts the polls.
+	uOwn, uDid float64
+	nw         int32
+	// nb is the number of baseline samples.
+	nb int32
+	// age counts the ticks since the host's apply.
+	age int32
 	// noDataTicks counts consecutive ticks without a value.
 	noDataTicks int32
 	// ringN is how many observations the ring holds, ringPos where the
@@ -185,23 +268,21 @@ type metricState struct {
 	rebased bool
 	// fresh is true when the latest tick brought a value.
 	fresh bool
-	// scale is Threshold divided by this host's own limit (Threshold, or
-	// the self-calibrated score when that is higher). Score is the CUSUM
-	// times scale, so Score > Threshold means degraded on every host and
-	// policies that compare or average scores across hosts (top_mean)
-	// see one scale. 0 before the first baseline means 1.
-	scale float64
 }
 
 // detectorParams are the per-metric constants of the maths.
 type detectorParams struct {
-	dir                   float64 // +1 higher is worse, -1 lower is worse
-	relFloor, absFloor    float64
-	allowance, threshold  float64
-	zCap, band            float64
-	tailQ, tailZ          float64
-	minSamples, smoothing int
-	selfCalibrate         bool
+	dir                         float64 // +1 higher is worse, -1 lower is worse
+	relFloor, absFloor          float64
+	allowance, limit, threshold float64
+	zCap, band                  float64
+	tailQ, tailZ                float64
+	tolerance, boundTol, tolAbs float64
+	tolSet                      bool
+	burst, burstZ, burstTail    float64
+	zAlpha                      float64
+	minSamples, smoothing, warm int
+	selfCalibrate               bool
 }
 
 func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
@@ -210,11 +291,20 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 		relFloor:      c.RelFloor,
 		absFloor:      c.AbsFloor,
 		allowance:     c.Allowance,
+		limit:         c.Limit,
 		threshold:     c.Threshold,
 		zCap:          c.ZCap,
 		band:          c.Band,
+		tolerance:     c.Tolerance,
+		boundTol:      c.BoundTolerance,
+		tolAbs:        m.ToleranceAbs,
+		burst:         c.Burst,
+		burstZ:        c.BurstSpreads,
+		burstTail:     c.BurstTail,
+		zAlpha:        math.Sqrt2 * math.Erfinv(2*c.Confidence-1),
 		minSamples:    c.MinBaselineSamples,
 		smoothing:     c.Smoothing,
+		warm:          c.Warmup,
 		selfCalibrate: c.SelfCalibrate,
 	}
 	if m.HigherIsWorse {
@@ -230,13 +320,17 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 	if m.AbsFloor > 0 {
 		p.absFloor = m.AbsFloor
 	}
+	if m.Tolerance != nil {
+		p.tolerance, p.boundTol, p.tolSet = *m.Tolerance, *m.Tolerance, true
+	}
 	return p
 }
 
-// setBaseline computes the robust centre and spread of samples (NaN skipped)
-// and restarts the state: empty smoothing window, zero score. scratch is
-// reused for sorting; the grown buffer is returned.
-func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64) []float64 {
+// setBaseline computes the robust centre and spread of samples (NaN skipped,
+// in time order), the tolerance, the burst and self-calibration limits and
+// the rank test's sketch, and restarts the state: empty smoothing window,
+// zero score. scratch is reused for sorting; the grown buffer is returned.
+func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64, sketch []float32) []float64 {
 	scratch = scratch[:0]
 	for _, v := range samples {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
@@ -245,54 +339,95 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64)
 	}
 	n := len(scratch)
 	s.Samples = n
+	s.nb = int32(n)
 	s.LowConfidence = n < p.minSamples
 	s.hasBaseline = n > 0
 	s.rebased = n > 0
-	s.ringN, s.ringPos = 0, 0
-	s.Score, s.scoreZ, s.Z = 0, 0, 0
-	s.Current, s.Delta, s.Ratio = 0, 0, 0
+	s.restart()
+	s.Current, s.Delta, s.Ratio, s.Z = 0, 0, 0, 0
 	s.noDataTicks = 0
-	s.fresh = false
 	if n == 0 {
-		s.Baseline, s.Stddev = 0, 0
+		s.Baseline, s.Stddev, s.Tolerance = 0, 0, 0
 		return scratch
 	}
 	slices.Sort(scratch)
 	med := median(scratch)
-	tail := 0.0
+	// The sketch: sketchSize quantiles of the baseline in the worse
+	// direction, ascending.
+	for i := range sketch {
+		q := (float64(i) + 0.5) / float64(len(sketch))
+		if p.dir < 0 {
+			q = 1 - q
+		}
+		sketch[i] = float32(p.dir * quantile(scratch, q))
+	}
+	// tailEx is how far the baseline's TailQuantile lies beyond the
+	// median in the worse direction.
+	tailEx, tail := 0.0, 0.0
 	if p.tailQ > 0 {
 		if p.dir > 0 {
-			tail = (quantile(scratch, p.tailQ) - med) / p.tailZ
+			tailEx = quantile(scratch, p.tailQ) - med
 		} else {
-			tail = (med - quantile(scratch, 1-p.tailQ)) / p.tailZ
+			tailEx = med - quantile(scratch, 1-p.tailQ)
 		}
+		tail = tailEx / p.tailZ
 	}
 	for i, v := range scratch {
 		scratch[i] = math.Abs(v - med)
 	}
 	slices.Sort(scratch)
-	spread := 1.4826 * median(scratch)
-	spread = max(spread, tail, p.relFloor*math.Abs(med), p.absFloor)
+	mad := 1.4826 * median(scratch)
+	raw := max(mad, tail)
+	spread := max(raw, p.relFloor*math.Abs(med), p.absFloor)
+	s.madSpread = max(mad, p.absFloor)
+	s.tail = tailEx
+	rel := p.tolerance
+	if raw == 0 && p.dir < 0 {
+		// A cap: the baseline sits at the best value it takes, and worse
+		// is lower (availability at 100%).
+		rel = p.boundTol
+	}
 	s.Baseline, s.Stddev = med, spread
-	s.scale = 1
+	s.Tolerance = max(rel*math.Abs(med), p.tolAbs, p.absFloor)
+	s.pair = pairExcess(p, samples, med)
+	s.limit = p.limit
 	if p.selfCalibrate {
-		s.scale = p.threshold / max(p.threshold, selfScore(p, samples, med, spread))
+		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
 	}
 	return scratch
 }
 
-// selfScore replays the baseline samples, in time order, through the score
-// (the same smoothing, winsorization and allowance) against their own centre
-// and spread, and returns the largest score reached: how high normal
-// operation took this host's score.
-func selfScore(p *detectorParams, samples []float64, med, spread float64) float64 {
-	lo, hi := med-p.zCap*spread, med+p.zCap*spread
+// pairExcess is the largest excess over med, in the worse direction, that
+// two consecutive samples both reached (0 when none is above med).
+func pairExcess(p *detectorParams, samples []float64, med float64) float64 {
+	best := 0.0
+	prev := math.NaN()
+	for _, v := range samples {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			prev = math.NaN()
+			continue
+		}
+		e := p.dir * (v - med)
+		if !math.IsNaN(prev) {
+			best = max(best, min(prev, e))
+		}
+		prev = e
+	}
+	return best
+}
+
+// selfScore replays the baseline samples, in time order, through the CUSUM
+// (the same smoothing, winsorization, tolerance and allowance) against
+// their own centre and spread, and returns the largest score reached: how
+// high normal operation took this host's score.
+func selfScore(p *detectorParams, samples []float64, med, spread, tol float64) float64 {
+	hi := tol + p.zCap*spread
+	lo := -p.zCap * spread
 	var score, best float64
 	// from is where the smoothing window starts: a live detector starts
-	// at the change from a window that holds nothing but the centre (see
-	// judge), so an excursion replayed here starts the same way, at the
-	// first sample after the score was last 0, and scores as it would
-	// live.
+	// at the change from an empty window (see judge), so an excursion
+	// replayed here starts the same way, at the first sample after the
+	// score was last 0, and scores as it would live.
 	from := 0
 	for i, v := range samples {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -305,12 +440,11 @@ func selfScore(p *detectorParams, samples []float64, med, spread float64) float6
 		n := 0
 		for j := i; j >= from && n < p.smoothing; j-- {
 			if x := samples[j]; !math.IsNaN(x) && !math.IsInf(x, 0) {
-				sum += min(max(x, lo), hi)
+				sum += min(max(p.dir*(x-med), lo), hi)
 				n++
 			}
 		}
-		sum += float64(p.smoothing-n) * med
-		z := p.dir * (sum/float64(p.smoothing) - med) / spread
+		z := (sum/float64(p.smoothing) - tol) / spread
 		score = max(0, score+z-p.allowance)
 		best = max(best, score)
 	}
@@ -337,15 +471,31 @@ func quantile(xs []float64, q float64) float64 {
 	return xs[i]*(1-f) + xs[i+1]*f
 }
 
+// restart empties the smoothing window and forgets every score and the
+// window test: what is observed from now on is judged afresh.
+func (s *metricState) restart() {
+	s.ringN, s.ringPos = 0, 0
+	s.fresh = false
+	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
+	s.uOwn, s.uDid, s.nw = 0, 0, 0
+	s.last = math.NaN()
+	s.age = 0
+}
+
 // observe takes one tick's value (NaN = no data) into the smoothing window
 // and computes the deviation from the host's own baseline, without any
 // control adjustment (judge adds it for the hosts that are judged).
 func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
+	s.age++
 	if !s.hasBaseline || math.IsNaN(v) || math.IsInf(v, 0) {
 		s.fresh = false
 		s.NoData = true
 		s.noDataTicks++
 		return
+	}
+	if p.warm > 0 && int(s.age) == p.warm+1 {
+		// The warm-up is over: its polls leave the smoothing window.
+		s.ringN, s.ringPos = 0, 0
 	}
 	s.fresh = true
 	s.NoData = false
@@ -370,42 +520,112 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 	s.Z = p.dir * s.Delta / s.Stddev
 }
 
-// judge sets Z and the score's input from the value the host is expected
-// to have at this tick and the spread around it (the baseline's median and
-// spread when there is nothing to adjust for). The observations are
-// winsorized to expected ± ZCap x spread before they are averaged for the
-// score, over the full Smoothing width: slots the window has not filled
-// since the change count as the expected value. So one sample weighs
-// 1/Smoothing at every tick it stays in the window, the first poll after
-// the change included, and adds at most ZCap to the score wherever it
-// falls; averaging over the filled slots only would weigh a first-poll
-// spike (a restart, a cold cache) 1.5 x ZCap at Smoothing 2, and fire
-// the high preset on it alone. A tick without a value changes nothing.
-func (s *metricState) judge(p *detectorParams, ring []float64, expected, spread float64) {
+// adjust brings a value observed now back to the level of the window its
+// host's baseline was taken over: x*mul + add (see fleetLevel.adjustment).
+type adjust struct{ mul, add float64 }
+
+// identity is the adjustment when there is nothing to adjust for.
+var identity = adjust{mul: 1}
+
+func (a adjust) apply(x float64) float64 { return x*a.mul + a.add }
+
+// judge computes this tick's evidence from the host's last value and
+// smoothing window. adj brings a value back to the baseline window's
+// level by the untouched hosts' movement; expected and spread are what the
+// host is expected at now (for Z). A tick without a value changes nothing.
+func (s *metricState) judge(p *detectorParams, ring []float64, sketch []float32, adj adjust, expected, spread float64) {
 	if !s.fresh {
 		return
 	}
-	lo, hi := expected-p.zCap*spread, expected+p.zCap*spread
-	w := float64(len(ring))
-	clipped := (w - float64(s.ringN)) * expected
-	for _, x := range ring[:s.ringN] {
-		clipped += min(max(x, lo), hi)
-	}
 	s.Z = p.dir * (s.Current - expected) / spread
-	s.scoreZ = p.dir * (clipped/w - expected) / spread
+	inWarmup := int(s.age) <= p.warm
+	// The poll's excess beyond the baseline median, as observed and
+	// with the fleet's movement taken out: the smaller counts.
+	latest := ring[(int(s.ringPos)+len(ring)-1)%len(ring)]
+	e := s.excess(p, latest, adj)
+	s.burst = 0
+	if !inWarmup && !math.IsNaN(s.last) {
+		bound := max(s.Tolerance, p.burst*s.pair, p.burstZ*s.madSpread, p.burstTail*s.tail)
+		if both := min(s.last, e); both > 0 {
+			s.burst = p.threshold * both / bound
+		}
+	}
+	s.last = e
+	if inWarmup {
+		return
+	}
+	// The rank test's statistic: the share of the baseline below the
+	// poll less the tolerance.
+	s.uOwn += sketchRank(sketch, p.dir*latest-s.Tolerance)
+	s.uDid += sketchRank(sketch, p.dir*adj.apply(latest)-s.Tolerance)
+	s.nw++
 }
 
-// accumulate advances the CUSUM by one tick; a tick without data keeps the
-// score. It reports whether the metric is degraded.
-func (s *metricState) accumulate(p *detectorParams) bool {
-	if s.fresh {
-		scale := s.scale
-		if scale == 0 {
-			scale = 1
+// excess is x's excess over the baseline median in the worse direction,
+// the smaller of as observed and taken back by the fleet's movement.
+func (s *metricState) excess(p *detectorParams, x float64, adj adjust) float64 {
+	return min(p.dir*(x-s.Baseline), p.dir*(adj.apply(x)-s.Baseline))
+}
+
+// sketchRank is the share of the ascending sketch's values below v, ties
+// counting half: v's mid-rank in the baseline, read off its quantiles.
+func sketchRank(sketch []float32, v float64) float64 {
+	lo, hi := 0, len(sketch)
+	for lo < hi { // first index with sketch[i] >= v
+		m := (lo + hi) / 2
+		if float64(sketch[m]) < v {
+			lo = m + 1
+		} else {
+			hi = m
 		}
-		s.Score = max(0, s.Score/scale+s.scoreZ-p.allowance) * scale
 	}
+	eq := lo
+	for eq < len(sketch) && float64(sketch[eq]) == v {
+		eq++
+	}
+	return (float64(lo) + 0.5*float64(eq-lo)) / float64(len(sketch))
+}
+
+// scoreCap bounds a metric's score at this many thresholds: a host that is
+// degraded counts as degraded, and one host far off cannot carry
+// top_mean(hosts, share) over the threshold for hosts that are not.
+const scoreCap = 1.2
+
+// accumulate advances the CUSUM by one tick (not during the warm-up; a
+// tick without data keeps it) and sets the metric's score, the largest of
+// its kinds of evidence on the Threshold scale. It reports whether the
+// metric is degraded.
+func (s *metricState) accumulate(p *detectorParams, ring []float64, adj adjust) bool {
+	if s.fresh && int(s.age) > p.warm {
+		hi, lo := s.Tolerance+p.zCap*s.Stddev, -p.zCap*s.Stddev
+		var sum float64
+		for _, x := range ring[:s.ringN] {
+			sum += min(max(s.excess(p, x, adj), lo), hi)
+		}
+		// Slots the window has not filled since the apply count as no
+		// excess: the first poll weighs 1/Smoothing like every other.
+		z := (sum/float64(len(ring)) - s.Tolerance) / s.Stddev
+		s.cusum = max(0, s.cusum+z-p.allowance)
+	}
+	s.Score = min(scoreCap*p.threshold, max(p.threshold*s.cusum/s.limit, s.burst, s.verdict))
 	return s.Score > p.threshold
+}
+
+// windowScore is the end-of-stage rank test's score on the Threshold scale:
+// Threshold times the smaller of the two tests' z over the z of the
+// confidence, 0 when either sees no shift beyond the tolerance.
+func (s *metricState) windowScore(p *detectorParams) float64 {
+	if s.nw == 0 || s.nb == 0 {
+		return 0
+	}
+	nw, nb := float64(s.nw), float64(s.nb)
+	mu := nw * nb / 2
+	sigma := math.Sqrt(nw * nb * (nw + nb + 1) / 12)
+	z := min(s.uOwn*nb-mu-0.5, s.uDid*nb-mu-0.5) / sigma
+	if z <= 0 {
+		return 0
+	}
+	return p.threshold * z / p.zAlpha
 }
 
 // inBand reports whether the smoothed value is within Band spreads of the
@@ -428,6 +648,7 @@ type Detector struct {
 	p       detectorParams
 	st      metricState
 	ring    []float64
+	sketch  []float32
 	scratch []float64
 }
 
@@ -437,13 +658,14 @@ func NewDetector(cfg DetectorConfig, m MetricConfig) (*Detector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("detector for metric %q: %w", m.Name, err)
 	}
-	return &Detector{p: newDetectorParams(cfg, m), ring: make([]float64, cfg.Smoothing)}, nil
+	return &Detector{p: newDetectorParams(cfg, m), ring: make([]float64, cfg.Smoothing), sketch: make([]float32, sketchSize)}, nil
 }
 
-// SetBaseline sets the baseline from the pre-change samples (NaN skipped)
-// and restarts smoothing and score.
+// SetBaseline sets the baseline from the pre-change samples (NaN skipped),
+// and restarts smoothing, scores and the warm-up: the next Observe is the
+// first poll after an apply.
 func (d *Detector) SetBaseline(samples []float64) {
-	d.scratch = d.st.setBaseline(&d.p, samples, d.scratch)
+	d.scratch = d.st.setBaseline(&d.p, samples, d.scratch, d.sketch)
 }
 
 // Observe takes one tick's value (NaN = no data) without a control group
@@ -451,18 +673,18 @@ func (d *Detector) SetBaseline(samples []float64) {
 func (d *Detector) Observe(v float64) bool {
 	d.st.observe(&d.p, v, d.ring)
 	d.st.HasControl, d.st.Control = false, 0
-	d.st.judge(&d.p, d.ring, d.st.Baseline, d.st.Stddev)
-	return d.st.accumulate(&d.p)
+	d.st.verdict = 0
+	d.st.judge(&d.p, d.ring, d.sketch, identity, d.st.Baseline, d.st.Stddev)
+	return d.st.accumulate(&d.p, d.ring, identity)
 }
 
-// ObserveControlled is Observe with a control group: shift is the mean
-// deviation, in spreads and in the worse direction, of untouched hosts over
-// the same tick, and mean their mean current value.
-func (d *Detector) ObserveControlled(v, shift, mean float64) bool {
-	d.st.observe(&d.p, v, d.ring)
-	d.st.HasControl, d.st.Control = true, mean
-	d.st.judge(&d.p, d.ring, d.st.Baseline+d.p.dir*shift*d.st.Stddev, d.st.Stddev)
-	return d.st.accumulate(&d.p)
+// Verdict runs the end-of-stage rank test over every poll since the
+// baseline (after the warm-up) and reports whether the metric is degraded
+// with it counted.
+func (d *Detector) Verdict() bool {
+	d.st.verdict = d.st.windowScore(&d.p)
+	d.st.Score = min(scoreCap*d.p.threshold, max(d.st.Score, d.st.verdict))
+	return d.st.Score > d.p.threshold
 }
 
 // Metric is the detector's state as policies see it.

@@ -218,6 +218,23 @@ func (l *fleetLevel) expect(st *metricState, p *detectorParams) (expected, sprea
 	return st.Baseline * scale, max(st.Stddev*scale, p.absFloor)
 }
 
+// adjustment brings a value of host state st observed at the current
+// fleet level back to the level of its baseline window: divided by
+// level / baseLevel (relative), or less level - baseLevel (additive). The
+// identity where expect judges against the host's own baseline.
+func (l *fleetLevel) adjustment(st *metricState) adjust {
+	if !l.decided || !st.hasRef {
+		return identity
+	}
+	if !l.relative {
+		return adjust{mul: 1, add: st.baseLevel - l.level}
+	}
+	if !(l.level > 0) || !(st.baseLevel > 0) {
+		return identity
+	}
+	return adjust{mul: st.baseLevel / l.level}
+}
+
 // medianInPlace returns the median of xs (non-empty, no NaN), reordering
 // it: quickselect, linear on average, no allocation.
 func medianInPlace(xs []float64) float64 {
@@ -295,7 +312,10 @@ type Engine struct {
 	hosts  []Host
 	states []metricState // [host*nm + metric]
 	rings  []float64     // [(host*nm + metric)*smoothing + i]
-	obs    []float64     // [metric*nh + host], NaN-filled after each tick
+	// sketches are the baselines' quantiles for the window test:
+	// [(host*nm + metric)*sketchSize + i].
+	sketches []float32
+	obs      []float64 // [metric*nh + host], NaN-filled after each tick
 
 	changed, excluded []bool
 	// envIdx[i] is the host index of env.Hosts[i].
@@ -308,6 +328,10 @@ type Engine struct {
 	ctrlMean     []float64
 	ctrlN        []int
 	metricNoData []bool
+	// passN is the number of hosts of passed stages with a value.
+	passN []int
+	// waveOf is the index of the wave each changed host belongs to.
+	waveOf []int
 	// ctrlBuf[m*nh : m*nh+ctrlN[m]] are the controls' shifts from their
 	// reference levels at this tick (and, at StartWave, the baselines'),
 	// reordered by the median.
@@ -366,6 +390,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.hosts = make([]Host, nh)
 	e.states = make([]metricState, nh*nm)
 	e.rings = make([]float64, nh*nm*w)
+	e.sketches = make([]float32, nh*nm*sketchSize)
 	e.obs = make([]float64, nm*nh)
 	for i := range e.obs {
 		e.obs[i] = math.NaN()
@@ -375,6 +400,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.levels = make([]fleetLevel, nm)
 	e.ctrlMean = make([]float64, nm)
 	e.ctrlN = make([]int, nm)
+	e.passN = make([]int, nm)
+	e.waveOf = make([]int, nh)
 	e.metricNoData = make([]bool, nm)
 	for h, name := range cfg.Hosts {
 		host := &e.hosts[h]
@@ -405,6 +432,11 @@ func (e *Engine) ring(host, metric int) []float64 {
 	return e.rings[i : i+w : i+w]
 }
 
+func (e *Engine) sketch(host, metric int) []float32 {
+	i := (host*e.nm + metric) * sketchSize
+	return e.sketches[i : i+sketchSize : i+sketchSize]
+}
+
 // StartWave marks hosts (indices into EngineConfig.Hosts) as changed and
 // applied, enters them in Env.Hosts and restarts their scores and smoothing.
 // It sets Env.Wave. Indices out of range, already changed or excluded hosts
@@ -424,14 +456,13 @@ func (e *Engine) StartWave(name string, index int, hosts []int) {
 			continue
 		}
 		e.changed[h] = true
+		e.waveOf[h] = index
 		host := &e.hosts[h]
 		host.Wave = name
 		host.Applied = true
 		host.Score, host.Degraded = 0, false
 		for m := range e.nm {
-			st := &e.states[h*e.nm+m]
-			st.Score = 0
-			st.restartWindow()
+			e.states[h*e.nm+m].restart()
 		}
 		e.env.Hosts = append(e.env.Hosts, host)
 		e.envIdx = append(e.envIdx, h)
@@ -508,7 +539,7 @@ func (e *Engine) SetBaseline(metric, host int, samples []float64) {
 	if !e.valid(host) || metric < 0 || metric >= e.nm {
 		return
 	}
-	e.scratch = e.states[host*e.nm+metric].setBaseline(&e.params[metric], samples, e.scratch)
+	e.scratch = e.states[host*e.nm+metric].setBaseline(&e.params[metric], samples, e.scratch, e.sketch(host, metric))
 }
 
 // Observe records one metric's values for the next Tick: values[h] for host
@@ -588,10 +619,13 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
 		e.ctrlMean[m], e.ctrlN[m] = 0, 0
-		e.metricNoData[m] = false
+	}
+	for m := range nm {
+		e.passN[m] = 0
 	}
 	for h := range nh {
 		control := !e.changed[h] && !e.excluded[h]
+		passed := e.changed[h] && !e.excluded[h] && e.waveOf[h] != e.env.Wave.Index
 		for m := range nm {
 			st := &e.states[h*nm+m]
 			v := e.obs[m*nh+h]
@@ -600,54 +634,110 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 				continue
 			}
 			st.observe(&e.params[m], v, e.ring(h, m))
-			if lv := &e.levels[m]; control && st.fresh && st.hasRef && lv.decided && (!lv.relative || st.ref > 0) {
+			lv := &e.levels[m]
+			if !st.fresh || !st.hasRef || !lv.decided || lv.relative && !(st.ref > 0) {
+				continue
+			}
+			switch {
+			case control:
 				e.ctrlBuf[m*nh+e.ctrlN[m]] = lv.shift(st.Current, st.ref)
 				e.ctrlMean[m] += st.Current
 				e.ctrlN[m]++
+			case passed:
+				// From the end of the metric's buffer: the controls
+				// fill it from the start, and a host is one or the
+				// other.
+				e.passN[m]++
+				e.ctrlBuf[(m+1)*nh-e.passN[m]] = lv.shift(st.Current, st.ref)
 			}
 		}
 	}
-	// The fleet level of each metric at this tick, from the controls;
-	// without controls it stays the last one measured.
+	// The fleet level of each metric at this tick, from the controls.
+	// Without any (the last wave, the bake), the hosts of the stages that
+	// passed stand in for them: their change was judged harmless, so how
+	// they move is how the fleet moves. Without either (a one-stage
+	// rollout of every host) it stays the last one measured.
 	for m := range nm {
-		if n := e.ctrlN[m]; n > 0 {
+		switch n, k := e.ctrlN[m], e.passN[m]; {
+		case n > 0:
 			e.ctrlMean[m] /= float64(n)
 			e.levels[m].level = medianInPlace(e.ctrlBuf[m*nh : m*nh+n])
+			e.levels[m].seen = true
+		case k > 0:
+			e.levels[m].level = medianInPlace(e.ctrlBuf[(m+1)*nh-k : (m+1)*nh])
 			e.levels[m].seen = true
 		}
 	}
 
 	// Scores of changed hosts; control adjustment for every host that is
 	// judged or verified.
-	var fleet Fleet
-	fleet.Size = nh
 	for h := range nh {
 		if !e.changed[h] && !e.excluded[h] {
 			continue
 		}
-		host := &e.hosts[h]
 		judged := e.changed[h] && !e.excluded[h]
-		score, degraded := 0.0, false
 		for m := range nm {
 			st := &e.states[h*nm+m]
 			p := &e.params[m]
+			lv := &e.levels[m]
 			st.HasControl = e.ctrlN[m] > 0
 			st.Control = e.ctrlMean[m]
-			expected, spread := e.levels[m].expect(st, p)
-			st.judge(p, e.ring(h, m), expected, spread)
-			if !judged {
-				continue
+			expected, spread := lv.expect(st, p)
+			adj := lv.adjustment(st)
+			st.judge(p, e.ring(h, m), e.sketch(h, m), adj, expected, spread)
+			if judged {
+				st.verdict = 0
+				st.accumulate(p, e.ring(h, m), adj)
 			}
-			if st.accumulate(p) {
+		}
+	}
+	return e.decide(phase, elapsed)
+}
+
+// Verdict runs the end-of-stage window test of every judged host and
+// metric (every poll since the host's apply, after its warm-up: see
+// detect.go), counts it in their scores and evaluates every policy again:
+// call it when a stage's monitoring period ends, after its last Tick. The
+// result is reused by the next Tick or Verdict.
+func (e *Engine) Verdict(phase string, elapsed float64) *TickResult {
+	for h := range e.nh {
+		if !e.changed[h] || e.excluded[h] {
+			continue
+		}
+		for m := range e.nm {
+			st := &e.states[h*e.nm+m]
+			p := &e.params[m]
+			st.verdict = st.windowScore(p)
+			st.Score = min(scoreCap*p.threshold, max(st.Score, st.verdict))
+		}
+	}
+	return e.decide(phase, elapsed)
+}
+
+// decide refreshes the hosts' scores and the fleet statistics from the
+// detectors and evaluates every policy.
+func (e *Engine) decide(phase string, elapsed float64) *TickResult {
+	nh, nm := e.nh, e.nm
+	var fleet Fleet
+	fleet.Size = nh
+	for m := range nm {
+		e.metricNoData[m] = false
+	}
+	for h := range nh {
+		if !e.changed[h] || e.excluded[h] {
+			continue
+		}
+		host := &e.hosts[h]
+		score, degraded := 0.0, false
+		for m := range nm {
+			st := &e.states[h*nm+m]
+			if st.Score > e.params[m].threshold {
 				degraded = true
 			}
 			score = max(score, st.Score)
 			if st.NoData {
 				e.metricNoData[m] = true
 			}
-		}
-		if !judged {
-			continue
 		}
 		host.Score, host.Degraded = score, degraded
 		fleet.Changed++

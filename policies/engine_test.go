@@ -89,6 +89,126 @@ func TestEngineDifferenceInDifferences(t *testing.T) {
 	}
 }
 
+// Difference in differences may excuse a shift, never invent one: a canary
+// that holds its own baseline while the untouched hosts get 30% better is
+// not degraded, by its ticks or by the window test at the end of the
+// stage; a canary 30% worse while the fleet gets 30% better is.
+func TestEngineNeverInventsARegression(t *testing.T) {
+	tests := []struct {
+		name         string
+		canary       float64 // factor on the canary
+		wantDegraded bool
+	}{
+		{"canary holds, controls improve", 1, false},
+		{"canary worse, controls improve", 1.3, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 6
+			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
+			for h := range n {
+				e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 2))
+			}
+			e.StartWave("canary", 0, []int{0})
+			degraded := false
+			for tick := range 12 {
+				vals := noise(uint64(100+tick), n, 100, 2)
+				for h := range vals {
+					if h == 0 {
+						vals[h] *= tt.canary
+					} else {
+						vals[h] *= 0.7
+					}
+				}
+				e.Observe(0, vals)
+				e.Tick(PhaseMonitor, float64(tick))
+				degraded = degraded || e.Host(0).Degraded
+			}
+			e.Verdict(PhaseMonitor, 12)
+			degraded = degraded || e.Host(0).Degraded
+			if degraded != tt.wantDegraded {
+				m := e.Host(0).Metrics["latency"]
+				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
+			}
+		})
+	}
+}
+
+// The window test runs at the end of a stage: a moderate shift of the
+// canary on a noisy host that no tick decides is decided by Verdict, which
+// evaluates the policies again; the untouched hosts are not judged.
+func TestEngineVerdict(t *testing.T) {
+	const n = 4
+	cfg := mustPreset(t, SensitivityMedium)
+	cfg.Burst, cfg.Limit = 1e9, 1e9 // the window test alone
+	e, err := NewEngine(EngineConfig{Hosts: []string{"a", "b", "c", "d"}, Metrics: []MetricConfig{{Name: "latency", HigherIsWorse: true}},
+		Detector: cfg, Policies: []Evaluator{degradedPolicy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h := range n {
+		e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 40))
+	}
+	e.StartWave("canary", 0, []int{0})
+	for tick := range 12 {
+		vals := noise(uint64(50+tick), n, 100, 40)
+		vals[0] += 80
+		e.Observe(0, vals)
+		if res := e.Tick(PhaseMonitor, float64(tick)); res.Policies[0].Outcome == OutcomeFire {
+			t.Fatalf("tick %d fired with the sequential evidence off", tick+1)
+		}
+	}
+	res := e.Verdict(PhaseMonitor, 12)
+	if res.Policies[0].Outcome != OutcomeFire || !e.Host(0).Degraded || e.Env().Fleet.Degraded != 1 {
+		t.Errorf("verdict: outcome %v, canary degraded %v (score %.2f), fleet degraded %d; want fire, true, 1",
+			res.Policies[0].Outcome, e.Host(0).Degraded, e.Host(0).Score, e.Env().Fleet.Degraded)
+	}
+	e.Observe(0, noise(99, n, 100, 40))
+	if e.Tick(PhaseMonitor, 13); e.Host(0).Score > cfg.Threshold {
+		t.Errorf("the verdict's score outlived its tick: %.2f", e.Host(0).Score)
+	}
+}
+
+// A warm-up in the engine counts the polls since each host's apply: a
+// cold start of the canary settles unjudged; the next wave's cold start
+// too, while the canary is past its warm-up.
+func TestEngineWarmup(t *testing.T) {
+	cfg := mustPreset(t, SensitivityMedium)
+	cfg.Warmup = 2
+	e, err := NewEngine(EngineConfig{Hosts: []string{"a", "b", "c", "d"}, Metrics: []MetricConfig{{Name: "latency", HigherIsWorse: true}},
+		Detector: cfg, Policies: []Evaluator{degradedPolicy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h := range 4 {
+		e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 3))
+	}
+	cold := []float64{2.5, 1.5}
+	wave := func(name string, index int, hosts []int) {
+		e.StartWave(name, index, hosts)
+		for tick := range 8 {
+			vals := noise(uint64(10*index+tick), 4, 100, 3)
+			for _, h := range hosts {
+				if tick < len(cold) {
+					vals[h] *= cold[tick]
+				}
+			}
+			e.Observe(0, vals)
+			if res := e.Tick(PhaseMonitor, float64(tick)); res.Policies[0].Outcome == OutcomeFire {
+				t.Fatalf("%s, poll %d: a cold start fired", name, tick+1)
+			}
+		}
+		if res := e.Verdict(PhaseMonitor, 8); res.Policies[0].Outcome == OutcomeFire {
+			t.Fatalf("%s: the window test counted a cold start", name)
+		}
+	}
+	wave("canary", 0, []int{0})
+	for h := 1; h < 4; h++ {
+		e.SetBaseline(0, h, noise(uint64(h+20), 48, 100, 3))
+	}
+	wave("wave-1", 1, []int{1, 2, 3})
+}
+
 func TestEngineWavesAndExclude(t *testing.T) {
 	e := testEngine(t, 4, []string{"latency"}, degradedPolicy)
 	for h := range 4 {
@@ -283,6 +403,8 @@ func TestOutcomeString(t *testing.T) {
 	}
 }
 
+// The presets order by sensitivity: each decides a burst, a sequential
+// score and a window test on less evidence than the one before.
 func TestPresets(t *testing.T) {
 	var prev DetectorConfig
 	for i, name := range []string{SensitivityLow, SensitivityMedium, SensitivityHigh} {
@@ -293,10 +415,10 @@ func TestPresets(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("preset %s invalid: %v", name, err)
 		}
-		if c.Threshold <= c.ZCap {
-			t.Errorf("preset %s: threshold %v <= z cap %v: one sample could fire alone", name, c.Threshold, c.ZCap)
+		if c.Limit <= c.ZCap {
+			t.Errorf("preset %s: CUSUM limit %v <= z cap %v: one sample could fire alone", name, c.Limit, c.ZCap)
 		}
-		if i > 0 && c.Threshold >= prev.Threshold {
+		if i > 0 && (c.Limit > prev.Limit || c.Burst > prev.Burst || c.Confidence > prev.Confidence || c.BurstSpreads > prev.BurstSpreads) {
 			t.Errorf("preset %s is not more sensitive than the one before", name)
 		}
 		prev = c
@@ -365,12 +487,18 @@ func TestEngineDifferenceInDifferencesAcrossWaves(t *testing.T) {
 	tests := []struct {
 		name       string
 		regression float64 // factor on wave-1's hosts from one minute after their apply
+		// drift, instead of the shift at the canary's apply, moves every
+		// host by +40% from one minute after the last wave's apply.
+		drift bool
 		// wantDegraded is the set of hosts that must end up degraded in
 		// each wave (nil: none at any tick of that wave).
 		wantDegraded [3][]int
 	}{
 		{name: "fleet-wide shift", regression: 1},
 		{name: "shift and a regression on wave-1", regression: 1.6, wantDegraded: [3][]int{nil, {1, 2, 3, 4}, nil}},
+		// No untouched host is left in the last wave: the hosts of the
+		// waves that passed show how the fleet moves.
+		{name: "fleet-wide drift during the last wave", drift: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -381,9 +509,14 @@ func TestEngineDifferenceInDifferencesAcrossWaves(t *testing.T) {
 				level := 80 + 10*float64(h)
 				latency[h] = noise(uint64(h+1), duration, level, 0.05*level)
 				for i := change + 1; i < duration; i++ {
-					latency[h][i] *= 1.4
-					if h >= 1 && h <= 4 && i > change+monitor {
-						latency[h][i] *= tt.regression
+					switch {
+					case tt.drift && i > change+2*monitor:
+						latency[h][i] *= 1.4
+					case !tt.drift:
+						latency[h][i] *= 1.4
+						if h >= 1 && h <= 4 && i > change+monitor {
+							latency[h][i] *= tt.regression
+						}
 					}
 				}
 			}

@@ -24,10 +24,16 @@ type Metric struct {
 	Ratio float64 `expr:"ratio"`
 	// Delta is Current - Baseline.
 	Delta float64 `expr:"delta"`
-	// Score is the accumulated degradation score (severity x duration), on
-	// the scale of detection.threshold: over it means degraded, on every
-	// host, whatever that host's self-calibrated limit.
+	// Score is the degradation score: the strongest of the burst, the
+	// severity x duration (CUSUM) and, at the end of a stage, the window
+	// test, each scaled to detection.threshold (5): over it means
+	// degraded, on every host, whatever that host's self-calibrated
+	// limit. It is capped at twice the threshold.
 	Score float64 `expr:"score"`
+	// Tolerance is the smallest change that matters, in the metric's
+	// unit: the query's tolerance, or by default 10% of the baseline
+	// median (1% when the baseline sits at one value, a bound).
+	Tolerance float64 `expr:"tolerance"`
 	// Control is the same metric's mean current value over untouched hosts,
 	// or 0 when every host has been changed (see HasControl).
 	Control float64 `expr:"control"`

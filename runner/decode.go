@@ -134,6 +134,7 @@ func (d *decoder) describe(n *yaml.Node, secret bool) string {
 var (
 	durationType     = reflect.TypeOf(Duration(0))
 	sizeType         = reflect.TypeOf(Size{})
+	shareType        = reflect.TypeOf(Share(0))
 	hostSelectorType = reflect.TypeOf(HostSelector{})
 	queriesType      = reflect.TypeOf(Queries(nil))
 	targetType       = reflect.TypeOf(Target{})
@@ -165,6 +166,11 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 	case sizeType:
 		if s, ok := d.size(n, path); ok {
 			v.Set(reflect.ValueOf(s))
+		}
+		return
+	case shareType:
+		if s, ok := d.share(n, path); ok {
+			v.SetFloat(float64(s))
 		}
 		return
 	case hostSelectorType:
@@ -532,6 +538,29 @@ func (d *decoder) size(n *yaml.Node, path string) (Size, bool) {
 	}
 	d.errorf(n, "%sexpected %s, got %s", label(path), want, d.describe(n, false))
 	return Size{}, false
+}
+
+// share decodes a fraction: "N%" (0 <= N <= 100) or a number in [0, 1].
+func (d *decoder) share(n *yaml.Node, path string) (Share, bool) {
+	const want = `a share like "10%" or 0.1`
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n, "%sexpected %s, got %s", label(path), want, d.describe(n, false))
+		return 0, false
+	}
+	text, percent := strings.CutSuffix(strings.TrimSpace(n.Value), "%")
+	f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+	switch {
+	case err != nil || !percent && n.ShortTag() != "!!float" && n.ShortTag() != "!!int":
+		d.errorf(n, "%sexpected %s, got %s", label(path), want, d.describe(n, false))
+		return 0, false
+	case percent:
+		f /= 100
+	}
+	if !(f >= 0 && f <= 1) {
+		d.errorf(n, "%sshare must be between 0%% and 100%%, got %s", label(path), n.Value)
+		return 0, false
+	}
+	return Share(f), true
 }
 
 // hostSelector decodes canary.hosts: a count, a share, names, {tag: t} or

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/rollguard/rollguard/policies"
 )
@@ -25,7 +26,14 @@ func EngineConfig(spec *Spec, hosts []string, pols []*policies.Policy) (policies
 		if q.AbsFloor != nil {
 			abs = *q.AbsFloor
 		}
-		mcfg = append(mcfg, policies.MetricConfig{Name: q.Name, HigherIsWorse: q.Worse != "lower", RelFloor: rel, AbsFloor: abs})
+		mc := policies.MetricConfig{Name: q.Name, HigherIsWorse: q.Worse != "lower", RelFloor: rel, AbsFloor: abs}
+		if q.Tolerance != nil {
+			mc.Tolerance = ptr(float64(*q.Tolerance))
+		}
+		if q.ToleranceAbs != nil {
+			mc.ToleranceAbs = *q.ToleranceAbs
+		}
+		mcfg = append(mcfg, mc)
 	}
 	evals := make([]policies.Evaluator, len(pols))
 	for i, p := range pols {
@@ -65,5 +73,16 @@ func detectorConfig(spec *Spec) (policies.DetectorConfig, error) {
 	if d.MinBaselineSamples > 0 {
 		cfg.MinBaselineSamples = d.MinBaselineSamples
 	}
+	cfg.Tolerance = float64(d.Tolerance)
+	cfg.Warmup = warmupPolls(d.Warmup.D(), spec.Metrics.Interval.D())
 	return cfg, nil
+}
+
+// warmupPolls is the number of polls a warm-up covers at an interval: a
+// poll whose interval begins within the warm-up is a warm-up poll.
+func warmupPolls(warmup, interval time.Duration) int {
+	if warmup <= 0 || interval <= 0 {
+		return 0
+	}
+	return int((warmup + interval - 1) / interval)
 }

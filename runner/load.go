@@ -136,7 +136,47 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 		s.Dir = abs
 	}
 	applyDefaults(&s, d.has)
+	d.validateStages(&s)
+	if len(d.errs) > 0 {
+		return nil, nil, sortErrors(d.errs)
+	}
 	return &s, pols, nil
+}
+
+// validateStages refuses, never silently accepts, a stage that cannot roll
+// back a clear step: detection decides a step on its second poll at the
+// earliest (two polls in a row beyond the baseline, one spike never
+// decides), and the second must come after the warm-up. A monitoring
+// period of exactly 0s is a deliberate choice (the wave is watched only
+// while its playbook runs) and is kept; the bake has no warm-up.
+func (d *decoder) validateStages(s *Spec) {
+	interval := s.Metrics.Interval.D()
+	if interval <= 0 {
+		return
+	}
+	warm := warmupPolls(s.Detection.Warmup.D(), interval)
+	check := func(path string, monitor time.Duration, warm int) {
+		need := max(2, warm+1)
+		polls := int((monitor + interval - 1) / interval)
+		if monitor == 0 || polls >= need {
+			return
+		}
+		why := "two polls in a row"
+		if warm > 0 {
+			why = fmt.Sprintf("two polls in a row, the second after detection.warmup %s (%d poll(s))", fmtDuration(s.Detection.Warmup.D()), warm)
+		}
+		d.errorf(d.at(path), "%s %s is too short to roll back a clear step: at metrics.interval %s it holds %d poll(s), and a decision needs %d (%s); the smallest monitor that can is %s",
+			path, fmtDuration(monitor), fmtDuration(interval), polls, need, why, fmtDuration(time.Duration(need)*interval))
+	}
+	check("canary.monitor", s.Canary.Monitor.D(), warm)
+	for i, w := range s.Waves {
+		// A wave without its own monitor has the canary's, reported
+		// there.
+		if p := fmt.Sprintf("waves[%d].monitor", i); d.has(p) {
+			check(p, w.Monitor.D(), warm)
+		}
+	}
+	check("bake", s.Bake.D(), 0)
 }
 
 // parse reads the single YAML document of data, reporting syntax errors
@@ -207,6 +247,7 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 	for _, q := range s.Metrics.Queries {
 		d.checkFloat("metrics.queries."+q.Name+".rel_floor", q.RelFloor, false)
 		d.checkFloat("metrics.queries."+q.Name+".abs_floor", q.AbsFloor, false)
+		d.checkFloat("metrics.queries."+q.Name+".tolerance_abs", q.ToleranceAbs, false)
 	}
 
 	if s.Revert.Snapshot != nil {
@@ -652,6 +693,8 @@ const (
 	defaultErrorLimit         = 3
 	defaultMinBaselineSamples = 10
 	defaultNoDataTicks        = 4
+	defaultWarmup             = Duration(2 * time.Minute)
+	defaultTolerance          = Share(0.10)
 	defaultSnapshotConc       = 4
 	defaultSnapshotTimeout    = Duration(5 * time.Minute)
 )
@@ -738,6 +781,12 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 	}
 	if det.NoDataTicks == 0 {
 		det.NoDataTicks = defaultNoDataTicks
+	}
+	if det.Warmup == 0 && !written("detection.warmup") {
+		det.Warmup = defaultWarmup
+	}
+	if det.Tolerance == 0 && !written("detection.tolerance") {
+		det.Tolerance = defaultTolerance
 	}
 	r := &s.Revert
 	r.Playbook = resolvePath(s.Dir, r.Playbook)

@@ -90,7 +90,8 @@ func TestLoadGood(t *testing.T) {
 				eq(t, "metrics defaults", m, Metrics{Interval: Duration(15 * time.Second), Baseline: Duration(30 * time.Minute),
 					HostLabel: "instance", HostValue: "{{.Host.Name}}", Timeout: Duration(10 * time.Second), ErrorLimit: 3})
 				eq(t, "worse default", s.Metrics.Queries[0].Worse, "higher")
-				eq(t, "detection defaults", s.Detection, Detection{Sensitivity: "medium", MinBaselineSamples: 10, NoDataTicks: 4})
+				eq(t, "detection defaults", s.Detection, Detection{Sensitivity: "medium", MinBaselineSamples: 10, NoDataTicks: 4,
+					Tolerance: 0.10, Warmup: Duration(2 * time.Minute)})
 				eq(t, "revert defaults", s.Revert, Revert{Scope: "wave", Mode: "revert", OnInterrupt: "revert", Verify: Duration(30 * time.Second)})
 				eq(t, "state default", s.State, State{Store: "local", Dir: filepath.Join(dir, ".rollguard")})
 			},
@@ -118,7 +119,7 @@ func TestLoadGood(t *testing.T) {
 					PassingOnly: &no, NodeMeta: map[string]string{"rack": "r1"}, NameFrom: "service_id"})
 				eq(t, "canary tag", s.Canary.Hosts, HostSelector{Tag: "canary"})
 				eq(t, "forks from ${FORKS:-20} with FORKS empty", s.Apply.Forks, 20)
-				eq(t, "wave monitor follows canary", s.Waves[0].Monitor, Duration(90*time.Second))
+				eq(t, "wave monitor follows canary", s.Waves[0].Monitor, Duration(3*time.Minute))
 				eq(t, "state", s.State, State{Store: "consul", Prefix: "rollguard/api"})
 			},
 		},
@@ -292,6 +293,16 @@ policies:
 	f("alerts: [{type: github, url: 'https://x'}]\n", "testdata/x.yaml:12:30: alerts[0].url: a github alert writes workflow annotations and takes no url")
 	f("metrics2: {}\n", "testdata/x.yaml:12:1: unknown key \"metrics2\" in the spec (did you mean \"metrics\"?)")
 	f("state: {store: consul, dir: x}\n", "testdata/x.yaml:12:29: state.dir: only a local store has a directory (store is consul)")
+	// Never silent: a stage too short to roll back a clear step at its
+	// interval and warm-up is refused at its monitor, with the smallest
+	// monitor that would do; 0s (watched only while applying) is kept.
+	f("canary: {monitor: 2m}\ndetection: {warmup: 1m}\n", "")
+	f("canary: {monitor: 30s}\n", "testdata/x.yaml:12:19: canary.monitor 30s is too short to roll back a clear step: at metrics.interval 15s it holds 2 poll(s), and a decision needs 9 (two polls in a row, the second after detection.warmup 2m (8 poll(s))); the smallest monitor that can is 2m15s")
+	f("canary: {monitor: 30s}\ndetection: {warmup: 0s}\n", "")
+	f("canary: {monitor: 15s}\ndetection: {warmup: 0s}\n", "testdata/x.yaml:12:19: canary.monitor 15s is too short to roll back a clear step: at metrics.interval 15s it holds 1 poll(s), and a decision needs 2 (two polls in a row); the smallest monitor that can is 30s")
+	f("waves: [{size: 100%, monitor: 0s}]\n", "")
+	f("waves: [{size: 100%, monitor: 1m}]\n", "testdata/x.yaml:12:31: waves[0].monitor 1m is too short to roll back a clear step: at metrics.interval 15s it holds 4 poll(s), and a decision needs 9 (two polls in a row, the second after detection.warmup 2m (8 poll(s))); the smallest monitor that can is 2m15s")
+	f("bake: 15s\n", "testdata/x.yaml:12:7: bake 15s is too short to roll back a clear step: at metrics.interval 15s it holds 1 poll(s), and a decision needs 2 (two polls in a row); the smallest monitor that can is 30s")
 	f("x: &a [*a]\n", "testdata/x.yaml:12:1: unknown key \"x\" in the spec (allowed: name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state)")
 }
 

@@ -190,6 +190,22 @@ func sizeForms() []*jsonschema.Schema {
 	}
 }
 
+// JSONSchema describes a Share: "N%" or a number in [0, 1].
+func (Share) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{
+		Description: `A share: "10%" (0 to 100) or a number from 0 to 1 (0.1).`,
+		OneOf: []*jsonschema.Schema{
+			{Type: "string", Pattern: sharePattern},
+			{Type: "number", Minimum: json.Number("0"), Maximum: json.Number("1")},
+		},
+	}
+}
+
+// MarshalJSON writes a Share as "N%".
+func (s Share) MarshalJSON() ([]byte, error) {
+	return json.Marshal(strconv.FormatFloat(100*float64(s), 'f', -1, 64) + "%")
+}
+
 // JSONSchema describes a HostSelector's five forms.
 func (HostSelector) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{

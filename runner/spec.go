@@ -54,6 +54,9 @@ type Duration time.Duration
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// Share is a fraction written as a percentage ("10%") or a number (0.1).
+type Share float64
+
 // Size is a count of hosts (3) or a share of them ("10%").
 type Size struct {
 	// Count is the number of hosts when Percent is 0.
@@ -282,6 +285,13 @@ type Query struct {
 	// AbsFloor is the smallest spread in the metric's unit (default from
 	// detection).
 	AbsFloor *float64 `yaml:"abs_floor,omitempty" json:"abs_floor,omitempty"`
+	// Tolerance is the smallest change that matters, as a share of the
+	// baseline level ("10%"); default detection.tolerance, and 1% where
+	// the baseline sits at one value (a bound) unless set here.
+	Tolerance *Share `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+	// ToleranceAbs is the smallest change that matters in the metric's
+	// unit (default 0): the tolerance is never below it.
+	ToleranceAbs *float64 `yaml:"tolerance_abs,omitempty" json:"tolerance_abs,omitempty"`
 }
 
 // Detection tunes the detectors. Explicit parameters override the preset.
@@ -305,6 +315,12 @@ type Detection struct {
 	// HoldLimit is how long on_no_data: hold may extend monitoring before
 	// it fails (default: the wave's monitoring period).
 	HoldLimit Duration `yaml:"hold_limit,omitempty" json:"hold_limit,omitempty"`
+	// Tolerance is the default relative tolerance of every query (10%).
+	Tolerance Share `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+	// Warmup is how long after each stage's apply begins the polls are
+	// watched but cannot decide on their own (default 2m; 0s: none): a
+	// poll whose interval begins within it is a warm-up poll.
+	Warmup Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 }
 
 // PolicyRef is a policy file or an inline policy.
