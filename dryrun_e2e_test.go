@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rollguard/rollguard/report"
 )
@@ -206,5 +207,21 @@ func TestSchemaCommand(t *testing.T) {
 	defs, _ := schema["$defs"].(map[string]any)
 	if defs["rollout"] == nil || defs["policy_file"] == nil {
 		t.Errorf("schema $defs lack rollout or policy_file: %v", slices.Collect(maps.Keys(defs)))
+	}
+}
+
+// Nothing changes in good.jsonl: the README's policies, the seed rule
+// top_mean(hosts, 0.30) > 5 among them, promote every replay of it, with
+// the change at every 5 minutes from 11:00 to 13:25 (30 replays, each with
+// its own baseline hour and its own half hour of waves).
+func TestSeedRulePromotesEveryNoChangeReplay(t *testing.T) {
+	at := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
+	for i := range 30 {
+		change := at.Add(time.Duration(5*i) * time.Minute).Format(time.RFC3339)
+		code, stdout, stderr := rollguard(t, "dry-run", "-f", "testdata/dryrun/good.yaml",
+			"--metrics", "testdata/recordings/good.jsonl", "--change-at", change, "-q")
+		if code != 0 {
+			t.Errorf("change at %s: exit %d, want 0 (promoted)\n%s%s", change, code, stdout, stderr)
+		}
 	}
 }
