@@ -214,7 +214,8 @@ type SpecOptions struct {
 	// Policies is the policies: block (default: the fleet rule, the seed
 	// rule and a host rule).
 	Policies string
-	// Detection is the detection: block (default medium, rel_floor 0.1).
+	// Detection is the detection: block (default medium, a warm-up of one
+	// interval).
 	Detection string
 	// NoRevertPlaybook leaves revert.playbook out.
 	NoRevertPlaybook bool
@@ -314,9 +315,10 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 	}
 	if o.Detection == "" {
 		// The simulated hosts replay an hour of real CloudWatch shape in
-		// a few minutes against a 40-second baseline: a change smaller
-		// than 10% of the level is not one worth acting on here.
-		o.Detection = "detection:\n  sensitivity: medium\n  rel_floor: 0.1\n"
+		// a few minutes, and follow app.conf at once, without a cold
+		// start: the 2-minute default warm-up would outlast every stage,
+		// one interval stands for it.
+		o.Detection = fmt.Sprintf("detection:\n  sensitivity: medium\n  warmup: %s\n", o.Interval)
 	}
 	b.WriteString(o.Detection)
 	b.WriteString(o.Policies)

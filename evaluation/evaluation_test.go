@@ -1,6 +1,7 @@
 package evaluation
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -85,6 +86,8 @@ func TestEvaluation(t *testing.T) {
 	}
 	cs := cases(t)
 	dir := t.TempDir()
-	res := Run(cs, func() []Judge { return Judges(dir) }, 2)
+	res := Run(cs, func() []Judge { return append(Judges(dir), Curve(dir)...) }, 2)
 	res.Print(os.Stdout)
+	fmt.Printf("### Per data set: caught / no-change rolled back, both halves\n\n")
+	res.PrintMatrix(os.Stdout)
 }

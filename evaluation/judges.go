@@ -320,9 +320,11 @@ func Simple() Judge {
 // with on_no_data: fail.
 type Rollguard struct {
 	// Tweak, when set, changes the detector configuration the spec gives
-	// (for the trade-off curves); Label then names the change.
-	Tweak func(*policies.DetectorConfig)
-	Label string
+	// (for the trade-off curves); Label then names the change. Warmup,
+	// when set, is written as detection.warmup.
+	Tweak  func(*policies.DetectorConfig)
+	Label  string
+	Warmup string
 
 	name, sensitivity, policy string
 	// dir is where specs go, in specDir, a directory of this judge's own.
@@ -408,6 +410,9 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 		fmt.Fprintf(&b, "    %s: {query: '%s', worse: %s%s}\n", m.Name, m.Name, worse, abs)
 	}
 	fmt.Fprintf(&b, "detection:\n  sensitivity: %s\n", r.sensitivity)
+	if r.Warmup != "" {
+		fmt.Fprintf(&b, "  warmup: %s\n", r.Warmup)
+	}
 	fmt.Fprintf(&b, "policies:\n  - name: judge\n    rollback_when: '%s'\n", r.policy)
 	key := b.String()
 	if l, ok := r.loaded[key]; ok {
@@ -530,4 +535,21 @@ func Judges(dir string) []Judge {
 		NewRollguard("high", "top_mean(hosts, 0.30) > 5", dir),
 		NewRollguard("medium", "fraction(hosts, .degraded) >= 0.3", dir),
 	}
+}
+
+// Curve returns rollguard medium with the seed rule at settings on both
+// sides of the default, for the trade-off curves: the burst's least reach
+// in spreads swept (lower catches more and rolls back more), and the
+// warm-up cut to one poll (what a 2-poll canary at 1-minute polls needs).
+func Curve(dir string) []Judge {
+	var out []Judge
+	for _, z := range []float64{1.5, 2, 3, 4, 6} {
+		r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+		r.Label = fmt.Sprintf("burst >= %g spreads", z)
+		r.Tweak = func(c *policies.DetectorConfig) { c.BurstSpreads = z }
+		out = append(out, r)
+	}
+	r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+	r.Label, r.Warmup = "warmup 1m", "1m"
+	return append(out, r)
 }

@@ -159,15 +159,8 @@ func (r *Results) table(w io.Writer, f Filter) {
 		dev, held, all := r.Tally(j, and(f, byHalf(Dev))), r.Tally(j, and(f, byHalf(HeldOut))), r.Tally(j, f)
 		if !all.Applies {
 			why := "n/a"
-			if ref, ok := jd.(interface{ Refusal(*Case) string }); ok {
-				for _, c := range r.Cases {
-					if f(c) {
-						if msg := ref.Refusal(c); msg != "" {
-							why = "refused: " + msg
-						}
-						break
-					}
-				}
+			if msg := r.refusal(jd, f); msg != "" {
+				why = "refused: " + msg
 			}
 			fmt.Fprintf(w, "| %s | %s | | | | |\n", jd.Name(), why)
 			continue
@@ -216,3 +209,56 @@ func (r *Results) Summary() string {
 	}
 	return b.String()
 }
+
+// PrintMatrix writes, per data set, one table of every judge's figures
+// per protocol: visible regressions caught / no-change rollouts rolled
+// back, both halves together; a judge that refuses a protocol's spec
+// reads "refused".
+func (r *Results) PrintMatrix(w io.Writer) {
+	for _, d := range Datasets {
+		var cols []Filter
+		fmt.Fprintf(w, "%s — caught / rolled back:\n\n| judge |", d)
+		for _, p := range Protocols {
+			f := and(byDataset(d), byProtocol(p))
+			if slices.IndexFunc(r.Cases, f) < 0 {
+				continue
+			}
+			cols = append(cols, f)
+			fmt.Fprintf(w, " %s |", p)
+		}
+		fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(cols)))
+		for j, jd := range r.Judges {
+			fmt.Fprintf(w, "| %s |", jd.Name())
+			for _, f := range cols {
+				t := r.Tally(j, f)
+				switch {
+				case !t.Applies && r.refused(jd, f):
+					fmt.Fprint(w, " refused |")
+				case !t.Applies:
+					fmt.Fprint(w, " n/a |")
+				case t.Visible == 0:
+					fmt.Fprintf(w, " — / %.1f%% |", 100*t.FalseRate())
+				default:
+					fmt.Fprintf(w, " %.1f%% / %.1f%% |", 100*t.CatchRate(), 100*t.FalseRate())
+				}
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// refusal is why judge jd refuses the first case f selects ("" when it
+// does not, or cannot refuse).
+func (r *Results) refusal(jd Judge, f Filter) string {
+	ref, ok := jd.(interface{ Refusal(*Case) string })
+	if !ok {
+		return ""
+	}
+	if i := slices.IndexFunc(r.Cases, f); i >= 0 {
+		return ref.Refusal(r.Cases[i])
+	}
+	return ""
+}
+
+func (r *Results) refused(jd Judge, f Filter) bool { return r.refusal(jd, f) != "" }

@@ -106,3 +106,32 @@ func BenchmarkTick(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerdict measures the end-of-stage window test of every changed
+// host (half the fleet, 4 metrics, 12 polls observed) and the policies it
+// evaluates again, once per stage.
+func BenchmarkVerdict(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+			names := make([]string, n)
+			for i := range names {
+				names[i] = fmt.Sprintf("host-%d", i)
+			}
+			e := benchEngine(b, names, noise(1, 48, 100, 5), benchPolicies(b))
+			vals := noise(2, n, 100, 5)
+			for i := range 12 {
+				for m := range benchMetrics {
+					e.Observe(m, vals)
+				}
+				e.Tick(PhaseMonitor, float64(i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				e.Verdict(PhaseMonitor, 12)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/host")
+		})
+	}
+}
