@@ -117,9 +117,9 @@ type DetectorConfig struct {
 	// score its own baseline window reaches when replayed through the
 	// CUSUM against its own centre.
 	SelfCalibrate bool
-	// Band is the half-width, in spreads, of the band a reverted host's
-	// smoothed metrics must be back in for a rollback to count as verified
-	// (see Engine.InBand). Must be > 0.
+	// Band is the half-width, in spreads beyond the tolerance, of the band
+	// a reverted host's smoothed metrics must be back in for a rollback to
+	// count as verified (see Engine.InBand). Must be > 0.
 	Band float64
 	// Tolerance is the default relative tolerance: the smallest change
 	// that matters, as a share of the baseline median (a metric may
@@ -628,10 +628,11 @@ func (s *metricState) windowScore(p *detectorParams) float64 {
 	return p.threshold * z / p.zAlpha
 }
 
-// inBand reports whether the smoothed value is within Band spreads of the
-// baseline (control-adjusted), with at least one value since the reset.
+// inBand reports whether the smoothed value is within the tolerance and
+// Band spreads of the baseline (control-adjusted), with at least one value
+// since the reset: a change smaller than the tolerance is no change.
 func (s *metricState) inBand(p *detectorParams) bool {
-	return s.fresh && s.ringN > 0 && math.Abs(s.Z) <= p.band
+	return s.fresh && s.ringN > 0 && math.Abs(s.Z) <= p.band+s.Tolerance/s.Stddev
 }
 
 // restartWindow empties the smoothing window, so that Current reflects only

@@ -440,11 +440,18 @@ func TestDetectorInBand(t *testing.T) {
 	if !d.InBand() {
 		t.Errorf("not in band at the baseline (z %.2f)", d.Metric().Z)
 	}
+	m := d.Metric()
 	for range cfg.Smoothing {
-		d.Observe(100 + (cfg.Band+1)*d.Metric().Stddev)
+		d.Observe(100 + m.Tolerance + (cfg.Band-0.5)*m.Stddev)
+	}
+	if !d.InBand() {
+		t.Errorf("not in band within the tolerance and %v spreads (z %.1f)", cfg.Band, m.Z)
+	}
+	for range cfg.Smoothing {
+		d.Observe(100 + m.Tolerance + (cfg.Band+1)*m.Stddev)
 	}
 	if d.InBand() {
-		t.Errorf("in band %.1f spreads away (band %v)", d.Metric().Z, cfg.Band)
+		t.Errorf("in band beyond the tolerance and %v spreads (z %.1f)", cfg.Band, m.Z)
 	}
 	d.Observe(math.NaN())
 	if d.InBand() {
