@@ -138,7 +138,7 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 	applyDefaults(&s, d.has)
 	d.validateStages(&s)
 	if len(d.errs) > 0 {
-		return nil, nil, sortErrors(d.errs)
+		return nil, nil, policies.SortErrors(d.errs)
 	}
 	return &s, pols, nil
 }
