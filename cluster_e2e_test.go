@@ -93,7 +93,7 @@ targets:
   consul: {service: web, passing_only: false, name_from: service_id, datacenter: dc1}
 canary:
   hosts: {tag: primary}
-  monitor: 1m
+  monitor: 3m
 `+clusterSpecTail)
 	const token = "s3cr3t-consul-token"
 	code, out, errOut := rollguardEnv(t, []string{"CONSUL_HTTP_ADDR=" + ts.URL, "CONSUL_HTTP_TOKEN=" + token}, "plan", "--json", "-f", spec)
@@ -162,7 +162,7 @@ targets:
   nomad: {node_pool: default, node_class: web, meta: {role: web}}
 canary:
   hosts: {meta: {rack: r1}}
-  monitor: 1m
+  monitor: 3m
 `+clusterSpecTail)
 	code, out, errOut := rollguardEnv(t, []string{"NOMAD_ADDR=" + ts.URL, "NOMAD_TOKEN=s3cr3t"}, "plan", "--json", "-f", spec)
 	if code != 0 {

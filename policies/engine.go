@@ -691,7 +691,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 			}
 		}
 	}
-	return e.decide(phase, elapsed)
+	return e.decide(phase, elapsed, true)
 }
 
 // Verdict runs the end-of-stage window test of every judged host and
@@ -711,12 +711,13 @@ func (e *Engine) Verdict(phase string, elapsed float64) *TickResult {
 			st.Score = min(scoreCap*p.threshold, max(st.Score, st.verdict))
 		}
 	}
-	return e.decide(phase, elapsed)
+	return e.decide(phase, elapsed, false)
 }
 
 // decide refreshes the hosts' scores and the fleet statistics from the
-// detectors and evaluates every policy.
-func (e *Engine) decide(phase string, elapsed float64) *TickResult {
+// detectors and evaluates every policy; tick says a tick was observed (a
+// verdict is not one: it counts no no-data tick).
+func (e *Engine) decide(phase string, elapsed float64, tick bool) *TickResult {
 	nh, nm := e.nh, e.nm
 	var fleet Fleet
 	fleet.Size = nh
@@ -758,14 +759,15 @@ func (e *Engine) decide(phase string, elapsed float64) *TickResult {
 
 	e.result.HostFires = e.result.HostFires[:0]
 	for i := range e.policies {
-		e.evaluate(i)
+		e.evaluate(i, tick)
 	}
 	e.env.Host = nil
 	return &e.result
 }
 
-// evaluate runs policy i and fills its result.
-func (e *Engine) evaluate(i int) {
+// evaluate runs policy i and fills its result; tick counts this
+// evaluation's no data towards the policy's consecutive no-data ticks.
+func (e *Engine) evaluate(i int, tick bool) {
 	ps := &e.policies[i]
 	res := &e.result.Policies[i]
 	noData := false
@@ -776,9 +778,11 @@ func (e *Engine) evaluate(i int) {
 			noData = noData || e.metricNoData[m]
 		}
 	}
-	if noData {
+	switch {
+	case !tick:
+	case noData:
 		ps.noDataTicks++
-	} else {
+	default:
 		ps.noDataTicks = 0
 	}
 	res.NoData, res.NoDataTicks, res.Err = noData, ps.noDataTicks, nil

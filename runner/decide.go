@@ -1,8 +1,10 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -138,8 +140,14 @@ func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason str
 		hosts = append(hosts, h.Name)
 	}
 	if x.Spec.Revert.Mode == ModeFreeze {
+		if c := x.causes(); c != "" {
+			reason += "; degraded: " + c
+		}
 		x.logf("   %s fired: %s — freezing (revert.mode: freeze), %d hosts keep the change", trigger, reason, len(hosts))
 		return verdict{report.OutcomeHalted, fmt.Sprintf("%s fired: %s; frozen without revert (revert.mode: freeze), a person must decide", trigger, reason)}
+	}
+	if c := x.causes(); c != "" {
+		reason += "; degraded: " + c
 	}
 	x.logf("   %s fired: %s — reverting %s (scope %s)", trigger, reason, abbreviate(hosts, 8), scope)
 	rb := x.revertHosts(ctx, hosts, reason, trigger, false)
@@ -149,4 +157,30 @@ func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason str
 		return verdict{report.OutcomeRolledBack, msg + "; the rollback could NOT be verified"}
 	}
 	return verdict{report.OutcomeRolledBack, msg}
+}
+
+// causes names the degraded hosts that made a fleet policy fire, worst
+// first, each with the metric that scored highest ("web-3 (latency_p95)"):
+// with revert.scope wave the whole wave is reverted, and this says which
+// hosts it was for. "" when none is degraded.
+func (x *execution) causes() string {
+	env := x.eng.Env()
+	var hosts []*policies.Host
+	for _, h := range env.Hosts {
+		if h.Degraded {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.SortStableFunc(hosts, func(a, b *policies.Host) int { return cmp.Compare(b.Score, a.Score) })
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		worst, score := "", -1.0
+		for _, q := range x.queries {
+			if m := h.Metrics[q.Name]; m != nil && m.Score > score {
+				worst, score = q.Name, m.Score
+			}
+		}
+		names[i] = fmt.Sprintf("%s (%s)", h.Name, worst)
+	}
+	return abbreviate(names, 5)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"text/template"
+	"time"
 
 	"github.com/rollguard/rollguard/policies"
 	"github.com/rollguard/rollguard/ports"
@@ -77,6 +78,10 @@ type hostState struct {
 	// value when that score was reached (indexed like queries).
 	maxScores []float64
 	worst     []worstValue
+	// lastChange is when an earlier run last applied a version to the
+	// host (zero: never, or no history); historyRead says it was read.
+	lastChange  time.Time
+	historyRead bool
 }
 
 // carries reports whether the host carries the change: changed and not

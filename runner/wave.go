@@ -158,35 +158,79 @@ func (x *execution) applyRequest(ctx context.Context, limit []string) ports.Appl
 	}
 }
 
-// baseline sets every given host's baseline from [at-baseline, at).
+// baseline sets every given host's baseline from [at-baseline, at), or
+// from the host's last recorded change when that is later: a window that
+// holds an earlier run's change describes neither version. Hosts whose
+// windows start together are queried together.
 func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) error {
 	if len(hosts) == 0 {
 		return nil
 	}
-	keys := make([]string, len(hosts))
-	for i, h := range hosts {
-		keys[i] = x.keys[h]
-	}
 	from := at.Add(-x.Spec.Metrics.Baseline.D())
 	to := at.Add(-time.Millisecond)
-	for m, q := range x.queries {
-		series, err := x.Metrics.Range(ctx, q, keys, from, to, x.Spec.Metrics.Interval.D())
-		if err != nil {
-			return err // the source names the query
+	var starts []time.Time
+	groups := map[time.Time][]int{}
+	for _, h := range hosts {
+		f := from
+		if c := x.lastChange(ctx, h); c.After(f) && c.Before(to) {
+			f = c
 		}
-		for i, h := range hosts {
-			var s []float64
-			if i < len(series) {
-				s = series[i]
+		if groups[f] == nil {
+			starts = append(starts, f)
+		}
+		groups[f] = append(groups[f], h)
+	}
+	for _, f := range starts {
+		group := groups[f]
+		keys := make([]string, len(group))
+		for i, h := range group {
+			keys[i] = x.keys[h]
+		}
+		for m, q := range x.queries {
+			series, err := x.Metrics.Range(ctx, q, keys, f, to, x.Spec.Metrics.Interval.D())
+			if err != nil {
+				return err // the source names the query
 			}
-			x.eng.SetBaseline(m, h, s)
+			for i, h := range group {
+				var s []float64
+				if i < len(series) {
+					s = series[i]
+				}
+				x.eng.SetBaseline(m, h, s)
+			}
 		}
 	}
 	return nil
 }
 
+// lastChange is when an earlier run last applied a version to host h,
+// from the history (read once per run; zero without a history, in a dry
+// run, or when it cannot be read: the full window then serves, and the
+// failure is logged).
+func (x *execution) lastChange(ctx context.Context, h int) time.Time {
+	hs := &x.hosts[h]
+	if x.History == nil || x.dry() || hs.historyRead {
+		return hs.lastChange
+	}
+	hs.historyRead = true
+	recs, err := x.History.For(ctx, hs.Name)
+	if err != nil {
+		x.log.Warn("history unreadable: baseline over the full window", "host", hs.Name, "err", err)
+		return time.Time{}
+	}
+	for _, r := range recs {
+		if r.RunID != x.RunID && r.At.After(hs.lastChange) {
+			hs.lastChange = r.At
+		}
+	}
+	return hs.lastChange
+}
+
+// phaseVerdict marks the end-of-stage verdict in the timeline.
+const phaseVerdict = "verdict"
+
 // watch ticks until the monitoring period after the apply has passed (or
-// a policy fires). applyDone is nil when nothing is being applied (bake).
+// a policy fires), then runs the end-of-stage verdict. applyDone is nil when nothing is being applied (bake).
 func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, applyEnd time.Time, monitor time.Duration, applyDone chan applyOutcome) (verdict, error) {
 	interval := x.Spec.Metrics.Interval.D()
 	phase := policies.PhaseApply
@@ -226,6 +270,12 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		if phase == policies.PhaseMonitor && !applyEnd.IsZero() {
 			past := now.Sub(applyEnd)
 			if past >= monitor && !holding {
+				// The end of the stage: the window test over every poll
+				// since each host's apply (policies.Engine.Verdict).
+				res := x.eng.Verdict(phase, now.Sub(start).Seconds())
+				if v, _ := x.decide(ctx, w, now, phaseVerdict, res); v.ends() {
+					return v, nil
+				}
 				x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
 				return verdict{}, nil
 			}

@@ -1,0 +1,119 @@
+package runner
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/history"
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
+)
+
+// scriptedMetrics answers from value(host key, time) and records the
+// windows of the range queries.
+type scriptedMetrics struct {
+	value func(key string, at time.Time) float64
+
+	mu     sync.Mutex
+	ranges map[string][]time.Time // key -> the from of each range query
+}
+
+func (m *scriptedMetrics) Instant(_ context.Context, _ ports.Query, keys []string, at time.Time, out []float64) error {
+	for i, k := range keys {
+		out[i] = m.value(k, at)
+	}
+	return nil
+}
+
+func (m *scriptedMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ranges == nil {
+		m.ranges = map[string][]time.Time{}
+	}
+	out := make([][]float64, len(keys))
+	for i, k := range keys {
+		m.ranges[k] = append(m.ranges[k], from)
+		for t := from; !t.After(to); t = t.Add(step) {
+			out[i] = append(out[i], m.value(k, t))
+		}
+	}
+	return out, nil
+}
+
+// noisy is a latency around 0.2 with a few percent of deterministic noise.
+func noisy(key string, at time.Time) float64 {
+	return 0.2 * (1 + 0.03*float64((at.Unix()/15+int64(len(key))*7)%5-2)/2)
+}
+
+// A host's baseline starts after its last recorded change: web-3 got a
+// version from another run 10 minutes before the canary's apply, so its
+// baseline window (as a control of the canary) starts there, while the
+// other hosts' windows span metrics.baseline.
+func TestBaselineStartsAfterLastRecordedChange(t *testing.T) {
+	ro, _, _ := execRollout(t, changedAll)
+	m := &scriptedMetrics{value: noisy}
+	ro.Metrics = m
+	start := ro.Clock.Now()
+	if err := ro.History.Record(t.Context(), "web-3", history.VersionRecord{Version: "v1", Playbook: "site.yml",
+		At: start.Add(-10 * time.Minute), RunID: "run-0", Outcome: history.VersionKnownGood}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Report.Outcome != report.OutcomePromoted {
+		t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
+	}
+	for _, h := range []string{"web-1", "web-2", "web-4"} {
+		if got, want := m.ranges[h][0], start.Add(-30*time.Minute); !got.Equal(want) {
+			t.Errorf("%s: baseline from %s, want %s (metrics.baseline)", h, got.Format(time.TimeOnly), want.Format(time.TimeOnly))
+		}
+	}
+	if got, want := m.ranges["web-3"][0], start.Add(-10*time.Minute); !got.Equal(want) {
+		t.Errorf("web-3: baseline from %s, want %s (its last recorded change)", got.Format(time.TimeOnly), want.Format(time.TimeOnly))
+	}
+}
+
+// Every stage ends with the window test's verdict (a "verdict" line in the
+// timeline after its last tick), and a fleet policy that fires names the
+// degraded hosts it fired for, whatever revert.scope reverts.
+func TestVerdictEndsEveryStageAndFireNamesTheCause(t *testing.T) {
+	ro, _, _ := execRollout(t, changedAll)
+	ro.Metrics = &scriptedMetrics{value: noisy}
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verdicts []string
+	for _, l := range res.Report.Timeline {
+		if l.Phase == phaseVerdict {
+			verdicts = append(verdicts, l.Wave)
+		}
+	}
+	if res.Report.Outcome != report.OutcomePromoted || !slices.Equal(verdicts, []string{"canary", "wave-1"}) {
+		t.Errorf("outcome %q, verdicts in %v: want promoted, a verdict after canary and wave-1", res.Report.Outcome, verdicts)
+	}
+
+	ro, _, _ = execRollout(t, changedAll)
+	change := ro.Clock.Now()
+	ro.Metrics = &scriptedMetrics{value: func(key string, at time.Time) float64 {
+		v := noisy(key, at)
+		if key == "web-1" && at.After(change) {
+			v *= 2
+		}
+		return v
+	}}
+	res, err = ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Report; r.Outcome != report.OutcomeRolledBack || r.Rollback == nil || !strings.Contains(r.Rollback.Reason, "degraded: web-1 (latency)") {
+		t.Errorf("outcome %q, rollback %+v: want rolled back, the reason naming web-1 (latency)", r.Outcome, r.Rollback)
+	}
+}
