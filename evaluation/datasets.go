@@ -148,11 +148,6 @@ func (s *Source) quiet(h, from, to, guard int) bool {
 	return true
 }
 
-// metricIndex returns the index of the named metric, or -1.
-func (s *Source) metricIndex(name string) int {
-	return slices.IndexFunc(s.Metrics, func(m Metric) bool { return m.Name == name })
-}
-
 // LoadAll loads every source under dir (evaluation/testdata).
 func LoadAll(dir string) ([]*Source, error) {
 	nab, err := loadNAB(filepath.Join(dir, "nab"))

@@ -136,9 +136,6 @@ type DetectorConfig struct {
 	// baseline whose pairs happened to stay close to the median does not
 	// make an ordinary excursion a burst. Must be >= 0.
 	BurstSpreads float64
-	// BurstTail is the share of the distance from the median to the
-	// baseline's TailQuantile that a burst must also reach. Must be >= 0.
-	BurstTail float64
 	// Confidence is the one-sided confidence at which the end-of-stage
 	// rank test rejects "no shift beyond the tolerance". Must be in
 	// (0.5, 1).
@@ -182,7 +179,6 @@ func (c DetectorConfig) Validate() error {
 	nonNeg("tolerance", c.Tolerance)
 	nonNeg("bound tolerance", c.BoundTolerance)
 	nonNeg("burst_spreads", c.BurstSpreads)
-	nonNeg("burst_tail", c.BurstTail)
 	if !(c.Burst >= 1) {
 		errs = append(errs, fmt.Errorf("detection burst %v: must be >= 1", c.Burst))
 	}
@@ -233,10 +229,9 @@ type metricState struct {
 	// pair is the largest excess over the median, in the worse direction,
 	// that two consecutive baseline polls both reached (0 or more).
 	pair float64
-	// madSpread is the spread without floors, and tail how far the
-	// baseline's TailQuantile lies beyond its median: the least a burst
-	// must reach, beside the baseline's pairs.
-	madSpread, tail float64
+	// madSpread is the spread without the tail and relative floors: a
+	// burst must reach BurstSpreads of it, beside the baseline's pairs.
+	madSpread float64
 	// last is the excess of the latest poll (NaN: none since the apply).
 	last float64
 	// cusum is the CUSUM in spreads, before self-calibration; limit is
@@ -278,9 +273,7 @@ type detectorParams struct {
 	zCap, band                  float64
 	tailQ, tailZ                float64
 	tolerance, boundTol, tolAbs float64
-	tolSet                      bool
-	burst, burstZ, burstTail    float64
-	zAlpha                      float64
+	burst, burstZ, zAlpha       float64
 	minSamples, smoothing, warm int
 	selfCalibrate               bool
 }
@@ -300,7 +293,6 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 		tolAbs:        m.ToleranceAbs,
 		burst:         c.Burst,
 		burstZ:        c.BurstSpreads,
-		burstTail:     c.BurstTail,
 		zAlpha:        math.Sqrt2 * math.Erfinv(2*c.Confidence-1),
 		minSamples:    c.MinBaselineSamples,
 		smoothing:     c.Smoothing,
@@ -321,7 +313,7 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 		p.absFloor = m.AbsFloor
 	}
 	if m.Tolerance != nil {
-		p.tolerance, p.boundTol, p.tolSet = *m.Tolerance, *m.Tolerance, true
+		p.tolerance, p.boundTol = *m.Tolerance, *m.Tolerance
 	}
 	return p
 }
@@ -361,16 +353,13 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 		}
 		sketch[i] = float32(p.dir * quantile(scratch, q))
 	}
-	// tailEx is how far the baseline's TailQuantile lies beyond the
-	// median in the worse direction.
-	tailEx, tail := 0.0, 0.0
+	tail := 0.0
 	if p.tailQ > 0 {
 		if p.dir > 0 {
-			tailEx = quantile(scratch, p.tailQ) - med
+			tail = (quantile(scratch, p.tailQ) - med) / p.tailZ
 		} else {
-			tailEx = med - quantile(scratch, 1-p.tailQ)
+			tail = (med - quantile(scratch, 1-p.tailQ)) / p.tailZ
 		}
-		tail = tailEx / p.tailZ
 	}
 	for i, v := range scratch {
 		scratch[i] = math.Abs(v - med)
@@ -380,7 +369,6 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	raw := max(mad, tail)
 	spread := max(raw, p.relFloor*math.Abs(med), p.absFloor)
 	s.madSpread = max(mad, p.absFloor)
-	s.tail = tailEx
 	rel := p.tolerance
 	if raw == 0 && p.dir < 0 {
 		// A cap: the baseline sits at the best value it takes, and worse
@@ -545,7 +533,7 @@ func (s *metricState) judge(p *detectorParams, ring []float64, sketch []float32,
 	e := s.excess(p, latest, adj)
 	s.burst = 0
 	if !inWarmup && !math.IsNaN(s.last) {
-		bound := max(s.Tolerance, p.burst*s.pair, p.burstZ*s.madSpread, p.burstTail*s.tail)
+		bound := max(s.Tolerance, p.burst*s.pair, p.burstZ*s.madSpread)
 		if both := min(s.last, e); both > 0 {
 			s.burst = p.threshold * both / bound
 		}
