@@ -14,6 +14,7 @@ import (
 	"github.com/rollguard/rollguard/report"
 )
 
+//go:embed testdata/playbooks
 var playbooks embed.FS
 
 func newDemoCmd() *cobra.Command {

@@ -225,3 +225,12 @@ func TestSeedRulePromotesEveryNoChangeReplay(t *testing.T) {
 		}
 	}
 }
+
+// rollguard demo copies the playbooks embedded in the binary.
+func TestDemoEmbedsThePlaybooks(t *testing.T) {
+	for _, f := range []string{"site.yml", "revert.yml"} {
+		if _, err := playbooks.Open("testdata/playbooks/" + f); err != nil {
+			t.Errorf("embedded playbooks: %v", err)
+		}
+	}
+}
