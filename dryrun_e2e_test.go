@@ -234,3 +234,30 @@ func TestDemoEmbedsThePlaybooks(t *testing.T) {
 		}
 	}
 }
+
+// Never silent: validate, plan and dry-run refuse a stage too short to roll
+// back a clear step (exit 2, at the stage's monitor), naming the smallest
+// monitor that can; nothing runs.
+func TestShortStageIsRefused(t *testing.T) {
+	good, err := os.ReadFile("testdata/dryrun/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := strings.Replace(string(good), "  monitor: 10m\n", "  monitor: 2m\n", 1)
+	path := filepath.Join("testdata", "dryrun", "short-canary.tmp.yaml")
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	want := path + ":8:12: canary.monitor 2m is too short to roll back a clear step: at metrics.interval 1m it holds 2 poll(s), and a decision needs 3 (two polls in a row, the second after detection.warmup 2m (2 poll(s))); the smallest monitor that can is 3m"
+	for _, args := range [][]string{
+		{"validate", "-f", path},
+		{"plan", "-f", path},
+		{"dry-run", "-f", path, "--metrics", "testdata/recordings/good.jsonl", "--change-at", "2024-01-01T12:00:00Z"},
+	} {
+		code, out, errOut := rollguard(t, args...)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("%s: exit %d, want 2 with\n  %s\ngot\n%s%s", args[0], code, want, out, errOut)
+		}
+	}
+}

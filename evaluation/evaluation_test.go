@@ -3,6 +3,7 @@ package evaluation
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -53,7 +54,8 @@ func TestDetectionFigures(t *testing.T) {
 	all := func(*Case) bool { return true }
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled", all, 20314, 1220},
+			{"pooled, dev", byHalf(Dev), 10811, 628},
+			{"pooled, held-out", byHalf(HeldOut), 9503, 592},
 			{"nab", byDataset("nab"), 10562, 410},
 			{"jumpstarter", byDataset("jumpstarter"), 7736, 696},
 			{"nezha", byDataset("nezha"), 2016, 114},
@@ -70,16 +72,26 @@ func TestDetectionFigures(t *testing.T) {
 			if got.Caught < f.minCaught {
 				t.Errorf("%s, %s: caught %d of %d visible regressions, want >= %d", res.Judges[j].Name(), f.name, got.Caught, got.Visible, f.minCaught)
 			}
-			if f.maxRolled > 0 && got.RolledBack > f.maxRolled {
+			if got.RolledBack > f.maxRolled {
 				t.Errorf("%s, %s: rolled back %d of %d no-change rollouts, want <= %d", res.Judges[j].Name(), f.name, got.RolledBack, got.NoChange, f.maxRolled)
 			}
 		}
+	}
+	// A step of twice the tolerance is decided within 2 polls of becoming
+	// visible (the median over every data set and protocol).
+	if d := res.Tally(0, byKind(stepKind(2))).DelayQuantile(0.5); d > 2 {
+		t.Errorf("steps of twice the tolerance decided %g polls after visible (median), want <= 2", d)
+	}
+	// The spec with a 2-minute canary at 1-minute polls is refused: both
+	// polls are warm-up polls.
+	if refused := res.refusal(res.Judges[0], and(byDataset("nezha"), byProtocol(ShortCanary))); !strings.Contains(refused, "the smallest monitor that can is 3m") {
+		t.Errorf("Nezha's short canary: refusal %q, want the smallest monitor 3m", refused)
 	}
 }
 
 // TestEvaluation prints every judge's tables, pooled and per data set and
 // protocol, in Markdown (`make eval`; skipped otherwise: it takes a
-// minute).
+// 30 s).
 func TestEvaluation(t *testing.T) {
 	if os.Getenv("ROLLGUARD_EVAL") == "" {
 		t.Skip("set ROLLGUARD_EVAL=1 (make eval) to print every judge's tables")
