@@ -90,8 +90,8 @@ func TestDetectionFigures(t *testing.T) {
 }
 
 // TestEvaluation prints every judge's tables, pooled and per data set and
-// protocol, in Markdown (`make eval`; skipped otherwise: it takes a
-// 30 s).
+// protocol, and the trade-off curve, in Markdown (`make eval`; skipped
+// otherwise: it takes about 30 s).
 func TestEvaluation(t *testing.T) {
 	if os.Getenv("ROLLGUARD_EVAL") == "" {
 		t.Skip("set ROLLGUARD_EVAL=1 (make eval) to print every judge's tables")
