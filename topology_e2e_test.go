@@ -76,7 +76,7 @@ func TestPlanTopology(t *testing.T) {
 	}
 	plan := func(t *testing.T, targets, waves string) (int, planWaves, string) {
 		t.Helper()
-		spec := writeSpec(t, "name: web-zones\n"+targets+"canary: {hosts: 1, monitor: 1m}\n"+waves+clusterSpecTail)
+		spec := writeSpec(t, "name: web-zones\n"+targets+"canary: {hosts: 1, monitor: 3m}\n"+waves+clusterSpecTail)
 		if err := os.WriteFile(filepath.Join(filepath.Dir(spec), "hosts.ini"), []byte(inventory), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestPlanTopology(t *testing.T) {
 				}
 			}
 
-			code, p, errOut = plan(t, targets, "waves: [{by: zone, monitor: 2m}]\n")
+			code, p, errOut = plan(t, targets, "waves: [{by: zone, monitor: 3m}]\n")
 			if code != 0 {
 				t.Fatalf("by: exit %d: %s", code, errOut)
 			}
@@ -136,7 +136,7 @@ func TestPlanTopology(t *testing.T) {
 			}
 			for _, w := range p.Waves[1:] {
 				z := zonesOf(p, zone)[w.Name]
-				if len(z) != 1 || z[strings.TrimPrefix(w.Name, "zone-")] == 0 || w.Monitor != "2m" {
+				if len(z) != 1 || z[strings.TrimPrefix(w.Name, "zone-")] == 0 || w.Monitor != "3m" {
 					t.Errorf("by: wave %s (monitor %s) holds zones %v", w.Name, w.Monitor, z)
 				}
 			}
