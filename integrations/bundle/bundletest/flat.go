@@ -28,7 +28,7 @@ const FlatSpec = `name: web-flat
 targets:
   inventory: inventory.ini
   group: web
-canary: {hosts: 1, monitor: 1m}
+canary: {hosts: 1, monitor: 3m}
 apply:
   playbook: site.yml
   version: ${GITHUB_SHA:-manual}
