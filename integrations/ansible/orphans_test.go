@@ -1,13 +1,15 @@
 package ansible_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rollguard/rollguard/integrations/ansible"
 )
@@ -25,6 +27,21 @@ func orphan(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 		cmd.Wait()
 	})
 	return cmd
+}
+
+// waitExec waits until pid runs the command line want (NUL-separated, as
+// /proc shows it): a process in the middle of exec shows neither its old
+// nor its new command line, and a stop aimed at it then would find no
+// playbook.
+func waitExec(t *testing.T, pid int, want string) {
+	t.Helper()
+	for range 500 {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && string(b) == want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d never ran %q", pid, want)
 }
 
 // signalOf waits for cmd and returns the signal that ended it.
@@ -62,15 +79,9 @@ func TestStopOrphans(t *testing.T) {
 
 	// A playbook that ignores SIGTERM is killed once the wait ends; a
 	// cancelled context ends it at once.
-	stubborn := exec.Command("bash", "-c", `trap '' TERM; echo ready; exec -a ansible-playbook sleep 300`)
-	out, err := stubborn.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stubborn := exec.Command("bash", "-c", `trap '' TERM; exec -a ansible-playbook sleep 300`)
 	orphan(t, stubborn)
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
+	waitExec(t, stubborn.Process.Pid, "ansible-playbook\x00300\x00")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if stopped := a.StopOrphans(ctx, []int{stubborn.Process.Pid}); len(stopped) != 1 {
