@@ -73,7 +73,8 @@ func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o
 	if err != nil {
 		return nil, badInput(err)
 	}
-	ro.Applier = ansible.New(ansible.Config{WorkDir: spec.Dir, Logger: o.log})
+	ro.Applier = ansible.New(ansible.Config{WorkDir: spec.Dir, Inventory: spec.Targets.Inventory,
+		Timeout: spec.Apply.Timeout.D(), Logger: o.log})
 	ro.Alerter, ro.ReportURL, ro.Context = alerter, github.RunURL(os.Getenv), runContext()
 	ro.Journal, ro.History = o.live.journal, &history.History{Store: o.live.state.store}
 	ro.Snapshots, ro.SnapshotSkipHost = snaps, skipHost
@@ -131,7 +132,8 @@ func discover(ctx context.Context, spec *runner.Spec) ([]ports.Host, error) {
 	case len(t.Static) > 0:
 		return runner.StaticHosts(spec), nil
 	case t.Inventory != "":
-		return ansible.Inventory(ctx, "", t.Inventory, t.Group)
+		return ansible.Inventory(ctx, ansible.InventoryQuery{Path: t.Inventory, Group: t.Group, Dir: spec.Dir,
+			VaultPasswordFile: spec.Apply.VaultPasswordFile})
 	case t.Consul != nil:
 		c, err := consul.New(nil, nil)
 		if err != nil {

@@ -48,21 +48,37 @@ type MetricsSource interface {
 	Range(ctx context.Context, q Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error)
 }
 
-// Host outcomes of an apply.
+// Host outcomes of an apply, from the play recap.
 const (
-	HostOK          = "ok"
-	HostChanged     = "changed"
-	HostFailed      = "failed"
+	// HostOK: the play ran to its end on the host and changed nothing (it
+	// already carried the change).
+	HostOK = "ok"
+	// HostChanged: the play ran to its end and changed something.
+	HostChanged = "changed"
+	// HostFailed: a task failed on the host; ChangedTasks says whether
+	// something was changed before.
+	HostFailed = "failed"
+	// HostUnreachable: the host could not be reached (connection refused,
+	// timed out, host key rejected): its state is unknown.
 	HostUnreachable = "unreachable"
-	HostSkipped     = "skipped"
+	// HostSkipped: a play was meant for the host but no task ran on it
+	// (every task skipped, or the play stopped before the host's turn).
+	HostSkipped = "skipped"
+	// HostUnmatched: no play of the playbook matched the host: its
+	// `hosts:` pattern and the limit have no host in common, so nothing
+	// ran there.
+	HostUnmatched = "unmatched"
 )
 
 // ApplyRequest is one playbook run over some hosts.
 type ApplyRequest struct {
 	// Playbook is the playbook's path.
 	Playbook string
-	// Inventory is every target host (the generated inventory holds them
-	// all so that playbooks can see the fleet); Limit restricts the run.
+	// Inventory is every target host. When the targets come from an
+	// inventory of the user's, the adapter runs the playbook against that
+	// inventory and Inventory only says which hosts Limit may name;
+	// otherwise the adapter generates an inventory holding them all, so
+	// that playbooks can see the fleet. Limit restricts the run (--limit).
 	Inventory []Host
 	Limit     []string
 	// ExtraVars are passed as --extra-vars (JSON).
@@ -81,12 +97,20 @@ type ApplyRequest struct {
 // HostResult is one host's outcome of a playbook run.
 type HostResult struct {
 	Host string `json:"host"`
-	// Status: ok | changed | failed | unreachable | skipped.
+	// Status: ok | changed | failed | unreachable | skipped | unmatched.
 	Status string `json:"status"`
 	// ChangedTasks names the tasks that changed something, in order.
 	ChangedTasks []string `json:"changed_tasks,omitempty"`
-	// Message is the failure message, when the host failed.
+	// Message says why a host failed, was unreachable, skipped or
+	// unmatched, in words a person can act on (for unmatched: the plays'
+	// patterns and the limit).
 	Message string `json:"message,omitempty"`
+}
+
+// Applied reports whether the play ran to its end on the host (ok or
+// changed): only then does the host carry the change.
+func (r HostResult) Applied() bool {
+	return r.Status == HostOK || r.Status == HostChanged
 }
 
 // ApplyResult is the outcome of a playbook run, per host.

@@ -1,12 +1,17 @@
 // Package ansible runs playbooks for rollguard: it implements ports.Applier
-// with github.com/apenella/go-ansible/v2, writing a generated inventory of
-// the rollout's hosts, running ansible-playbook with --limit, and turning
-// Ansible's JSON output into one outcome per host (ok, changed, failed,
-// unreachable, skipped) with the names of the tasks that changed something.
+// with github.com/apenella/go-ansible/v2, running ansible-playbook against
+// the user's own inventory (or, for targets that have none, a generated
+// one) with --limit, and turning Ansible's JSON output into one outcome per
+// host (ok, changed, failed, unreachable, skipped, unmatched) with the
+// names of the tasks that changed something. Inventory reads the hosts of
+// an inventory group the same way, through ansible-inventory.
 //
 // Progress streams while the playbook runs through a small notification
 // callback plugin embedded in the binary (see events.go). Cancelling the
-// context stops ansible-playbook's whole process group (see process.go).
+// context, or the run outlasting Config.Timeout, stops ansible-playbook's
+// whole process group (see process.go). SSH runs without prompts and on
+// connections of its own (see ssh.go); temporary files live in a private
+// directory that a later run sweeps if this one is killed (workspace.go).
 package ansible
 
 import (
@@ -23,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apenella/go-ansible/v2/pkg/execute"
@@ -46,8 +52,18 @@ type Config struct {
 	// looked up in PATH).
 	Binary string
 	// WorkDir is the directory ansible-playbook runs in, where it finds an
-	// ansible.cfg (default: the current directory).
+	// ansible.cfg: the spec's directory (default: the current directory).
 	WorkDir string
+	// Inventory is the user's inventory (targets.inventory: a file, a
+	// directory or a plugin configuration). When set, playbooks run
+	// against it as it is, with its groups, group_vars and host_vars, and
+	// ApplyRequest.Inventory only says which hosts a limit may name. When
+	// empty, each run writes an inventory of ApplyRequest.Inventory.
+	Inventory string
+	// Timeout bounds one playbook run (apply.timeout); when it passes, the
+	// playbook's process group is stopped and Apply returns an error
+	// wrapping context.DeadlineExceeded. 0: no bound.
+	Timeout time.Duration
 	// Env holds extra environment variables for ansible-playbook, on top of
 	// the process environment (so ANSIBLE_* variables set there pass
 	// through). Values are never logged.
@@ -63,8 +79,9 @@ type Config struct {
 // Applier runs playbooks with ansible-playbook. It is safe for concurrent
 // use: each Apply works in its own temporary directory.
 type Applier struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	sweep sync.Once
 }
 
 var _ ports.Applier = (*Applier)(nil)
@@ -90,17 +107,20 @@ func New(cfg Config) *Applier {
 // arrive; it should return quickly, as Ansible waits while the stream is
 // full.
 //
-// Hosts that fail or are unreachable are reported in the result, not as an
-// error: Apply returns an error only when ansible-playbook could not run the
-// play at all (missing binary or playbook, syntax error), with Ansible's
-// message. Cancelling ctx stops the playbook's whole process group (SIGTERM,
-// then SIGKILL after Config.KillGrace) and returns an error wrapping
-// ctx.Err() together with the outcomes known so far.
+// Hosts that fail, are unreachable or that no play matched are reported in
+// the result, not as an error: Apply returns an error only when
+// ansible-playbook could not run the play at all (missing binary or
+// playbook, syntax error, a limit the inventory does not know), with
+// Ansible's message. Cancelling ctx, or Config.Timeout passing, stops the
+// playbook's whole process group (SIGTERM, then SIGKILL after
+// Config.KillGrace) and returns an error wrapping ctx.Err() (or
+// context.DeadlineExceeded) together with the outcomes known so far.
 //
 // Extra variables are written to a private temporary file and passed as
 // --extra-vars @file, so their values appear neither on the command line
 // (visible to every local user) nor in logs or errors.
 func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress func(ports.ApplyEvent)) (ports.ApplyResult, error) {
+	a.sweep.Do(func() { sweepWorkspaces(ctx, a.log) })
 	order, err := hostOrder(req)
 	if err != nil {
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
@@ -114,17 +134,20 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 	if _, err := os.Stat(playbookPath); err != nil {
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: playbook: %w", req.Playbook, err)
 	}
-	dir, err := os.MkdirTemp("", "rollguard-ansible-*")
-	if err != nil {
-		return ports.ApplyResult{}, fmt.Errorf("apply %s: temporary directory: %w", req.Playbook, err)
-	}
-	defer os.RemoveAll(dir)
-
-	inventory, err := writeInventory(dir, req.Inventory)
+	ws, err := newWorkspace(ctx, a.log)
 	if err != nil {
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
-	opts := &playbook.AnsiblePlaybookOptions{Inventory: inventory}
+	defer ws.remove(ctx, a.log)
+
+	opts := &playbook.AnsiblePlaybookOptions{}
+	if a.cfg.Inventory != "" {
+		if opts.Inventory, err = filepath.Abs(a.cfg.Inventory); err != nil {
+			return ports.ApplyResult{}, fmt.Errorf("apply %s: inventory: %w", req.Playbook, err)
+		}
+	} else if opts.Inventory, err = writeInventory(ws.dir, req.Inventory); err != nil {
+		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
+	}
 	if len(req.Limit) > 0 {
 		opts.Limit = strings.Join(req.Limit, ",")
 	}
@@ -137,7 +160,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 		}
 	}
 	if len(req.ExtraVars) > 0 {
-		file, err := writeExtraVars(dir, req.ExtraVars)
+		file, err := writeExtraVars(ws.dir, req.ExtraVars)
 		if err != nil {
 			return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 		}
@@ -145,7 +168,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 			return ports.ApplyResult{}, fmt.Errorf("apply %s: extra vars: %w", req.Playbook, err)
 		}
 	}
-	pluginDir, err := writeCallbackPlugin(dir)
+	pluginDir, err := writeCallbackPlugin(ws.dir)
 	if err != nil {
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
@@ -154,6 +177,12 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
 	defer events.close()
+
+	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	if a.cfg.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, a.cfg.Timeout)
+	}
+	defer cancel()
 
 	var stdout, stderr bytes.Buffer
 	cmd := playbook.NewAnsiblePlaybookCmd(
@@ -168,7 +197,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 		execute.WithWriteError(&stderr),
 	)
 	group := &groupExec{
-		env:       a.environ(pluginDir, runner),
+		env:       a.environ(pluginDir, ws, runner),
 		dir:       a.cfg.WorkDir,
 		extra:     events.writer,
 		onStarted: events.closeWriter,
@@ -184,10 +213,11 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 	// go-ansible's own error text embeds the command line and the
 	// environment; the outcome is judged from the exit status that
 	// groupExec records and from Ansible's output instead.
-	execErr := stdoutcallback.NewJSONStdoutCallbackExecute(runner).Execute(ctx)
+	execErr := stdoutcallback.NewJSONStdoutCallbackExecute(runner).Execute(runCtx)
 	waitErr := group.finish()
 	events.closeWriter()
-	seen := events.wait()
+	seen, plays := events.wait()
+	run := runInfo{order: order, limit: req.Limit, plays: plays}
 
 	if started, startErr := group.startErr(); !started {
 		if startErr == nil {
@@ -197,26 +227,33 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 		}
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: start %s: %w", req.Playbook, a.cfg.Binary, startErr)
 	}
-	if ctx.Err() != nil {
-		res := resultsFromEvents(order, seen)
+	if runCtx.Err() != nil {
+		res := resultsFromEvents(run, seen)
+		explainHostKeys(res, req.Inventory)
 		a.log.InfoContext(ctx, "ansible-playbook stopped", "playbook", req.Playbook,
 			"duration", time.Since(start).Round(time.Millisecond))
+		if ctx.Err() == nil {
+			return res, fmt.Errorf("apply %s: stopped after %s (apply.timeout): %w", req.Playbook, a.cfg.Timeout, context.DeadlineExceeded)
+		}
 		return res, fmt.Errorf("apply %s: stopped: %w", req.Playbook, ctx.Err())
 	}
 
-	res, parsed := resultsFromJSON(order, stdout.Bytes())
+	res, parsed := resultsFromJSON(run, stdout.Bytes())
 	var exitErr *exec.ExitError
 	switch {
 	case waitErr != nil && !errors.As(waitErr, &exitErr):
-		return resultsFromEvents(order, seen), fmt.Errorf("apply %s: wait for %s: %w", req.Playbook, a.cfg.Binary, waitErr)
+		res = resultsFromEvents(run, seen)
+		explainHostKeys(res, req.Inventory)
+		return res, fmt.Errorf("apply %s: wait for %s: %w", req.Playbook, a.cfg.Binary, waitErr)
 	case !parsed && waitErr != nil:
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: ansible-playbook exited with status %d: %s",
 			req.Playbook, exitErr.ExitCode(), ansibleMessage(stderr.String(), stdout.String()))
 	case !parsed:
 		// Exit 0 without a JSON document should not happen; the event
 		// stream still knows every task result.
-		res = resultsFromEvents(order, seen)
+		res = resultsFromEvents(run, seen)
 	}
+	explainHostKeys(res, req.Inventory)
 	a.log.InfoContext(ctx, "ansible-playbook finished", "playbook", req.Playbook,
 		"duration", time.Since(start).Round(time.Millisecond), "outcomes", countStatuses(res))
 	return res, nil
@@ -224,35 +261,49 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 
 // environ is the environment of one run: the process environment, then
 // Config.Env, then the settings go-ansible adds (the json stdout callback),
-// then the event callback's, which win. A callback directory set in the
-// environment is kept, ours appended; the plugin needs no entry in
-// callbacks_enabled, so that list (from ansible.cfg) stays the user's.
-// Known limitation: ANSIBLE_CALLBACK_PLUGINS replaces a callback_plugins
-// path set in ansible.cfg; set it in the environment instead.
-func (a *Applier) environ(pluginDir string, runner *execute.DefaultExecute) func() []string {
+// then the SSH settings of ssh.go and the event callback's, which win. A
+// callback directory set in the environment is kept, ours appended; the
+// plugin needs no entry in callbacks_enabled, so that list (from
+// ansible.cfg) stays the user's. Known limitation: ANSIBLE_CALLBACK_PLUGINS
+// replaces a callback_plugins path set in ansible.cfg; set it in the
+// environment instead.
+func (a *Applier) environ(pluginDir string, ws *workspace, runner *execute.DefaultExecute) func() []string {
 	return func() []string {
-		env := map[string]string{}
-		for _, kv := range os.Environ() {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				env[k] = v
-			}
-		}
-		for k, v := range a.cfg.Env {
+		env := processEnv(a.cfg.Env)
+		for k, v := range runner.EnvVars {
 			env[k] = v
 		}
-		for k, v := range runner.EnvVars {
+		for k, v := range sshEnv(ws) {
 			env[k] = v
 		}
 		env["ANSIBLE_CALLBACK_PLUGINS"] = appendList(env["ANSIBLE_CALLBACK_PLUGINS"], ":", pluginDir)
 		env[eventsFDVar] = strconv.Itoa(eventsFD)
 		// Colour codes would end up in failure messages.
 		env["ANSIBLE_NOCOLOR"] = "1"
-		out := make([]string, 0, len(env))
-		for k, v := range env {
-			out = append(out, k+"="+v)
-		}
-		return out
+		return envList(env)
 	}
+}
+
+// processEnv is this process's environment with extra on top.
+func processEnv(extra map[string]string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 // hostOrder returns the hosts the run covers, checking that every limited
@@ -284,9 +335,11 @@ func hostOrder(req ports.ApplyRequest) ([]string, error) {
 }
 
 // writeInventory writes hosts as a YAML-plugin inventory in JSON (YAML's
-// subset): every host under all.hosts with ansible_host (Address, default
-// Name), rollguard_port (Port, when known; not ansible_port, which is the
-// SSH port) and its Vars, which override the former.
+// subset), for targets that come with no inventory of their own (static,
+// Consul, Nomad): every host under all.hosts, in no other group, with
+// ansible_host (Address, default Name), rollguard_port (Port, when known;
+// not ansible_port, which is the SSH port) and its Vars, which override
+// the former.
 func writeInventory(dir string, hosts []ports.Host) (string, error) {
 	all := make(map[string]map[string]any, len(hosts))
 	for _, h := range hosts {

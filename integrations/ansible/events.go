@@ -57,7 +57,7 @@ func writeCallbackPlugin(dir string) (string, error) {
 	return pluginDir, nil
 }
 
-// event is one line of the plugin's output.
+// event is one line of the plugin's output: a task result on a host.
 type event struct {
 	Host    string `json:"host"`
 	Task    string `json:"task"`
@@ -65,6 +65,15 @@ type event struct {
 	Changed bool   `json:"changed"`
 	Msg     string `json:"msg"`
 	Ignored bool   `json:"ignored"`
+}
+
+// playStart is the line the plugin writes when a play starts: its name,
+// its `hosts:` pattern and the hosts that pattern matched within the limit
+// (nil when the plugin could not tell).
+type playStart struct {
+	Play    string   `json:"play"`
+	Pattern []string `json:"pattern"`
+	Hosts   []string `json:"hosts"`
 }
 
 // eventStream reads the plugin's lines from a pipe while the playbook runs,
@@ -77,6 +86,7 @@ type eventStream struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	events    []event
+	plays     []playStart
 }
 
 func newEventStream(progress func(ports.ApplyEvent)) (*eventStream, error) {
@@ -94,10 +104,20 @@ func (s *eventStream) read(progress func(ports.ApplyEvent)) {
 	sc := bufio.NewScanner(s.reader)
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 	for sc.Scan() {
-		var ev event
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Host == "" {
+		var line struct {
+			event
+			playStart
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
 			continue
 		}
+		if line.Host == "" {
+			if line.playStart.Pattern != nil {
+				s.plays = append(s.plays, line.playStart)
+			}
+			continue
+		}
+		ev := line.event
 		s.events = append(s.events, ev)
 		if progress != nil {
 			progress(ports.ApplyEvent{Host: ev.Host, Task: ev.Task, Status: ev.Status})
@@ -111,12 +131,13 @@ func (s *eventStream) closeWriter() {
 	s.closeOnce.Do(func() { _ = s.writer.Close() })
 }
 
-// wait returns every event, after the stream ended or drainLimit passed.
-// Call it after the playbook's process has been waited for.
-func (s *eventStream) wait() []event {
+// wait returns every task result and every play start, after the stream
+// ended or drainLimit passed. Call it after the playbook's process has
+// been waited for.
+func (s *eventStream) wait() ([]event, []playStart) {
 	_ = s.reader.SetReadDeadline(time.Now().Add(drainLimit))
 	<-s.done
-	return s.events
+	return s.events, s.plays
 }
 
 func (s *eventStream) close() {

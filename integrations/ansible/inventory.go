@@ -6,32 +6,71 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"strings"
+	"path/filepath"
+	"syscall"
 
 	"github.com/rollguard/rollguard/ports"
 )
 
-// Inventory reads the hosts of group (default "all") from an Ansible
-// inventory in any format Ansible reads (INI, YAML, a plugin
-// configuration), through `ansible-inventory --list`, so rollguard sees
-// exactly the hosts and variables Ansible would. Hosts come in the order
-// Ansible lists them, children groups after a group's own hosts, each
-// once. Cancelling ctx kills ansible-inventory.
-func Inventory(ctx context.Context, binary, path, group string) ([]ports.Host, error) {
-	if binary == "" {
-		binary = "ansible-inventory"
+// InventoryQuery says which hosts to read from an inventory, and how.
+type InventoryQuery struct {
+	// Path is the inventory: a file (INI, YAML), a directory or a plugin
+	// configuration (targets.inventory). Required.
+	Path string
+	// Group is the group whose hosts are read (default "all").
+	Group string
+	// Dir is the working directory, where ansible.cfg is found: the
+	// spec's directory, as for ansible-playbook (default: the current
+	// directory).
+	Dir string
+	// VaultPasswordFile decrypts vault-encrypted group_vars and host_vars
+	// (apply.vault_password_file); never logged.
+	VaultPasswordFile string
+	// Binary is the ansible-inventory executable (default
+	// "ansible-inventory", looked up in PATH).
+	Binary string
+	// Env holds extra environment variables, as Config.Env.
+	Env map[string]string
+}
+
+// Inventory reads the hosts of q.Group from an Ansible inventory in any
+// format Ansible reads, through `ansible-inventory --list`, in q.Dir and
+// with the vault password file, so rollguard sees exactly the hosts and
+// variables ansible-playbook will. Hosts come in the order Ansible lists
+// them, children groups after a group's own hosts, each once. Like a
+// playbook run, it cannot prompt (no terminal, no stdin). Cancelling ctx
+// kills ansible-inventory.
+func Inventory(ctx context.Context, q InventoryQuery) ([]ports.Host, error) {
+	if q.Binary == "" {
+		q.Binary = "ansible-inventory"
 	}
-	if group == "" {
-		group = "all"
+	if q.Group == "" {
+		q.Group = "all"
 	}
-	cmd := exec.CommandContext(ctx, binary, "-i", path, "--list")
+	path, err := filepath.Abs(q.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read inventory %s: %w", q.Path, err)
+	}
+	args := []string{"-i", path, "--list"}
+	if q.VaultPasswordFile != "" {
+		vault, err := filepath.Abs(q.VaultPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("read inventory %s: vault password file: %w", q.Path, err)
+		}
+		args = append(args, "--vault-password-file", vault)
+	}
+	cmd := exec.CommandContext(ctx, q.Binary, args...)
+	cmd.Dir = q.Dir
+	env := processEnv(q.Env)
+	env["ANSIBLE_NOCOLOR"] = "1"
+	cmd.Env = envList(env)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		return nil, fmt.Errorf("read inventory %s with %s: %w: %s", path, binary, err, msg)
+		return nil, fmt.Errorf("read inventory %s with %s: %w: %s", q.Path, q.Binary, err, ansibleMessage(stderr.String(), ""))
 	}
-	return parseInventoryList(stdout.Bytes(), path, group)
+	return parseInventoryList(stdout.Bytes(), q.Path, q.Group)
 }
 
 // parseInventoryList walks `ansible-inventory --list` output.

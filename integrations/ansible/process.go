@@ -14,15 +14,18 @@ import (
 )
 
 // groupExec is the go-ansible Executabler of one run. It starts
-// ansible-playbook as the leader of a new process group, so that a
-// cancelled run can stop the forks Ansible makes and the commands they run,
-// not only ansible-playbook itself; hands it the event pipe; and records
-// the process's start and exit, which go-ansible's error text (holding the
+// ansible-playbook as the leader of a new session (and so of a new process
+// group), so that a cancelled run can stop the forks Ansible makes and the
+// commands they run, not only ansible-playbook itself, and so that nothing
+// it starts has a controlling terminal to prompt on (ssh's host-key
+// question, a passphrase, a become password): a prompt fails at once
+// instead of hanging the rollout. It hands the process the event pipe, and
+// records its start and exit, which go-ansible's error text (holding the
 // command line and the environment) is not used for.
 //
 // It returns its own Cmder rather than an *exec.Cmd so that go-ansible does
-// not attach the process to rollguard's stdin: a process in another
-// process group reading a terminal would be stopped by SIGTTIN.
+// not hand the process rollguard's stdin, where a prompt would wait for an
+// answer: its stdin is /dev/null.
 type groupExec struct {
 	env       func() []string
 	dir       string
@@ -55,10 +58,11 @@ func (g *groupExec) newCmd(cmd *exec.Cmd) *groupCmd {
 	cmd.Env = g.env()
 	cmd.Dir = g.dir
 	cmd.ExtraFiles = []*os.File{g.extra}
-	// Its own process group, so a cancel reaches every worker; and
-	// SIGTERM when rollguard dies (kill -9, a lost runner), so a playbook
-	// does not go on changing hosts behind a resumed run's back.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// Its own session, so a cancel reaches every worker and no terminal
+	// is there to prompt on; and SIGTERM when rollguard dies (kill -9, a
+	// lost runner), so a playbook does not go on changing hosts behind a
+	// resumed run's back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
 	c := &groupCmd{cmd: cmd, owner: g}
 	cmd.Cancel = c.cancel
 	// If a process outside the group kept stdout open, Wait would hang;

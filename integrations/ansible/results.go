@@ -4,23 +4,33 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	results "github.com/apenella/go-ansible/v2/pkg/execute/result/json"
 
 	"github.com/rollguard/rollguard/ports"
 )
 
+// runInfo is what a results function needs to know about the run besides
+// Ansible's output: the hosts it covers, in order, the limit it was given
+// and the plays that started (from the event stream).
+type runInfo struct {
+	order []string
+	limit []string
+	plays []playStart
+}
+
 // resultsFromJSON turns the json stdout callback's document into one
-// outcome per host of order. parsed is false when stdout holds no such
+// outcome per host of run.order. parsed is false when stdout holds no such
 // document (Ansible stopped before running any play).
 //
 // A host's status comes from the play recap: unreachable, then failed,
 // then changed, then ok, then skipped; a host the recap does not mention
-// (the limit matched it, the plays' host patterns did not) is skipped.
-// ChangedTasks lists, in order, the tasks whose result on the host was
-// changed; Message is the result message of the host's last failed or
-// unreachable task.
-func resultsFromJSON(order []string, stdout []byte) (res ports.ApplyResult, parsed bool) {
+// is judged by notRun. ChangedTasks lists, in order, the tasks whose
+// result on the host was changed; Message is the result message of the
+// host's last failed or unreachable task.
+func resultsFromJSON(run runInfo, stdout []byte) (res ports.ApplyResult, parsed bool) {
 	if len(bytes.TrimSpace(stdout)) == 0 {
 		return ports.ApplyResult{}, false
 	}
@@ -52,23 +62,23 @@ func resultsFromJSON(order []string, stdout []byte) (res ports.ApplyResult, pars
 			}
 		}
 	}
-	res.Hosts = make([]ports.HostResult, len(order))
-	for i, host := range order {
-		hr := ports.HostResult{Host: host, Status: ports.HostSkipped, ChangedTasks: changed[host]}
-		if st := doc.Stats[host]; st != nil {
-			switch {
-			case st.Unreachable > 0:
-				hr.Status = ports.HostUnreachable
-			case st.Failures > 0:
-				hr.Status = ports.HostFailed
-			case st.Changed > 0:
-				hr.Status = ports.HostChanged
-			case st.Ok > 0:
-				hr.Status = ports.HostOK
-			}
-		}
-		if hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable {
-			hr.Message = message[host]
+	res.Hosts = make([]ports.HostResult, len(run.order))
+	for i, host := range run.order {
+		hr := ports.HostResult{Host: host, ChangedTasks: changed[host]}
+		st := doc.Stats[host]
+		switch {
+		case st == nil:
+			hr.Status, hr.Message = run.notRun(host)
+		case st.Unreachable > 0:
+			hr.Status, hr.Message = ports.HostUnreachable, message[host]
+		case st.Failures > 0:
+			hr.Status, hr.Message = ports.HostFailed, message[host]
+		case st.Changed > 0:
+			hr.Status = ports.HostChanged
+		case st.Ok > 0:
+			hr.Status = ports.HostOK
+		default:
+			hr.Status, hr.Message = ports.HostSkipped, "every task was skipped on the host"
 		}
 		res.Hosts[i] = hr
 	}
@@ -78,8 +88,8 @@ func resultsFromJSON(order []string, stdout []byte) (res ports.ApplyResult, pars
 // resultsFromEvents builds outcomes from the event stream, for a run that
 // was stopped before Ansible printed its results: the same precedence as
 // the recap, counting only the tasks that finished; a host with no
-// finished task is skipped.
-func resultsFromEvents(order []string, events []event) ports.ApplyResult {
+// finished task is judged by notRun.
+func resultsFromEvents(run runInfo, events []event) ports.ApplyResult {
 	type acc struct {
 		ok, changed, failed, unreachable bool
 		tasks                            []string
@@ -113,25 +123,85 @@ func resultsFromEvents(order []string, events []event) ports.ApplyResult {
 			a.msg = taskMessage(ev.Task, ev.Msg)
 		}
 	}
-	res := ports.ApplyResult{Hosts: make([]ports.HostResult, len(order))}
-	for i, host := range order {
-		hr := ports.HostResult{Host: host, Status: ports.HostSkipped}
-		if a := byHost[host]; a != nil {
-			hr.ChangedTasks = a.tasks
-			switch {
-			case a.unreachable:
-				hr.Status, hr.Message = ports.HostUnreachable, a.msg
-			case a.failed:
-				hr.Status, hr.Message = ports.HostFailed, a.msg
-			case a.changed:
-				hr.Status = ports.HostChanged
-			case a.ok:
-				hr.Status = ports.HostOK
-			}
+	res := ports.ApplyResult{Hosts: make([]ports.HostResult, len(run.order))}
+	for i, host := range run.order {
+		hr := ports.HostResult{Host: host}
+		a := byHost[host]
+		if a == nil {
+			hr.Status, hr.Message = run.notRun(host)
+			res.Hosts[i] = hr
+			continue
+		}
+		hr.ChangedTasks = a.tasks
+		switch {
+		case a.unreachable:
+			hr.Status, hr.Message = ports.HostUnreachable, a.msg
+		case a.failed:
+			hr.Status, hr.Message = ports.HostFailed, a.msg
+		case a.changed:
+			hr.Status = ports.HostChanged
+		case a.ok:
+			hr.Status = ports.HostOK
+		default:
+			hr.Status, hr.Message = ports.HostSkipped, "every task was skipped on the host"
 		}
 		res.Hosts[i] = hr
 	}
 	return res
+}
+
+// notRun says why no task result mentions host: a play matched it but
+// stopped (or was stopped) before any task ran there, which is skipped;
+// or no play matched it, which is unmatched, with every play's pattern
+// and the limit, so that the reader sees the mismatch.
+func (run runInfo) notRun(host string) (status, message string) {
+	limit := "no limit"
+	if len(run.limit) > 0 {
+		limit = "the limit was " + abbreviate(run.limit, 10)
+	}
+	if len(run.plays) == 0 {
+		return ports.HostUnmatched, "no play of the playbook ran (" + limit + ")"
+	}
+	known := true
+	empty := 0
+	var parts []string
+	for _, p := range run.plays {
+		if p.Hosts == nil {
+			known = false
+			continue
+		}
+		if slices.Contains(p.Hosts, host) {
+			return ports.HostSkipped, fmt.Sprintf("the play %s matched the host, but no task ran on it before the play ended", pattern(p))
+		}
+		if len(p.Hosts) == 0 {
+			empty++
+			parts = append(parts, pattern(p)+" matched no host")
+		} else {
+			parts = append(parts, pattern(p)+" matched "+abbreviate(p.Hosts, 5))
+		}
+	}
+	switch {
+	case !known:
+		return ports.HostUnmatched, "no play ran on the host (" + limit + ")"
+	case len(run.plays) == 1 && empty == 1:
+		return ports.HostUnmatched, fmt.Sprintf("the play matched no host: %s, but %s", pattern(run.plays[0]), limit)
+	case empty == len(run.plays):
+		return ports.HostUnmatched, fmt.Sprintf("no play matched any host: %s; %s", strings.Join(parts, ", "), limit)
+	}
+	return ports.HostUnmatched, fmt.Sprintf("no play matched the host: %s; %s", strings.Join(parts, "; "), limit)
+}
+
+// pattern is a play's host pattern as written in the playbook.
+func pattern(p playStart) string {
+	return "`hosts: " + strings.Join(p.Pattern, ",") + "`"
+}
+
+// abbreviate joins names with commas, up to max of them.
+func abbreviate(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ",")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ","), len(names)-max)
 }
 
 // taskMessage is "task <name>: <msg>"; msg may be any JSON value.
