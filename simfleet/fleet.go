@@ -39,13 +39,18 @@ type Config struct {
 	Clock func() time.Time
 	// Logger receives configuration changes (default: discard).
 	Logger *slog.Logger
+	// Listen opens the exporter socket of host i (0 for web-1); the
+	// host's Address and Port are the listener's. Default: 127.0.0.1 on
+	// a free port. sshfleet listens inside each host's network namespace.
+	Listen func(ctx context.Context, i int) (net.Listener, error)
 }
 
 // Host is one simulated host.
 type Host struct {
 	// Name is web-1 .. web-N.
 	Name string
-	// Address is the exporter's address, 127.0.0.1.
+	// Address is the exporter's address (127.0.0.1 unless Config.Listen
+	// says otherwise).
 	Address string
 	// Port is the exporter's port.
 	Port int
@@ -107,9 +112,13 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, fmt.Errorf("simfleet: %w", err)
 	}
 
+	listen := cfg.Listen
+	if listen == nil {
+		var lc net.ListenConfig
+		listen = func(ctx context.Context, _ int) (net.Listener, error) { return lc.Listen(ctx, "tcp", "127.0.0.1:0") }
+	}
 	f := &Fleet{byName: map[string]*host{}}
 	epoch := cfg.Clock()
-	var lc net.ListenConfig
 	for i := range cfg.Hosts {
 		if err := ctx.Err(); err != nil {
 			_ = f.Close()
@@ -126,7 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 			_ = f.Close()
 			return nil, fmt.Errorf("simfleet: host %s: %w", name, err)
 		}
-		ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+		ln, err := listen(ctx, i)
 		if err != nil {
 			_ = f.Close()
 			return nil, fmt.Errorf("simfleet: host %s: listen: %w", name, err)
@@ -142,9 +151,8 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		}()
 		f.sims = append(f.sims, h)
 		f.byName[name] = h
-		f.hosts = append(f.hosts, Host{
-			Name: name, Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Dir: dir,
-		})
+		addr := ln.Addr().(*net.TCPAddr)
+		f.hosts = append(f.hosts, Host{Name: name, Address: addr.IP.String(), Port: addr.Port, Dir: dir})
 	}
 	f.stopCtx = context.AfterFunc(ctx, func() { _ = f.Close() })
 	log.Info("simfleet: started", "hosts", len(f.hosts), "dir", cfg.Dir)
