@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, when it is missing:
-# Ansible (ansible-core), qemu-img (qemu-utils), Alertmanager and shellcheck
-# from Debian's packages, VictoriaMetrics and actionlint with `go install`.
+# Ansible (ansible-core), qemu-img (qemu-utils), Alertmanager, shellcheck,
+# sshd (openssh-server, for the SSH test fleet) and ip (iproute2) from
+# Debian's packages, VictoriaMetrics and actionlint with `go install`.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -11,6 +12,12 @@ command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # actionlint checks the run: scripts of the workflows with it.
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# The SSH fleet's hosts each run /usr/sbin/sshd in a network namespace;
+# the package's own service is not needed (and a container's policy-rc.d
+# keeps it from starting).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo

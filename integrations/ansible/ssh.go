@@ -26,13 +26,12 @@ import (
 // non-interactive and private to it.
 func sshEnv(ws *workspace) map[string]string {
 	return map[string]string{
+		// Ansible's default control_path is this directory and a short
+		// hash; a control_path of the user's keeps working where it
+		// starts with %(directory)s.
 		"ANSIBLE_SSH_CONTROL_PATH_DIR": ws.path(controlDir),
-		// A control_path from ansible.cfg would put the sockets
-		// elsewhere; %(directory)s is the directory above, %%C ssh's
-		// hash of host, port and user.
-		"ANSIBLE_SSH_CONTROL_PATH": "%(directory)s/%%C",
-		"ANSIBLE_LOCAL_TEMP":       ws.path(localTempDir),
-		"SSH_ASKPASS_REQUIRE":      "never",
+		"ANSIBLE_LOCAL_TEMP":           ws.path(localTempDir),
+		"SSH_ASKPASS_REQUIRE":          "never",
 	}
 }
 

@@ -2,7 +2,6 @@ package ansible
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -21,39 +20,43 @@ import (
 // run's persistent connections. The run removes it when it ends; a run
 // that was killed cannot, so the next run sweeps what a dead run left.
 //
-// Whether a directory's run is alive is told by an flock on its owner
-// file, held for the whole run and dropped by the kernel when the process
-// dies: no pid that could be reused, no clock.
+// Whether a directory's run is alive is told by an flock on the directory,
+// held for the whole run and dropped by the kernel when the process dies:
+// no pid that could be reused, no clock. The run writes an owner file once
+// it holds the lock, so a sweeper that gets the lock of a directory
+// without one has come between its creation and its locking (the run is
+// waiting for the lock) and leaves it; directories of rollguard versions
+// that wrote no owner file are left alone too.
 
 const (
 	workspacePattern = "rollguard-ansible-*"
-	ownerFile        = "owner.lock"
+	ownerFile        = "owner"
 	// controlDir holds the run's SSH control sockets (ControlPath).
 	controlDir = "cp"
 	// localTempDir is Ansible's local temporary directory (local_tmp).
 	localTempDir = "tmp"
-	// unownedAge is how old a directory without an owner file must be to
-	// be swept: younger, it may be a run between creating its directory
-	// and locking it.
-	unownedAge = time.Minute
 )
 
 // workspace is one run's private directory.
 type workspace struct {
-	dir   string
-	owner *os.File
+	dir string
+	// lock is the directory, open, holding its flock.
+	lock *os.File
 }
 
-// newWorkspace creates the directory (mode 0700) and takes its owner lock.
+// newWorkspace creates the directory (mode 0700) and takes its lock.
 func newWorkspace(ctx context.Context, log *slog.Logger) (*workspace, error) {
 	dir, err := os.MkdirTemp("", workspacePattern)
 	if err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
 	}
 	w := &workspace{dir: dir}
-	w.owner, err = os.OpenFile(filepath.Join(dir, ownerFile), os.O_CREATE|os.O_RDWR, 0o600)
+	w.lock, err = os.Open(dir)
 	if err == nil {
-		err = syscall.Flock(int(w.owner.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err = syscall.Flock(int(w.lock.Fd()), syscall.LOCK_EX)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("pid %d\n", os.Getpid())), 0o600)
 	}
 	for _, sub := range []string{controlDir, localTempDir} {
 		if err == nil {
@@ -77,14 +80,14 @@ func (w *workspace) remove(ctx context.Context, log *slog.Logger) {
 	if err := os.RemoveAll(w.dir); err != nil {
 		log.Warn("ansible: temporary directory left behind", "dir", w.dir, "err", err)
 	}
-	if w.owner != nil {
-		_ = w.owner.Close()
+	if w.lock != nil {
+		_ = w.lock.Close()
 	}
 }
 
 // sweepWorkspaces removes the directories of runs that died without
 // removing theirs (rollguard was killed), after ending the SSH connections
-// they left open. A directory whose owner still holds its lock is a live
+// they left open. A directory whose run still holds its lock is a live
 // run, of this process or another, and is left alone.
 func sweepWorkspaces(ctx context.Context, log *slog.Logger) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), workspacePattern))
@@ -96,30 +99,28 @@ func sweepWorkspaces(ctx context.Context, log *slog.Logger) {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
 			continue // another user's run
 		}
-		f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR, 0)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			if time.Since(fi.ModTime()) < unownedAge {
-				continue
-			}
-		case err != nil:
-			continue
-		default:
-			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-				f.Close()
-				continue // a live run
-			}
-		}
-		stopControlMasters(ctx, filepath.Join(dir, controlDir), log)
-		if err := os.RemoveAll(dir); err != nil {
-			log.Warn("ansible: could not remove a dead run's temporary directory", "dir", dir, "err", err)
-		} else {
-			log.Info("ansible: removed a dead run's temporary directory", "dir", dir)
-		}
-		if f != nil {
-			f.Close()
-		}
+		sweepWorkspace(ctx, dir, log)
 	}
+}
+
+func sweepWorkspace(ctx context.Context, dir string, log *slog.Logger) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return // a live run
+	}
+	if _, err := os.Stat(filepath.Join(dir, ownerFile)); err != nil {
+		return
+	}
+	stopControlMasters(ctx, filepath.Join(dir, controlDir), log)
+	if err := os.RemoveAll(dir); err != nil {
+		log.Warn("ansible: could not remove a dead run's temporary directory", "dir", dir, "err", err)
+		return
+	}
+	log.Info("ansible: removed a dead run's temporary directory", "dir", dir)
 }
 
 // stopControlMasters asks every SSH master connection with a socket in
