@@ -228,7 +228,8 @@ func TestLive(t *testing.T) {
 		canary := l.hosts[1]
 		confs := l.confs()
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v4", KnownGood: true, Canary: []string{canary},
-			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03", "fail_revert": "true"}})
+			ExtraVars:       map[string]string{"latency_factor": "2.5", "error_share": "0.03"},
+			RevertExtraVars: map[string]string{"fail_revert": "true"}})
 		code, r, out := l.run(spec, nil)
 		if code != 3 || r.Rollback == nil {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)

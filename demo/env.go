@@ -219,6 +219,8 @@ type SpecOptions struct {
 	Detection string
 	// NoRevertPlaybook leaves revert.playbook out.
 	NoRevertPlaybook bool
+	// RevertExtraVars are revert.extra_vars (the revert playbook's).
+	RevertExtraVars map[string]string
 	// KnownGood sets revert.known_good.
 	KnownGood bool
 	// Snapshots adds revert.snapshot hooks that copy each host's app.conf
@@ -288,6 +290,12 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 	fmt.Fprintf(&b, "revert:\n  scope: %s\n  verify: 30s\n  known_good: %v\n", o.Scope, o.KnownGood)
 	if !o.NoRevertPlaybook {
 		b.WriteString("  playbook: playbooks/revert.yml\n")
+		if len(o.RevertExtraVars) > 0 {
+			b.WriteString("  extra_vars:\n")
+			for _, k := range slices.Sorted(maps.Keys(o.RevertExtraVars)) {
+				fmt.Fprintf(&b, "    %s: %s\n", k, o.RevertExtraVars[k])
+			}
+		}
 	}
 	if o.Snapshots {
 		snaps := filepath.Join(e.Dir, "snapshots")

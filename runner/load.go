@@ -221,8 +221,14 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 	d.checkFile("apply.playbook", s.Apply.Playbook, s.Dir, readFile)
 	d.checkFile("apply.vault_password_file", s.Apply.VaultPasswordFile, s.Dir, readFile)
 	d.checkFile("revert.playbook", s.Revert.Playbook, s.Dir, readFile)
+	d.checkFile("revert.vault_password_file", s.Revert.VaultPasswordFile, s.Dir, readFile)
+	for _, p := range []string{"revert.extra_vars", "revert.forks", "revert.vault_password_file"} {
+		if d.has(p) && s.Revert.Playbook == "" {
+			d.errorf(d.at(p), "%s: only the revert playbook uses it; set revert.playbook", p)
+		}
+	}
 
-	for _, p := range []string{"apply.forks", "revert.snapshot.concurrency", "metrics.error_limit",
+	for _, p := range []string{"apply.forks", "revert.forks", "revert.snapshot.concurrency", "metrics.error_limit",
 		"detection.smoothing", "detection.min_baseline_samples", "detection.no_data_ticks"} {
 		d.atLeastOne(p)
 	}
@@ -790,6 +796,15 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 	}
 	r := &s.Revert
 	r.Playbook = resolvePath(s.Dir, r.Playbook)
+	if r.Playbook != "" {
+		r.VaultPasswordFile = resolvePath(s.Dir, r.VaultPasswordFile)
+		if r.VaultPasswordFile == "" {
+			r.VaultPasswordFile = a.VaultPasswordFile
+		}
+		if r.Forks == 0 {
+			r.Forks = a.Forks
+		}
+	}
 	if r.Scope == "" {
 		r.Scope = ScopeWave
 	}

@@ -58,6 +58,8 @@ func TestLoadGood(t *testing.T) {
 					"nginx_worker_connections": 4096, "upstreams": []any{"a", "b"}, "tuning": map[string]any{"keepalive": 65}})
 				eq(t, "vault file resolved", s.Apply.VaultPasswordFile, filepath.Join(dir, "vault-pass.txt"))
 				eq(t, "revert playbook resolved", s.Revert.Playbook, filepath.Join(dir, "playbooks/revert.yml"))
+				eq(t, "revert playbook's forks and vault default to apply's, extra vars do not",
+					[]any{s.Revert.Forks, s.Revert.VaultPasswordFile, s.Revert.ExtraVars}, []any{s.Apply.Forks, s.Apply.VaultPasswordFile, map[string]any(nil)})
 				eq(t, "snapshot", *s.Revert.Snapshot, Snapshot{
 					Create:      []string{"virsh", "snapshot-create-as", "{{.Host.Name}}", "rollguard-{{.RunID}}"},
 					Restore:     []string{"virsh", "snapshot-revert", "{{.Host.Name}}", "{{.Snapshot}}"},
@@ -289,6 +291,12 @@ policies:
 	f("detection: {smoothing: 1.5}\n", "testdata/x.yaml:12:24: detection.smoothing: expected an integer, got \"1.5\"")
 	f("revert: {snapshot: {create: [x]}}\n", "testdata/x.yaml:12:20: revert.snapshot: create and restore go together (a snapshot that is never restored, or restored without being taken, is a mistake)")
 	f("revert: {known_good: yes}\n", "testdata/x.yaml:12:22: revert.known_good: expected true or false, got \"yes\"")
+	f("revert: {known_good: true, extra_vars: {a: 1}, forks: 2}\n",
+		"testdata/x.yaml:12:40: revert.extra_vars: only the revert playbook uses it; set revert.playbook\n"+
+			"testdata/x.yaml:12:55: revert.forks: only the revert playbook uses it; set revert.playbook")
+	f("revert: {playbook: playbooks/revert.yml, forks: 0, vault_password_file: nope.txt}\n",
+		"testdata/x.yaml:12:49: revert.forks must be at least 1, got 0\n"+
+			"testdata/x.yaml:12:73: revert.vault_password_file: file testdata/nope.txt does not exist")
 	f("apply: {}\n", "testdata/x.yaml:12:1: duplicate key \"apply\" in the spec (first at line 4)")
 	f("alerts: [{type: github, url: 'https://x'}]\n", "testdata/x.yaml:12:30: alerts[0].url: a github alert writes workflow annotations and takes no url")
 	f("metrics2: {}\n", "testdata/x.yaml:12:1: unknown key \"metrics2\" in the spec (did you mean \"metrics\"?)")

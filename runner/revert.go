@@ -155,7 +155,8 @@ func (x *execution) revertMethods() []revertMethod {
 	if x.Spec.Revert.Playbook != "" {
 		ms = append(ms, revertMethod{"revert-playbook", func(ctx context.Context, hosts []string) ([]string, []string, string) {
 			req := x.applyRequest(ctx, hosts)
-			req.Playbook = x.Spec.Revert.Playbook
+			rv := x.Spec.Revert
+			req.Playbook, req.ExtraVars, req.Forks, req.VaultPasswordFile = rv.Playbook, rv.ExtraVars, rv.Forks, rv.VaultPasswordFile
 			return x.applyFor(ctx, req, hosts)
 		}})
 	}

@@ -70,6 +70,10 @@ func Schema() ([]byte, error) {
 		}
 		t.DependentRequired = map[string][]string{"group": {"inventory"}}
 	}
+	if r := defs["Revert"]; r != nil {
+		// What only the revert playbook uses.
+		r.DependentRequired = map[string][]string{"extra_vars": {"playbook"}, "forks": {"playbook"}, "vault_password_file": {"playbook"}}
+	}
 	if p := defs["PolicyRef"]; p != nil {
 		p.Description = "A policy file ({file: path}) or an inline policy ({name, rollback_when, host_rollback_when, on_no_data})."
 		p.OneOf = []*jsonschema.Schema{

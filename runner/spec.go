@@ -203,6 +203,16 @@ const (
 type Revert struct {
 	// Playbook is a revert playbook, relative to the spec (optional).
 	Playbook string `yaml:"playbook,omitempty" json:"playbook,omitempty"`
+	// ExtraVars are the revert playbook's --extra-vars (default: none).
+	// apply.extra_vars are not passed to it: extra vars override every
+	// other variable, so a revert given the change's could not set its
+	// own values.
+	ExtraVars map[string]any `yaml:"extra_vars,omitempty" json:"extra_vars,omitempty"`
+	// Forks is the revert playbook's --forks (default: apply.forks).
+	Forks int `yaml:"forks,omitempty" json:"forks,omitempty"`
+	// VaultPasswordFile is the revert playbook's --vault-password-file,
+	// relative to the spec (default: apply.vault_password_file).
+	VaultPasswordFile string `yaml:"vault_password_file,omitempty" json:"vault_password_file,omitempty"`
 	// KnownGood re-runs apply.playbook with the last known-good version's
 	// variables (default false).
 	KnownGood bool `yaml:"known_good,omitempty" json:"known_good,omitempty"`
