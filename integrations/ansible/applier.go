@@ -148,8 +148,20 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 	} else if opts.Inventory, err = writeInventory(ws.dir, req.Inventory); err != nil {
 		return ports.ApplyResult{}, fmt.Errorf("apply %s: %w", req.Playbook, err)
 	}
-	if len(req.Limit) > 0 {
-		opts.Limit = strings.Join(req.Limit, ",")
+	// The user's inventory may hold more hosts than the targets: a run
+	// without a limit covers the targets only.
+	limit := req.Limit
+	if len(limit) == 0 && a.cfg.Inventory != "" {
+		limit = order
+	}
+	if len(limit) > 0 {
+		// From a file: a wave of thousands of hosts would not fit in one
+		// command-line argument (128 KiB).
+		file := filepath.Join(ws.dir, "limit")
+		if err := os.WriteFile(file, []byte(strings.Join(limit, "\n")+"\n"), 0o600); err != nil {
+			return steps.ApplyResult{}, fmt.Errorf("apply %s: limit: %w", req.Playbook, err)
+		}
+		opts.Limit = "@" + file
 	}
 	if req.Forks > 0 {
 		opts.Forks = strconv.Itoa(req.Forks)
@@ -217,7 +229,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 	waitErr := group.finish()
 	events.closeWriter()
 	seen, plays := events.wait()
-	run := runInfo{order: order, limit: req.Limit, plays: plays}
+	run := runInfo{order: order, limit: limit, plays: plays}
 
 	if started, startErr := group.startErr(); !started {
 		if startErr == nil {
