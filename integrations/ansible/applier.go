@@ -159,7 +159,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 		// command-line argument (128 KiB).
 		file := filepath.Join(ws.dir, "limit")
 		if err := os.WriteFile(file, []byte(strings.Join(limit, "\n")+"\n"), 0o600); err != nil {
-			return steps.ApplyResult{}, fmt.Errorf("apply %s: limit: %w", req.Playbook, err)
+			return ports.ApplyResult{}, fmt.Errorf("apply %s: limit: %w", req.Playbook, err)
 		}
 		opts.Limit = "@" + file
 	}

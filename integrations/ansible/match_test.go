@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/ansible"
-	"github.com/rollguard/rollguard/steps"
+	"github.com/rollguard/rollguard/ports"
 )
 
 // webPlaybook is site.yml's play for the `web` group only.
@@ -51,23 +51,23 @@ func TestApplyPlayMatchesNoHost(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	apply := func(cfg ansible.Config, limit []string) map[string]steps.HostResult {
+	apply := func(cfg ansible.Config, limit []string) map[string]ports.HostResult {
 		t.Helper()
-		res, err := ansible.New(cfg).Apply(t.Context(), steps.ApplyRequest{
+		res, err := ansible.New(cfg).Apply(t.Context(), ports.ApplyRequest{
 			Playbook: book, Inventory: hosts, Limit: limit, ExtraVars: map[string]any{"version": "v2"},
 		}, nil)
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
-		out := map[string]steps.HostResult{}
+		out := map[string]ports.HostResult{}
 		for _, hr := range res.Hosts {
 			out[hr.Host] = hr
 		}
 		return out
 	}
-	check := func(got steps.HostResult, status, msg string) {
+	check := func(got ports.HostResult, status, msg string) {
 		t.Helper()
-		if got.Status != status || got.Message != msg || got.Applied() != (status == steps.HostChanged) {
+		if got.Status != status || got.Message != msg || got.Applied() != (status == ports.HostChanged) {
 			t.Errorf("%s: %+v\nwant %s: %q", got.Host, got, status, msg)
 		}
 	}
@@ -75,7 +75,7 @@ func TestApplyPlayMatchesNoHost(t *testing.T) {
 	all := []string{"web-1", "web-2", "web-3"}
 	res := apply(ansible.Config{WorkDir: dir}, all)
 	for _, name := range all {
-		check(res[name], steps.HostUnmatched, "the play matched no host: `hosts: web`, but the limit was web-1,web-2,web-3")
+		check(res[name], ports.HostUnmatched, "the play matched no host: `hosts: web`, but the limit was web-1,web-2,web-3")
 	}
 	for _, name := range all {
 		if n := f.Writes(name); n != 0 {
@@ -84,10 +84,10 @@ func TestApplyPlayMatchesNoHost(t *testing.T) {
 	}
 
 	res = apply(ansible.Config{WorkDir: dir, Inventory: invPath}, []string{"web-3"})
-	check(res["web-3"], steps.HostUnmatched, "the play matched no host: `hosts: web`, but the limit was web-3")
+	check(res["web-3"], ports.HostUnmatched, "the play matched no host: `hosts: web`, but the limit was web-3")
 	res = apply(ansible.Config{WorkDir: dir, Inventory: invPath}, []string{"web-1", "web-3"})
-	check(res["web-1"], steps.HostChanged, "")
-	check(res["web-3"], steps.HostUnmatched, "no play matched the host: `hosts: web` matched web-1; the limit was web-1,web-3")
+	check(res["web-1"], ports.HostChanged, "")
+	check(res["web-3"], ports.HostUnmatched, "no play matched the host: `hosts: web` matched web-1; the limit was web-1,web-3")
 	if n := f.Writes("web-3"); n != 0 {
 		t.Errorf("web-3 (group db) was written")
 	}
@@ -105,7 +105,7 @@ func TestApplyTimeout(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	res, err := a.Apply(ctx, steps.ApplyRequest{Playbook: filepath.Join(playbooks, "slow.yml"), Inventory: hosts}, nil)
+	res, err := a.Apply(ctx, ports.ApplyRequest{Playbook: filepath.Join(playbooks, "slow.yml"), Inventory: hosts}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stopped after 4s (apply.timeout)") {
 		t.Fatalf("Apply: %v, want a timeout", err)
 	}
@@ -149,7 +149,7 @@ func TestApplySweepsDeadRunsDirectories(t *testing.T) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ansible.New(ansible.Config{}).Apply(t.Context(), steps.ApplyRequest{
+	_, err = ansible.New(ansible.Config{}).Apply(t.Context(), ports.ApplyRequest{
 		Playbook: filepath.Join(playbooks, "site.yml"), Inventory: hosts, ExtraVars: map[string]any{"version": "v2"},
 	}, nil)
 	if err != nil {

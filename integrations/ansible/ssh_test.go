@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/integrations/ansible"
+	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/simfleet/sshfleet"
-	"github.com/rollguard/rollguard/steps"
 )
 
 // sshSpecDir lays out a spec directory as a user's, for the SSH fleet:
@@ -38,7 +38,7 @@ func sshSpecDir(t *testing.T, f *sshfleet.Fleet, knownHosts string) string {
 
 // sshRun discovers the web group of dir's inventory and applies site.yml
 // to limit (every host when nil), as `rollguard run` does.
-func sshRun(t *testing.T, dir string, limit []string) steps.ApplyResult {
+func sshRun(t *testing.T, dir string, limit []string) ports.ApplyResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -54,7 +54,7 @@ func sshRun(t *testing.T, dir string, limit []string) steps.ApplyResult {
 		}
 	}
 	a := ansible.New(ansible.Config{WorkDir: dir, Inventory: inv})
-	res, err := a.Apply(ctx, steps.ApplyRequest{
+	res, err := a.Apply(ctx, ports.ApplyRequest{
 		Playbook: filepath.Join(dir, "site.yml"), Inventory: hosts, Limit: limit,
 		ExtraVars: map[string]any{"version": "v2"}, VaultPasswordFile: vault,
 	}, nil)
@@ -112,7 +112,7 @@ func TestSSHGroupPlaybook(t *testing.T) {
 	hosts := f.Hosts()
 
 	res := sshRun(t, dir, []string{hosts[1].Name})
-	if len(res.Hosts) != 1 || res.Hosts[0].Status != steps.HostChanged {
+	if len(res.Hosts) != 1 || res.Hosts[0].Status != ports.HostChanged {
 		t.Fatalf("limit %s: %+v, want it changed", hosts[1].Name, res.Hosts)
 	}
 	if siteConf(t, hosts[0]) != "" || siteConf(t, hosts[2]) != "" {
@@ -123,9 +123,9 @@ func TestSSHGroupPlaybook(t *testing.T) {
 	for i, hr := range res.Hosts {
 		h := hosts[i]
 		// web-2 already had site.conf: ok (applied, nothing to change).
-		want := steps.HostChanged
+		want := ports.HostChanged
 		if h.Name == hosts[1].Name {
-			want = steps.HostOK
+			want = ports.HostOK
 		}
 		if hr.Host != h.Name || hr.Status != want || !hr.Applied() {
 			t.Errorf("%s: %+v, want %s", h.Name, hr, want)
