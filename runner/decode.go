@@ -135,6 +135,7 @@ var (
 	durationType     = reflect.TypeOf(Duration(0))
 	sizeType         = reflect.TypeOf(Size{})
 	shareType        = reflect.TypeOf(Share(0))
+	toleranceType    = reflect.TypeOf(Tolerance{})
 	hostSelectorType = reflect.TypeOf(HostSelector{})
 	queriesType      = reflect.TypeOf(Queries(nil))
 	targetType       = reflect.TypeOf(Target{})
@@ -164,13 +165,18 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 		d.duration(n, v, path)
 		return
 	case sizeType:
-		if s, ok := d.size(n, path); ok {
+		if s, ok := d.size(n, path, 1); ok {
 			v.Set(reflect.ValueOf(s))
 		}
 		return
 	case shareType:
 		if s, ok := d.share(n, path); ok {
 			v.SetFloat(float64(s))
+		}
+		return
+	case toleranceType:
+		if s, ok := d.size(n, path, 0); ok {
+			v.Set(reflect.ValueOf(Tolerance{s}))
 		}
 		return
 	case hostSelectorType:
@@ -509,8 +515,9 @@ func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
 	v.SetInt(int64(dur))
 }
 
-// size decodes a count of hosts (>= 1) or a share "N%" (0 < N <= 100).
-func (d *decoder) size(n *yaml.Node, path string) (Size, bool) {
+// size decodes a count of hosts (>= least, 1 or 0) or a share "N%" (0 <
+// N <= 100; 0 <= N when least is 0).
+func (d *decoder) size(n *yaml.Node, path string, least int) (Size, bool) {
 	const want = `a host count (3) or a share ("10%")`
 	if n.Kind != yaml.ScalarNode {
 		d.errorf(n, "%sexpected %s, got %s", label(path), want, d.describe(n, false))
@@ -518,8 +525,8 @@ func (d *decoder) size(n *yaml.Node, path string) (Size, bool) {
 	}
 	if n.ShortTag() == "!!int" {
 		c, err := strconv.Atoi(strings.ReplaceAll(n.Value, "_", ""))
-		if err != nil || c < 1 {
-			d.errorf(n, "%shost count must be at least 1, got %s", label(path), n.Value)
+		if err != nil || c < least {
+			d.errorf(n, "%shost count must be at least %d, got %s", label(path), least, n.Value)
 			return Size{}, false
 		}
 		return Size{Count: c}, true
@@ -530,7 +537,11 @@ func (d *decoder) size(n *yaml.Node, path string) (Size, bool) {
 			d.errorf(n, "%sexpected %s, got %s", label(path), want, d.describe(n, false))
 			return Size{}, false
 		}
-		if !(f > 0 && f <= 100) {
+		switch {
+		case least == 0 && !(f >= 0 && f <= 100):
+			d.errorf(n, "%sshare must be from 0%% to 100%%, got %s", label(path), n.Value)
+			return Size{}, false
+		case least > 0 && !(f > 0 && f <= 100):
 			d.errorf(n, "%sshare must be over 0%% and at most 100%%, got %s", label(path), n.Value)
 			return Size{}, false
 		}
@@ -569,7 +580,7 @@ func (d *decoder) hostSelector(n *yaml.Node, v reflect.Value, path string) {
 	var hs HostSelector
 	switch n.Kind {
 	case yaml.ScalarNode:
-		s, ok := d.size(n, path)
+		s, ok := d.size(n, path, 1)
 		if !ok {
 			return
 		}

@@ -76,6 +76,7 @@ func TestLoadGood(t *testing.T) {
 				eq(t, "alert on default", s.Alerts[1].On, []string{"degraded", "rollback", "halted", "verify_failed"})
 				eq(t, "state dir resolved", s.State.Dir, filepath.Join(dir, "state"))
 				eq(t, "revert", [4]string{s.Revert.Scope, s.Revert.Mode, s.Revert.OnInterrupt, s.Revert.Verify.D().String()}, [4]string{"all", "revert", "freeze", "1m0s"})
+				eq(t, "max_failed 10% of 15 and of 9 hosts", []int{s.Revert.MaxFailed.Of(15), s.Revert.MaxFailed.Of(9)}, []int{1, 0})
 			},
 		},
 		{
@@ -297,6 +298,10 @@ policies:
 	f("revert: {playbook: playbooks/revert.yml, forks: 0, vault_password_file: nope.txt}\n",
 		"testdata/x.yaml:12:49: revert.forks must be at least 1, got 0\n"+
 			"testdata/x.yaml:12:73: revert.vault_password_file: file testdata/nope.txt does not exist")
+	f("revert: {max_failed: 0}\n", "")
+	f("revert: {max_failed: -1}\n", "testdata/x.yaml:12:22: revert.max_failed: host count must be at least 0, got -1")
+	f("revert: {max_failed: 120%}\n", "testdata/x.yaml:12:22: revert.max_failed: share must be from 0% to 100%, got 120%")
+	f("revert: {max_failed: [1]}\n", "testdata/x.yaml:12:22: revert.max_failed: expected a host count (3) or a share (\"10%\"), got a list")
 	f("apply: {}\n", "testdata/x.yaml:12:1: duplicate key \"apply\" in the spec (first at line 4)")
 	f("alerts: [{type: github, url: 'https://x'}]\n", "testdata/x.yaml:12:30: alerts[0].url: a github alert writes workflow annotations and takes no url")
 	f("metrics2: {}\n", "testdata/x.yaml:12:1: unknown key \"metrics2\" in the spec (did you mean \"metrics\"?)")

@@ -187,6 +187,17 @@ func (Size) JSONSchema() *jsonschema.Schema {
 	}
 }
 
+// JSONSchema describes a Tolerance: a host count from 0, or a share.
+func (Tolerance) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{
+		Description: `How many hosts of a wave after the canary may fail to apply: a number (0 or more) or a share of the wave ("10%"). Default 0.`,
+		OneOf: []*jsonschema.Schema{
+			{Type: "integer", Minimum: json.Number("0")},
+			{Type: "string", Pattern: sharePattern},
+		},
+	}
+}
+
 func sizeForms() []*jsonschema.Schema {
 	return []*jsonschema.Schema{
 		{Type: "integer", Minimum: json.Number("1")},

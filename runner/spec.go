@@ -7,6 +7,7 @@
 package runner
 
 import (
+	"math"
 	"time"
 )
 
@@ -63,6 +64,20 @@ type Size struct {
 	Count int
 	// Percent is the share, 0 < Percent <= 100, when set.
 	Percent float64
+}
+
+// Tolerance is how many hosts of a wave may fail: a count (0 or more) or
+// a share of the wave's hosts ("10%", 0% to 100%).
+type Tolerance struct{ Size }
+
+// Of is the number of failed hosts tolerated in a wave of n hosts: the
+// count, or the share of n rounded down ("10%" of 15 is 1), as Ansible's
+// max_fail_percentage counts.
+func (t Tolerance) Of(n int) int {
+	if t.Percent > 0 {
+		return int(math.Floor(t.Percent/100*float64(n) + 1e-9))
+	}
+	return min(t.Count, n)
 }
 
 // Target is one host of a static target list: a name, or an object.
@@ -228,6 +243,13 @@ type Revert struct {
 	Verify Duration `yaml:"verify,omitempty" json:"verify,omitempty"`
 	// OnInterrupt is what SIGTERM/SIGINT does: revert (default) | freeze.
 	OnInterrupt string `yaml:"on_interrupt,omitempty" json:"on_interrupt,omitempty"`
+	// MaxFailed is how many hosts of a wave after the canary may fail to
+	// apply (failed, unreachable, skipped, or matched by no play) before
+	// the rollout stops (default 0: the first such host stops it, so the
+	// change reaches no further host until a person has looked). The
+	// canary tolerates none, whatever this says: it is where the change
+	// is tried.
+	MaxFailed Tolerance `yaml:"max_failed,omitempty" json:"max_failed,omitzero"`
 }
 
 // Snapshot holds argv templates over {{.Host.Name}} {{.Host.Address}}
