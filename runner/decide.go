@@ -108,25 +108,17 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 	return verdict{}, holding
 }
 
-// metricsError ends the rollout after error_limit ticks without metrics:
-// it never promotes on missing data.
-func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time) verdict {
-	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", x.errTicks, x.Spec.Metrics.ErrorLimit, x.lastErr)
-	x.report.Decisions = append(x.report.Decisions, report.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
-	return x.fire(ctx, w, "metrics-error", reason)
-}
-
-// fire ends the rollout after a fleet-level fire: it reverts per
-// revert.scope (or freezes) and says how the rollout ends.
-func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string) verdict {
-	scope := x.Spec.Revert.Scope
+// scopeHosts are the hosts a fleet-level fire in wave w reverts, per
+// revert.scope: every host carrying the change (all), those of the wave
+// (wave), or the degraded and failed ones (host).
+func (x *execution) scopeHosts(w PlannedWave) []string {
 	var hosts []string
 	for i := range x.hosts {
 		h := &x.hosts[i]
 		if !h.carries() {
 			continue
 		}
-		switch scope {
+		switch x.Spec.Revert.Scope {
 		case ScopeAll:
 		case ScopeHost:
 			if !x.eng.Host(i).Degraded && !h.failed {
@@ -139,6 +131,22 @@ func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason str
 		}
 		hosts = append(hosts, h.Name)
 	}
+	return hosts
+}
+
+// metricsError ends the rollout after error_limit ticks without metrics:
+// it never promotes on missing data.
+func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time) verdict {
+	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", x.errTicks, x.Spec.Metrics.ErrorLimit, x.lastErr)
+	x.report.Decisions = append(x.report.Decisions, report.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
+	return x.fire(ctx, w, "metrics-error", reason)
+}
+
+// fire ends the rollout after a fleet-level fire: it reverts per
+// revert.scope (or freezes) and says how the rollout ends.
+func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string) verdict {
+	scope := x.Spec.Revert.Scope
+	hosts := x.scopeHosts(w)
 	if x.Spec.Revert.Mode == ModeFreeze {
 		if c := x.causes(); c != "" {
 			reason += "; degraded: " + c

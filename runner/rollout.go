@@ -102,7 +102,7 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 			v = verdict{report.OutcomeHalted, x.interrupted(ctx)}
 		}
 	}
-	v = x.unverifiedRevert(v)
+	v = x.unknownHosts(x.unverifiedRevert(v))
 	x.end(ctx, v)
 	return &Result{Report: x.report, ExitCode: ExitCode(v.outcome)}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
@@ -38,6 +37,10 @@ func (x *execution) waves(ctx context.Context, from int) (verdict, error) {
 		if x.hosts[i].carries() {
 			n++
 		}
+	}
+	if n == 0 {
+		// Host policies reverted every host during the bake.
+		return verdict{report.OutcomeRolledBack, "every wave passed, but no host carries the change: every one was reverted"}, nil
 	}
 	return verdict{report.OutcomePromoted, fmt.Sprintf("every wave passed; %d hosts carry the change", n)}, nil
 }
@@ -75,6 +78,11 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	// over the same window, so the untouched ones serve as controls.
 	if err := x.baseline(ctx, start, x.untouched()); err != nil {
 		return broken(fmt.Errorf("baseline for wave %s: %w", w.Name, err))
+	}
+	if reason := x.emptyBaselines(start, x.liveHosts(w.Hosts)); reason != "" && rw == nil {
+		x.logf("   %s", reason)
+		wr.Outcome, wr.FinishedAt = report.WaveError, ptr(x.Clock.Now())
+		return x.notStarted(w, reason), nil
 	}
 	// Snapshots first: a host whose snapshot failed is not changed
 	// (snapshot.on_failure: skip_host, the default).
@@ -123,6 +131,9 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	}
 	v, err := x.watch(ctx, wi, w, start, time.Time{}, w.Monitor, applyDone)
 	cancelApply()
+	if err == nil && !v.ends() {
+		v = x.stageEmptied(w)
+	}
 	wr.FinishedAt = ptr(x.Clock.Now())
 	switch {
 	case err != nil:
@@ -288,60 +299,6 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 	}
 }
 
-// applied records a finished apply. A host that failed or was unreachable
-// is reverted by name; an apply that could not run at all reverts the
-// wave, and the verdict ends the rollout.
-func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome) verdict {
-	var failed, unchanged []string
-	for _, hr := range ao.res.Hosts {
-		i, ok := x.index[hr.Host]
-		if !ok {
-			continue
-		}
-		h := &x.hosts[i]
-		h.status = hr.Status
-		h.message = hr.Message
-		h.changedTasks = append(h.changedTasks, hr.ChangedTasks...)
-		switch {
-		case hr.Status == ports.HostFailed && len(hr.ChangedTasks) == 0:
-			// The play failed before it changed anything: there is
-			// nothing to revert (a revert playbook would go back further
-			// than this run), but the host does not carry the change.
-			x.markFailed(i)
-			x.exclude(i)
-			h.revertReason = "apply failed before changing anything; left as it was"
-			unchanged = append(unchanged, hr.Host)
-		case hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable:
-			// A failed play may have changed something; an unreachable
-			// host is in an unknown state: revert both by name.
-			h.applied = hr.Status == ports.HostFailed
-			failed = append(failed, hr.Host)
-			x.markFailed(i)
-		default:
-			h.applied = true
-		}
-	}
-	for _, n := range unchanged {
-		x.logf("   %s: apply failed before changing anything (%s); left as it was", n, x.hosts[x.index[n]].message)
-	}
-	if ao.err != nil {
-		if ctx.Err() != nil {
-			return verdict{}
-		}
-		x.logf("   apply failed: %v", ao.err)
-		return x.fire(ctx, w, "apply-error", "the playbook could not run: "+ao.err.Error())
-	}
-	x.logf("   applied: %d hosts, %d failed", len(ao.res.Hosts)-len(failed)-len(unchanged), len(failed)+len(unchanged))
-	if !ao.resumed {
-		x.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: failedDetail(failed, unchanged)})
-		x.recordApplied(ctx, ao.res.Hosts)
-	}
-	if len(failed) > 0 {
-		x.revertHosts(ctx, failed, "apply failed on the host", "apply-failed", true)
-	}
-	return verdict{}
-}
-
 // observe queries every metric once for all hosts and feeds the engine.
 // A failed query is no data for every host; consecutive failures are
 // counted for the error limit.
@@ -388,15 +345,4 @@ func hostResultNames(res []ports.HostResult) []string {
 		out[i] = h.Host
 	}
 	return out
-}
-
-func failedDetail(failed, unchanged []string) string {
-	var parts []string
-	if len(failed) > 0 {
-		parts = append(parts, "failed: "+strings.Join(failed, ","))
-	}
-	if len(unchanged) > 0 {
-		parts = append(parts, "failed unchanged: "+strings.Join(unchanged, ","))
-	}
-	return strings.Join(parts, "; ")
 }

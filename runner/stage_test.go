@@ -1,0 +1,311 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
+)
+
+// A stage passes only if its hosts carry the change: each case scripts
+// the change playbook's per-host results (every other host changed, the
+// revert playbook always succeeds) and checks the exit, the playbook runs
+// (what was touched), the reason, and what report.json and the journal
+// say of the hosts.
+func TestStageJudgement(t *testing.T) {
+	failed := func(msg string, changed ...string) *ports.HostResult {
+		return &ports.HostResult{Status: ports.HostFailed, Message: msg, ChangedTasks: changed}
+	}
+	unreachable := func(changed ...string) *ports.HostResult {
+		return &ports.HostResult{Status: ports.HostUnreachable, Message: "ssh: connect to host 10.0.0.1 port 22: Connection refused", ChangedTasks: changed}
+	}
+	unmatched := &ports.HostResult{Status: ports.HostUnmatched, Message: "the play matched no host: `hosts: web`, but the limit was web-1"}
+	everywhere := func(r *ports.HostResult) map[string]*ports.HostResult {
+		return map[string]*ports.HostResult{"web-1": r, "web-2": r, "web-3": r, "web-4": r}
+	}
+	withRevert := func(extra string) string {
+		return strings.Replace(execSpec, "verify: 1m}", "verify: 1m, "+extra+"}", 1)
+	}
+	tests := []struct {
+		name string
+		spec string
+		// site is the change's result per host (absent: changed).
+		site map[string]*ports.HostResult
+		// fail is the change's error on the canary.
+		fail error
+		// waitRevert holds the change's playbook until a revert ran.
+		waitRevert bool
+		exit       int
+		runs       []string
+		reason     []string
+		hosts      map[string]reportedHost
+		// applyEnd is the canary's apply-end journal detail.
+		applyEnd string
+	}{
+		{
+			name: "a play failing on every host stops at the canary, which is reverted",
+			site: everywhere(failed(`task "Check": boom`, "Write app.conf")),
+			exit: 3, runs: []string{"site.yml: web-1", "revert.yml: web-1"},
+			reason: []string{"canary did not apply on 1 of 1 hosts (the canary tolerates none): web-1 failed: task \"Check\": boom"},
+			hosts:  map[string]reportedHost{"web-1": {ports.HostFailed, true, true}, "web-2": {"", false, false}},
+		},
+		{
+			name: "a play failing on every host before changing anything halts at the canary",
+			site: everywhere(failed(`task "Check": boom`)),
+			exit: 4, runs: []string{"site.yml: web-1"},
+			reason: []string{"web-1 failed: task \"Check\": boom", "nothing this stage changed is left to revert: a person must decide"},
+			hosts:  map[string]reportedHost{"web-1": {ports.HostFailed, false, false}},
+		},
+		{
+			name: "a play that matched no host halts, naming the pattern and the limit",
+			site: everywhere(unmatched),
+			exit: 4, runs: []string{"site.yml: web-1"},
+			reason:   []string{"web-1 unmatched: the play matched no host: `hosts: web`, but the limit was web-1"},
+			hosts:    map[string]reportedHost{"web-1": {ports.HostUnmatched, false, false}},
+			applyEnd: "unmatched unchanged: web-1",
+		},
+		{
+			name: "an unreachable canary is reported unreachable, never reverted",
+			site: map[string]*ports.HostResult{"web-1": unreachable()},
+			exit: 4, runs: []string{"site.yml: web-1"},
+			reason:   []string{"web-1 unreachable: ssh: connect to host 10.0.0.1 port 22: Connection refused"},
+			hosts:    map[string]reportedHost{"web-1": {ports.HostUnreachable, false, false}},
+			applyEnd: "unreachable unchanged: web-1",
+		},
+		{
+			name: "a canary unreachable after changing something is a halt: its state is unknown",
+			site: map[string]*ports.HostResult{"web-1": unreachable("Write app.conf")},
+			exit: 4, runs: []string{"site.yml: web-1"},
+			reason:   []string{"web-1 became unreachable after the play changed something: not reverted, state unknown"},
+			hosts:    map[string]reportedHost{"web-1": {ports.HostUnreachable, false, false}},
+			applyEnd: "unreachable: web-1",
+		},
+		{
+			name: "max_failed 1: one failed host of wave-1 is reverted by name, the rollout goes on",
+			spec: withRevert("max_failed: 1"),
+			site: map[string]*ports.HostResult{"web-3": failed("boom", "Write app.conf")},
+			exit: 0, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-3"},
+			hosts: map[string]reportedHost{"web-3": {ports.HostFailed, true, true}, "web-4": {ports.HostChanged, true, false}},
+		},
+		{
+			name: "max_failed 1: an unreachable host of wave-1 is tolerated and not reverted",
+			spec: withRevert("max_failed: 1"),
+			site: map[string]*ports.HostResult{"web-3": unreachable()},
+			exit: 0, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4"},
+			hosts: map[string]reportedHost{"web-3": {ports.HostUnreachable, false, false}},
+		},
+		{
+			name: "max_failed 1: two failed hosts stop wave-1, which is reverted; the canary keeps the change",
+			spec: withRevert("max_failed: 1"),
+			site: map[string]*ports.HostResult{"web-2": failed("boom", "Write app.conf"), "web-3": failed("boom", "Write app.conf")},
+			exit: 3, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-2,web-3,web-4"},
+			reason: []string{"wave-1 did not apply on 2 of 3 hosts (revert.max_failed: 1): web-2, web-3 failed: boom"},
+			hosts:  map[string]reportedHost{"web-1": {ports.HostChanged, true, false}, "web-4": {ports.HostChanged, true, true}},
+		},
+		{
+			name: "max_failed 50% of 3 hosts is 1: a skipped and an unmatched host stop wave-1",
+			spec: withRevert("max_failed: 50%"),
+			site: map[string]*ports.HostResult{"web-2": {Status: ports.HostSkipped, Message: "every task was skipped on the host"}, "web-3": unmatched},
+			exit: 3, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-4"},
+			reason: []string{"wave-1 did not apply on 2 of 3 hosts (revert.max_failed: 50% of 3 hosts is 1): web-2 skipped: every task was skipped on the host; web-3 unmatched"},
+			hosts:  map[string]reportedHost{"web-2": {ports.HostSkipped, false, false}, "web-4": {ports.HostChanged, true, true}},
+		},
+		{
+			name: "max_failed 100%: a wave where every host failed still does not pass",
+			spec: withRevert("max_failed: 100%"),
+			site: map[string]*ports.HostResult{"web-2": failed("boom", "x"), "web-3": failed("boom", "x"), "web-4": failed("boom", "x")},
+			exit: 3, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-2,web-3,web-4"},
+			reason: []string{"no host of wave-1 carries the change: web-2, web-3, web-4 failed: boom"},
+		},
+		{
+			name:       "a host policy reverting the only canary host during its apply: the canary does not pass",
+			spec:       execSpec + "  - name: not-web-1\n    host_rollback_when: 'host.name == \"web-1\" && phase == \"apply\"'\n",
+			waitRevert: true,
+			exit:       3, runs: []string{"revert.yml: web-1", "site.yml: web-1"},
+			reason: []string{"no host of canary carries the change: web-1 host policy not-web-1", "reverted already"},
+		},
+		{
+			name: "an apply that times out says so and reverts what it may have changed",
+			site: map[string]*ports.HostResult{"web-1": {Status: ports.HostSkipped}},
+			fail: fmt.Errorf("apply site.yml: stopped after 30m0s (apply.timeout): %w", context.DeadlineExceeded),
+			exit: 3, runs: []string{"site.yml: web-1", "revert.yml: web-1"},
+			reason: []string{"apply-timeout fired in wave canary: the playbook timed out: it ran past apply.timeout (30m) and was stopped"},
+		},
+		{
+			name: "a host policy reverting the only canary host while it is monitored: the canary does not pass",
+			spec: execSpec + "  - name: not-web-1\n    host_rollback_when: 'host.name == \"web-1\" && phase == \"monitor\"'\n",
+			exit: 3, runs: []string{"site.yml: web-1", "revert.yml: web-1"},
+			reason: []string{"no host of canary carries the change at the end of its monitoring: web-1 host policy not-web-1"},
+			hosts:  map[string]reportedHost{"web-1": {ports.HostChanged, true, true}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := tc.spec
+			if spec == "" {
+				spec = execSpec
+			}
+			reverted := make(chan struct{})
+			ro, app, store := execRollout(t, spec, func(req ports.ApplyRequest) ports.ApplyResult {
+				res := changedAll(req)
+				if strings.HasSuffix(req.Playbook, "revert.yml") {
+					if tc.waitRevert {
+						close(reverted)
+					}
+					return res
+				}
+				if tc.waitRevert {
+					<-reverted
+				}
+				for i, h := range res.Hosts {
+					if r := tc.site[h.Host]; r != nil {
+						res.Hosts[i] = *r
+						res.Hosts[i].Host = h.Host
+					}
+				}
+				return res
+			})
+			app.fail = func(req ports.ApplyRequest) error {
+				if strings.HasSuffix(req.Playbook, "site.yml") && slices.Equal(req.Limit, []string{"web-1"}) {
+					return tc.fail
+				}
+				return nil
+			}
+			res, err := ro.Execute(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res.Report
+			if res.ExitCode != tc.exit {
+				t.Errorf("exit %d (%s: %s), want %d", res.ExitCode, r.Outcome, r.Reason, tc.exit)
+			}
+			if tc.waitRevert {
+				// The two playbooks run at once: their order is not known.
+				slices.Sort(app.runs)
+			}
+			if !slices.Equal(app.runs, tc.runs) {
+				t.Errorf("playbook runs %q, want %q", app.runs, tc.runs)
+			}
+			for _, want := range tc.reason {
+				if !strings.Contains(r.Reason, want) {
+					t.Errorf("reason %q\nlacks %q", r.Reason, want)
+				}
+			}
+			got := reportHosts(t, r)
+			for name, want := range tc.hosts {
+				if got[name] != want {
+					t.Errorf("report.json says %s is %+v, want %+v", name, got[name], want)
+				}
+			}
+			if tc.applyEnd != "" {
+				j, err := OpenJournal(t.Context(), store)
+				if err != nil {
+					t.Fatal(err)
+				}
+				found := false
+				for _, e := range j.Doc().Entries {
+					found = found || e.Step == JournalApplyEnd && e.Wave == "canary" && e.Detail == tc.applyEnd
+				}
+				if !found {
+					t.Errorf("the journal's canary apply-end does not say %q: %+v", tc.applyEnd, j.Doc().Entries)
+				}
+			}
+		})
+	}
+}
+
+// reportedHost is what report.json says of a host.
+type reportedHost struct {
+	Status   string `json:"status"`
+	Applied  bool   `json:"applied"`
+	Reverted bool   `json:"reverted"`
+}
+
+// reportHosts writes r as report.json and reads back what it says of
+// each host.
+func reportHosts(t *testing.T, r *report.Report) map[string]reportedHost {
+	t.Helper()
+	dir := t.TempDir()
+	if err := report.WriteReport(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Hosts []json.RawMessage `json:"hosts"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]reportedHost{}
+	for _, raw := range doc.Hosts {
+		var name struct{ Name string }
+		var s reportedHost
+		if err := errors.Join(json.Unmarshal(raw, &name), json.Unmarshal(raw, &s)); err != nil {
+			t.Fatal(err)
+		}
+		out[name.Name] = s
+	}
+	return out
+}
+
+// emptyFor answers like flatMetrics, but the baseline (Range) of the
+// hosts it names is empty, as with rate(x[1s]) on a 1 s scrape.
+type emptyFor map[string]bool
+
+func (e emptyFor) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	return flatMetrics{}.Instant(ctx, q, keys, at, out)
+}
+
+func (e emptyFor) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+	out, err := flatMetrics{}.Range(ctx, q, keys, from, to, step)
+	for i, k := range keys {
+		if e[k] {
+			out[i] = nil
+		}
+	}
+	return out, err
+}
+
+// A host whose baseline is empty is not changed: the canary's stops the
+// run before anything is applied (exit 1), a later wave's stops that
+// wave before its apply (exit 4, the canary keeps the change); the reason
+// names the host, the query and the window.
+func TestEmptyBaseline(t *testing.T) {
+	f := func(empty string, exit int, runs, reason []string) {
+		t.Helper()
+		ro, app, _ := execRollout(t, execSpec, changedAll)
+		ro.Metrics = emptyFor{empty: true}
+		res, err := ro.Execute(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := res.Report; res.ExitCode != exit {
+			t.Errorf("%s without a baseline: exit %d (%s: %s), want %d", empty, res.ExitCode, r.Outcome, r.Reason, exit)
+		}
+		if !slices.Equal(app.runs, runs) {
+			t.Errorf("%s without a baseline: playbook runs %q, want %q", empty, app.runs, runs)
+		}
+		for _, want := range reason {
+			if !strings.Contains(res.Report.Reason, want) {
+				t.Errorf("reason %q\nlacks %q", res.Report.Reason, want)
+			}
+		}
+	}
+	window := "over [2024-01-01T11:30:00Z, 2024-01-01T12:00:00Z) (metrics.baseline 30m, every 15s)"
+	f("web-1", 1, nil, []string{"canary not started: no baseline: query latency (latency) returned no sample for web-1 (instance=\"web-1\"), " + window,
+		"no host was changed"})
+	f("web-3", 4, []string{"site.yml: web-1"}, []string{"wave-1 not started: no baseline: query latency (latency) returned no sample for web-3 (instance=\"web-3\")",
+		"1 hosts of earlier waves keep the change (web-1): a person must decide"})
+}
