@@ -53,11 +53,17 @@ func (l *live) spec(o demo.SpecOptions) string {
 
 // conf is a host's app.conf, byte for byte.
 func (l *live) conf(host string) string {
-	data, err := os.ReadFile(filepath.Join(l.env.Dir, "fleet", host, "app.conf"))
-	if err != nil {
-		l.t.Fatal(err)
+	for _, h := range l.env.Fleet.Hosts() {
+		if h.Name == host {
+			data, err := os.ReadFile(filepath.Join(h.Dir, "app.conf"))
+			if err != nil {
+				l.t.Fatal(err)
+			}
+			return string(data)
+		}
 	}
-	return string(data)
+	l.t.Fatalf("no host %s", host)
+	return ""
 }
 
 func (l *live) confs() map[string]string {
@@ -280,11 +286,11 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("a host whose play fails is reverted and named", func(t *testing.T) {
+	t.Run("a host whose play fails is reverted and named; revert.max_failed: 1 lets the rollout go on", func(t *testing.T) {
 		l.t = t
 		failing := l.hosts[2] // in wave-1
 		confs := l.confs()
-		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v6",
+		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v6", MaxFailed: "1",
 			ExtraVars: map[string]string{"latency_factor": "1.0", "fail_after_write_on": failing}})
 		code, r, out := l.run(spec, nil)
 		var rep *report.HostReport

@@ -15,7 +15,8 @@ import (
 // execution is one run of a Rollout: the state that Execute builds and
 // the steps read and change. Its methods are spread over files named for
 // the part of the story they tell: rollout.go (begin and end), wave.go
-// (baseline, apply, watch), decide.go, revert.go (with verify),
+// (baseline, apply, watch), stage.go (what a stage needs to start and to
+// pass), decide.go, revert.go (with verify),
 // snapshot.go, resume.go (resume and abort), journal.go (journal and
 // history), report.go (report and alerts).
 type execution struct {
