@@ -259,15 +259,21 @@ func (x *execution) journalPlaybook(ctx context.Context, pid int) {
 	x.journal(ctx, JournalEntry{Step: JournalPlaybook, Detail: fmt.Sprintf("%s:%d", host, pid)})
 }
 
-// recordApplied writes each applied host's new version into the history.
+// recordApplied writes the version into each host's history: applied
+// where the play ran to its end, failed where it failed or the host was
+// unreachable. A host no task ran on (skipped, unmatched) never received
+// the version: nothing is written.
 func (x *execution) recordApplied(ctx context.Context, res []ports.HostResult) {
 	if x.History == nil || x.dry() {
 		return
 	}
 	for _, hr := range res {
 		outcome := history.VersionApplied
-		if hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable {
+		switch {
+		case hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable:
 			outcome = history.VersionFailed
+		case !hr.Applied():
+			continue
 		}
 		rec := history.VersionRecord{Version: x.Spec.Apply.Version, Playbook: x.Spec.Apply.Playbook, ExtraVars: x.Spec.Apply.ExtraVars,
 			At: x.Clock.Now(), RunID: x.RunID, Outcome: outcome}

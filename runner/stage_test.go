@@ -50,6 +50,9 @@ func TestStageJudgement(t *testing.T) {
 		hosts      map[string]reportedHost
 		// applyEnd is the canary's apply-end journal detail.
 		applyEnd string
+		// unrecorded hosts have no version in the history: they never
+		// received it.
+		unrecorded []string
 	}{
 		{
 			name: "a play failing on every host stops at the canary, which is reverted",
@@ -69,9 +72,10 @@ func TestStageJudgement(t *testing.T) {
 			name: "a play that matched no host halts, naming the pattern and the limit",
 			site: everywhere(unmatched),
 			exit: 4, runs: []string{"site.yml: web-1"},
-			reason:   []string{"web-1 unmatched: the play matched no host: `hosts: web`, but the limit was web-1"},
-			hosts:    map[string]reportedHost{"web-1": {ports.HostUnmatched, false, false}},
-			applyEnd: "unmatched unchanged: web-1",
+			reason:     []string{"web-1 unmatched: the play matched no host: `hosts: web`, but the limit was web-1"},
+			hosts:      map[string]reportedHost{"web-1": {ports.HostUnmatched, false, false}},
+			applyEnd:   "unmatched unchanged: web-1",
+			unrecorded: []string{"web-1"},
 		},
 		{
 			name: "an unreachable canary is reported unreachable, never reverted",
@@ -116,8 +120,9 @@ func TestStageJudgement(t *testing.T) {
 			spec: withRevert("max_failed: 50%"),
 			site: map[string]*ports.HostResult{"web-2": {Status: ports.HostSkipped, Message: "every task was skipped on the host"}, "web-3": unmatched},
 			exit: 3, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-4"},
-			reason: []string{"wave-1 did not apply on 2 of 3 hosts (revert.max_failed: 50% of 3 hosts is 1): web-2 skipped: every task was skipped on the host; web-3 unmatched"},
-			hosts:  map[string]reportedHost{"web-2": {ports.HostSkipped, false, false}, "web-4": {ports.HostChanged, true, true}},
+			reason:     []string{"wave-1 did not apply on 2 of 3 hosts (revert.max_failed: 50% of 3 hosts is 1): web-2 skipped: every task was skipped on the host; web-3 unmatched"},
+			hosts:      map[string]reportedHost{"web-2": {ports.HostSkipped, false, false}, "web-4": {ports.HostChanged, true, true}},
+			unrecorded: []string{"web-2", "web-3"},
 		},
 		{
 			name: "max_failed 100%: a wave where every host failed still does not pass",
@@ -204,6 +209,11 @@ func TestStageJudgement(t *testing.T) {
 			for name, want := range tc.hosts {
 				if got[name] != want {
 					t.Errorf("report.json says %s is %+v, want %+v", name, got[name], want)
+				}
+			}
+			for _, h := range tc.unrecorded {
+				if recs, err := ro.History.For(t.Context(), h); err != nil || len(recs) != 0 {
+					t.Errorf("history of %s, which never received the version: %+v, %v", h, recs, err)
 				}
 			}
 			if tc.applyEnd != "" {
