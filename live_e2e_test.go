@@ -105,12 +105,11 @@ func (l *live) journal(name string) runner.JournalDoc {
 	return doc
 }
 
-// TestLive runs real rollouts with real Ansible against a simulated fleet
-// scraped by a real VictoriaMetrics. The cases share one environment (a
-// baseline takes half a minute to collect) and run in order, each starting
-// from the configs the previous one left; the last one kills
-// VictoriaMetrics.
-func TestLive(t *testing.T) {
+// requireLive skips a live test when Ansible or VictoriaMetrics is
+// missing (fails under ROLLGUARD_E2E=1, which asks for every end-to-end
+// test to run) or under -short.
+func requireLive(t *testing.T) {
+	t.Helper()
 	if err := demo.Check(); err != nil {
 		if os.Getenv("ROLLGUARD_E2E") == "1" {
 			t.Fatalf("ROLLGUARD_E2E=1 but %v", err)
@@ -120,6 +119,15 @@ func TestLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live end-to-end tests take minutes")
 	}
+}
+
+// TestLive runs real rollouts with real Ansible against a simulated fleet
+// scraped by a real VictoriaMetrics. The cases share one environment (a
+// baseline takes half a minute to collect) and run in order, each starting
+// from the configs the previous one left; the last one kills
+// VictoriaMetrics.
+func TestLive(t *testing.T) {
+	requireLive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 13*time.Minute)
 	defer cancel()
 	env, err := demo.StartEnv(ctx, demo.EnvOptions{Dir: t.TempDir(), Hosts: 6, Seed: 11, Playbooks: os.DirFS("testdata/playbooks")})

@@ -29,15 +29,7 @@ const sshBaseline = 20 * time.Second
 // exporter on the host's own address. The cases run in order on one
 // fleet, each from the configs the previous one left.
 func TestLiveSSH(t *testing.T) {
-	if err := demo.Check(); err != nil {
-		if os.Getenv("ROLLGUARD_E2E") == "1" {
-			t.Fatalf("ROLLGUARD_E2E=1 but %v", err)
-		}
-		t.Skip(err)
-	}
-	if testing.Short() {
-		t.Skip("live end-to-end tests take minutes")
-	}
+	requireLive(t)
 	f := sshfleet.ForTest(t, sshfleet.Config{Hosts: 3, Seed: 5})
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
