@@ -96,6 +96,7 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 			h.applied = true
 			x.markFailed(i)
 			revert = append(revert, hr.Host)
+			x.logf("   %s failed after changing something (%s)", hr.Host, hr.Message)
 		default:
 			if hr.Status == ports.HostFailed || hr.Status == ports.HostUnreachable {
 				x.markFailed(i)
@@ -106,7 +107,7 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 			x.logf("   %s %s (%s): %s", hr.Host, hr.Status, hr.Message, h.revertReason)
 		}
 	}
-	x.logf("   applied: %d hosts, %d failed, %d did not apply", len(ao.res.Hosts)-len(revert)-left, len(revert), left)
+	x.logf("   applied: %d of %d hosts", len(ao.res.Hosts)-len(revert)-left, len(ao.res.Hosts))
 	if !ao.resumed {
 		x.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: applyDetail(ao.res.Hosts)})
 		x.recordApplied(ctx, ao.res.Hosts)
