@@ -55,7 +55,7 @@ func noisy(key string, at time.Time) float64 {
 // baseline window (as a control of the canary) starts there, while the
 // other hosts' windows span metrics.baseline.
 func TestBaselineStartsAfterLastRecordedChange(t *testing.T) {
-	ro, _, _ := execRollout(t, changedAll)
+	ro, _, _ := execRollout(t, execSpec, changedAll)
 	m := &scriptedMetrics{value: noisy}
 	ro.Metrics = m
 	start := ro.Clock.Now()
@@ -84,7 +84,7 @@ func TestBaselineStartsAfterLastRecordedChange(t *testing.T) {
 // timeline after its last tick), and a fleet policy that fires names the
 // degraded hosts it fired for, whatever revert.scope reverts.
 func TestVerdictEndsEveryStageAndFireNamesTheCause(t *testing.T) {
-	ro, _, _ := execRollout(t, changedAll)
+	ro, _, _ := execRollout(t, execSpec, changedAll)
 	ro.Metrics = &scriptedMetrics{value: noisy}
 	res, err := ro.Execute(t.Context())
 	if err != nil {
@@ -100,7 +100,7 @@ func TestVerdictEndsEveryStageAndFireNamesTheCause(t *testing.T) {
 		t.Errorf("outcome %q, verdicts in %v: want promoted, a verdict after canary and wave-1", res.Report.Outcome, verdicts)
 	}
 
-	ro, _, _ = execRollout(t, changedAll)
+	ro, _, _ = execRollout(t, execSpec, changedAll)
 	change := ro.Clock.Now()
 	ro.Metrics = &scriptedMetrics{value: func(key string, at time.Time) float64 {
 		v := noisy(key, at)

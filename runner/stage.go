@@ -21,15 +21,23 @@ import (
 // emptyBaselines says which hosts have no baseline sample for some query
 // over the window that ends at start ("" when every host has one): such
 // a host could not be judged, so its wave must not change it.
-func (x *execution) emptyBaselines(start time.Time, hosts []ports.Host) string {
+func (x *execution) emptyBaselines(ctx context.Context, start time.Time, hosts []ports.Host) string {
+	window := x.Spec.Metrics.Baseline.D()
 	var parts []string
 	for _, q := range x.queries {
 		var empty []string
 		for _, h := range hosts {
 			i := x.index[h.Name]
-			if mt := x.eng.Host(i).Metrics[q.Name]; mt != nil && mt.Samples == 0 {
-				empty = append(empty, fmt.Sprintf("%s (%s=%q)", h.Name, x.Spec.Metrics.HostLabel, x.keys[i]))
+			mt := x.eng.Host(i).Metrics[q.Name]
+			if mt == nil || mt.Samples > 0 {
+				continue
 			}
+			label := fmt.Sprintf("%s (%s=%q)", h.Name, x.Spec.Metrics.HostLabel, x.keys[i])
+			if c := x.lastChange(ctx, i); c.After(start.Add(-window)) && c.Before(start) {
+				// baseline() shortened this host's window.
+				label = fmt.Sprintf("%s (%s=%q, window from its last change at %s)", h.Name, x.Spec.Metrics.HostLabel, x.keys[i], c.UTC().Format(time.RFC3339))
+			}
+			empty = append(empty, label)
 		}
 		if len(empty) > 0 {
 			parts = append(parts, fmt.Sprintf("query %s (%s) returned no sample for %s", q.Name, q.Expr, abbreviate(empty, 5)))
@@ -38,7 +46,6 @@ func (x *execution) emptyBaselines(start time.Time, hosts []ports.Host) string {
 	if len(parts) == 0 {
 		return ""
 	}
-	window := x.Spec.Metrics.Baseline.D()
 	return fmt.Sprintf("no baseline: %s, over [%s, %s) (metrics.baseline %s, every %s); a host without a baseline cannot be judged, so it is not changed "+
 		"(a range shorter than two scrape intervals, such as rate(x[1s]) on a 1 s scrape, or a host label or metrics.host_value that does not match, gives none)",
 		strings.Join(parts, "; "), start.Add(-window).UTC().Format(time.RFC3339), start.UTC().Format(time.RFC3339), fmtDuration(window), fmtDuration(x.Spec.Metrics.Interval.D()))

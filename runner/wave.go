@@ -79,7 +79,7 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	if err := x.baseline(ctx, start, x.untouched()); err != nil {
 		return broken(fmt.Errorf("baseline for wave %s: %w", w.Name, err))
 	}
-	if reason := x.emptyBaselines(start, x.liveHosts(w.Hosts)); reason != "" && rw == nil {
+	if reason := x.emptyBaselines(ctx, start, x.liveHosts(w.Hosts)); reason != "" && rw == nil {
 		x.logf("   %s", reason)
 		wr.Outcome, wr.FinishedAt = report.WaveError, ptr(x.Clock.Now())
 		return x.notStarted(w, reason), nil
