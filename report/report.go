@@ -45,6 +45,40 @@ type Report struct {
 	Series map[string]map[string][]Point `json:"series,omitempty"`
 	// Context records where the run ran (CI job, Nomad allocation).
 	Context map[string]string `json:"context,omitempty"`
+
+	// The fields below let a reader (report.md, report.html, a script)
+	// tell what decided without the spec at hand. All are optional:
+	// reports written before they existed still render.
+
+	// Queries lists the metrics in the spec's order, with the direction
+	// that is worse.
+	Queries []QueryReport `json:"queries,omitempty"`
+	// Detection holds the detection parameters the run judged with.
+	Detection *DetectionReport `json:"detection,omitempty"`
+	// BaselineSeries holds, per host and metric, the samples of the
+	// baseline window the host was judged against (the window before its
+	// wave's apply; for a host never changed, the last window read).
+	// Kept for the same fleets as Series.
+	BaselineSeries map[string]map[string][]Point `json:"baseline_series,omitempty"`
+}
+
+// QueryReport is one metric of the spec.
+type QueryReport struct {
+	Name string `json:"name"`
+	// Worse is the direction that is a regression: higher | lower.
+	Worse string `json:"worse"`
+}
+
+// DetectionReport is the part of the detection configuration a reader
+// needs to classify a metric.
+type DetectionReport struct {
+	Sensitivity string `json:"sensitivity,omitempty"`
+	// Threshold is the score over which a metric, and its host, is
+	// degraded.
+	Threshold float64 `json:"threshold"`
+	// Band is the half-width of the baseline band in spreads: a metric
+	// within it is back to normal (verification uses the same band).
+	Band float64 `json:"band"`
 }
 
 // WaveOutcome is what became of a wave (report.json waves[].outcome).
@@ -68,14 +102,17 @@ const (
 
 // WaveReport is one wave of the plan and what became of it.
 type WaveReport struct {
-	Name           string      `json:"name"`
-	Index          int         `json:"index"`
-	Hosts          []string    `json:"hosts"`
-	Outcome        WaveOutcome `json:"outcome"`
-	Monitor        string      `json:"monitor"`
-	ApplyStartedAt *time.Time  `json:"apply_started_at"`
-	ApplyEndedAt   *time.Time  `json:"apply_ended_at,omitempty"`
-	FinishedAt     *time.Time  `json:"finished_at"`
+	Name    string      `json:"name"`
+	Index   int         `json:"index"`
+	Hosts   []string    `json:"hosts"`
+	Outcome WaveOutcome `json:"outcome"`
+	Monitor string      `json:"monitor"`
+	// BaselineFrom is the start of the wave's baseline window, which
+	// ends at ApplyStartedAt.
+	BaselineFrom   *time.Time `json:"baseline_from,omitempty"`
+	ApplyStartedAt *time.Time `json:"apply_started_at"`
+	ApplyEndedAt   *time.Time `json:"apply_ended_at,omitempty"`
+	FinishedAt     *time.Time `json:"finished_at"`
 }
 
 // HostReport is one host's story.
@@ -109,6 +146,9 @@ type MetricReport struct {
 	Samples       int     `json:"samples"`
 	NoData        bool    `json:"nodata,omitempty"`
 	LowConfidence bool    `json:"low_confidence,omitempty"`
+	// Class is the verdict on this metric, as Kayenta gives one per
+	// metric: pass | high | low | nodata (see Classify).
+	Class string `json:"class,omitempty"`
 }
 
 // Decision is one policy's verdict at one tick.
@@ -138,6 +178,13 @@ type Rollback struct {
 	Verified   bool      `json:"verified"`
 	// Verification says how verification went, as a sentence.
 	Verification string `json:"verification,omitempty"`
+	// HostLevel is true for a revert after which the rollout went on (a
+	// host policy fired, a host's apply failed); false for the revert
+	// that ended the run.
+	HostLevel bool `json:"host_level,omitempty"`
+	// VerifyStartedAt is when the revert methods had finished and
+	// verification began (absent when nothing was verified).
+	VerifyStartedAt *time.Time `json:"verify_started_at,omitempty"`
 }
 
 // Method is one revert method tried.

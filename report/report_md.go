@@ -2,47 +2,175 @@ package report
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 )
 
-// Markdown renders the report for a person: the verdict first, then what
-// was rolled back and why, the waves, the hosts that mattered, and the
-// decisions that fired. It is also what goes into $GITHUB_STEP_SUMMARY.
+// mdMaxRows bounds the all-hosts table; report.json has every host.
+const mdMaxRows = 50
+
+// Markdown renders the report for a person, in the order of the questions
+// an on-call engineer asks: the verdict, which metric on which host
+// decided and by how much, when each step happened; then the hosts that
+// mattered metric by metric, the rollback, the waves, every host worst
+// first, and the decisions that fired. It is also what goes into
+// $GITHUB_STEP_SUMMARY.
 func Markdown(r *Report) string {
 	var b strings.Builder
 	title := r.Name
 	if r.DryRun {
 		title += " (dry run)"
 	}
-	fmt.Fprintf(&b, "# rollguard: %s\n\n", title)
-	fmt.Fprintf(&b, "**Outcome: %s**", Verdict(r))
-	if r.Reason != "" {
-		fmt.Fprintf(&b, " — %s", r.Reason)
+	fmt.Fprintf(&b, "# rollguard: %s\n\n", mdText(title))
+	fmt.Fprintf(&b, "**%s** — %s\n\n", upperFirst(Verdict(r)), mdText(Summary(r)))
+
+	deciding := Deciding(r)
+	day := r.StartedAt.UTC().Format(time.DateOnly)
+	switch {
+	case len(deciding) > 0:
+		lead := "**Deciding:** "
+		if r.Outcome == OutcomePromoted {
+			lead = "**Host revert:** "
+		}
+		valued, missing := groupNoData(r, deciding)
+		var parts []string
+		for _, f := range valued {
+			parts = append(parts, mdFinding(f))
+		}
+		for _, g := range missing {
+			parts = append(parts, mdNoData(g, day))
+		}
+		fmt.Fprintf(&b, "%s%s\n\n", lead, strings.Join(parts, "; "))
+	default:
+		if f, ok := Largest(r); ok {
+			fmt.Fprintf(&b, "Largest score: %s (max score %.2f).\n\n", mdFinding(f), f.MaxScore)
+		}
 	}
-	b.WriteString("\n\n")
+
+	if ms := Moments(r); len(ms) > 0 {
+		fmt.Fprintf(&b, "| when (UTC, %s) | what |\n|---|---|\n", day)
+		for _, m := range ms {
+			when := clock(m.At, day)
+			if m.End != nil && !m.End.Equal(m.At) {
+				when += " → " + clock(*m.End, day)
+			}
+			text := mdCell(m.Text)
+			if m.Bad {
+				text = "**" + text + "**"
+			}
+			fmt.Fprintf(&b, "| %s | %s |\n", when, text)
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "Run `%s`", r.RunID)
 	if r.Version != "" {
-		fmt.Fprintf(&b, ", version `%s`", r.Version)
+		fmt.Fprintf(&b, ", version `%s`", mdText(r.Version))
 	}
 	fmt.Fprintf(&b, ", %s → %s (%s).\n\n", stamp(r.StartedAt), stamp(r.FinishedAt), r.FinishedAt.Sub(r.StartedAt).Round(time.Second))
 
-	rollbacks := r.Rollbacks
-	if len(rollbacks) == 0 && r.Rollback != nil {
-		rollbacks = []*Rollback{r.Rollback}
+	order := r.metricOrder(deciding)
+	mdMattered(&b, r, order)
+	mdRollbacks(&b, r)
+
+	b.WriteString("## Waves\n\n| wave | hosts | monitor | outcome |\n|---|---|---|---|\n")
+	for _, w := range r.Waves {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", mdCell(w.Name), mdCell(listNames(w.Hosts, 10)), w.Monitor, w.Outcome)
 	}
-	for _, rb := range rollbacks {
-		b.WriteString("## Rollback\n\n")
-		fmt.Fprintf(&b, "- Trigger: `%s`\n- Reason: %s\n- Scope: %s\n- Hosts: %s\n", rb.Trigger, rb.Reason, rb.Scope, strings.Join(rb.Hosts, ", "))
+	b.WriteString("\n")
+
+	mdHosts(&b, r, order)
+
+	fired := false
+	for _, d := range r.Decisions {
+		if !d.Fired {
+			continue
+		}
+		if !fired {
+			b.WriteString("## Decisions that fired\n\n")
+			fired = true
+		}
+		who := d.Scope
+		if d.Host != "" {
+			who += " " + d.Host
+		}
+		fmt.Fprintf(&b, "- %s, wave %s, `%s` (%s): %s\n", stamp(d.At), mdText(d.Wave), d.Policy, mdText(who), mdText(d.Reason))
+	}
+	if fired {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// mdMattered writes one table row per metric of every reverted or
+// degraded host, the deciding metric first, with what changed on the host.
+func mdMattered(b *strings.Builder, r *Report, order []string) {
+	var hosts []*HostReport
+	for _, h := range RankedHosts(r) {
+		if h.Reverted || r.degraded(h) {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) == 0 {
+		return
+	}
+	const maxHosts = 10
+	b.WriteString("## Reverted and degraded hosts\n\n| host | metric | class | baseline → observed | effect | z | max score |\n|---|---|---|---|---|---|---|\n")
+	for i, h := range hosts {
+		if i == maxHosts {
+			break
+		}
+		label := h.Name
+		if h.Reverted {
+			label += " (reverted)"
+		}
+		for j, f := range r.findings(h, order) {
+			name := ""
+			if j == 0 {
+				name = mdCell(label)
+			}
+			class := f.Class
+			if f.Moved() || f.Class == ClassNoData {
+				class = "**" + class + "**"
+			}
+			change := f.Change()
+			if f.Worst {
+				change += " (worst)"
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.1f | %.2f |\n", name, f.Metric, class, change, f.Effect(), f.Z, f.MaxScore)
+		}
+	}
+	b.WriteString("\n")
+	for i, h := range hosts {
+		if i == maxHosts {
+			fmt.Fprintf(b, "…and %d more reverted or degraded hosts in report.json.\n\n", len(hosts)-maxHosts)
+			break
+		}
+		if a := Attribution(r, h); a.Moved != nil {
+			fmt.Fprintf(b, "- %s\n", mdText(a.String()))
+		} else if h.Reverted && h.RevertReason != "" {
+			fmt.Fprintf(b, "- %s reverted: %s\n", h.Name, mdText(h.RevertReason))
+		}
+	}
+	b.WriteString("\n")
+}
+
+func mdRollbacks(b *strings.Builder, r *Report) {
+	for _, rb := range r.rollbacks() {
+		title := "Rollback"
+		if rb.HostLevel {
+			title = "Host-level revert"
+		}
+		fmt.Fprintf(b, "## %s\n\n", title)
+		fmt.Fprintf(b, "- Trigger: `%s`\n- Reason: %s\n- Scope: %s\n- Hosts: %s\n", rb.Trigger, mdText(rb.Reason), rb.Scope, mdText(strings.Join(rb.Hosts, ", ")))
+		fmt.Fprintf(b, "- Started %s, finished %s\n", stamp(rb.StartedAt), stamp(rb.FinishedAt))
 		for _, m := range rb.Methods {
 			ok := "ok"
 			if !m.OK {
 				ok = "FAILED"
 			}
-			fmt.Fprintf(&b, "- Method `%s` on %s: %s", m.Name, strings.Join(m.Hosts, ", "), ok)
+			fmt.Fprintf(b, "- Method `%s` on %s: %s", m.Name, mdText(strings.Join(m.Hosts, ", ")), ok)
 			if m.Detail != "" {
-				fmt.Fprintf(&b, " (%s)", m.Detail)
+				fmt.Fprintf(b, " (%s)", mdText(m.Detail))
 			}
 			b.WriteString("\n")
 		}
@@ -50,42 +178,37 @@ func Markdown(r *Report) string {
 		if rb.Verified {
 			v = "yes"
 		}
-		fmt.Fprintf(&b, "- Verified: %s", v)
+		fmt.Fprintf(b, "- Verified: %s", v)
 		if rb.Verification != "" {
-			fmt.Fprintf(&b, " — %s", rb.Verification)
+			fmt.Fprintf(b, " — %s", mdText(rb.Verification))
 		}
 		b.WriteString("\n\n")
 	}
+}
 
-	b.WriteString("## Waves\n\n| wave | hosts | monitor | outcome |\n|---|---|---|---|\n")
-	for _, w := range r.Waves {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", w.Name, strings.Join(w.Hosts, ", "), w.Monitor, w.Outcome)
-	}
-	b.WriteString("\n")
-
-	hosts := append([]HostReport(nil), r.Hosts...)
-	sort.SliceStable(hosts, func(i, j int) bool { return hosts[i].MaxScore > hosts[j].MaxScore })
-	names := metricNames(r)
+// mdHosts writes every host worst first, one column per metric in reading
+// order.
+func mdHosts(b *strings.Builder, r *Report, order []string) {
 	b.WriteString("## Hosts (worst first)\n\n| host | wave | applied | reverted | max score |")
-	for _, n := range names {
-		fmt.Fprintf(&b, " %s (baseline → current, z) |", n)
+	for _, n := range order {
+		fmt.Fprintf(b, " %s (baseline → observed, z) |", n)
 	}
 	b.WriteString("\n|---|---|---|---|---|")
-	for range names {
+	for range order {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
-	const maxRows = 50
+	hosts := RankedHosts(r)
 	for i, h := range hosts {
-		if i == maxRows {
-			fmt.Fprintf(&b, "\n…and %d more hosts in report.json.\n", len(hosts)-maxRows)
+		if i == mdMaxRows {
+			fmt.Fprintf(b, "\n…and %d more hosts in report.json.\n", len(hosts)-mdMaxRows)
 			break
 		}
 		rev := ""
 		if h.Reverted {
 			rev = "yes"
 			if h.RevertReason != "" {
-				rev += ": " + h.RevertReason
+				rev += ": " + mdCell(h.RevertReason)
 			}
 		}
 		app := "no"
@@ -95,45 +218,40 @@ func Markdown(r *Report) string {
 				app = h.Status
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f |", h.Name, h.Wave, app, rev, h.MaxScore)
-		for _, n := range names {
-			m, ok := h.Metrics[n]
-			switch {
-			case !ok:
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f |", mdCell(h.Name), mdCell(h.Wave), app, rev, h.MaxScore)
+		for _, n := range order {
+			if _, ok := h.Metrics[n]; !ok {
 				b.WriteString(" – |")
-			case m.NoData:
-				fmt.Fprintf(&b, " %.4g → no data |", m.Baseline)
-			case m.MaxScore > 0:
-				fmt.Fprintf(&b, " %.4g → %.4g, z=%.1f (worst %.4g, z=%.1f) |", m.Baseline, m.Current, m.Z, m.Worst, m.WorstZ)
+				continue
+			}
+			f := r.finding(h, n)
+			switch {
+			case f.Class == ClassNoData:
+				fmt.Fprintf(b, " %s |", f.Change())
+			case f.Moved():
+				fmt.Fprintf(b, " **%s (%s), z=%.1f, %s** |", f.Change(), f.Effect(), f.Z, f.Class)
 			default:
-				fmt.Fprintf(&b, " %.4g → %.4g, z=%.1f |", m.Baseline, m.Current, m.Z)
+				fmt.Fprintf(b, " %s, z=%.1f |", f.Change(), f.Z)
 			}
 		}
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+}
 
-	fired := 0
-	for _, d := range r.Decisions {
-		if d.Fired {
-			fired++
-		}
+func mdFinding(f Finding) string {
+	if f.Class == ClassNoData {
+		return fmt.Sprintf("`%s` on **%s**: no data (baseline %s)", f.Metric, mdText(f.Host), num(f.Baseline))
 	}
-	if fired > 0 {
-		b.WriteString("## Decisions that fired\n\n")
-		for _, d := range r.Decisions {
-			if !d.Fired {
-				continue
-			}
-			who := d.Scope
-			if d.Host != "" {
-				who += " " + d.Host
-			}
-			fmt.Fprintf(&b, "- %s, wave %s, `%s` (%s): %s\n", stamp(d.At), d.Wave, d.Policy, who, d.Reason)
-		}
-		b.WriteString("\n")
+	return fmt.Sprintf("`%s` on **%s**: %s (%s, z %.1f, %s)", f.Metric, mdText(f.Host), f.Change(), f.Effect(), f.Z, f.Class)
+}
+
+func mdNoData(g NoDataGroup, day string) string {
+	s := fmt.Sprintf("no data from **%s** for `%s`", mdText(g.Host), strings.Join(g.Metrics, "`, `"))
+	if !g.Since.IsZero() {
+		s += " since " + clock(g.Since, day)
 	}
-	return b.String()
+	return s
 }
 
 // Verdict is the outcome in words: "rolled back", or "would roll back"
@@ -151,19 +269,32 @@ func Verdict(r *Report) string {
 	return r.Outcome
 }
 
-func metricNames(r *Report) []string {
-	seen := map[string]bool{}
-	var names []string
-	for _, h := range r.Hosts {
-		for n := range h.Metrics {
-			if !seen[n] {
-				seen[n] = true
-				names = append(names, n)
-			}
-		}
+func upperFirst(s string) string {
+	if s == "" {
+		return s
 	}
-	sort.Strings(names)
-	return names
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// mdText keeps user text (names, reasons, errors) from opening an HTML
+// tag in a job summary, which renders HTML; it stays readable as plain
+// text (a policy's "6.185 > 5" is left as it is).
+func mdText(s string) string {
+	return strings.ReplaceAll(s, "<", "&lt;")
+}
+
+// mdCell is mdText for a table cell: a newline or a bar would end the
+// cell.
+func mdCell(s string) string {
+	return strings.NewReplacer("\n", " ", "|", `\|`).Replace(mdText(s))
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+
+// clock is the time of day when t falls on day, the full stamp otherwise.
+func clock(t time.Time, day string) string {
+	if t.UTC().Format(time.DateOnly) == day {
+		return t.UTC().Format(time.TimeOnly)
+	}
+	return stamp(t)
+}
