@@ -5,7 +5,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit fuzz demo bench eval lint-workflows clean
+.PHONY: all build deps test unit fuzz demo bench eval lint-workflows clean report-screenshot
 
 all: build
 
@@ -41,6 +41,11 @@ demo: deps build
 # of the README's Detection section.
 eval:
 	ROLLGUARD_EVAL=1 $(GO) test -count=1 -timeout 20m -run '^TestEvaluation$$' -v ./evaluation
+
+# Screenshots of report.html for every dry-run scenario (installs chromium
+# when missing): bin/screenshots/<scenario>.png. Not part of make test.
+report-screenshot:
+	bash ci/report-screenshots.sh $(SCREENSHOTS)
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./policies ./integrations/victoriametrics
