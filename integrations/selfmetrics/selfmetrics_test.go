@@ -44,7 +44,7 @@ func TestMetricsOfARun(t *testing.T) {
 	m.Tick(30 * time.Millisecond)
 	m.Tick(50 * time.Millisecond)
 	m.Decided("fleet-threshold", 45*time.Second)
-	m.RunEnded(ports.OutcomeRolledBack)
+	m.RunEnded("rolled_back")
 
 	const l = `rollout="web-tuning",run_id="20240101T120000Z-abc"`
 	wantLines(t, text(m),
