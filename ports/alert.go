@@ -65,6 +65,10 @@ type Alert struct {
 	// Values are the figures behind the decision (policy inputs, scores).
 	// NaN means no data.
 	Values map[string]float64 `json:"values,omitempty"`
+	// Attribution says, per degraded host, what changed on it next to
+	// what degraded: "after `Write app.conf` changed on web-1,
+	// latency_p95 0.2033 → 0.3138 (+54%)".
+	Attribution []string `json:"attribution,omitempty"`
 	// ReportURL links to the report (CI run, artifact); may be empty.
 	ReportURL string `json:"report_url,omitempty"`
 	// Resolved says that the condition alerted earlier with the same

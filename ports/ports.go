@@ -42,10 +42,19 @@ type MetricsSource interface {
 	// len(keys)); NaN where the source has no value. Cancelling ctx aborts
 	// the request and returns an error wrapping ctx.Err().
 	Instant(ctx context.Context, q Query, keys []string, at time.Time, out []float64) error
-	// Range returns, for each key, q's values in [from, to] at step (nil
-	// where the source has none), in at most two requests. Cancelling ctx
-	// aborts the request and returns an error wrapping ctx.Err().
-	Range(ctx context.Context, q Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error)
+	// Range returns, for each key, q's samples in [from, to] at step
+	// (len == len(keys); empty Samples where the source has none), in at
+	// most two requests. Cancelling ctx aborts the request and returns an
+	// error wrapping ctx.Err().
+	Range(ctx context.Context, q Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error)
+}
+
+// Samples is one key's samples from a range query, in time order, with
+// the times they were taken (the report draws a baseline at its times).
+type Samples struct {
+	// Timestamps are unix milliseconds, one per value.
+	Timestamps []int64
+	Values     []float64
 }
 
 // Host outcomes of an apply, from the play recap.

@@ -8,8 +8,10 @@ import "time"
 // at once and cannot fail: it is called on the tick path, and the
 // rollout's safety never depends on its own metrics.
 type Telemetry interface {
-	// HostsApplied counts the hosts whose apply ended in a wave (failed
-	// ones included: they were touched).
+	// HostsApplied counts the hosts a wave's apply ran to its end on, or
+	// failed on after changing something (they were touched). A host left
+	// as it was (failed before any change, unreachable, skipped, matched
+	// by no play) is not counted.
 	HostsApplied(wave string, n int)
 	// HostsReverted counts the hosts a revert was started for, by trigger
 	// (the policy that fired, host-policy, apply-failed, interrupt, ...).

@@ -22,6 +22,7 @@ import (
 // on_no_data: hold policy has no data.
 func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, holding bool) {
 	env := x.eng.Env()
+	x.trackScores(now)
 	var line []string
 	var fire, fireReason string
 	noDataLimit := x.Spec.Detection.NoDataTicks
@@ -55,7 +56,7 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 				}
 			}
 		}
-		x.report.Decisions = append(x.report.Decisions, report.Decision{
+		x.decided(report.Decision{
 			At: now, Wave: w.Name, Policy: p.Name, Scope: "fleet", Outcome: outcome, Fired: fired, Reason: reason, Values: jsonSafeMap(values),
 		})
 		mark := outcome
@@ -75,9 +76,10 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		p := hf.Policy.(*policies.Policy)
 		h := x.eng.Host(hf.Host)
 		reason, values := p.Explain(env, h)
-		x.report.Decisions = append(x.report.Decisions, report.Decision{
+		x.decided(report.Decision{
 			At: now, Wave: w.Name, Policy: p.Name, Scope: "host", Host: h.Name, Outcome: "fire", Fired: true, Reason: reason, Values: jsonSafeMap(values),
 		})
+		x.firedAfter(p.Name, now, []int{hf.Host})
 		line = append(line, fmt.Sprintf("%s[%s]: FIRE (%s)", p.Name, h.Name, reason))
 		x.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy", true)
 	}
@@ -92,17 +94,17 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		}
 	}
 	if len(fresh) > 0 {
-		x.alert(ctx, ports.EventDegraded, w.Name, fresh, fmt.Sprintf("%d hosts degraded in wave %s: %s", len(fresh), w.Name, abbreviate(fresh, 8)), nil)
+		x.alert(ctx, ports.EventDegraded, w.Name, fresh, fmt.Sprintf("%d hosts degraded in wave %s: %s", len(fresh), w.Name, abbreviate(fresh, 8)), nil, x.attribution(fresh))
 	}
 	x.report.Timeline = append(x.report.Timeline, report.TickLine{At: now, Wave: w.Name, Phase: phase, Degraded: nonNil(degraded), Policies: line})
 	x.logf("%s %-8s %-7s degraded %d/%d %s| %s", now.UTC().Format("15:04:05"), w.Name, phase, len(degraded), len(env.Hosts),
 		bracket(abbreviate(degraded, 5)), strings.Join(line, " | "))
-	x.trackScores()
 
 	if x.errTicks >= x.Spec.Metrics.ErrorLimit && fire == "" {
 		return x.metricsError(ctx, w, now), false
 	}
 	if fire != "" {
+		x.firedAfter(fire, now, x.carrying())
 		return x.fire(ctx, w, fire, fireReason), false
 	}
 	return verdict{}, holding
@@ -138,7 +140,7 @@ func (x *execution) scopeHosts(w PlannedWave) []string {
 // it never promotes on missing data.
 func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time) verdict {
 	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", x.errTicks, x.Spec.Metrics.ErrorLimit, x.lastErr)
-	x.report.Decisions = append(x.report.Decisions, report.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
+	x.decided(report.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
 	return x.fire(ctx, w, "metrics-error", reason)
 }
 

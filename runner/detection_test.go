@@ -29,17 +29,18 @@ func (m *scriptedMetrics) Instant(_ context.Context, _ ports.Query, keys []strin
 	return nil
 }
 
-func (m *scriptedMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (m *scriptedMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ranges == nil {
 		m.ranges = map[string][]time.Time{}
 	}
-	out := make([][]float64, len(keys))
+	out := make([]ports.Samples, len(keys))
 	for i, k := range keys {
 		m.ranges[k] = append(m.ranges[k], from)
 		for t := from; !t.After(to); t = t.Add(step) {
-			out[i] = append(out[i], m.value(k, t))
+			out[i].Timestamps = append(out[i].Timestamps, t.UnixMilli())
+			out[i].Values = append(out[i].Values, m.value(k, t))
 		}
 	}
 	return out, nil

@@ -27,11 +27,12 @@ func (flatMetrics) Instant(_ context.Context, _ ports.Query, _ []string, _ time.
 	return nil
 }
 
-func (flatMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
-	out := make([][]float64, len(keys))
+func (flatMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
+	out := make([]ports.Samples, len(keys))
 	for i := range out {
 		for t := from; !t.After(to); t = t.Add(step) {
-			out[i] = append(out[i], 0.2)
+			out[i].Timestamps = append(out[i].Timestamps, t.UnixMilli())
+			out[i].Values = append(out[i].Values, 0.2)
 		}
 	}
 	return out, nil

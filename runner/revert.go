@@ -26,13 +26,18 @@ import (
 // host); the journal keeps that, so a resumed run knows whether the run
 // was ending.
 func (x *execution) revertHosts(ctx context.Context, names []string, reason, trigger string, hostLevel bool) *report.Rollback {
-	rb := &report.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []report.Method{}, StartedAt: x.Clock.Now()}
+	rb := &report.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []report.Method{},
+		StartedAt: x.Clock.Now(), HostLevel: hostLevel}
+	// What changed next to what degraded, read before the revert
+	// restarts the hosts' detectors.
+	attribution := x.attribution(names)
 	scope := "fleet"
 	if hostLevel {
 		scope = ScopeHost
 	}
 	if len(names) > 0 {
 		x.journal(ctx, JournalEntry{Step: JournalRevertStart, Hosts: names, Scope: scope, Detail: trigger + ": " + reason})
+		x.tel.HostsReverted(trigger, len(names))
 	}
 	for _, n := range names {
 		i := x.index[n]
@@ -61,9 +66,9 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		x.journal(ctx, JournalEntry{Step: JournalRevertEnd, Hosts: names, Scope: scope, Detail: rb.Verification})
 		x.recordOutcome(ctx, names, history.VersionReverted)
 		wave := x.hosts[x.index[names[0]]].wave
-		x.alert(ctx, ports.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil)
+		x.alert(ctx, ports.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil, attribution)
 		if !x.dry() && !rb.Verified {
-			x.alert(ctx, ports.EventVerifyFailed, wave, names, rb.Verification, nil)
+			x.alert(ctx, ports.EventVerifyFailed, wave, names, rb.Verification, nil, attribution)
 		}
 	}
 	return rb
@@ -115,6 +120,7 @@ func (x *execution) verify(ctx context.Context, names []string, rb *report.Rollb
 	}
 	vctx := context.WithoutCancel(ctx)
 	start := x.Clock.Now()
+	rb.VerifyStartedAt = ptr(start)
 	for {
 		if err := x.Clock.Sleep(vctx, x.Spec.Metrics.Interval.D()); err != nil {
 			rb.Verification = "not verified: " + err.Error()

@@ -52,6 +52,9 @@ type Rollout struct {
 	// reverts everything it changed, with Abort).
 	Resume *Resume
 	Abort  bool
+	// Telemetry receives what the run does, for rollguard's own metrics
+	// (nil: discarded).
+	Telemetry ports.Telemetry
 }
 
 // Result is what a rollout ended with.
@@ -149,15 +152,16 @@ func (x *execution) end(ctx context.Context, v verdict) {
 	rep.FinishedAt = x.Clock.Now()
 	switch v.outcome {
 	case report.OutcomePromoted:
-		x.alert(ctx, ports.EventPromoted, "", nil, v.reason, nil)
+		x.alert(ctx, ports.EventPromoted, "", nil, v.reason, nil, nil)
 	case report.OutcomeHalted, report.OutcomeError:
-		x.alert(ctx, ports.EventHalted, "", nil, v.reason, nil)
+		x.alert(ctx, ports.EventHalted, "", nil, v.reason, nil, nil)
 	}
 	if v.outcome == report.OutcomePromoted {
 		x.deleteSnapshots(ctx)
 	}
 	x.finishHosts()
 	x.journal(ctx, JournalEntry{Step: JournalRunEnd, Detail: v.outcome})
+	x.tel.RunEnded(v.outcome)
 }
 
 // interrupted leaves a safe state after the run was stopped from outside

@@ -116,6 +116,7 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 	}
 	x.logf("   applied: %d of %d hosts", len(ao.res.Hosts)-len(revert)-left, len(ao.res.Hosts))
 	if !ao.resumed {
+		x.tel.HostsApplied(w.Name, len(ao.res.Hosts)-left)
 		x.journal(ctx, JournalEntry{Step: JournalApplyEnd, Wave: w.Name, Hosts: hostResultNames(ao.res.Hosts), Detail: applyDetail(ao.res.Hosts)})
 		x.recordApplied(ctx, ao.res.Hosts)
 	}

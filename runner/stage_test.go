@@ -278,11 +278,11 @@ func (e emptyFor) Instant(ctx context.Context, q ports.Query, keys []string, at 
 	return flatMetrics{}.Instant(ctx, q, keys, at, out)
 }
 
-func (e emptyFor) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (e emptyFor) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
 	out, err := flatMetrics{}.Range(ctx, q, keys, from, to, step)
 	for i, k := range keys {
 		if e[k] {
-			out[i] = nil
+			out[i] = ports.Samples{}
 		}
 	}
 	return out, err

@@ -33,7 +33,9 @@ type execution struct {
 	// metrics source is asked for, all hosts at once.
 	keys []string
 
-	eng     *policies.Engine
+	eng *policies.Engine
+	// det is the detection configuration the engine judges with.
+	det     policies.DetectorConfig
 	queries []ports.Query
 	// buf receives one query's values for every host.
 	buf []float64
@@ -43,6 +45,8 @@ type execution struct {
 	lastErr  error
 
 	report *report.Report
+	// tel receives what the run does (never nil).
+	tel ports.Telemetry
 }
 
 // hostState is everything a run knows about one host. The report's hosts
@@ -83,6 +87,11 @@ type hostState struct {
 	// host (zero: never, or no history); historyRead says it was read.
 	lastChange  time.Time
 	historyRead bool
+	// visibleAt is the first tick at which one of the host's metrics was
+	// outside its baseline band in its worse direction while the host
+	// carried the change: when the regression became visible (zero:
+	// never).
+	visibleAt time.Time
 }
 
 // carries reports whether the host carries the change: changed and not
@@ -95,9 +104,12 @@ type worstValue struct{ current, z float64 }
 // newExecution builds the state of one run of r: the hosts, the detection
 // engine and the report's skeleton.
 func newExecution(r *Rollout) (*execution, error) {
-	x := &execution{Rollout: r, log: r.Logger}
+	x := &execution{Rollout: r, log: r.Logger, tel: r.Telemetry}
 	if x.log == nil {
 		x.log = slog.New(slog.DiscardHandler)
+	}
+	if x.tel == nil {
+		x.tel = ports.NoTelemetry{}
 	}
 	spec := r.Spec
 	hosts := r.Plan.Hosts
@@ -119,6 +131,7 @@ func newExecution(r *Rollout) (*execution, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.det = cfg.Detector
 	if x.eng, err = policies.NewEngine(cfg); err != nil {
 		return nil, fmt.Errorf("rollout %q: %w", spec.Name, err)
 	}
@@ -132,7 +145,7 @@ func newExecution(r *Rollout) (*execution, error) {
 			x.hosts[x.index[h.Name]].wave = w.Name
 		}
 	}
-	x.report = newReport(r)
+	x.report = newReport(r, cfg.Detector)
 	return x, nil
 }
 
@@ -174,6 +187,17 @@ func (x *execution) untouched() []int {
 	var out []int
 	for i := range x.hosts {
 		if !x.hosts[i].changed && !x.hosts[i].excluded {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// carrying are the hosts (by index) that carry the change.
+func (x *execution) carrying() []int {
+	var out []int
+	for i := range x.hosts {
+		if x.hosts[i].carries() {
 			out = append(out, i)
 		}
 	}

@@ -67,6 +67,7 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 		start = rw.start
 	}
 	wr.ApplyStartedAt = ptr(start)
+	wr.BaselineFrom = ptr(start.Add(-x.Spec.Metrics.Baseline.D()))
 	x.logf("── %s: %d hosts (%s), monitor %s", w.Name, len(w.Hosts), abbreviate(hostNames(w.Hosts), 8), fmtDuration(w.Monitor))
 	broken := func(err error) (verdict, error) {
 		wr.Outcome = report.WaveError
@@ -203,11 +204,12 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 				return err // the source names the query
 			}
 			for i, h := range group {
-				var s []float64
+				var s ports.Samples
 				if i < len(series) {
 					s = series[i]
 				}
-				x.eng.SetBaseline(m, h, s)
+				x.eng.SetBaseline(m, h, s.Values)
+				x.recordBaseline(h, q.Name, s)
 			}
 		}
 	}
@@ -272,9 +274,11 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 			return verdict{}, err
 		}
 		now := x.Clock.Now()
+		began := time.Now() // the tick's own duration, for the telemetry
 		x.observe(ctx, now)
 		res := x.eng.Tick(phase, now.Sub(start).Seconds())
 		v, holding := x.decide(ctx, w, now, phase, res)
+		x.tel.Tick(time.Since(began))
 		if v.ends() {
 			return v, nil
 		}
@@ -292,7 +296,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 			}
 			if holding && past >= monitor+holdLimit {
 				reason := fmt.Sprintf("no data after holding %s past the monitoring period (on_no_data: hold)", fmtDuration(holdLimit))
-				x.report.Decisions = append(x.report.Decisions, report.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
+				x.decided(report.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
 				return x.fire(ctx, w, "on_no_data", reason), nil
 			}
 		}

@@ -91,12 +91,15 @@ func formatValue(v float64) string {
 	return strconv.FormatFloat(v, 'g', 4, 64)
 }
 
-// description is the alert's details as lines: reason, hosts, values,
-// run, report.
+// description is the alert's details as lines: reason, what changed
+// next to what degraded, hosts, values, run, report.
 func description(a ports.Alert) string {
 	var b strings.Builder
 	if a.Reason != "" {
 		b.WriteString(a.Reason + "\n")
+	}
+	for _, s := range a.Attribution {
+		b.WriteString(s + "\n")
 	}
 	if len(a.Hosts) > 0 {
 		fmt.Fprintf(&b, "hosts: %s\n", hostList(a.Hosts, 20))

@@ -218,3 +218,42 @@ func TestAlertmanagerTimeFormat(t *testing.T) {
 		t.Errorf("alert %s: want startsAt in UTC and no endsAt", data)
 	}
 }
+
+// TestAttributionInEveryPayload: what changed next to what degraded
+// reaches every destination, as the runner wrote it.
+func TestAttributionInEveryPayload(t *testing.T) {
+	a := rollbackAlert()
+	line := "after `Write app.conf` changed on web-1, latency_p95 0.2033 → 0.3138 (+54%)"
+	a.Attribution = []string{line}
+
+	rec := newRecorder(t)
+	al, err := New([]AlertConfig{{Type: TypeWebhook, URL: rec.srv.URL + "/hook"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := al.Send(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Attribution []string `json:"attribution"`
+	}
+	if err := json.Unmarshal(rec.bodies[0], &body); err != nil || len(body.Attribution) != 1 || body.Attribution[0] != line {
+		t.Errorf("webhook body attribution %q (%v), want [%q]", body.Attribution, err, line)
+	}
+
+	var slackTexts []string
+	for _, b := range slackPayload(a).Blocks {
+		if b.Text != nil {
+			slackTexts = append(slackTexts, b.Text.Text)
+		}
+	}
+	if want := "*What changed, what degraded*\n" + line; !strings.Contains(strings.Join(slackTexts, "\n"), want) {
+		t.Errorf("slack blocks %q, want a section %q", slackTexts, want)
+	}
+	if d := amAlert(a).Annotations["description"]; !strings.Contains(d, line) {
+		t.Errorf("alertmanager description %q does not hold %q", d, line)
+	}
+	if got := Annotation(a); !strings.Contains(got, escapeData(line)) {
+		t.Errorf("annotation %q does not hold %q", got, line)
+	}
+}

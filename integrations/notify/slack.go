@@ -85,6 +85,10 @@ func slackPayload(a ports.Alert) slackMessage {
 		t := mrkdwn(truncate("*Reason*\n"+slackEscape(a.Reason), slackSectionMax))
 		blocks = append(blocks, slackBlock{Type: "section", Text: &t})
 	}
+	if len(a.Attribution) > 0 {
+		t := mrkdwn(truncate("*What changed, what degraded*\n"+slackEscape(strings.Join(a.Attribution, "\n")), slackSectionMax))
+		blocks = append(blocks, slackBlock{Type: "section", Text: &t})
+	}
 	if len(a.Values) > 0 {
 		t := mrkdwn(truncate("*Values*\n```"+slackEscape(valueList(a.Values))+"```", slackSectionMax))
 		blocks = append(blocks, slackBlock{Type: "section", Text: &t})

@@ -140,7 +140,7 @@ func (s *source) Instant(ctx context.Context, q ports.Query, keys []string, at t
 
 // Range implements ports.MetricsSource; cancelling ctx cancels the
 // wrapped query (and is not counted as an error).
-func (s *source) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (s *source) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
 	start := time.Now()
 	series, err := s.src.Range(ctx, q, keys, from, to, step)
 	s.observe(ctx, q, start, err)

@@ -76,7 +76,7 @@ func (f fakeSource) Instant(ctx context.Context, q ports.Query, keys []string, a
 	return f.instant(ctx)
 }
 
-func (f fakeSource) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
+func (f fakeSource) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
 	return nil, f.instant(ctx)
 }
 

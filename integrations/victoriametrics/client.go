@@ -68,10 +68,7 @@ type Client struct {
 	matchers  matcherCache
 }
 
-var (
-	_ ports.MetricsSource = (*Client)(nil)
-	_ SampleRanger        = (*Client)(nil)
-)
+var _ ports.MetricsSource = (*Client)(nil)
 
 // New checks cfg and returns a Client. It does no I/O.
 func New(cfg Config) (*Client, error) {
@@ -194,20 +191,11 @@ func (c *Client) Instant(ctx context.Context, q ports.Query, keys []string, at t
 	return nil
 }
 
-// Range runs q.Expr over [from, to] at step and returns each key's values
-// in time order (NaN points dropped; nil for keys without a series). It
+// Range runs q.Expr over [from, to] at step and returns each key's samples
+// in time order (NaN points dropped; empty for keys without a series). It
 // makes one request; when the server refuses it for too many points, it
 // splits the range in two and asks again.
-func (c *Client) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
-	samples, err := c.RangeSamples(ctx, q, keys, from, to, step)
-	if err != nil {
-		return nil, err
-	}
-	return valuesOf(samples), nil
-}
-
-// RangeSamples is Range with the samples' timestamps.
-func (c *Client) RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
+func (c *Client) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
 	if step <= 0 {
 		return nil, fmt.Errorf("range query %q: step must be positive, got %s", q.Name, step)
 	}

@@ -152,7 +152,7 @@ func TestClientRange(t *testing.T) {
 	srv := newAPIServer(t, serve(200, fixture(t, "range-latency.json")))
 	c := newClient(t, Config{URL: srv.URL})
 	from, to := time.Unix(1704110400, 0), time.Unix(1704110580, 0)
-	got, err := c.RangeSamples(context.Background(), latency, []string{"web-1", "nope", "web-9"}, from, to, time.Minute)
+	got, err := c.Range(context.Background(), latency, []string{"web-1", "nope", "web-9"}, from, to, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +177,8 @@ func TestClientRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vals[0] != nil || len(vals[1]) != 4 {
-		t.Errorf("Range = %v, want nil for an absent key and 4 values for web-1", vals)
+	if len(vals[0].Values) != 0 || len(vals[1].Values) != 4 || len(vals[1].Timestamps) != 4 {
+		t.Errorf("Range = %v, want nothing for an absent key and 4 samples for web-1", vals)
 	}
 }
 
@@ -253,7 +253,7 @@ func TestClientSplitsRangeRefusedForTooManyPoints(t *testing.T) {
 	c := newClient(t, Config{URL: srv.URL})
 	from := time.Unix(1704000000, 0)
 	to := from.Add(149 * time.Minute) // 150 points
-	got, err := c.RangeSamples(context.Background(), latency, []string{"a"}, from, to, time.Minute)
+	got, err := c.Range(context.Background(), latency, []string{"a"}, from, to, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

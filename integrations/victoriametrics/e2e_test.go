@@ -87,11 +87,11 @@ func TestE2EClientMatchesReplay(t *testing.T) {
 			}
 		}
 		from, to := change.Add(-30*time.Minute), change.Add(5*time.Minute)
-		want, err := replay.RangeSamples(ctx, q, keys, from, to, time.Minute)
+		want, err := replay.Range(ctx, q, keys, from, to, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := client.RangeSamples(ctx, q, keys, from, to, time.Minute)
+		got, err := client.Range(ctx, q, keys, from, to, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,8 +20,7 @@ import (
 
 // Recorder wraps a ports.MetricsSource and remembers every value the run
 // saw: Instant results at the query time (NaN as a missing value), Range
-// results at their samples' times (when the source is a SampleRanger; other sources' ranges are not
-// recorded, since their times are unknown). WriteTo and Close write them in
+// results at their samples' times. WriteTo and Close write them in
 // the export format, one line per series, so that a Replay of the file
 // answers the run's queries with the values the run saw.
 //
@@ -36,10 +35,7 @@ type Recorder struct {
 	samples map[string]map[string]map[int64]float64
 }
 
-var (
-	_ ports.MetricsSource = (*Recorder)(nil)
-	_ SampleRanger        = (*Recorder)(nil)
-)
+var _ ports.MetricsSource = (*Recorder)(nil)
 
 // NewRecorder records what src answers, keyed by hostLabel (default
 // DefaultHostLabel). Close writes the recording to out (nil: Close only
@@ -92,24 +88,8 @@ func (r *Recorder) Instant(ctx context.Context, q ports.Query, keys []string, at
 }
 
 // Range queries the wrapped source and records the samples it returned.
-func (r *Recorder) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
-	if _, ok := r.src.(SampleRanger); !ok {
-		return r.src.Range(ctx, q, keys, from, to, step)
-	}
-	samples, err := r.RangeSamples(ctx, q, keys, from, to, step)
-	if err != nil {
-		return nil, err
-	}
-	return valuesOf(samples), nil
-}
-
-// RangeSamples queries the wrapped SampleRanger and records the samples.
-func (r *Recorder) RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
-	sr, ok := r.src.(SampleRanger)
-	if !ok {
-		return nil, fmt.Errorf("range query %q: the recorded source cannot report sample times", q.Name)
-	}
-	samples, err := sr.RangeSamples(ctx, q, keys, from, to, step)
+func (r *Recorder) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
+	samples, err := r.src.Range(ctx, q, keys, from, to, step)
 	if err != nil {
 		return nil, err
 	}

@@ -186,14 +186,14 @@ func meanOver(t *testing.T, r *Replay, name, host string, fromMin, toMin int) fl
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := toMin - fromMin + 1; len(vals[0]) != want {
-		t.Fatalf("%s on %s: %d samples in [%d, %d] min, want %d", name, host, len(vals[0]), fromMin, toMin, want)
+	if want := toMin - fromMin + 1; len(vals[0].Values) != want {
+		t.Fatalf("%s on %s: %d samples in [%d, %d] min, want %d", name, host, len(vals[0].Values), fromMin, toMin, want)
 	}
 	sum := 0.0
-	for _, v := range vals[0] {
+	for _, v := range vals[0].Values {
 		sum += v
 	}
-	return sum / float64(len(vals[0]))
+	return sum / float64(len(vals[0].Values))
 }
 
 func TestReplayInstant(t *testing.T) {
@@ -261,7 +261,7 @@ func TestReplayRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || !slices.Equal(got[0], []float64{2, 3}) || got[1] != nil {
+	if len(got) != 2 || !slices.Equal(got[0].Values, []float64{2, 3}) || !slices.Equal(got[0].Timestamps, []int64{120000, 180000}) || len(got[1].Values) != 0 {
 		t.Errorf("Range = %v, want [[2 3] []] (bounds inclusive, nil for a missing host)", got)
 	}
 }
@@ -303,7 +303,7 @@ func TestRecorderRoundTrip(t *testing.T) {
 		vals []float64
 	}
 	var ticks []seen
-	baseline := map[string][][]float64{}
+	baseline := map[string][]Samples{}
 	for _, q := range queries {
 		b, err := rec.Range(ctx, q, keys, change.Add(-30*time.Minute), change, time.Minute)
 		if err != nil {
@@ -351,7 +351,7 @@ func TestRecorderRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range keys {
-			if !slices.Equal(got[i], baseline[q.Name][i]) {
+			if !slices.Equal(got[i].Values, baseline[q.Name][i].Values) || !slices.Equal(got[i].Timestamps, baseline[q.Name][i].Timestamps) {
 				t.Errorf("replayed baseline of %s on %s = %v, the run saw %v", q.Name, keys[i], got[i], baseline[q.Name][i])
 			}
 		}

@@ -15,19 +15,7 @@ import (
 const DefaultLookback = 5 * time.Minute
 
 // Samples is one host's samples from a range query, in time order.
-type Samples struct {
-	// Timestamps are unix milliseconds.
-	Timestamps []int64
-	Values     []float64
-}
-
-// SampleRanger is a source whose range queries can also say when each value
-// was taken. Recorder uses it to write range results at their times.
-type SampleRanger interface {
-	// RangeSamples is Range with the samples' timestamps; a key without
-	// data gets empty Samples.
-	RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error)
-}
+type Samples = ports.Samples
 
 // ReplayOptions tune a Replay.
 type ReplayOptions struct {
@@ -46,10 +34,7 @@ type Replay struct {
 	series map[string]map[string]*Series
 }
 
-var (
-	_ ports.MetricsSource = (*Replay)(nil)
-	_ SampleRanger        = (*Replay)(nil)
-)
+var _ ports.MetricsSource = (*Replay)(nil)
 
 // NewReplay indexes rec by name and rec.HostLabel. Two series with the same
 // name and host (differing in another label) are an error naming both.
@@ -108,18 +93,9 @@ func (r *Replay) Instant(ctx context.Context, q ports.Query, keys []string, at t
 }
 
 // Range returns, for each key, the samples of q.Name with from <= t <= to
-// (nil where there are none), missing values left out. The recording is not resampled: step is
-// ignored.
-func (r *Replay) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([][]float64, error) {
-	samples, err := r.RangeSamples(ctx, q, keys, from, to, step)
-	if err != nil {
-		return nil, err
-	}
-	return valuesOf(samples), nil
-}
-
-// RangeSamples is Range with the samples' timestamps.
-func (r *Replay) RangeSamples(ctx context.Context, q ports.Query, keys []string, from, to time.Time, _ time.Duration) ([]Samples, error) {
+// (empty where there are none), missing values left out. The recording is
+// not resampled: step is ignored.
+func (r *Replay) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, _ time.Duration) ([]Samples, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("replay range query %q: %w", q.Name, err)
 	}
@@ -141,15 +117,4 @@ func (r *Replay) RangeSamples(ctx context.Context, q ports.Query, keys []string,
 		}
 	}
 	return out, nil
-}
-
-// valuesOf drops the timestamps; a key without samples gets nil.
-func valuesOf(samples []Samples) [][]float64 {
-	out := make([][]float64, len(samples))
-	for i, s := range samples {
-		if len(s.Values) > 0 {
-			out[i] = s.Values
-		}
-	}
-	return out
 }

@@ -1,0 +1,267 @@
+package runner
+
+import (
+	"context"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
+)
+
+// regressingFleet is a fleet whose latency on a host rises to 0.5 while
+// that host carries the change (site.yml applied, revert.yml not yet):
+// the applier below switches it.
+type regressingFleet struct {
+	mu      sync.Mutex
+	changed map[string]bool
+}
+
+func (f *regressingFleet) value(query, host string, at time.Time) float64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	wiggle := 0.002 * math.Sin(float64(at.Unix()/15)+float64(len(host)))
+	switch {
+	case query == "rps":
+		return 100 + 100*wiggle
+	case f.changed[host]:
+		return 0.5 + wiggle
+	}
+	return 0.2 + wiggle
+}
+
+func (f *regressingFleet) Instant(_ context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	for i, k := range keys {
+		out[i] = f.value(q.Name, k, at)
+	}
+	return nil
+}
+
+func (f *regressingFleet) Range(_ context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
+	out := make([]ports.Samples, len(keys))
+	for i, k := range keys {
+		for t := from; !t.After(to); t = t.Add(step) {
+			out[i].Timestamps = append(out[i].Timestamps, t.UnixMilli())
+			out[i].Values = append(out[i].Values, f.value(q.Name, k, t))
+		}
+	}
+	return out, nil
+}
+
+// recordedTelemetry keeps every telemetry call as a line.
+type recordedTelemetry struct {
+	mu    sync.Mutex
+	calls []string
+	ticks int
+	delay []time.Duration
+}
+
+func (t *recordedTelemetry) add(s string) { t.mu.Lock(); t.calls = append(t.calls, s); t.mu.Unlock() }
+func (t *recordedTelemetry) HostsApplied(wave string, n int) {
+	t.add("applied " + wave + " " + strings.Repeat("+", n))
+}
+func (t *recordedTelemetry) HostsReverted(trigger string, n int) {
+	t.add("reverted " + trigger + " " + strings.Repeat("+", n))
+}
+func (t *recordedTelemetry) Decision(policy, scope, outcome string) {
+	t.add("decision " + policy + " " + scope + " " + outcome)
+}
+func (t *recordedTelemetry) Tick(time.Duration) { t.mu.Lock(); t.ticks++; t.mu.Unlock() }
+func (t *recordedTelemetry) Decided(policy string, d time.Duration) {
+	t.add("decided " + policy)
+	t.mu.Lock()
+	t.delay = append(t.delay, d)
+	t.mu.Unlock()
+}
+func (t *recordedTelemetry) RunEnded(outcome string) { t.add("ended " + outcome) }
+
+const reportSpec = `name: exec
+targets:
+  static: [web-1, web-2, web-3, web-4]
+canary: {hosts: 1, monitor: 5m}
+apply: {playbook: playbooks/site.yml, version: v2}
+revert: {playbook: playbooks/revert.yml, verify: 2m}
+metrics:
+  url: http://127.0.0.1:1
+  baseline: 20m
+  queries:
+    rps: {query: rps, worse: lower}
+    latency: {query: latency}
+policies:
+  - name: any-degraded
+    rollback_when: 'fleet.degraded > 0'
+`
+
+// The runner fills what the reports read, from the host states: metrics
+// in the spec's order with their direction, the detection parameters,
+// each host's baseline samples at their times, the baseline window, the
+// class of every metric, the tasks that changed, when verification
+// began; the alerts say what changed next to what degraded, and the
+// telemetry hears of the apply, every decision, every tick, the fire
+// and its delay, the revert and the end.
+// regressing is a live rollout of spec over regressingFleet under a
+// simulated clock that starts at regressionStart, its telemetry and the
+// alerts it sent.
+type regressing struct {
+	ro  *Rollout
+	tel *recordedTelemetry
+
+	mu     sync.Mutex
+	alerts []ports.Alert
+}
+
+var regressionStart = time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func regressingRollout(t *testing.T, specYAML string) *regressing {
+	t.Helper()
+	spec, pols, err := load("testdata/exec.yaml", []byte(specYAML), testEnv, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := MakePlan(spec, StaticHosts(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := &regressingFleet{changed: map[string]bool{}}
+	app := &scriptedApplier{result: func(req ports.ApplyRequest) ports.ApplyResult {
+		fleet.mu.Lock()
+		for _, h := range req.Limit {
+			fleet.changed[h] = strings.HasSuffix(req.Playbook, "site.yml")
+		}
+		fleet.mu.Unlock()
+		res := changedAll(req)
+		if strings.HasSuffix(req.Playbook, "revert.yml") {
+			for i := range res.Hosts {
+				res.Hosts[i].ChangedTasks = []string{"restore app.conf"}
+			}
+		}
+		return res
+	}}
+	g := &regressing{tel: &recordedTelemetry{}}
+	g.ro = &Rollout{
+		Spec: spec, Policies: pols, Plan: plan, Metrics: fleet, Applier: app,
+		Clock: NewSimClock(regressionStart), RunID: "run-1", Telemetry: g.tel,
+		Alerter: ports.AlerterFunc(func(_ context.Context, a ports.Alert) error {
+			g.mu.Lock()
+			g.alerts = append(g.alerts, a)
+			g.mu.Unlock()
+			return nil
+		}),
+	}
+	return g
+}
+
+func TestReportFromTheHostStates(t *testing.T) {
+	g := regressingRollout(t, reportSpec)
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, start, tel, alerts := g.ro.Spec, regressionStart, g.tel, g.alerts
+	r := res.Report
+	if r.Outcome != report.OutcomeRolledBack {
+		t.Fatalf("outcome %q (%s), want rolled_back", r.Outcome, r.Reason)
+	}
+
+	if want := []report.QueryReport{{Name: "rps", Worse: "lower"}, {Name: "latency", Worse: "higher"}}; !slices.Equal(r.Queries, want) {
+		t.Errorf("queries %+v, want the spec's order %+v", r.Queries, want)
+	}
+	if d := r.Detection; d == nil || d.Sensitivity != "medium" || d.Threshold <= 0 || d.Band <= 0 {
+		t.Errorf("detection %+v, want medium with its threshold and band", d)
+	}
+	canary := r.Waves[0]
+	if canary.BaselineFrom == nil || !canary.BaselineFrom.Equal(start.Add(-20*time.Minute)) || !canary.ApplyStartedAt.Equal(start) {
+		t.Errorf("canary baseline from %v, apply %v: want 11:40 and 12:00", canary.BaselineFrom, canary.ApplyStartedAt)
+	}
+	for _, h := range []string{"web-1", "web-4"} {
+		pts := r.BaselineSeries[h]["latency"]
+		if len(pts) < 70 || pts[0].T.Before(*canary.BaselineFrom) || !pts[len(pts)-1].T.Before(start) || math.Abs(pts[0].V-0.2) > 0.01 {
+			t.Errorf("%s's baseline series: %d points from %v to %v, want ~80 at 0.2 inside [11:40, 12:00)", h, len(pts), pts[0].T, pts[len(pts)-1].T)
+		}
+	}
+
+	web1 := r.Hosts[0]
+	if web1.Name != "web-1" || web1.Metrics["latency"].Class != report.ClassHigh || web1.Metrics["rps"].Class != report.ClassPass {
+		t.Errorf("%s classes: latency %q, rps %q; want high, pass", web1.Name, web1.Metrics["latency"].Class, web1.Metrics["rps"].Class)
+	}
+	if !slices.Equal(web1.ChangedTasks, []string{"write app.conf"}) {
+		t.Errorf("web-1 changed tasks %q, want the apply's [write app.conf]", web1.ChangedTasks)
+	}
+	rb := r.Rollback
+	if rb == nil || rb.HostLevel || rb.VerifyStartedAt == nil || rb.VerifyStartedAt.Before(rb.StartedAt) || rb.VerifyStartedAt.After(rb.FinishedAt) || !rb.Verified {
+		t.Fatalf("rollback %+v: want a verified fleet-level revert with its verification start between its start and end", rb)
+	}
+
+	const attributed = "after `write app.conf` changed on web-1, latency 0.2"
+	var rollbackAlert *ports.Alert
+	for i := range alerts {
+		if alerts[i].Event == ports.EventRollback {
+			rollbackAlert = &alerts[i]
+		}
+	}
+	if rollbackAlert == nil || len(rollbackAlert.Attribution) != 1 || !strings.HasPrefix(rollbackAlert.Attribution[0], attributed) ||
+		!regexp.MustCompile(`→ 0\.(49|50)\d* \(\+1[45]\d%\)$`).MatchString(rollbackAlert.Attribution[0]) {
+		t.Errorf("rollback alert %+v: want the attribution %q… → 0.5 (+150%%)", rollbackAlert, attributed)
+	}
+	if md := report.Markdown(r); !strings.Contains(md, attributed) {
+		t.Errorf("report.md does not say %q:\n%s", attributed, md)
+	}
+
+	var calls []string
+	for _, c := range tel.calls {
+		if !strings.HasPrefix(c, "decision ") || strings.HasSuffix(c, " fire") {
+			calls = append(calls, c)
+		}
+	}
+	want := []string{"applied canary +", "decision any-degraded fleet fire", "decided any-degraded", "reverted any-degraded +", "ended rolled_back"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("telemetry %q, want %q (passes left out)", calls, want)
+	}
+	fleetDecisions := 0
+	for _, d := range r.Decisions {
+		if d.Scope == "fleet" {
+			fleetDecisions++
+		}
+	}
+	if n := strings.Count(strings.Join(tel.calls, "\n"), "decision any-degraded fleet"); n != fleetDecisions || tel.ticks != len(r.Timeline) {
+		t.Errorf("telemetry heard %d decisions and %d ticks; the report has %d and %d", n, tel.ticks, fleetDecisions, len(r.Timeline))
+	}
+	if len(tel.delay) != 1 || tel.delay[0] < 0 || tel.delay[0] > 5*spec.Metrics.Interval.D() {
+		t.Errorf("decision delay %v, want one, within 5 ticks of web-1 leaving its band", tel.delay)
+	}
+}
+
+// A host policy's revert is host-level: the report says so, the verdict
+// line names the reverted hosts, and each host fire's delay is heard.
+func TestHostLevelRevertInTheReport(t *testing.T) {
+	g := regressingRollout(t, strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
+		"rollback_when: 'fleet.degraded > 3'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1))
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	var reverted []string
+	for _, rb := range r.Rollbacks {
+		if !rb.HostLevel {
+			t.Errorf("rollback of %v is not host-level: %+v", rb.Hosts, rb)
+		}
+		reverted = append(reverted, rb.Hosts...)
+	}
+	slices.Sort(reverted)
+	if !slices.Equal(reverted, []string{"web-1", "web-2", "web-3", "web-4"}) {
+		t.Fatalf("reverted %v, want every host, one by one (outcome %s: %s)", reverted, r.Outcome, r.Reason)
+	}
+	if s := report.Summary(r); !strings.Contains(s, "web-1 reverted (host policy any-degraded") {
+		t.Errorf("verdict line %q does not name web-1's host-level revert", s)
+	}
+	if n := strings.Count(strings.Join(g.tel.calls, "\n"), "decided any-degraded"); n != 4 {
+		t.Errorf("telemetry heard %d decision delays, want one per host fire (4): %q", n, g.tel.calls)
+	}
+}
