@@ -98,13 +98,6 @@ policies:
     rollback_when: 'fleet.degraded > 0'
 `
 
-// The runner fills what the reports read, from the host states: metrics
-// in the spec's order with their direction, the detection parameters,
-// each host's baseline samples at their times, the baseline window, the
-// class of every metric, the tasks that changed, when verification
-// began; the alerts say what changed next to what degraded, and the
-// telemetry hears of the apply, every decision, every tick, the fire
-// and its delay, the revert and the end.
 // regressing is a live rollout of spec over regressingFleet under a
 // simulated clock that starts at regressionStart, its telemetry and the
 // alerts it sent.
@@ -157,6 +150,13 @@ func regressingRollout(t *testing.T, specYAML string) *regressing {
 	return g
 }
 
+// The runner fills what the reports read, from the host states: metrics
+// in the spec's order with their direction, the detection parameters,
+// each host's baseline samples at their times, the baseline window, the
+// class of every metric, the tasks that changed, when verification
+// began; the alerts say what changed next to what degraded, and the
+// telemetry hears of the apply, every decision, every tick, the fire
+// and its delay, the revert and the end.
 func TestReportFromTheHostStates(t *testing.T) {
 	g := regressingRollout(t, reportSpec)
 	res, err := g.ro.Execute(t.Context())
