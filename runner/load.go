@@ -54,6 +54,7 @@ var enums = map[string][]string{
 // secretFields are the Type.key whose values never appear in an error.
 var secretFields = map[string]bool{
 	"Metrics.url":          true, // may carry user:password@
+	"Metrics.push_url":     true,
 	"Metrics.bearer_token": true,
 	"Metrics.headers":      true,
 	"BasicAuth.password":   true,
@@ -273,6 +274,9 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 	}
 	if d.has("metrics.host_value") {
 		d.checkTemplate("metrics.host_value", s.Metrics.HostValue, hostValueFields)
+	}
+	if s.Metrics.PushURL != "" {
+		d.checkURL("metrics.push_url", s.Metrics.PushURL)
 	}
 	if s.Metrics.URL != "" {
 		d.checkURL("metrics.url", s.Metrics.URL)

@@ -234,8 +234,8 @@ func TestSecretsNotInErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("Load succeeded")
 	}
-	if n := len(err.(policies.ErrorList)); n < 7 {
-		t.Errorf("got %d errors, want one for each of the 7 bad fields:\n%v", n, err)
+	if n := len(err.(policies.ErrorList)); n < 8 {
+		t.Errorf("got %d errors, want one for each of the 8 bad fields:\n%v", n, err)
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("a secret leaked into the errors:\n%v", err)

@@ -16,8 +16,10 @@ import (
 )
 
 // regressingFleet is a fleet whose latency on a host rises to 0.5 while
-// that host carries the change (site.yml applied, revert.yml not yet):
-// the applier below switches it.
+// that host carries the change: from when the runner has taken the
+// apply's result (the telemetry below hears it), so that no tick sees
+// the change before the runner knows what the apply did, until
+// revert.yml ran on it.
 type regressingFleet struct {
 	mu      sync.Mutex
 	changed map[string]bool
@@ -54,17 +56,22 @@ func (f *regressingFleet) Range(_ context.Context, q ports.Query, keys []string,
 	return out, nil
 }
 
-// recordedTelemetry keeps every telemetry call as a line.
+// recordedTelemetry keeps every telemetry call as a line; onApplied,
+// when set, hears each wave's apply end.
 type recordedTelemetry struct {
-	mu    sync.Mutex
-	calls []string
-	ticks int
-	delay []time.Duration
+	mu        sync.Mutex
+	calls     []string
+	ticks     int
+	delay     []time.Duration
+	onApplied func(wave string)
 }
 
 func (t *recordedTelemetry) add(s string) { t.mu.Lock(); t.calls = append(t.calls, s); t.mu.Unlock() }
 func (t *recordedTelemetry) HostsApplied(wave string, n int) {
 	t.add("applied " + wave + " " + strings.Repeat("+", n))
+	if t.onApplied != nil {
+		t.onApplied(wave)
+	}
 }
 func (t *recordedTelemetry) HostsReverted(trigger string, n int) {
 	t.add("reverted " + trigger + " " + strings.Repeat("+", n))
@@ -123,11 +130,13 @@ func regressingRollout(t *testing.T, specYAML string) *regressing {
 	}
 	fleet := &regressingFleet{changed: map[string]bool{}}
 	app := &scriptedApplier{result: func(req ports.ApplyRequest) ports.ApplyResult {
-		fleet.mu.Lock()
-		for _, h := range req.Limit {
-			fleet.changed[h] = strings.HasSuffix(req.Playbook, "site.yml")
+		if strings.HasSuffix(req.Playbook, "revert.yml") {
+			fleet.mu.Lock()
+			for _, h := range req.Limit {
+				fleet.changed[h] = false
+			}
+			fleet.mu.Unlock()
 		}
-		fleet.mu.Unlock()
 		res := changedAll(req)
 		if strings.HasSuffix(req.Playbook, "revert.yml") {
 			for i := range res.Hosts {
@@ -136,7 +145,17 @@ func regressingRollout(t *testing.T, specYAML string) *regressing {
 		}
 		return res
 	}}
-	g := &regressing{tel: &recordedTelemetry{}}
+	g := &regressing{tel: &recordedTelemetry{onApplied: func(wave string) {
+		fleet.mu.Lock()
+		defer fleet.mu.Unlock()
+		for _, w := range plan.Waves {
+			for _, h := range w.Hosts {
+				if w.Name == wave {
+					fleet.changed[h.Name] = true
+				}
+			}
+		}
+	}}}
 	g.ro = &Rollout{
 		Spec: spec, Policies: pols, Plan: plan, Metrics: fleet, Applier: app,
 		Clock: NewSimClock(regressionStart), RunID: "run-1", Telemetry: g.tel,

@@ -291,6 +291,12 @@ type Metrics struct {
 	// ErrorLimit is the number of consecutive failed ticks after which the
 	// decision is an error (default 3).
 	ErrorLimit int `yaml:"error_limit,omitempty" json:"error_limit,omitempty"`
+	// PushURL, when set, receives rollguard's own metrics (runs, hosts
+	// applied and reverted, decisions, tick and query durations, decision
+	// delay) in Prometheus text format every interval and at the end of
+	// a live run, e.g. VictoriaMetrics' /api/v1/import/prometheus. It may
+	// carry credentials: never printed. run --push-metrics overrides it.
+	PushURL string `yaml:"push_url,omitempty" json:"push_url,omitempty"`
 }
 
 // BasicAuth credentials.
