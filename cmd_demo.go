@@ -72,6 +72,8 @@ ci/install-deps.sh.`,
 			return nil
 		},
 	}
+	c.Example = `  rollguard demo
+  rollguard demo --dir /tmp/demo --hosts 8   # keeps the reports in /tmp/demo`
 	c.Flags().StringVar(&dir, "dir", "", "working directory (default: a new temporary directory)")
 	c.Flags().IntVar(&hosts, "hosts", 6, "number of simulated hosts")
 	return c

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -18,6 +17,7 @@ import (
 func newDryRunCmd() *cobra.Command {
 	var file, metrics, changeAt, reportDir string
 	var quiet bool
+	var o outputFlag
 	c := &cobra.Command{
 		Use:   "dry-run -f rollout.yaml --metrics rec.jsonl --change-at T [--report-dir D]",
 		Short: "Replay recorded metrics through the waves, detectors and policies (0 would promote, 3 would roll back)",
@@ -35,12 +35,18 @@ previous wave's monitoring period ends; each wave's baseline is the recording's
 metrics.baseline window right before it. Time is simulated, so hours replay in
 milliseconds. It prints a timeline (tick, wave, degraded hosts, each policy's
 outcome and reason) and writes report.json, report.md and report.html into
---report-dir when given.
+--report-dir when given. --change-at must fall within the recording, after
+its first sample (exit 2 names the recording's time range otherwise).
+
+--output json prints report.json's document on stdout, and the timeline and
+the verdict on stderr.
 
 Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
-		Example: `  rollguard dry-run -f rollout.yaml --metrics export.jsonl.gz --change-at 2024-01-01T12:00:00Z --report-dir out/`,
-		Args:    cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
+		Example: `  rollguard dry-run -f rollout.yaml --metrics export.jsonl.gz --change-at 2024-01-01T12:00:00Z --report-dir out/
+  rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 1704110400 -q
+  rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 2024-01-01T12:00:00Z -o json | jq -r .outcome`,
+		Args: cobra.NoArgs,
+		RunE: o.runE(func(c *cobra.Command) error {
 			at, err := parseChangeAt(changeAt)
 			if err != nil {
 				return badInput(err)
@@ -57,6 +63,9 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 				return badInput(err)
 			}
 			rec.HostLabel = spec.Metrics.HostLabel
+			if err := changeWithin(at, rec); err != nil {
+				return badInput(err)
+			}
 			// A recorded sample stands for two intervals, as a live query
 			// would see it; after that the host has no data.
 			replay, err := victoriametrics.NewReplay(rec, victoriametrics.ReplayOptions{Lookback: 2 * spec.Metrics.Interval.D()})
@@ -71,7 +80,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err != nil {
 				return badInput(err)
 			}
-			out := io.Writer(c.OutOrStdout())
+			out := o.progress(c)
 			if quiet {
 				out = nil
 			}
@@ -86,15 +95,30 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err != nil {
 				return badInput(err)
 			}
-			return finish(c, res, reportDir)
-		},
+			return finish(c, &o, res, reportDir)
+		}),
 	}
 	c.Flags().StringVarP(&file, "file", "f", "", "rollout spec (rollout.yaml)")
 	c.Flags().StringVar(&metrics, "metrics", "", "recorded metrics (VictoriaMetrics export format, .jsonl or .jsonl.gz)")
 	c.Flags().StringVar(&changeAt, "change-at", "", "when the first apply started: RFC 3339 or unix seconds")
 	c.Flags().StringVar(&reportDir, "report-dir", "", "write report.json, report.md, report.html here")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the verdict, not the timeline")
+	o.add(c)
 	return c
+}
+
+// changeWithin refuses a change time the recording cannot replay: before
+// or at its first sample (no baseline) or after its last.
+func changeWithin(at time.Time, rec *victoriametrics.Recording) error {
+	first, last := rec.Span()
+	if first.IsZero() {
+		return fmt.Errorf("the recording has no samples")
+	}
+	if !at.After(first) || at.After(last) {
+		return fmt.Errorf("--change-at %s is outside the recording, which runs from %s to %s: the first apply must start after its first sample and by its last",
+			at.UTC().Format(time.RFC3339), first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // parseChangeAt accepts RFC 3339 or unix seconds.

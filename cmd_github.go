@@ -23,7 +23,9 @@ func newGitHubActionCmd() *cobra.Command {
 		Use:    "github-action",
 		Short:  "Run as a GitHub Action step (reads INPUT_* variables)",
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Example: `  # action.yml runs it with the action's inputs:
+  INPUT_COMMAND=dry-run INPUT_SPEC=rollout.yaml INPUT_METRICS=rec.jsonl INPUT_CHANGE-AT=1704110400 rollguard github-action`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			inspect := func(path string) (github.SpecFacts, error) {
 				spec, _, err := runner.LoadAllowUnset(path, nil)

@@ -79,6 +79,8 @@ revert.known_good re-applies. It changes nothing.`,
 			return tw.Flush()
 		},
 	}
+	c.Example = `  rollguard history -f rollout.yaml
+  rollguard history -f rollout.yaml --host web-1 --json | jq '.hosts["web-1"][-1]'`
 	c.Flags().StringVarP(&file, "file", "f", "", "rollout spec (rollout.yaml)")
 	c.Flags().StringVar(&host, "host", "", "show one host only")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: {\"hosts\": {\"web-1\": [records...]}}")

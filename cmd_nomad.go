@@ -28,12 +28,16 @@ ${VAR} of the spec, the Consul and Nomad tokens and the secret files it names
 nomad/jobs/<job>: rendering lists the items it must hold, and needs none of
 their values. A job that can be rescheduled needs state.store: consul or
 nomad, so that a rescheduled allocation resumes from the shared journal.`,
+		Example: `  rollguard nomad job -f rollout.yaml --cron '0 3 * * *' > job.json
+  NOMAD_ADDR=https://nomad:4646 rollguard nomad register -f rollout.yaml --cron '0 3 * * *' --plan`,
 	}
 	var jf jobFlags
 	job := &cobra.Command{
 		Use:   "job -f rollout.yaml --cron '0 3 * * *'",
 		Short: "Print the job as JSON (POST it to /v1/jobs, or use 'nomad register'); what it embeds and needs goes to stderr",
-		Args:  cobra.NoArgs,
+		Example: `  rollguard nomad job -f rollout.yaml --cron '0 3 * * *' > job.json
+  curl -X POST --data @job.json -H "X-Nomad-Token: $NOMAD_TOKEN" "$NOMAD_ADDR/v1/jobs"`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			r, err := jf.job(nil)
 			if err != nil {
@@ -53,7 +57,9 @@ nomad, so that a rescheduled allocation resumes from the shared journal.`,
 	register := &cobra.Command{
 		Use:   "register -f rollout.yaml --cron '0 3 * * *' [--plan]",
 		Short: "Register the job on the Nomad cluster (NOMAD_ADDR, NOMAD_TOKEN), once its variable holds every item",
-		Args:  cobra.NoArgs,
+		Example: `  NOMAD_ADDR=https://nomad:4646 NOMAD_TOKEN=... rollguard nomad register -f rollout.yaml --cron '0 3 * * *'
+  rollguard nomad register -f rollout.yaml --cron '0 3 * * *' --plan`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			client, err := nomad.New(nil, nil)
 			if err != nil {
@@ -128,7 +134,7 @@ func (f *jobFlags) add(c *cobra.Command) {
 	c.Flags().StringArrayVar(&f.crons, "cron", nil, "periodic schedule, e.g. '0 3 * * *' (required; repeatable: the job's crons)")
 	c.Flags().StringVar(&f.tz, "time-zone", "UTC", "time zone of --cron")
 	c.Flags().StringVar(&f.driver, "driver", "docker", "task driver: docker | exec | raw_exec")
-	c.Flags().StringVar(&f.ver, "image-version", version, "rollguard image tag (docker)")
+	c.Flags().StringVar(&f.ver, "image-version", strings.ReplaceAll(versionString(), "+", "-"), "rollguard image tag (docker; default this binary's version)")
 	c.Flags().StringVar(&f.image, "image", "", "image (default ghcr.io/rollguard/rollguard:<image-version>)")
 	c.Flags().StringVar(&f.binary, "binary", "", "rollguard path on the client nodes (exec, raw_exec)")
 	c.Flags().StringVar(&f.artifact, "artifact", "", "go-getter URL of an archive with rollout.yaml and playbooks (default: embed them)")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rollguard/rollguard/integrations/selfmetrics"
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
 	"github.com/rollguard/rollguard/ports"
 	"github.com/rollguard/rollguard/runner"
@@ -35,10 +37,22 @@ revert.on_interrupt), write the report and exit 4.
 --record writes every value the run saw in VictoriaMetrics' export format, so
 'rollguard dry-run' can replay the run against new policies.
 
+--push-metrics (or metrics.push_url) pushes rollguard's own metrics
+(rollguard_*, labelled with rollout and run_id) in Prometheus text format
+every metrics.interval and at the end, e.g. to VictoriaMetrics'
+/api/v1/import/prometheus. The URL is never printed.
+
+--output json prints report.json's document on stdout, and the progress
+and the verdict on stderr.
+
 Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 1 error, 2 bad input.`,
+		Example: `  rollguard run -f rollout.yaml --report-dir reports/
+  rollguard run -f rollout.yaml --record run.jsonl.gz --push-metrics http://vm:8428/api/v1/import/prometheus
+  rollguard run -f rollout.yaml --abort
+  rollguard run -f rollout.yaml -o json > report.json`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return f.run(c) },
+		RunE: f.o.runE(f.run),
 	}
 	c.Flags().StringVarP(&f.file, "file", "f", "", "rollout spec (rollout.yaml)")
 	c.Flags().StringVar(&f.reportDir, "report-dir", "", "write report.json, report.md, report.html here (default <state dir>/reports/<run id>)")
@@ -46,6 +60,8 @@ Exit codes: 0 promoted, 3 rolled back, 4 halted (a person must decide),
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log details to stderr")
 	c.Flags().BoolVar(&f.abort, "abort", false, "revert every host an unfinished run changed, instead of resuming it")
 	c.Flags().DurationVar(&f.lockWait, "lock-wait", 0, "wait this long for a held lock (a crashed run's Consul session or Nomad lease lapses within about a minute) instead of exiting 1")
+	c.Flags().StringVar(&f.pushMetrics, "push-metrics", "", "push rollguard's own metrics here in Prometheus text format (overrides metrics.push_url; never printed)")
+	f.o.add(c)
 	return c
 }
 
@@ -54,12 +70,14 @@ type runFlags struct {
 	file, reportDir, record string
 	verbose, abort          bool
 	lockWait                time.Duration
+	pushMetrics             string
+	o                       outputFlag
 }
 
 // run is `rollguard run`: load, discover, connect the metrics, take the
 // lock, take up an unfinished run, execute, report.
 func (f *runFlags) run(c *cobra.Command) error {
-	out := c.OutOrStdout()
+	out := f.o.progress(c)
 	spec, pols, err := loadSpec(f.file)
 	if err != nil {
 		return err
@@ -106,7 +124,12 @@ func (f *runFlags) run(c *cobra.Command) error {
 		}
 		fmt.Fprintf(out, "rollguard: %s the unfinished run %s (journal in %s)\n", what, runID, st.where)
 	}
-	ro, err := newRollout(spec, pols, plan, rolloutOptions{metrics: src, clock: runner.WallClock{}, out: out, log: log, runID: runID, live: live})
+	tel, src, pushed, err := selfMetrics(ctx, spec, f.pushMetrics, runID, src, log)
+	if err != nil {
+		return err
+	}
+	defer pushed(c.ErrOrStderr())
+	ro, err := newRollout(spec, pols, plan, rolloutOptions{metrics: src, clock: runner.WallClock{}, out: out, log: log, runID: runID, live: live, telemetry: tel})
 	if err != nil {
 		return err
 	}
@@ -120,7 +143,39 @@ func (f *runFlags) run(c *cobra.Command) error {
 	if reportDir == "" {
 		reportDir = filepath.Join(stateDir(spec), "reports", runID)
 	}
-	return finish(c, res, reportDir)
+	return finish(c, &f.o, res, reportDir)
+}
+
+// selfMetrics sets up rollguard's own metrics when a push URL is given
+// (--push-metrics, else metrics.push_url): they are pushed every
+// metrics.interval, and once more by pushed, which the caller defers. The
+// metrics source comes back wrapped, to count the queries. Without a URL
+// the telemetry is nil and pushed does nothing.
+func selfMetrics(ctx context.Context, spec *runner.Spec, flagURL, runID string, src ports.MetricsSource, log *slog.Logger) (
+	tel ports.Telemetry, wrapped ports.MetricsSource, pushed func(io.Writer), err error) {
+	u := flagURL
+	if u == "" {
+		u = spec.Metrics.PushURL
+	}
+	if u == "" {
+		return nil, src, func(io.Writer) {}, nil
+	}
+	m := selfmetrics.New(spec.Name, runID)
+	p, err := selfmetrics.NewPusher(m, u, log)
+	if err != nil {
+		return nil, nil, nil, badInput(err)
+	}
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	if err := p.Start(pctx, spec.Metrics.Interval.D()); err != nil {
+		stop()
+		return nil, nil, nil, badInput(err)
+	}
+	return m, m.Source(src), func(w io.Writer) {
+		stop()
+		if err := p.Push(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintln(w, "rollguard:", err)
+		}
+	}, nil
 }
 
 // liveMetrics connects to metrics.url, checks that it answers, and with

@@ -29,9 +29,6 @@ const (
 	exitHalted     = 4
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // exitError carries an exit code through cobra.
 type codeError struct {
 	code int
@@ -113,16 +110,16 @@ against that host's own pre-change baseline, scores the degradation, and
 evaluates your policies (expr expressions). When a policy fires it reverts
 the wave (or one host) and stops.
 
-Exit codes: 0 promoted, 1 error, 2 bad input, 3 rolled back, 4 halted (a person must decide).
-
-Start with:
-  rollguard validate -f rollout.yaml
+Exit codes: 0 promoted, 1 error, 2 bad input, 3 rolled back, 4 halted (a person must decide).`,
+		Example: `  rollguard validate -f rollout.yaml
   rollguard dry-run  -f rollout.yaml --metrics recorded.jsonl --change-at 2024-01-01T12:00:00Z
   rollguard plan     -f rollout.yaml
   rollguard run      -f rollout.yaml --report-dir reports/`,
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("rollguard {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(&usageError{err: err, command: c.CommandPath()})
 	})

@@ -43,6 +43,8 @@ type rolloutOptions struct {
 	// live makes a live run: Ansible applies, alerts go out, snapshots
 	// are taken, the journal and the history are kept. nil is a dry run.
 	live *liveState
+	// telemetry receives what the run does (nil: nothing).
+	telemetry ports.Telemetry
 }
 
 // liveState is where a live run keeps its journal and history.
@@ -60,7 +62,7 @@ type liveState struct {
 func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o rolloutOptions) (*runner.Rollout, error) {
 	ro := &runner.Rollout{
 		Spec: spec, Policies: pols, Plan: plan,
-		Metrics: o.metrics, Clock: o.clock, Out: o.out, Logger: o.log, RunID: o.runID,
+		Metrics: o.metrics, Clock: o.clock, Out: o.out, Logger: o.log, RunID: o.runID, Telemetry: o.telemetry,
 	}
 	if o.live == nil {
 		return ro, nil
@@ -250,13 +252,15 @@ func basicPassword(spec *runner.Spec) string {
 	return spec.Metrics.BasicAuth.Password
 }
 
-// finish prints the verdict, writes the report and maps the outcome to
-// the exit code.
-func finish(c *cobra.Command, res *runner.Result, reportDir string) error {
+// finish prints the verdict (in colour on a terminal), writes the report,
+// prints report.json's document on stdout under --output json, and maps
+// the outcome to the exit code.
+func finish(c *cobra.Command, o *outputFlag, res *runner.Result, reportDir string) error {
 	r := res.Report
-	w := c.OutOrStdout()
+	w := o.progress(c)
 	verdict := report.Verdict(r)
-	fmt.Fprintf(w, "\n%s: %s — %s\n", strings.ToUpper(verdict[:1])+verdict[1:], r.Name, r.Reason)
+	head := paint(colourful(w, os.Getenv), r.Outcome, strings.ToUpper(verdict[:1])+verdict[1:])
+	fmt.Fprintf(w, "\n%s: %s — %s\n", head, r.Name, r.Reason)
 	if rb := r.Rollback; rb != nil && r.Outcome == report.OutcomeRolledBack {
 		fmt.Fprintf(w, "rollback: %s on %s (verified: %v)\n", rb.Trigger, strings.Join(rb.Hosts, ", "), rb.Verified)
 	}
@@ -266,6 +270,12 @@ func finish(c *cobra.Command, res *runner.Result, reportDir string) error {
 			return exitWith(exitError)
 		}
 		fmt.Fprintf(w, "report: %s/report.{json,md,html}\n", strings.TrimSuffix(reportDir, "/"))
+	}
+	if o.json() {
+		if err := writeJSON(c.OutOrStdout(), r); err != nil {
+			fmt.Fprintln(os.Stderr, "rollguard:", err)
+			return exitWith(exitError)
+		}
 	}
 	if res.ExitCode == exitOK {
 		return nil

@@ -312,7 +312,12 @@ func filterHosts(hosts []ports.Host, keep func(ports.Host) bool) []ports.Host {
 
 // PlanJSON is the `plan --json` contract.
 type PlanJSON struct {
-	Waves []PlanJSONWave `json:"waves"`
+	// Rollout is the spec's name.
+	Rollout string         `json:"rollout"`
+	Waves   []PlanJSONWave `json:"waves"`
+	// Bake is the final monitoring period over the whole fleet (absent
+	// when none).
+	Bake string `json:"bake,omitempty"`
 }
 
 // PlanJSONWave is one wave in `plan --json`. Topology, an extension of
@@ -341,9 +346,13 @@ type PlanJSONValue struct {
 	Total int      `json:"total"`
 }
 
-// WriteJSON writes the plan in the `plan --json` contract form.
-func (p *Plan) WriteJSON(w io.Writer) error {
-	out := PlanJSON{Waves: []PlanJSONWave{}}
+// WriteJSON writes the plan of rollout in the `plan --json` contract
+// form.
+func (p *Plan) WriteJSON(w io.Writer, rollout string) error {
+	out := PlanJSON{Rollout: rollout, Waves: []PlanJSONWave{}}
+	if p.Bake > 0 {
+		out.Bake = fmtDuration(p.Bake)
+	}
 	for _, wv := range p.Waves {
 		jw := PlanJSONWave{Name: wv.Name, Hosts: hostNames(wv.Hosts), Monitor: fmtDuration(wv.Monitor)}
 		if t := wv.Topology; t != nil {

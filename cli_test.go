@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rollguard/rollguard/report"
+)
+
+// Every command's help, hidden ones and subcommands included, shows
+// examples.
+func TestEveryCommandHasExamples(t *testing.T) {
+	var walk func(c *cobra.Command)
+	seen := 0
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			walk(sub)
+		}
+		seen++
+		path := strings.Fields(c.CommandPath())[1:]
+		root := newRoot()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetArgs(append(path, "--help"))
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%s --help: %v", c.CommandPath(), err)
+		}
+		help := out.String()
+		i := strings.Index(help, "Examples:\n")
+		if i < 0 || !strings.Contains(help[i:], "rollguard "+strings.Join(path, " ")) {
+			t.Errorf("%s --help has no Examples section using the command:\n%s", c.CommandPath(), help)
+		}
+	}
+	walk(newRoot())
+	if seen < 12 {
+		t.Errorf("walked %d commands, want every one (at least 12)", seen)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, byFlag, _ := rollguard(t, "--version")
+	_, byCommand, _ := rollguard(t, "version")
+	if code != 0 || !regexp.MustCompile(`^rollguard \S+\n$`).MatchString(byFlag) || byFlag != byCommand {
+		t.Errorf("--version: exit %d, %q; version: %q: want the same one line", code, byFlag, byCommand)
+	}
+	f := func(ldflags, module, want string) {
+		t.Helper()
+		bi := &debug.BuildInfo{Main: debug.Module{Path: "github.com/rollguard/rollguard", Version: module}}
+		if got := versionFrom(ldflags, bi); got != want {
+			t.Errorf("versionFrom(%q, module %q) = %q, want %q", ldflags, module, got, want)
+		}
+	}
+	f("v1.3.0", "v1.2.0", "v1.3.0") // -ldflags -X main.version wins
+	f("", "v1.2.0", "v1.2.0")       // go install …@v1.2.0
+	f("", "v0.0.0-20241129-abcdef", "v0.0.0-20241129-abcdef")
+	f("", "(devel)", "dev") // go build without VCS stamping
+	if got := versionFrom("", nil); got != "dev" {
+		t.Errorf("versionFrom without build info = %q, want dev", got)
+	}
+}
+
+// --output json prints exactly one JSON document on stdout; the progress
+// goes to stderr.
+func TestOutputJSON(t *testing.T) {
+	decode := func(t *testing.T, out string, v any) {
+		t.Helper()
+		dec := json.NewDecoder(strings.NewReader(out))
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+		}
+		if dec.More() {
+			t.Fatalf("stdout holds more than one document:\n%s", out)
+		}
+	}
+	t.Run("validate", func(t *testing.T) {
+		code, out, _ := rollguard(t, "validate", "-f", "testdata/dryrun/latency-50.yaml", "-o", "json")
+		var doc validDoc
+		decode(t, out, &doc)
+		if code != 0 || !doc.Valid || doc.Rollout != "web-tuning-latency-50" || strings.Join(doc.Queries, ",") != "latency_p95,error_rate,cpu" {
+			t.Errorf("exit %d, %+v: want valid, the rollout and its queries in the spec's order", code, doc)
+		}
+		code, out, errOut := rollguard(t, "validate", "-f", "runner/testdata/many-bad.yaml", "-o", "json")
+		var bad errorDoc
+		decode(t, out, &bad)
+		if code != 2 || bad.ExitCode != 2 || len(bad.Problems) < 5 || bad.Problems[0].Line == 0 || bad.Problems[0].File != "runner/testdata/many-bad.yaml" {
+			t.Errorf("exit %d, %+v: want exit 2 and every problem with its file and line", code, bad)
+		}
+		if !strings.Contains(errOut, "many-bad.yaml:") {
+			t.Errorf("the problems are not on stderr too: %q", errOut)
+		}
+	})
+	t.Run("plan", func(t *testing.T) {
+		code, out, _ := rollguard(t, "plan", "-f", "testdata/dryrun/latency-50.yaml", "-o", "json")
+		_, legacy, _ := rollguard(t, "plan", "-f", "testdata/dryrun/latency-50.yaml", "--json")
+		var plan struct {
+			Rollout string `json:"rollout"`
+			Waves   []struct {
+				Name    string   `json:"name"`
+				Hosts   []string `json:"hosts"`
+				Monitor string   `json:"monitor"`
+			} `json:"waves"`
+		}
+		decode(t, out, &plan)
+		if code != 0 || out != legacy || plan.Rollout != "web-tuning-latency-50" || len(plan.Waves) != 3 || plan.Waves[0].Name != "canary" || plan.Waves[0].Monitor == "" {
+			t.Errorf("exit %d, %+v (same as --json: %v)", code, plan, out == legacy)
+		}
+	})
+	t.Run("dry-run", func(t *testing.T) {
+		dir := t.TempDir()
+		code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl",
+			"--change-at", "2024-01-01T12:00:00Z", "--report-dir", dir, "-o", "json")
+		var r report.Report
+		decode(t, out, &r)
+		if code != 3 || r.Outcome != report.OutcomeRolledBack || len(r.Hosts) != 10 {
+			t.Errorf("exit %d, outcome %q, %d hosts: want 3, rolled_back, 10 hosts", code, r.Outcome, len(r.Hosts))
+		}
+		written, err := os.ReadFile(dir + "/report.json")
+		var w report.Report
+		if err != nil || json.Unmarshal(written, &w) != nil || w.RunID != r.RunID || len(w.Decisions) != len(r.Decisions) {
+			t.Errorf("stdout is not the report.json written (%v)", err)
+		}
+		if !strings.Contains(errOut, "Would roll back") || !strings.Contains(errOut, "canary") {
+			t.Errorf("the timeline and the verdict are not on stderr: %q", errOut)
+		}
+	})
+	t.Run("error document", func(t *testing.T) {
+		code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/nope.jsonl", "--change-at", "1704110400", "-o", "json")
+		var doc errorDoc
+		decode(t, out, &doc)
+		if code != 2 || doc.ExitCode != 2 || !strings.Contains(doc.Error, "nope.jsonl") || !strings.Contains(errOut, "nope.jsonl") {
+			t.Errorf("exit %d, %+v, stderr %q: want exit 2 naming the file in both", code, doc, errOut)
+		}
+	})
+	t.Run("bad format", func(t *testing.T) {
+		code, _, errOut := rollguard(t, "validate", "-f", "testdata/dryrun/good.yaml", "-o", "yaml")
+		if code != 2 || !strings.Contains(errOut, `--output "yaml": want text or json`) {
+			t.Errorf("exit %d, %q", code, errOut)
+		}
+	})
+}
+
+// A --change-at the recording cannot replay is bad input naming the
+// recording's time range, not a verdict on missing data.
+func TestChangeAtOutsideTheRecording(t *testing.T) {
+	for _, at := range []string{"2024-02-01T12:00:00Z", "2024-01-01T10:00:00Z", "2023-12-31T23:00:00Z"} {
+		code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl", "--change-at", at)
+		want := "--change-at " + at + " is outside the recording, which runs from 2024-01-01T10:00:00Z to 2024-01-01T14:00:00Z"
+		if code != 2 || !strings.Contains(errOut, want) || strings.Contains(out, "Would") {
+			t.Errorf("--change-at %s: exit %d, stderr %q: want 2 and %q, no verdict", at, code, errOut, want)
+		}
+	}
+}
+
+// The verdict is coloured on a terminal only, never under NO_COLOR or
+// TERM=dumb, never into a pipe or a file.
+func TestVerdictColour(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	var buf bytes.Buffer
+	for _, tc := range []struct {
+		name string
+		on   bool
+	}{
+		{"pipe", colourful(w, env())},
+		{"buffer", colourful(&buf, env())},
+		{"NO_COLOR on a pipe", colourful(w, env("NO_COLOR", "1"))},
+		{"TERM=dumb", colourful(w, env("TERM", "dumb"))},
+	} {
+		if tc.on {
+			t.Errorf("%s: colour on", tc.name)
+		}
+	}
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		if !colourful(tty, env()) || colourful(tty, env("NO_COLOR", "1")) {
+			t.Errorf("on a terminal: colour %v, under NO_COLOR %v; want on, off", colourful(tty, env()), colourful(tty, env("NO_COLOR", "1")))
+		}
+	}
+	if got := paint(true, report.OutcomeRolledBack, "Rolled back"); got != "\x1b[1;31mRolled back\x1b[0m" {
+		t.Errorf("paint = %q", got)
+	}
+	if got := paint(false, report.OutcomeRolledBack, "Rolled back"); got != "Rolled back" {
+		t.Errorf("paint without colour = %q", got)
+	}
+	_, out, _ := rollguard(t, "dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl", "--change-at", "2024-01-01T12:00:00Z", "-q")
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("escape codes in output to a pipe: %q", out)
+	}
+}
