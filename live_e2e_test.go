@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"html"
 	"maps"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,10 +179,16 @@ func TestLive(t *testing.T) {
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v3",
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
 		record := filepath.Join(t.TempDir(), "bad.jsonl.gz")
-		code, r, out := l.run(spec, nil, "--record", record)
+		push := env.VM.URL() + "/api/v1/import/prometheus"
+		code, r, out := l.run(spec, nil, "--record", record, "--push-metrics", push)
 		if code != 3 || r.Outcome != report.OutcomeRolledBack {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
+		if strings.Contains(out, push) {
+			t.Errorf("the push URL appears in the output")
+		}
+		l.selfMetrics(r)
+		l.attributed(r, canary)
 		// What the run saw, replayed by a dry run from the same start,
 		// reaches the same verdict.
 		start := r.Waves[0].ApplyStartedAt.UTC().Format(time.RFC3339Nano)
@@ -461,6 +471,99 @@ var monitorTick = regexp.MustCompile(`^\d\d:\d\d:\d\d canary\s+monitor `)
 // run runs `rollguard run` on spec. kill, when it returns true for an
 // output line, SIGKILLs rollguard there (exit code -1, no report).
 // Otherwise it returns the exit code, the report and the output.
+// selfMetrics reads rollguard's own metrics of run r back from the
+// VictoriaMetrics it pushed them to, by the rollout's and the run's
+// labels, as a dashboard would.
+func (l *live) selfMetrics(r report.Report) {
+	t := l.t
+	t.Helper()
+	match := fmt.Sprintf(`{__name__=~"rollguard_.*",rollout=%q,run_id=%q}`, r.Name, r.RunID)
+	var got map[string]float64
+	for got["rollguard_runs_total"] == 0 {
+		if l.ctx.Err() != nil {
+			t.Fatalf("no rollguard_runs_total for %s in VictoriaMetrics: %v", match, got)
+		}
+		if err := l.env.VM.Flush(l.ctx); err != nil {
+			t.Fatal(err)
+		}
+		got = l.series(match)
+	}
+	for name, want := range map[string]float64{
+		`rollguard_runs_total{outcome="rolled_back"}`:                                                 1,
+		`rollguard_hosts_applied_total{wave="canary"}`:                                                1,
+		`rollguard_hosts_reverted_total{trigger="` + r.Rollback.Trigger + `"}`:                        1,
+		`rollguard_decisions_total{outcome="fire",policy="` + r.Rollback.Trigger + `",scope="fleet"}`: 1,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v; VictoriaMetrics holds %v", name, got[name], want, got)
+		}
+	}
+	for _, name := range []string{"rollguard_tick_duration_seconds_count", "rollguard_query_duration_seconds_count", `rollguard_decision_delay_seconds_count{policy="` + r.Rollback.Trigger + `"}`} {
+		if got[name] < 1 {
+			t.Errorf("%s = %v, want at least 1; VictoriaMetrics holds %v", name, got[name], got)
+		}
+	}
+}
+
+// series exports the series matching match from VictoriaMetrics: each
+// series' name with its labels other than rollout, run_id and query
+// (sorted) -> its last value, summed over the labels left out.
+func (l *live) series(match string) map[string]float64 {
+	resp, err := http.Get(l.env.VM.URL() + "/api/v1/export?" + url.Values{"match[]": {match}}.Encode())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var s struct {
+			Metric map[string]string `json:"metric"`
+			Values []float64         `json:"values"`
+		}
+		if err := dec.Decode(&s); err != nil {
+			l.t.Fatal(err)
+		}
+		var labels []string
+		for k, v := range s.Metric {
+			if k != "__name__" && k != "rollout" && k != "run_id" && k != "query" && k != "vmrange" && k != "instance" && k != "job" {
+				labels = append(labels, fmt.Sprintf("%s=%q", k, v))
+			}
+		}
+		slices.Sort(labels)
+		name := s.Metric["__name__"]
+		if len(labels) > 0 {
+			name += "{" + strings.Join(labels, ",") + "}"
+		}
+		if len(s.Values) > 0 {
+			out[name] += s.Values[len(s.Values)-1]
+		}
+	}
+	return out
+}
+
+// attributed checks that the report names the tasks the apply changed on
+// the reverted host next to what degraded on it, in report.md and
+// report.html.
+func (l *live) attributed(r report.Report, host string) {
+	t := l.t
+	t.Helper()
+	h := r.Hosts[slices.IndexFunc(r.Hosts, func(h report.HostReport) bool { return h.Name == host })]
+	if len(h.ChangedTasks) == 0 {
+		t.Fatalf("%s: changed_tasks is empty after a real apply changed its app.conf", host)
+	}
+	a := report.Attribution(&r, &h).String()
+	if !strings.HasPrefix(a, "after `"+h.ChangedTasks[0]+"`") || !strings.Contains(a, "changed on "+host) {
+		t.Errorf("attribution %q does not name %s's changed task %q", a, host, h.ChangedTasks[0])
+	}
+	if md := report.Markdown(&r); !strings.Contains(md, a) {
+		t.Errorf("report.md does not say %q", a)
+	}
+	if page := report.HTML(&r); !strings.Contains(page, "<code>"+html.EscapeString(h.ChangedTasks[0])+"</code> changed on "+host) {
+		t.Errorf("report.html does not name %s's changed task %q", host, h.ChangedTasks[0])
+	}
+}
+
 func (l *live) run(spec string, kill func(string) bool, args ...string) (int, report.Report, string) {
 	t := l.t
 	t.Helper()
