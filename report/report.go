@@ -1,5 +1,5 @@
 // Package report is what a run tells people: report.json (the contract in
-// DESIGN.md), report.md and report.html, and the run and wave outcomes.
+// docs/design.md), report.md and report.html, and the run and wave outcomes.
 // The runner fills a Report; WriteReport writes the three files. It
 // imports nothing of ours.
 package report
@@ -20,7 +20,7 @@ const (
 	OutcomeError      = "error"
 )
 
-// Report is report.json: the contract in DESIGN.md, extended compatibly.
+// Report is report.json: the contract in docs/design.md, extended compatibly.
 type Report struct {
 	RunID      string    `json:"run_id"`
 	Name       string    `json:"name"`

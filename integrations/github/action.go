@@ -181,7 +181,7 @@ func execute(ctx context.Context, in Inputs, run Runner, stdout io.Writer) Resul
 	return res
 }
 
-// outcomeOfCode maps the CLI's exit codes (DESIGN.md) to an outcome.
+// outcomeOfCode maps the CLI's exit codes (docs/design.md) to an outcome.
 func outcomeOfCode(command string, code int) string {
 	switch code {
 	case 0:
