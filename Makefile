@@ -45,7 +45,7 @@ eval:
 # Screenshots of report.html for every dry-run scenario (installs chromium
 # when missing): bin/screenshots/<scenario>.png. Not part of make test.
 report-screenshot:
-	bash ci/report-screenshots.sh $(SCREENSHOTS)
+	bash ci/report-screenshots.sh $(or $(SCREENSHOTS),bin/screenshots) $(REPORTS)
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./policies ./integrations/victoriametrics

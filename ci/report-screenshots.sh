@@ -4,12 +4,15 @@
 # packages when missing). Nothing is fetched by the page; Chromium runs with
 # networking features off.
 #
-#   ci/report-screenshots.sh [OUT]     # default OUT: bin/screenshots (ignored by git)
+#   ci/report-screenshots.sh [OUT [REPORT.html ...]]   # default OUT: bin/screenshots (ignored by git)
 #
 # OUT/<scenario>/report.{json,md,html} and OUT/<scenario>.png, 1400 px wide.
+# Each REPORT.html given (a live run's, e.g. the demo's) is taken too, as
+# OUT/<its directory's name>.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bin/screenshots}"
+shift || true
 height="${SCREENSHOT_HEIGHT:-2400}"
 
 if ! command -v chromium >/dev/null 2>&1; then
@@ -26,6 +29,13 @@ out="$(cd "$out" && pwd)"
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
 
+shot() { # shot PAGE PNG
+	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir="$profile" --window-size="1400,$height" \
+		--screenshot="$2" "file://$1" >/dev/null 2>&1
+}
+
 for spec in testdata/dryrun/*.yaml; do
 	name="$(basename "$spec" .yaml)"
 	# Each spec names its recording in its header comment.
@@ -38,9 +48,12 @@ for spec in testdata/dryrun/*.yaml; do
 		echo "report-screenshots: dry-run $name exited $code" >&2
 		exit 1
 	fi
-	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-		--disable-background-networking --disable-component-update --disable-sync \
-		--user-data-dir="$profile" --window-size="1400,$height" \
-		--screenshot="$out/$name.png" "file://$out/$name/report.html" >/dev/null 2>&1
+	shot "$out/$name/report.html" "$out/$name.png"
 	echo "$out/$name.png  (exit $code)"
+done
+for page in "$@"; do
+	page="$(cd "$(dirname "$page")" && pwd)/$(basename "$page")"
+	name="$(basename "$(dirname "$page")")"
+	shot "$page" "$out/$name.png"
+	echo "$out/$name.png  ($page)"
 done

@@ -45,6 +45,25 @@ type chart struct {
 	ControlLabel string
 	Marks        []mark
 	NoData       *box
+	// Clipped says how much of the baseline window is shown, when not
+	// all of it ("" when all).
+	Clipped string
+}
+
+// preWindow is how much of the time before the apply a chart shows: twice
+// the time after it, at least 12 samples, so that before and after both
+// read; the whole baseline window when it is shorter.
+func preWindow(after time.Duration, pts []Point) time.Duration {
+	step := time.Duration(0)
+	if len(pts) >= 2 {
+		gaps := make([]time.Duration, 0, len(pts)-1)
+		for i := 1; i < len(pts); i++ {
+			gaps = append(gaps, pts[i].T.Sub(pts[i-1].T))
+		}
+		slices.Sort(gaps)
+		step = gaps[len(gaps)/2]
+	}
+	return max(2*after, 12*step)
 }
 
 type tick struct {
@@ -120,6 +139,20 @@ func hostChart(r *Report, h *HostReport, name string, sz chartSize) (chart, bool
 	if !t1.After(t0) {
 		return chart{}, false
 	}
+	// A long baseline window before a short run would squeeze the run
+	// into the chart's last pixels: show the end of the window only
+	// (preWindow), and say so.
+	if wave != nil && wave.ApplyStartedAt != nil {
+		apply := *wave.ApplyStartedAt
+		if from := apply.Add(-preWindow(t1.Sub(apply), pts)); from.After(t0) {
+			t0 = from
+			pts = slices.DeleteFunc(slices.Clone(pts), func(p Point) bool { return p.T.Before(t0) })
+			if wave.BaselineFrom != nil {
+				c.Clipped = fmt.Sprintf("baseline window %s–%s, drawn from %s", wave.BaselineFrom.UTC().Format("15:04"),
+					apply.UTC().Format("15:04"), t0.UTC().Format("15:04:05"))
+			}
+		}
+	}
 	control, nControl := controlMedian(r, name, h.Name, t0, t1)
 
 	// Value range: the host, the controls and the band.
@@ -147,7 +180,7 @@ func hostChart(r *Report, h *HostReport, name string, sz chartSize) (chart, bool
 	y := func(v float64) float64 { return c.Bottom - (c.Bottom-c.Top)*(v-lo)/(hi-lo) }
 
 	if wave != nil && wave.BaselineFrom != nil && wave.ApplyStartedAt != nil {
-		x0, x1 := x(*wave.BaselineFrom), x(*wave.ApplyStartedAt)
+		x0, x1 := math.Max(x(*wave.BaselineFrom), c.Left), x(*wave.ApplyStartedAt)
 		c.BaselineWindow = &box{X: x0, Y: c.Top, W: x1 - x0, H: c.Bottom - c.Top}
 	}
 	bt, bb := y(m.Baseline+band*m.Stddev), y(m.Baseline-band*m.Stddev)

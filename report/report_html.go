@@ -202,12 +202,20 @@ func facts(r *Report, deciding []Finding, day string) []fact {
 			fact{Label: "metric", Value: strings.Join(metrics, ", "), Bad: true},
 			fact{Label: "how much", Value: much, Bad: true})
 	}
-	if d := r.firedDecision(); d != nil {
+	// The fleet decision that ended the run, or else the first host-level
+	// fire (a promoted run with a host reverted).
+	d, on := r.firedDecision(), ""
+	for i := 0; d == nil && i < len(r.Decisions); i++ {
+		if r.Decisions[i].Fired && r.Decisions[i].Host != "" {
+			d, on = &r.Decisions[i], " on "+r.Decisions[i].Host
+		}
+	}
+	if d != nil {
 		v := clock(d.At, day)
 		if a := r.firstApply(); !a.IsZero() {
 			v += fmt.Sprintf(" (%s after the first apply)", d.At.Sub(a).Round(time.Second))
 		}
-		fs = append(fs, fact{Label: "fired", Value: v + " · " + d.Policy, Bad: true})
+		fs = append(fs, fact{Label: "fired", Value: v + " · " + d.Policy + on, Bad: true})
 	}
 	for _, rb := range r.rollbacks() {
 		if len(rb.Hosts) == 0 {
@@ -349,6 +357,6 @@ text.mark.apply{fill:var(--apply)}text.mark.fire{fill:var(--bad);font-weight:700
 <text x="{{.Right}}" y="{{.H}}" dy="-4" text-anchor="end">{{.XLabel}}</text>
 <text x="12" y="{{.Top}}" transform="rotate(-90 12 {{.Top}})" text-anchor="end" dy="0">{{.YLabel}}</text>
 </svg>
-<figcaption><b>{{.Title}}</b> · {{.Sub}}{{with .ControlLabel}} · {{.}}{{end}}</figcaption>
+<figcaption><b>{{.Title}}</b> · {{.Sub}}{{with .ControlLabel}} · {{.}}{{end}}{{with .Clipped}} · {{.}}{{end}}</figcaption>
 </figure>{{end}}
 `))

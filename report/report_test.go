@@ -173,7 +173,10 @@ func TestHTMLDrawsTheHostsThatMattered(t *testing.T) {
 func TestHTMLChartHasAxesBandAndMarks(t *testing.T) {
 	page := HTML(rolledBack())
 	fig := page[strings.Index(page, "<figure"):strings.Index(page, "</figure>")]
-	for _, want := range []string{"time (UTC)", ">11:00<", ">12:00<", ">latency_p95<", ">0.30<", ">0.20<",
+	// The baseline window is an hour, the run 4m30s: the chart draws the
+	// window's last 12 minutes (twice the run, at least 12 samples) and
+	// says so.
+	for _, want := range []string{"time (UTC)", ">11:50<", ">12:00<", "baseline window 11:00–12:00, drawn from 11:48:00", ">latency_p95<", ">0.30<", ">0.20<",
 		"apply canary", "fire: fleet-threshold", ">revert<", ">verified<", `class="bwin"`, `class="band"`} {
 		if !strings.Contains(fig, want) {
 			t.Errorf("the deciding chart lacks %q", want)
