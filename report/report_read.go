@@ -182,14 +182,21 @@ func (r *Report) rollbacks() []*Rollback {
 }
 
 // firedDecision is the fleet decision that ended the run (nil when none
-// fired).
+// fired): of the fleet decisions that fired at the last tick one fired,
+// the first in policy order, as the runner takes it.
 func (r *Report) firedDecision() *Decision {
+	var last *Decision
 	for i := len(r.Decisions) - 1; i >= 0; i-- {
-		if d := &r.Decisions[i]; d.Fired && d.Scope != "host" {
-			return d
+		d := &r.Decisions[i]
+		if !d.Fired || d.Scope == "host" {
+			continue
 		}
+		if last != nil && !d.At.Equal(last.At) {
+			break
+		}
+		last = d
 	}
-	return nil
+	return last
 }
 
 // Deciding returns the findings that decided the run, most telling first

@@ -358,3 +358,19 @@ func TestWriteReportModes(t *testing.T) {
 		}
 	}
 }
+
+// Two fleet policies firing at the same tick: the page names the one the
+// runner took, the first in policy order, as the verdict does.
+func TestFiredDecisionIsTheRunnersTrigger(t *testing.T) {
+	r := rolledBack()
+	fire := r.Decisions[len(r.Decisions)-1]
+	second := fire
+	second.Policy, second.Reason = "latency-regression", "fraction(hosts, .degraded) = 1 >= 0.3"
+	r.Decisions = append(r.Decisions, second)
+	if d := r.firedDecision(); d == nil || d.Policy != fire.Policy {
+		t.Fatalf("fired decision %+v, want %s (the first to fire at %s)", d, fire.Policy, fire.At)
+	}
+	if page := HTML(r); !strings.Contains(page, "after the first apply) · "+fire.Policy) {
+		t.Errorf("the fired card does not name %s", fire.Policy)
+	}
+}
