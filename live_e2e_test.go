@@ -478,18 +478,20 @@ func (l *live) selfMetrics(r report.Report) {
 	t := l.t
 	t.Helper()
 	match := fmt.Sprintf(`{__name__=~"rollguard_.*",rollout=%q,run_id=%q}`, r.Name, r.RunID)
+	const ended = `rollguard_runs_total{outcome="rolled_back"}`
+	// The Prometheus import is buffered: flush and read until the run's
+	// end is there, for at most 30 s.
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer cancel()
 	var got map[string]float64
-	for got["rollguard_runs_total"] == 0 {
-		if l.ctx.Err() != nil {
-			t.Fatalf("no rollguard_runs_total for %s in VictoriaMetrics: %v", match, got)
-		}
-		if err := l.env.VM.Flush(l.ctx); err != nil {
-			t.Fatal(err)
+	for got[ended] == 0 {
+		if err := l.env.VM.Flush(ctx); err != nil {
+			t.Fatalf("no %s for %s in VictoriaMetrics (%v); it holds %v", ended, match, err, got)
 		}
 		got = l.series(match)
 	}
 	for name, want := range map[string]float64{
-		`rollguard_runs_total{outcome="rolled_back"}`:                                                 1,
+		ended: 1,
 		`rollguard_hosts_applied_total{wave="canary"}`:                                                1,
 		`rollguard_hosts_reverted_total{trigger="` + r.Rollback.Trigger + `"}`:                        1,
 		`rollguard_decisions_total{outcome="fire",policy="` + r.Rollback.Trigger + `",scope="fleet"}`: 1,

@@ -277,8 +277,8 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		began := time.Now() // the tick's own duration, for the telemetry
 		x.observe(ctx, now)
 		res := x.eng.Tick(phase, now.Sub(start).Seconds())
+		x.tel.Tick(time.Since(began)) // not the reverts decide may run
 		v, holding := x.decide(ctx, w, now, phase, res)
-		x.tel.Tick(time.Since(began))
 		if v.ends() {
 			return v, nil
 		}
