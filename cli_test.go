@@ -211,13 +211,3 @@ func TestVerdictColour(t *testing.T) {
 		t.Errorf("escape codes in output to a pipe: %q", out)
 	}
 }
-
-// The demo's playbooks are in the binary: `rollguard demo` runs from
-// any directory.
-func TestDemoPlaybooksEmbedded(t *testing.T) {
-	for _, name := range []string{"site.yml", "revert.yml", "templates/app.conf.j2"} {
-		if data, err := playbooks.ReadFile("testdata/playbooks/" + name); err != nil || len(data) == 0 {
-			t.Errorf("embedded testdata/playbooks/%s: %d bytes, %v", name, len(data), err)
-		}
-	}
-}

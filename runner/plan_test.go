@@ -302,7 +302,7 @@ func TestPlanTopologyOutput(t *testing.T) {
 		t.Errorf("plan text\n got:\n%s\nwant:\n%s", text.String(), want)
 	}
 	var b bytes.Buffer
-	if err := p.WriteJSON(&b); err != nil {
+	if err := p.WriteJSON(&b, spec.Name); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {
