@@ -24,9 +24,9 @@ func TestDryRunReportPages(t *testing.T) {
 		// drawn are the hosts with charts, in order of first chart.
 		drawn []string
 	}{
-		{spec: "latency-50", metrics: "latency-50.jsonl", lead: []string{"latency_p95", "web-1", "0.2033 → 0.3138", "+54%"}, when: "12:03:00 (3m0s after the first apply) · fleet-threshold", drawn: []string{"web-1"}},
+		{spec: "latency-50", metrics: "latency-50.jsonl", lead: []string{"latency_p95", "web-1", "0.2033 → 0.2997", "+47%"}, when: "12:03:00 (3m0s after the first apply) · latency-regression", drawn: []string{"web-1"}},
 		{spec: "nodata-fail", metrics: "nodata.jsonl", lead: []string{"no data from", "web-1", "latency_p95"}, when: "12:05:00 (5m0s after the first apply) · degraded-share", drawn: []string{"web-1"}},
-		{spec: "noisy-host", metrics: "noisy-host.jsonl", lead: []string{"error_rate", "web-7", "0 → 0.1"}, when: "12:21:00 (21m0s after the first apply) · extreme-host on web-7", drawn: []string{"web-7", "web-3", "web-4"}},
+		{spec: "noisy-host", metrics: "noisy-host.jsonl", lead: []string{"error_rate", "web-7", "0 → 0.1"}, when: "12:21:00 (21m0s after the first apply) · extreme-host on web-7", drawn: []string{"web-7", "web-3", "web-1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.spec, func(t *testing.T) {

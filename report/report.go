@@ -139,12 +139,16 @@ type MetricReport struct {
 	Score    float64 `json:"score"`
 	MaxScore float64 `json:"max_score"`
 	// Worst and WorstZ are the smoothed value and its z when the score
-	// peaked: what the regression looked like, even after a revert
-	// brought Current back.
-	Worst         float64 `json:"worst,omitempty"`
-	WorstZ        float64 `json:"worst_z,omitempty"`
-	Samples       int     `json:"samples"`
-	NoData        bool    `json:"nodata,omitempty"`
+	// peaked (when z peaked, for a metric whose score never rose): what
+	// the regression looked like, even after a revert brought Current
+	// back.
+	Worst   float64 `json:"worst,omitempty"`
+	WorstZ  float64 `json:"worst_z,omitempty"`
+	Samples int     `json:"samples"`
+	NoData  bool    `json:"nodata,omitempty"`
+	// Tolerance is the smallest change that matters, in the metric's
+	// unit: the band is the tolerance and Detection.Band spreads.
+	Tolerance     float64 `json:"tolerance,omitempty"`
 	LowConfidence bool    `json:"low_confidence,omitempty"`
 	// Class is the verdict on this metric, as Kayenta gives one per
 	// metric: pass | high | low | nodata (see Classify).

@@ -155,12 +155,14 @@ func hostChart(r *Report, h *HostReport, name string, sz chartSize) (chart, bool
 	}
 	control, nControl := controlMedian(r, name, h.Name, t0, t1)
 
-	// Value range: the host, the controls and the band.
+	// Value range: the host, the controls and the band (the tolerance and
+	// Band spreads either side of the baseline, as verification takes it).
 	band := r.detection().Band
 	if band <= 0 {
 		band = presetBand
 	}
-	lo, hi := m.Baseline-band*m.Stddev, m.Baseline+band*m.Stddev
+	half := band*m.Stddev + m.Tolerance
+	lo, hi := m.Baseline-half, m.Baseline+half
 	for _, p := range slices.Concat(pts, control) {
 		lo, hi = math.Min(lo, p.V), math.Max(hi, p.V)
 	}
@@ -183,7 +185,7 @@ func hostChart(r *Report, h *HostReport, name string, sz chartSize) (chart, bool
 		x0, x1 := math.Max(x(*wave.BaselineFrom), c.Left), x(*wave.ApplyStartedAt)
 		c.BaselineWindow = &box{X: x0, Y: c.Top, W: x1 - x0, H: c.Bottom - c.Top}
 	}
-	bt, bb := y(m.Baseline+band*m.Stddev), y(m.Baseline-band*m.Stddev)
+	bt, bb := y(m.Baseline+half), y(m.Baseline-half)
 	c.Band = &box{X: c.Left, Y: bt, W: c.Right - c.Left, H: math.Max(bb-bt, 1)}
 	c.BaselineY = y(m.Baseline)
 	if len(pts) > 0 {

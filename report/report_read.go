@@ -30,10 +30,11 @@ const presetBand = 3
 
 // Classify gives a metric's class: nodata when the last tick brought no
 // value (or there was no baseline); high or low when the metric left its
-// baseline band in its worse direction (its z when its score peaked beyond
-// det.Band, or its score over det.Threshold), named after that direction
-// (high when higher is worse); pass otherwise. An improvement is a pass:
-// like the detectors, the class judges the worse direction only.
+// baseline band in its worse direction (its z at its worst beyond
+// det.Band spreads and the tolerance, the band verification uses, or its
+// score over det.Threshold), named after that direction (high when higher
+// is worse); pass otherwise. An improvement is a pass: like the
+// detectors, the class judges the worse direction only.
 func Classify(m MetricReport, worse string, det DetectionReport) string {
 	if m.NoData || m.Samples == 0 {
 		return ClassNoData
@@ -42,7 +43,10 @@ func Classify(m MetricReport, worse string, det DetectionReport) string {
 	if band <= 0 {
 		band = presetBand
 	}
-	out := m.MaxScore > 0 && m.WorstZ > band
+	if m.Stddev > 0 {
+		band += m.Tolerance / m.Stddev
+	}
+	out := m.WorstZ > band
 	if det.Threshold > 0 && m.MaxScore > det.Threshold {
 		out = true
 	}
@@ -136,7 +140,7 @@ func (r *Report) finding(h *HostReport, name string) Finding {
 	if f.Class == "" {
 		f.Class = Classify(m, r.worse(name), r.detection())
 	}
-	if f.Moved() && m.MaxScore > 0 {
+	if f.Moved() {
 		f.Observed, f.Z, f.Worst = m.Worst, m.WorstZ, true
 	}
 	return f

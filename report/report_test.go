@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"html"
 	"math"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -341,21 +339,6 @@ func TestAxisTicks(t *testing.T) {
 	}
 	if got := strings.Join(labels, " "); got != "11:00 11:10 11:20 11:30 11:40 11:50 12:00" {
 		t.Errorf("time ticks %q", got)
-	}
-}
-
-// The report files are readable by a later CI step running as another
-// user: 0644, whatever the temporary file they were written through.
-func TestWriteReportModes(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "report")
-	if err := WriteReport(dir, rolledBack()); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"report.json", "report.md", "report.html"} {
-		fi, err := os.Stat(filepath.Join(dir, name))
-		if err != nil || fi.Mode().Perm() != 0o644 {
-			t.Errorf("%s: mode %v (%v), want 0644", name, fi.Mode().Perm(), err)
-		}
 	}
 }
 

@@ -106,15 +106,29 @@ func (x *execution) trackScores(now time.Time) {
 			if mt == nil {
 				continue
 			}
-			if mt.Score > hs.maxScores[m] {
+			// The worst moment is the highest score; while the score
+			// has not risen (a warm-up, a host policy firing on z
+			// first), the highest z.
+			if mt.Score > hs.maxScores[m] || (hs.maxScores[m] == 0 && mt.Z > hs.worst[m].z) {
 				hs.maxScores[m] = mt.Score
 				hs.worst[m] = worstValue{mt.Current, mt.Z}
 			}
-			if hs.visibleAt.IsZero() && hs.carries() && !mt.NoData && mt.Z > x.det.Band {
+			if hs.visibleAt.IsZero() && hs.carries() && !mt.NoData && outside(mt, x.det.Band) {
 				hs.visibleAt = now
 			}
 		}
 	}
+}
+
+// outside says a metric is out of its baseline band in its worse
+// direction: beyond the tolerance and band spreads (the band verification
+// uses).
+func outside(mt *policies.Metric, band float64) bool {
+	limit := band
+	if mt.Stddev > 0 {
+		limit += mt.Tolerance / mt.Stddev
+	}
+	return mt.Z > limit
 }
 
 // finishHosts writes the report's hosts, wave by wave, from each host's
@@ -145,7 +159,7 @@ func (x *execution) hostReport(i int) report.HostReport {
 		mr := report.MetricReport{
 			Baseline: jsonSafe(mt.Baseline), Stddev: jsonSafe(mt.Stddev), Current: jsonSafe(mt.Current), Z: jsonSafe(mt.Z),
 			Score: jsonSafe(mt.Score), MaxScore: hs.maxScores[m], Samples: mt.Samples, NoData: mt.NoData, LowConfidence: mt.LowConfidence,
-			Worst: jsonSafe(hs.worst[m].current), WorstZ: jsonSafe(hs.worst[m].z),
+			Worst: jsonSafe(hs.worst[m].current), WorstZ: jsonSafe(hs.worst[m].z), Tolerance: jsonSafe(mt.Tolerance),
 		}
 		mr.Class = report.Classify(mr, x.report.Queries[m].Worse, *x.report.Detection)
 		rep.Metrics[q.Name] = mr
