@@ -91,14 +91,14 @@ func (x *execution) recordBaseline(host int, query string, s ports.Samples) {
 	x.report.BaselineSeries[name][query] = pts
 }
 
-// trackScores keeps each host's worst score per metric for the report,
-// and when each host's regression became visible (a metric out of its
-// band in its worse direction) for the decision delay.
+// trackScores keeps, while a host carries the change, its worst score per
+// metric for the report, and when its regression became visible (a metric
+// out of its band in its worse direction) for the decision delay.
 func (x *execution) trackScores(now time.Time) {
 	for i := range x.hosts {
 		hs := &x.hosts[i]
-		if !hs.changed {
-			continue
+		if !hs.carries() {
+			continue // a reverted host's detectors restart: not its regression
 		}
 		h := x.eng.Host(i)
 		for m, q := range x.queries {
@@ -113,7 +113,7 @@ func (x *execution) trackScores(now time.Time) {
 				hs.maxScores[m] = mt.Score
 				hs.worst[m] = worstValue{mt.Current, mt.Z}
 			}
-			if hs.visibleAt.IsZero() && hs.carries() && !mt.NoData && outside(mt, x.det.Band) {
+			if hs.visibleAt.IsZero() && !mt.NoData && outside(mt, x.det.Band) {
 				hs.visibleAt = now
 			}
 		}
