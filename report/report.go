@@ -117,13 +117,19 @@ type WaveReport struct {
 
 // HostReport is one host's story.
 type HostReport struct {
-	Name         string                  `json:"name"`
-	Wave         string                  `json:"wave"`
-	Applied      bool                    `json:"applied"`
-	Status       string                  `json:"status,omitempty"`
-	Message      string                  `json:"message,omitempty"`
-	ChangedTasks []string                `json:"changed_tasks"`
-	Reverted     bool                    `json:"reverted"`
+	Name    string `json:"name"`
+	Wave    string `json:"wave"`
+	Applied bool   `json:"applied"`
+	// Status is the apply's result on the host, from the play recap: ok |
+	// changed | failed | unreachable | skipped | unmatched (empty: its
+	// wave did not start).
+	Status string `json:"status,omitempty"`
+	// Message says why a play did not run to its end on the host.
+	Message      string   `json:"message,omitempty"`
+	ChangedTasks []string `json:"changed_tasks"`
+	Reverted     bool     `json:"reverted"`
+	// RevertReason says why the host was reverted or, for a host that did
+	// not apply and was not reverted, why it was left as it was.
 	RevertReason string                  `json:"revert_reason,omitempty"`
 	Snapshot     string                  `json:"snapshot"`
 	MaxScore     float64                 `json:"max_score"`
@@ -170,8 +176,28 @@ type Decision struct {
 	Values  map[string]float64 `json:"values,omitempty"`
 }
 
+// Rollback triggers that are not a policy's judgement of the metrics:
+// the apply itself, or an interrupted run. Other triggers are a policy's
+// name, host-policy, metrics-error or on_no_data.
+const (
+	// TriggerApplyFailed: hosts did not apply (a host failed after a
+	// change, or a stage's hosts did not carry the change).
+	TriggerApplyFailed = "apply-failed"
+	// TriggerApplyError: the playbook could not run.
+	TriggerApplyError = "apply-error"
+	// TriggerApplyTimeout: the playbook ran past apply.timeout.
+	TriggerApplyTimeout = "apply-timeout"
+	// TriggerInterrupt: the run was interrupted (on_interrupt: revert).
+	TriggerInterrupt = "interrupt"
+	// TriggerAbort: run --abort reverted an unfinished run.
+	TriggerAbort = "abort"
+	// TriggerResume: a resumed run finished a revert the crash cut short.
+	TriggerResume = "resume-revert"
+)
+
 // Rollback says what was reverted, why and how.
 type Rollback struct {
+	// Trigger is the policy that fired, or one of the Trigger constants.
 	Trigger    string    `json:"trigger"`
 	Reason     string    `json:"reason"`
 	Scope      string    `json:"scope"`

@@ -17,6 +17,9 @@ const (
 	htmlFill = 3
 	// htmlMaxFocus bounds the large charts of the deciding metrics.
 	htmlMaxFocus = 2
+	// htmlMaxLead bounds the hosts that did not apply named in the
+	// header.
+	htmlMaxLead = 5
 )
 
 // HTML renders the report as one page that works offline and as a CI
@@ -57,6 +60,13 @@ type page struct {
 	AllMore  int
 	Fired    []Decision
 	Duration string
+	// NotApplied are the hosts whose play did not run to its end;
+	// NotAppliedMore counts those left out of the table.
+	NotApplied     []*HostReport
+	NotAppliedMore int
+	// NotAppliedLead are the first of them, named in the header.
+	NotAppliedLead     []*HostReport
+	NotAppliedLeadMore int
 }
 
 type pageNoData struct {
@@ -115,6 +125,13 @@ func newPage(r *Report) page {
 		}
 	}
 	p.Facts = facts(r, p.Deciding, p.Day)
+	p.NotApplied = NotApplied(r)
+	p.NotAppliedLead = p.NotApplied[:min(len(p.NotApplied), htmlMaxLead)]
+	p.NotAppliedLeadMore = len(p.NotApplied) - len(p.NotAppliedLead)
+	if len(p.NotApplied) > mdMaxRows {
+		p.NotAppliedMore = len(p.NotApplied) - mdMaxRows
+		p.NotApplied = p.NotApplied[:mdMaxRows]
+	}
 	p.Order = r.metricOrder(p.Deciding)
 
 	focus := p.Valued
@@ -266,6 +283,7 @@ table{border-collapse:collapse;margin:6px 0;font-size:14px}th,td{border:1px soli
 th{background:#f3f5f8}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .cls{display:inline-block;min-width:58px;text-align:center;border-radius:4px;padding:0 6px;font-size:12px;font-weight:700;text-transform:uppercase;color:#fff}
 .cls.pass{background:var(--good)}.cls.high,.cls.low{background:var(--bad)}.cls.nodata{background:#6b7280}
+.cls.failed,.cls.unreachable{background:var(--bad)}.cls.skipped,.cls.unmatched{background:var(--warn)}
 .timeline td.when{white-space:nowrap;font-variant-numeric:tabular-nums}
 .timeline .k{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
 .k.baseline{background:#cfd6df}.k.apply{background:var(--apply)}.k.passed{background:var(--good)}.k.fire{background:var(--bad)}.k.revert{background:var(--revert)}.k.verify{background:var(--verify)}
@@ -301,6 +319,7 @@ text.mark.apply{fill:var(--apply)}text.mark.fire{fill:var(--bad);font-weight:700
 {{range $i, $f := .Valued}}<div class="deciding">{{if $i}}and {{else}}{{$lead}}{{end}}<code>{{$f.Metric}}</code> on {{$f.Host}}: {{$f.Change}} ({{$f.Effect}}, z {{fixed $f.Z}}, <span class="cls {{$f.Class}}">{{$f.Class}}</span>)</div>
 {{end}}{{range $i, $g := .Missing}}<div class="deciding">{{if or $i $.Valued}}and {{else}}{{$lead}}{{end}}no data from {{$g.Host}} for {{range $j, $m := $g.Metrics}}{{if $j}}, {{end}}<code>{{$m}}</code>{{end}}{{with $g.Since}} since {{.}}{{end}} <span class="cls nodata">nodata</span></div>
 {{end}}{{with .Largest}}<div class="deciding">Largest score: <code>{{.Metric}}</code> on {{.Host}}: {{.Change}} ({{.Effect}}, z {{fixed .Z}}, <span class="cls {{.Class}}">{{.Class}}</span>)</div>
+{{end}}{{with .NotAppliedLead}}<div class="deciding">Did not apply: {{range $i, $h := .}}{{if $i}}, {{end}}{{$h.Name}} <span class="cls {{$h.Status}}">{{$h.Status}}</span>{{if $h.Reverted}} (reverted){{end}}{{end}}{{with $.NotAppliedLeadMore}} and {{.}} more{{end}}</div>
 {{end}}{{if .Facts}}<div class="facts">{{range .Facts}}<div{{if .Bad}} class="bad"{{end}}><span class="k">{{.Label}}</span><span class="v">{{.Value}}</span></div>{{end}}</div>{{end}}
 {{range .Focus}}{{template "chart" .}}{{end}}
 </section>
@@ -309,11 +328,15 @@ text.mark.apply{fill:var(--apply)}text.mark.fire{fill:var(--bad);font-weight:700
 {{range .Moments}}<tr{{if .Bad}} class="bad"{{end}}><td class="when">{{.When}}</td><td><span class="k {{.Kind}}"></span>{{.Text}}</td></tr>
 {{end}}</table>
 <div class="muted">Run {{stamp .R.StartedAt}} → {{stamp .R.FinishedAt}} ({{.Duration}}).</div></section>{{end}}
-{{if .Hosts}}<section id="hosts"><h2>Hosts that mattered</h2>
+{{with .NotApplied}}<section id="notapplied"><h2>Did not apply</h2>
+<table><tr><th>host</th><th>wave</th><th>status</th><th>why</th><th>what became of it</th></tr>
+{{range .}}<tr><td>{{.Name}}</td><td>{{.Wave}}</td><td><span class="cls {{.Status}}">{{.Status}}</span></td><td>{{.Message}}</td><td>{{.Fate}}</td></tr>
+{{end}}</table>{{if $.NotAppliedMore}}<p class="muted">…and {{$.NotAppliedMore}} more hosts in report.json.</p>{{end}}</section>
+{{end}}{{if .Hosts}}<section id="hosts"><h2>Hosts that mattered</h2>
 <div class="legend">Charts: <i class="series"></i>the host <i class="bad"></i>a host whose metric left its band <i class="bwin"></i>baseline window <i class="band"></i>baseline band (green line: baseline) <i class="control"></i>untouched hosts' median (controls) · vertical lines: apply, fire, revert, verified</div>
 {{range .Hosts}}<div class="host{{if or .H.Reverted .Degraded}} bad{{end}}">
 <h3>{{.H.Name}} <span class="muted">· {{.H.Wave}}{{with .H.Status}} · {{.}}{{end}}{{if .H.Reverted}} · reverted{{else if .Degraded}} · degraded{{end}} · max score {{score .H.MaxScore}}</span></h3>
-{{with .H.RevertReason}}<div>Reverted: {{.}}</div>{{end}}
+{{if .H.Reverted}}{{with .H.RevertReason}}<div>Reverted: {{.}}</div>{{end}}{{else if .H.DidNotApply}}<div>Did not apply ({{.H.Status}}{{with .H.Message}}: {{.}}{{end}}): {{.H.Fate}}</div>{{end}}
 {{if .Attribution.Moved}}<div>{{if .Attribution.Tasks}}After {{range $i, $t := .Attribution.Tasks}}{{if $i}}, {{end}}<code>{{$t}}</code>{{end}} changed on {{.Attribution.Host}}: {{else}}On {{.Attribution.Host}}: {{end}}{{range $i, $f := .Attribution.Moved}}{{if $i}}, {{end}}<b>{{$f.Metric}}</b> {{$f.Change}} ({{$f.Effect}}){{end}}</div>
 {{else if .H.ChangedTasks}}<div class="muted">Changed: {{join .H.ChangedTasks ", "}}</div>{{end}}
 <table><tr><th>metric</th><th>class</th><th>baseline → observed</th><th>effect</th><th>z</th><th>max score</th></tr>
@@ -334,7 +357,7 @@ text.mark.apply{fill:var(--apply)}text.mark.fire{fill:var(--bad);font-weight:700
 {{end}}</table></section>
 <section id="all"><details><summary>Every host, worst first ({{len .R.Hosts}})</summary>
 <table><tr><th>host</th><th>wave</th><th>applied</th><th>reverted</th><th>max score</th>{{range .Order}}<th>{{.}}</th>{{end}}</tr>
-{{range .All}}<tr><td>{{.H.Name}}</td><td>{{.H.Wave}}</td><td>{{if .H.Applied}}{{or .H.Status "yes"}}{{else}}no{{end}}</td><td>{{if .H.Reverted}}yes{{end}}</td><td class="n">{{score .H.MaxScore}}</td>{{range .Cells}}<td>{{if .Class}}<span class="cls {{.Class}}">{{.Class}}</span> {{.Change}}{{else}}–{{end}}</td>{{end}}</tr>
+{{range .All}}<tr><td>{{.H.Name}}</td><td>{{.H.Wave}}</td><td>{{if .H.DidNotApply}}<span class="cls {{.H.Status}}">{{.H.Status}}</span>{{else if .H.Status}}{{.H.Status}}{{else if .H.Applied}}yes{{else}}no{{end}}</td><td>{{if .H.Reverted}}yes{{else if .H.DidNotApply}}no: {{.H.Fate}}{{end}}</td><td class="n">{{score .H.MaxScore}}</td>{{range .Cells}}<td>{{if .Class}}<span class="cls {{.Class}}">{{.Class}}</span> {{.Change}}{{else}}–{{end}}</td>{{end}}</tr>
 {{end}}</table>{{if .AllMore}}<p class="muted">…and {{.AllMore}} more hosts in report.json.</p>{{end}}</details></section>
 {{if .Fired}}<section id="decisions"><h2>Decisions that fired</h2><ul>
 {{range .Fired}}<li>{{stamp .At}}, wave {{.Wave}}, <code>{{.Policy}}</code> ({{.Scope}}{{with .Host}} {{.}}{{end}}): {{.Reason}}</li>

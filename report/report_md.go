@@ -46,6 +46,10 @@ func Markdown(r *Report) string {
 			fmt.Fprintf(&b, "Largest score: %s (max score %.2f).\n\n", mdFinding(f), f.MaxScore)
 		}
 	}
+	notApplied := NotApplied(r)
+	if len(notApplied) > 0 {
+		fmt.Fprintf(&b, "**Did not apply:** %s.\n\n", mdText(NotAppliedLine(notApplied, 5)))
+	}
 
 	if ms := Moments(r); len(ms) > 0 {
 		fmt.Fprintf(&b, "| when (UTC, %s) | what |\n|---|---|\n", day)
@@ -69,6 +73,7 @@ func Markdown(r *Report) string {
 	fmt.Fprintf(&b, ", %s → %s (%s).\n\n", stamp(r.StartedAt), stamp(r.FinishedAt), r.FinishedAt.Sub(r.StartedAt).Round(time.Second))
 
 	order := r.metricOrder(deciding)
+	mdNotApplied(&b, notApplied)
 	mdMattered(&b, r, order)
 	mdRollbacks(&b, r)
 
@@ -154,6 +159,23 @@ func mdMattered(b *strings.Builder, r *Report, order []string) {
 	b.WriteString("\n")
 }
 
+// mdNotApplied writes one row per host whose play did not run to its
+// end: its status, the apply's message and what became of the host.
+func mdNotApplied(b *strings.Builder, hosts []*HostReport) {
+	if len(hosts) == 0 {
+		return
+	}
+	b.WriteString("## Did not apply\n\n| host | wave | status | why | what became of it |\n|---|---|---|---|---|\n")
+	for i, h := range hosts {
+		if i == mdMaxRows {
+			fmt.Fprintf(b, "\n…and %d more hosts in report.json.\n", len(hosts)-mdMaxRows)
+			break
+		}
+		fmt.Fprintf(b, "| %s | %s | **%s** | %s | %s |\n", mdCell(h.Name), mdCell(h.Wave), h.Status, mdCell(h.Message), mdCell(h.Fate()))
+	}
+	b.WriteString("\n")
+}
+
 func mdRollbacks(b *strings.Builder, r *Report) {
 	for _, rb := range r.rollbacks() {
 		title := "Rollback"
@@ -205,18 +227,21 @@ func mdHosts(b *strings.Builder, r *Report, order []string) {
 			break
 		}
 		rev := ""
-		if h.Reverted {
+		switch {
+		case h.Reverted:
 			rev = "yes"
 			if h.RevertReason != "" {
 				rev += ": " + mdCell(h.RevertReason)
 			}
+		case h.DidNotApply():
+			rev = "no: " + mdCell(h.Fate())
 		}
 		app := "no"
-		if h.Applied {
+		switch {
+		case h.Status != "":
+			app = h.Status
+		case h.Applied:
 			app = "yes"
-			if h.Status != "" {
-				app = h.Status
-			}
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f |", mdCell(h.Name), mdCell(h.Wave), app, rev, h.MaxScore)
 		for _, n := range order {

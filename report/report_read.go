@@ -207,10 +207,15 @@ func (r *Report) firedDecision() *Decision {
 // (at most 4): on the hosts the fired policies reverted (or, without a
 // revert, the changed hosts), the metrics that left their band; for a
 // decision on missing data, the metrics without data; when no metric left
-// its band, the one with the highest score. Nil when nothing fired.
+// its band, the one with the highest score. Nil when nothing fired, and
+// for reverts that no metric decided (a failed apply, an interruption:
+// NotApplied and the reason tell those).
 func Deciding(r *Report) []Finding {
 	var hosts []string
 	for _, rb := range slices.Backward(r.rollbacks()) {
+		if !metricTrigger(rb.Trigger) {
+			continue
+		}
 		for _, n := range rb.Hosts {
 			if !slices.Contains(hosts, n) {
 				hosts = append(hosts, n)
@@ -326,8 +331,69 @@ func (r *Report) metricOrder(deciding []Finding) []string {
 	return out
 }
 
+// metricTrigger says a revert was a policy's judgement of the metrics,
+// not the apply's failure or an interruption.
+func metricTrigger(trigger string) bool {
+	switch trigger {
+	case TriggerApplyFailed, TriggerApplyError, TriggerApplyTimeout, TriggerInterrupt, TriggerAbort, TriggerResume:
+		return false
+	}
+	return true
+}
+
+// statusesNotApplied are the apply results of a play that did not run to
+// its end on a host (the applier's words: ports.HostFailed, ...).
+var statusesNotApplied = []string{"failed", "unreachable", "skipped", "unmatched"}
+
+// DidNotApply says the host's play did not run to its end: a task
+// failed, the host was unreachable, no task ran on it (skipped) or no
+// play matched it (unmatched).
+func (h *HostReport) DidNotApply() bool { return slices.Contains(statusesNotApplied, h.Status) }
+
+// Fate says what became of a host that did not apply: "reverted: apply
+// failed on the host", or why it was left as it was ("no play matched
+// it; left as it was").
+func (h *HostReport) Fate() string {
+	switch {
+	case h.Reverted && h.RevertReason != "":
+		return "reverted: " + h.RevertReason
+	case h.Reverted:
+		return "reverted"
+	case h.RevertReason != "":
+		return h.RevertReason
+	}
+	return "left as it was"
+}
+
+// NotApplied lists the hosts whose play did not run to its end, in the
+// report's order.
+func NotApplied(r *Report) []*HostReport {
+	var out []*HostReport
+	for i := range r.Hosts {
+		if r.Hosts[i].DidNotApply() {
+			out = append(out, &r.Hosts[i])
+		}
+	}
+	return out
+}
+
+// NotAppliedLine names the hosts that did not apply with their status,
+// up to n of them: "web-1 unmatched, web-3 failed (reverted)".
+func NotAppliedLine(hosts []*HostReport, n int) string {
+	var parts []string
+	for _, h := range hosts {
+		s := h.Name + " " + h.Status
+		if h.Reverted {
+			s += " (reverted)"
+		}
+		parts = append(parts, s)
+	}
+	return listNames(parts, n)
+}
+
 // RankedHosts orders the hosts worst first: reverted, then degraded (a
-// metric left its band), then by highest score; hosts never changed last.
+// metric left its band), then those that did not apply, then by highest
+// score; hosts never changed last.
 func RankedHosts(r *Report) []*HostReport {
 	type ranked struct {
 		h    *HostReport
@@ -336,14 +402,16 @@ func RankedHosts(r *Report) []*HostReport {
 	rs := make([]ranked, len(r.Hosts))
 	for i := range r.Hosts {
 		h := &r.Hosts[i]
-		rank := 3
+		rank := 4
 		switch {
 		case h.Reverted:
 			rank = 0
 		case r.degraded(h):
 			rank = 1
-		case h.Applied:
+		case h.DidNotApply():
 			rank = 2
+		case h.Applied:
+			rank = 3
 		}
 		rs[i] = ranked{h, rank}
 	}
@@ -443,8 +511,19 @@ func Moments(r *Report) []Moment {
 			ms = append(ms, Moment{Kind: MomentBaseline, At: *w.BaselineFrom, End: w.ApplyStartedAt, Wave: w.Name,
 				Text: fmt.Sprintf("baseline window of %s", w.Name)})
 		}
-		ms = append(ms, Moment{Kind: MomentApply, At: *w.ApplyStartedAt, End: w.ApplyEndedAt, Wave: w.Name,
-			Text: fmt.Sprintf("apply %s (%s)", w.Name, listNames(w.Hosts, 5))})
+		apply := Moment{Kind: MomentApply, At: *w.ApplyStartedAt, End: w.ApplyEndedAt, Wave: w.Name,
+			Text: fmt.Sprintf("apply %s (%s)", w.Name, listNames(w.Hosts, 5))}
+		var not []*HostReport
+		for _, n := range w.Hosts {
+			if h := r.host(n); h != nil && h.DidNotApply() {
+				not = append(not, h)
+			}
+		}
+		if len(not) > 0 {
+			apply.Text += fmt.Sprintf(": did not apply on %d of %d: %s", len(not), len(w.Hosts), NotAppliedLine(not, 5))
+			apply.Bad = true
+		}
+		ms = append(ms, apply)
 		if w.Outcome == "passed" && w.FinishedAt != nil {
 			ms = append(ms, Moment{Kind: MomentPassed, At: *w.FinishedAt, Wave: w.Name, Text: fmt.Sprintf("%s passed its %s of monitoring", w.Name, w.Monitor)})
 		}

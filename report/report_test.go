@@ -357,3 +357,87 @@ func TestFiredDecisionIsTheRunnersTrigger(t *testing.T) {
 		t.Errorf("the fired card does not name %s", fire.Policy)
 	}
 }
+
+// A host whose play did not run to its end is named with its status and
+// what became of it, in the header, a table of its own and the timeline;
+// one left as it was is never called reverted, and a revert the apply
+// caused is not read as a metric's decision.
+func TestPagesNameHostsThatDidNotApply(t *testing.T) {
+	r := rolledBack()
+	r.Outcome = OutcomePromoted
+	r.Reason = "every wave passed; 7 hosts carry the change"
+	r.Decisions = nil
+	r.Waves[0].Outcome, r.Waves[1].Outcome, r.Waves[2].Outcome = "passed", "passed", "passed"
+	r.Waves[1].ApplyStartedAt, r.Waves[1].ApplyEndedAt = ptrTime(at(10)), ptrTime(at(11))
+	for i := range r.Hosts {
+		h := &r.Hosts[i]
+		h.Applied, h.Status, h.Reverted, h.RevertReason = true, "changed", false, ""
+	}
+	// web-3 failed after changing something: reverted by name. web-4: no
+	// task ran on it. web-5: no play matched it. Both left as they were.
+	web3, web4, web5 := &r.Hosts[2], &r.Hosts[3], &r.Hosts[4]
+	web3.Status, web3.Message, web3.ChangedTasks = "failed", `task "Check": boom`, []string{"Write app.conf"}
+	web3.Reverted, web3.RevertReason = true, "apply failed on the host"
+	web3.MaxScore = 2 // a score, but no metric decided its revert
+	web3.Metrics["latency_p95"] = MetricReport{Baseline: 0.2, Stddev: 0.013, Current: 0.21, MaxScore: 2, Worst: 0.21, WorstZ: 0.8, Samples: 60}
+	web4.Applied, web4.Status, web4.Message, web4.RevertReason = false, "skipped", "every task was skipped on the host", "no task ran on it; left as it was"
+	web5.Applied, web5.Status, web5.Message, web5.RevertReason = false, "unmatched", "the play matched no host: `hosts: db`, but the limit was web-2,web-3,web-4,web-5", "no play matched it; left as it was"
+	rb := &Rollback{Trigger: TriggerApplyFailed, Reason: "apply failed on the host", Scope: "host", Hosts: []string{"web-3"}, HostLevel: true,
+		StartedAt: at(11), FinishedAt: at(12), Verified: true, Methods: []Method{{Name: "revert-playbook", Hosts: []string{"web-3"}, OK: true}}}
+	r.Rollback, r.Rollbacks = rb, []*Rollback{rb}
+
+	md := Markdown(r)
+	head := strings.Join(strings.Split(md, "\n")[:8], "\n")
+	if want := "**Did not apply:** web-3 failed (reverted), web-4 skipped, web-5 unmatched."; !strings.Contains(head, want) {
+		t.Errorf("the first lines do not say %q:\n%s", want, head)
+	}
+	if strings.Contains(md, "**Host revert:**") || strings.Contains(md, "**Deciding:**") {
+		t.Errorf("a revert the apply caused is read as a metric's decision:\n%s", head)
+	}
+	for _, want := range []string{
+		"| web-3 | wave-1 | **failed** | task \"Check\": boom | reverted: apply failed on the host |",
+		"| web-4 | wave-1 | **skipped** | every task was skipped on the host | no task ran on it; left as it was |",
+		"| web-5 | wave-1 | **unmatched** | the play matched no host: `hosts: db`, but the limit was web-2,web-3,web-4,web-5 | no play matched it; left as it was |",
+		"| web-5 | wave-1 | unmatched | no: no play matched it; left as it was |",
+		"| web-4 | wave-1 | skipped | no: no task ran on it; left as it was |",
+		"| web-3 | wave-1 | failed | yes: apply failed on the host |",
+		"| **apply wave-1 (web-2, web-3, web-4, web-5): did not apply on 3 of 4: web-3 failed (reverted), web-4 skipped, web-5 unmatched** |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"web-4 reverted", "web-5 reverted", "| web-5 | wave-1 | unmatched | yes"} {
+		if strings.Contains(md, bad) {
+			t.Errorf("report.md says %q of a host left as it was", bad)
+		}
+	}
+
+	page := HTML(r)
+	top := section(t, page, "deciding")
+	for _, want := range []string{"Did not apply: web-3", ">failed</span> (reverted)", "web-5 <span class=\"cls unmatched\">unmatched</span>"} {
+		if !strings.Contains(top, want) {
+			t.Errorf("the page's header lacks %q", want)
+		}
+	}
+	if strings.Contains(top, "Host revert:") {
+		t.Errorf("the page reads the apply's revert as a metric's decision:\n%s", top)
+	}
+	na := section(t, page, "notapplied")
+	for _, want := range []string{"<td>web-5</td><td>wave-1</td><td><span class=\"cls unmatched\">unmatched</span></td>",
+		"the play matched no host: `hosts: db`", "<td>no play matched it; left as it was</td>", "<td>reverted: apply failed on the host</td>"} {
+		if !strings.Contains(na, want) {
+			t.Errorf("the page's did-not-apply table lacks %q", want)
+		}
+	}
+	if i, j := strings.Index(page, `id="notapplied"`), strings.Index(page, `id="all"`); i > j {
+		t.Errorf("the did-not-apply table comes after every host")
+	}
+	all := section(t, page, "all")
+	if !strings.Contains(all, "<td>web-5</td><td>wave-1</td><td><span class=\"cls unmatched\">unmatched</span></td><td>no: no play matched it; left as it was</td>") {
+		t.Errorf("the every-host table does not say web-5 was unmatched and left as it was:\n%s", all)
+	}
+	if strings.Contains(page, "Reverted: no play matched") || strings.Contains(page, "Reverted: no task ran") {
+		t.Errorf("the page calls a host left as it was reverted")
+	}
+}

@@ -90,7 +90,7 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 		for _, n := range e.Hosts {
 			x.hosts[x.index[n]].excluded = false
 		}
-		rb := x.revertHosts(ctx, e.Hosts, "resumed: "+e.Detail, "resume-revert", false)
+		rb := x.revertHosts(ctx, e.Hosts, "resumed: "+e.Detail, report.TriggerResume, false)
 		rb.Scope = x.Spec.Revert.Scope
 		return verdict{report.OutcomeRolledBack, fmt.Sprintf("resumed run %s and finished its revert (%s); verified: %v", doc.RunID, e.Detail, rb.Verified)}, nil
 	}
@@ -105,7 +105,7 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 		}
 		// A host-level revert that did not end: finish it first.
 		if rs.Reverting != nil {
-			x.revertHosts(ctx, rs.Reverting.Hosts, "resumed: "+rs.Reverting.Detail, "resume-revert", true)
+			x.revertHosts(ctx, rs.Reverting.Hosts, "resumed: "+rs.Reverting.Detail, report.TriggerResume, true)
 			rs.Reverting = nil
 		}
 		if !started {
@@ -155,7 +155,7 @@ func (x *execution) abort(ctx context.Context) (verdict, error) {
 	if len(hosts) == 0 {
 		return verdict{report.OutcomeRolledBack, fmt.Sprintf("aborted run %s: it had changed no host that is not reverted", doc.RunID)}, nil
 	}
-	rb := x.revertHosts(ctx, hosts, "aborted by the operator (--abort)", "abort", false)
+	rb := x.revertHosts(ctx, hosts, "aborted by the operator (--abort)", report.TriggerAbort, false)
 	rb.Scope = ScopeAll
 	return verdict{report.OutcomeRolledBack, fmt.Sprintf("aborted run %s: reverted %d hosts (%s); verified: %v", doc.RunID, len(hosts), abbreviate(hosts, 8), rb.Verified)}, nil
 }

@@ -185,7 +185,7 @@ func (x *execution) interrupted(ctx context.Context) string {
 		return fmt.Sprintf("interrupted (%v); %d hosts keep the change (on_interrupt: freeze): %s", cause, len(hosts), abbreviate(hosts, 8))
 	}
 	x.logf("   interrupted (%v): reverting %s", cause, abbreviate(hosts, 8))
-	rb := x.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), "interrupt", false)
+	rb := x.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), report.TriggerInterrupt, false)
 	rb.Scope = ScopeAll
 	return fmt.Sprintf("interrupted (%v); reverted %d hosts (on_interrupt: revert), verified: %v", cause, len(hosts), rb.Verified)
 }

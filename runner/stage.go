@@ -124,7 +124,7 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 		return x.stageFailed(ctx, w, reason)
 	}
 	if len(revert) > 0 {
-		x.revertHosts(ctx, revert, "apply failed on the host", "apply-failed", true)
+		x.revertHosts(ctx, revert, "apply failed on the host", report.TriggerApplyFailed, true)
 	}
 	return verdict{}
 }
@@ -233,7 +233,7 @@ func (h *hostState) appliedStatus() bool {
 // pattern, the inventory, SSH) needs a person.
 func (x *execution) stageFailed(ctx context.Context, w PlannedWave, reason string) verdict {
 	if len(x.scopeHosts(w)) > 0 {
-		return x.fire(ctx, w, "apply-failed", reason)
+		return x.fire(ctx, w, report.TriggerApplyFailed, reason)
 	}
 	for _, wh := range w.Hosts {
 		if x.hosts[x.index[wh.Name]].reverted {
@@ -261,9 +261,9 @@ func (x *execution) applyBroken(ctx context.Context, w PlannedWave, err error) v
 	}
 	x.logf("   apply failed: %v", err)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return x.fire(ctx, w, "apply-timeout", fmt.Sprintf("the playbook timed out: it ran past apply.timeout (%s) and was stopped", fmtDuration(x.applyTimeout())))
+		return x.fire(ctx, w, report.TriggerApplyTimeout, fmt.Sprintf("the playbook timed out: it ran past apply.timeout (%s) and was stopped", fmtDuration(x.applyTimeout())))
 	}
-	return x.fire(ctx, w, "apply-error", "the playbook could not run: "+err.Error())
+	return x.fire(ctx, w, report.TriggerApplyError, "the playbook could not run: "+err.Error())
 }
 
 // stageEmptied ends the rollout when no host of a wave carries the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,8 @@ func TestStageJudgement(t *testing.T) {
 		// unrecorded hosts have no version in the history: they never
 		// received it.
 		unrecorded []string
+		// md are lines report.md holds (report.html says the same).
+		md []string
 	}{
 		{
 			name: "a play failing on every host stops at the canary, which is reverted",
@@ -76,6 +79,8 @@ func TestStageJudgement(t *testing.T) {
 			hosts:      map[string]reportedHost{"web-1": {ports.HostUnmatched, false, false}},
 			applyEnd:   "unmatched unchanged: web-1",
 			unrecorded: []string{"web-1"},
+			md: []string{"**Did not apply:** web-1 unmatched.",
+				"| web-1 | canary | **unmatched** | the play matched no host: `hosts: web`, but the limit was web-1 | no play matched it; left as it was |"},
 		},
 		{
 			name: "an unreachable canary is reported unreachable, never reverted",
@@ -92,6 +97,7 @@ func TestStageJudgement(t *testing.T) {
 			reason:   []string{"web-1 became unreachable after the play changed something: not reverted, state unknown"},
 			hosts:    map[string]reportedHost{"web-1": {ports.HostUnreachable, false, false}},
 			applyEnd: "unreachable: web-1",
+			md:       []string{"| web-1 | canary | **unreachable** | ssh: connect to host 10.0.0.1 port 22: Connection refused | unreachable after changing something: not reverted"},
 		},
 		{
 			name: "max_failed 1: one failed host of wave-1 is reverted by name, the rollout goes on",
@@ -123,6 +129,8 @@ func TestStageJudgement(t *testing.T) {
 			reason:     []string{"wave-1 did not apply on 2 of 3 hosts (revert.max_failed: 50% of 3 hosts is 1): web-2 skipped: every task was skipped on the host; web-3 unmatched"},
 			hosts:      map[string]reportedHost{"web-2": {ports.HostSkipped, false, false}, "web-4": {ports.HostChanged, true, true}},
 			unrecorded: []string{"web-2", "web-3"},
+			md: []string{"**Did not apply:** web-2 skipped, web-3 unmatched.", "| web-3 | wave-1 | unmatched | no: no play matched it; left as it was |",
+				"| web-4 | wave-1 | changed | yes: wave-1 did not apply on 2 of 3 hosts"},
 		},
 		{
 			name: "max_failed 100%: a wave where every host failed still does not pass",
@@ -215,6 +223,21 @@ func TestStageJudgement(t *testing.T) {
 				if recs, err := ro.History.For(t.Context(), h); err != nil || len(recs) != 0 {
 					t.Errorf("history of %s, which never received the version: %+v, %v", h, recs, err)
 				}
+			}
+			md, page := report.Markdown(r), html.UnescapeString(report.HTML(r))
+			for _, want := range tc.md {
+				if !strings.Contains(md, want) {
+					t.Errorf("report.md lacks %q:\n%s", want, md)
+				}
+			}
+			for name, want := range tc.hosts {
+				// A host left as it was is never called reverted.
+				if !want.Reverted && (strings.Contains(md, name+" reverted") || strings.Contains(page, name+" (reverted)")) {
+					t.Errorf("the pages call %s, which was left as it was, reverted", name)
+				}
+			}
+			if len(tc.md) > 0 && !strings.Contains(page, "Did not apply: ") {
+				t.Errorf("report.html does not name the hosts that did not apply")
 			}
 			if tc.applyEnd != "" {
 				j, err := OpenJournal(t.Context(), store)
