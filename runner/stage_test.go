@@ -56,6 +56,9 @@ func TestStageJudgement(t *testing.T) {
 		unrecorded []string
 		// md are lines report.md holds (report.html says the same).
 		md []string
+		// telemetry is what rollguard's own metrics heard of hosts
+		// applied and reverted.
+		telemetry []string
 	}{
 		{
 			name: "a play failing on every host stops at the canary, which is reverted",
@@ -104,7 +107,8 @@ func TestStageJudgement(t *testing.T) {
 			spec: withRevert("max_failed: 1"),
 			site: map[string]*ports.HostResult{"web-3": failed("boom", "Write app.conf")},
 			exit: 0, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-3"},
-			hosts: map[string]reportedHost{"web-3": {ports.HostFailed, true, true}, "web-4": {ports.HostChanged, true, false}},
+			hosts:     map[string]reportedHost{"web-3": {ports.HostFailed, true, true}, "web-4": {ports.HostChanged, true, false}},
+			telemetry: []string{"applied canary +", "applied wave-1 +++", "reverted apply-failed +"},
 		},
 		{
 			name: "max_failed 1: an unreachable host of wave-1 is tolerated and not reverted",
@@ -131,6 +135,7 @@ func TestStageJudgement(t *testing.T) {
 			unrecorded: []string{"web-2", "web-3"},
 			md: []string{"**Did not apply:** web-2 skipped, web-3 unmatched.", "| web-3 | wave-1 | unmatched | no: no play matched it; left as it was |",
 				"| web-4 | wave-1 | changed | yes: wave-1 did not apply on 2 of 3 hosts"},
+			telemetry: []string{"applied canary +", "applied wave-1 +", "reverted apply-failed +"},
 		},
 		{
 			name: "max_failed 100%: a wave where every host failed still does not pass",
@@ -193,11 +198,24 @@ func TestStageJudgement(t *testing.T) {
 				}
 				return nil
 			}
+			tel := &recordedTelemetry{}
+			ro.Telemetry = tel
 			res, err := ro.Execute(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := res.Report
+			if tc.telemetry != nil {
+				var hosts []string
+				for _, c := range tel.calls {
+					if strings.HasPrefix(c, "applied ") || strings.HasPrefix(c, "reverted ") {
+						hosts = append(hosts, c)
+					}
+				}
+				if !slices.Equal(hosts, tc.telemetry) {
+					t.Errorf("telemetry heard %q, want %q", hosts, tc.telemetry)
+				}
+			}
 			if res.ExitCode != tc.exit {
 				t.Errorf("exit %d (%s: %s), want %d", res.ExitCode, r.Outcome, r.Reason, tc.exit)
 			}
