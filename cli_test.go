@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/rollguard/rollguard/report"
 )
@@ -194,11 +197,28 @@ func TestVerdictColour(t *testing.T) {
 			t.Errorf("%s: colour on", tc.name)
 		}
 	}
-	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
-		defer tty.Close()
-		if !colourful(tty, env()) || colourful(tty, env("NO_COLOR", "1")) {
-			t.Errorf("on a terminal: colour %v, under NO_COLOR %v; want on, off", colourful(tty, env()), colourful(tty, env("NO_COLOR", "1")))
+	tty, _ := openPTY(t)
+	if !colourful(tty, env()) || colourful(tty, env("NO_COLOR", "1")) {
+		t.Errorf("on a terminal: colour %v, under NO_COLOR %v; want on, off", colourful(tty, env()), colourful(tty, env("NO_COLOR", "1")))
+	}
+	// The binary with its stdout on a terminal: the verdict in red,
+	// and plain under NO_COLOR.
+	onTerminal := func(env ...string) string {
+		t.Helper()
+		tty, ctl := openPTY(t)
+		cmd := exec.Command(binary, "dry-run", "-q", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl", "--change-at", "2024-01-01T12:00:00Z")
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdout = tty
+		if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+			t.Fatalf("dry-run on a terminal: %v, want exit 3", err)
 		}
+		return readPTY(tty, ctl)
+	}
+	if out := onTerminal("NO_COLOR=", "TERM=xterm"); !strings.Contains(out, "\x1b[1;31mWould roll back\x1b[0m") {
+		t.Errorf("no red verdict on a terminal: %q", out)
+	}
+	if out := onTerminal("NO_COLOR=1", "TERM=xterm"); strings.Contains(out, "\x1b[") || !strings.Contains(out, "Would roll back") {
+		t.Errorf("under NO_COLOR on a terminal: %q, want the verdict without escape codes", out)
 	}
 	if got := paint(true, report.OutcomeRolledBack, "Rolled back"); got != "\x1b[1;31mRolled back\x1b[0m" {
 		t.Errorf("paint = %q", got)
@@ -209,5 +229,44 @@ func TestVerdictColour(t *testing.T) {
 	_, out, _ := rollguard(t, "dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl", "--change-at", "2024-01-01T12:00:00Z", "-q")
 	if strings.Contains(out, "\x1b[") {
 		t.Errorf("escape codes in output to a pipe: %q", out)
+	}
+}
+
+// openPTY opens a pseudo-terminal: tty is its terminal side, what a
+// person's terminal is to rollguard; ctl reads what was written to it.
+func openPTY(t *testing.T) (tty, ctl *os.File) {
+	t.Helper()
+	ctl, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	if err := unix.IoctlSetPointerInt(int(ctl.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ctl.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return tty, ctl
+}
+
+// readPTY closes the terminal side and returns everything written to it
+// (reading ctl ends with EIO once no terminal side is open).
+func readPTY(tty, ctl *os.File) string {
+	tty.Close()
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	for {
+		n, err := ctl.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			return out.String()
+		}
 	}
 }
