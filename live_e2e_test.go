@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -180,7 +181,7 @@ func TestLive(t *testing.T) {
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
 		record := filepath.Join(t.TempDir(), "bad.jsonl.gz")
 		push := env.VM.URL() + "/api/v1/import/prometheus"
-		code, r, out := l.run(spec, nil, "--record", record, "--push-metrics", push)
+		code, r, out := l.run(spec, nil, "--record", record, "--push-metrics", push, "-o", "json")
 		if code != 3 || r.Outcome != report.OutcomeRolledBack {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
 		}
@@ -567,17 +568,30 @@ func (l *live) attributed(r report.Report, host string) {
 	}
 }
 
+// run runs `rollguard run` on spec and returns its exit code, the
+// report.json it wrote and its output (stdout and stderr). kill, when it
+// says so of a line, sends the run l.signal. With "-o json" among args
+// the output is stderr alone, and stdout must be report.json's document.
 func (l *live) run(spec string, kill func(string) bool, args ...string) (int, report.Report, string) {
 	t := l.t
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "report")
 	cmd := exec.CommandContext(l.ctx, binary, append([]string{"run", "-f", spec, "--report-dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), l.extraEnv...)
-	pipe, err := cmd.StdoutPipe()
+	jsonOut := strings.Contains(strings.Join(args, " "), "-o json")
+	var stdout strings.Builder
+	var pipe io.ReadCloser
+	var err error
+	if jsonOut {
+		cmd.Stdout = &stdout
+		pipe, err = cmd.StderrPipe()
+	} else {
+		pipe, err = cmd.StdoutPipe()
+		cmd.Stderr = cmd.Stdout
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -608,5 +622,13 @@ func (l *live) run(spec string, kill func(string) bool, args ...string) (int, re
 	} else if err != nil {
 		t.Fatalf("rollguard run: %v\n%s", err, out.String())
 	}
-	return code, readReport(t, dir), out.String()
+	r := readReport(t, dir)
+	if jsonOut {
+		var doc report.Report
+		dec := json.NewDecoder(strings.NewReader(stdout.String()))
+		if err := dec.Decode(&doc); err != nil || dec.More() || doc.RunID != r.RunID || doc.Outcome != r.Outcome || len(doc.Hosts) != len(r.Hosts) {
+			t.Errorf("run -o json: stdout is not report.json's one document (%v; run %q, outcome %q):\n%s", err, doc.RunID, doc.Outcome, stdout.String())
+		}
+	}
+	return code, r, out.String()
 }

@@ -133,7 +133,7 @@ func TestLiveSSH(t *testing.T) {
 			}
 		}()
 		before := l.writes()
-		code, r, out := l.run(spec("ssh-unreachable", "v4", map[string]string{"latency_factor": "1.0"}, demo.SpecOptions{}), nil)
+		code, r, out := l.run(spec("ssh-unreachable", "v4", map[string]string{"latency_factor": "1.0"}, demo.SpecOptions{}), nil, "-o", "json")
 		if code != 4 || r.Outcome != report.OutcomeHalted {
 			t.Fatalf("exit %d, outcome %q (%s): want 4, halted\n%s", code, r.Outcome, r.Reason, out)
 		}
@@ -145,6 +145,16 @@ func TestLiveSSH(t *testing.T) {
 		}
 		if r.Rollback != nil {
 			t.Errorf("a revert ran: %+v", r.Rollback)
+		}
+		// The pages name it unreachable and left alone, never reverted.
+		md := report.Markdown(&r)
+		for _, want := range []string{"**Did not apply:** " + canary + " unreachable.", "| " + canary + " | canary | **unreachable** | "} {
+			if !strings.Contains(md, want) {
+				t.Errorf("report.md lacks %q:\n%s", want, md)
+			}
+		}
+		if strings.Contains(md, canary+" reverted") || strings.Contains(report.HTML(&r), canary+" (reverted)") {
+			t.Errorf("the pages call the unreachable canary reverted")
 		}
 		untouched(t, before)
 		doc := l.journal("ssh-unreachable")
