@@ -325,6 +325,10 @@ type Rollguard struct {
 	Tweak  func(*policies.DetectorConfig)
 	Label  string
 	Warmup string
+	// Inspect, when set, is called when the judge rolls back, with the
+	// engine as it decided: stage s, poll k of it (1-based), at the
+	// end-of-stage verdict or at a tick.
+	Inspect func(eng *policies.Engine, v *View, s, k int, verdict bool)
 
 	name, sensitivity, policy string
 	// dir is where specs go, in specDir, a directory of this judge's own.
@@ -495,10 +499,16 @@ func (r *Rollguard) Decide(v *View) int {
 				eng.Observe(m, obs)
 			}
 			if fired(eng.Tick(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks) {
+				if r.Inspect != nil {
+					r.Inspect(eng, v, s, k, false)
+				}
 				return start + k
 			}
 		}
 		if fired(eng.Verdict(policies.PhaseMonitor, float64(st.Polls)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks) {
+			if r.Inspect != nil {
+				r.Inspect(eng, v, s, st.Polls, true)
+			}
 			return start + st.Polls
 		}
 	}

@@ -606,6 +606,26 @@ func (e *Engine) InBand(host int) bool {
 	return judged
 }
 
+// Evidence is one host's metric's evidence at the latest tick or verdict,
+// each kind on the Threshold scale: what made its score.
+type Evidence struct {
+	// Burst is the burst's score, CUSUM the severity x duration score
+	// after self-calibration, Window the end-of-stage window test's (0
+	// between verdicts).
+	Burst, CUSUM, Window float64
+}
+
+// Evidence returns host's evidence on metric (indices into
+// EngineConfig.Hosts and Metrics).
+func (e *Engine) Evidence(host, metric int) Evidence {
+	st := &e.states[host*e.nm+metric]
+	ev := Evidence{Burst: st.burst, Window: st.verdict}
+	if st.limit > 0 {
+		ev.CUSUM = e.params[metric].threshold * st.cusum / st.limit
+	}
+	return ev
+}
+
 // NoDataTicks is the configured tolerance (EngineConfig.NoDataTicks).
 func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
 
