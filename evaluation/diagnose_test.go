@@ -41,6 +41,11 @@ func TestDiagnose(t *testing.T) {
 	if os.Getenv("ROLLGUARD_DIAG") == "" {
 		t.Skip("set ROLLGUARD_DIAG=1 to diagnose no-change rollbacks")
 	}
+	for _, v := range variants {
+		if v.name == os.Getenv("ROLLGUARD_DIAG_VARIANT") && v.setup != nil {
+			v.setup()
+		}
+	}
 	var quiet []*Case
 	for _, c := range cases(t) {
 		if !c.Regression {

@@ -329,6 +329,7 @@ type Rollguard struct {
 	// engine as it decided: stage s, poll k of it (1-based), at the
 	// end-of-stage verdict or at a tick.
 	Inspect func(eng *policies.Engine, v *View, s, k int, verdict bool)
+	Trace   func(eng *policies.Engine, s, k int)
 
 	name, sensitivity, policy string
 	// dir is where specs go, in specDir, a directory of this judge's own.
@@ -498,7 +499,11 @@ func (r *Rollguard) Decide(v *View) int {
 				}
 				eng.Observe(m, obs)
 			}
-			if fired(eng.Tick(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks) {
+			res := eng.Tick(policies.PhaseMonitor, float64(k)*v.Interval.Seconds())
+			if r.Trace != nil {
+				r.Trace(eng, s, k)
+			}
+			if fired(res, l.pols, cfg.NoDataTicks) {
 				if r.Inspect != nil {
 					r.Inspect(eng, v, s, k, false)
 				}

@@ -2,7 +2,10 @@ package evaluation
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,6 +55,12 @@ func printSweep(res *Results, name string) {
 	st := res.Tally(0, byKind(stepKind(2)))
 	fmt.Printf("== %s: dev %.1f%% / %.2f%%  held %.1f%% / %.2f%%  step2 delay %s (%d/%d)\n", name,
 		100*dev.CatchRate(), 100*dev.FalseRate(), 100*held.CatchRate(), 100*held.FalseRate(), delays(st), st.Caught, st.Visible)
+	var devs strings.Builder
+	for _, d := range Datasets {
+		t := res.Tally(0, and(byDataset(d), byHalf(Dev)))
+		fmt.Fprintf(&devs, " %s %d/%d %d/%d |", d, t.Caught, t.Visible, t.RolledBack, t.NoChange)
+	}
+	fmt.Printf("   dev:%s\n", devs.String())
 	for _, d := range Datasets {
 		var b strings.Builder
 		for _, p := range Protocols {
@@ -75,6 +84,10 @@ func printSweep(res *Results, name string) {
 func init() {
 	variants = append(variants,
 		variant{name: "base"},
+		variant{name: "fraction", policy: "fraction(hosts, .degraded) >= 0.3"},
+		variant{name: "x-noburst", tweak: func(c *policies.DetectorConfig) { c.Burst = 1e9 }},
+		variant{name: "x-nocusum", tweak: func(c *policies.DetectorConfig) { c.Limit = 1e9 }},
+		variant{name: "x-nowindow", tweak: func(c *policies.DetectorConfig) { c.Confidence = 1 - 1e-15 }},
 	)
 }
 
@@ -94,5 +107,270 @@ func TestCounts(t *testing.T) {
 	}
 	for k, x := range n {
 		fmt.Printf("%-32s dev %5d held %5d\n", k, x[0], x[1])
+	}
+}
+
+// TestLost compares two variants' catches by data set, protocol and kind
+// (ROLLGUARD_LOST=a,b).
+func TestLost(t *testing.T) {
+	sel := os.Getenv("ROLLGUARD_LOST")
+	if sel == "" {
+		t.Skip()
+	}
+	names := strings.Split(sel, ",")
+	cs := cases(t)
+	dir := t.TempDir()
+	var polls [][]int
+	for _, n := range names {
+		for _, v := range variants {
+			if v.name != n {
+				continue
+			}
+			if v.setup != nil {
+				v.setup()
+			}
+			pol := v.policy
+			if pol == "" {
+				pol = "top_mean(hosts, 0.30) > 5"
+			}
+			res := Run(cs, func() []Judge {
+				r := NewRollguard("medium", pol, dir)
+				r.Tweak = v.tweak
+				return []Judge{r}
+			}, 2)
+			polls = append(polls, res.Polls[0])
+		}
+	}
+	lost, won := map[string]int{}, map[string]int{}
+	for i, c := range cs {
+		if !c.Regression || c.VisibleAt == 0 || polls[0][i] < 0 {
+			continue
+		}
+		k := fmt.Sprintf("%-12s %-14s %-22s", c.Dataset, c.Protocol, c.Kind)
+		if polls[0][i] > 0 && polls[1][i] == 0 {
+			lost[k]++
+			if os.Getenv("ROLLGUARD_LIFTVIS") != "" {
+				lost[k+" "+liftVisible(c)]++
+			}
+			if show := os.Getenv("ROLLGUARD_SHOW"); show != "" && strings.Contains(c.ID, show) && lost[k] <= 3 {
+				v := c.Materialize()
+				for _, e := range c.effects[:1] {
+					fmt.Printf("%s (visible at %d, decided at %d) metric %s:\n  base:", c.ID, c.VisibleAt, polls[0][i], c.Metrics()[e.Metric].Name)
+					b := v.BaselineOf(e.Host, e.Metric, 0)
+					med := safeMedian(clean(b))
+					for _, x := range b {
+						fmt.Printf(" %.2f", x/med)
+					}
+					fmt.Printf("\n  after:")
+					for j := range c.Polls() {
+						fmt.Printf(" %.2f", v.Value(e.Host, e.Metric, j)/med)
+					}
+					fmt.Println()
+				}
+			}
+		}
+		if polls[0][i] == 0 && polls[1][i] > 0 {
+			won[k]++
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(lost)) {
+		fmt.Printf("lost %4d  %s\n", lost[k], k)
+	}
+	for _, k := range slices.Sorted(maps.Keys(won)) {
+		fmt.Printf("won  %4d  %s\n", won[k], k)
+	}
+}
+
+// TestOne traces one case (ROLLGUARD_ONE=id, ROLLGUARD_ONE_VARIANT=name).
+func TestOne(t *testing.T) {
+	id := os.Getenv("ROLLGUARD_ONE")
+	if id == "" {
+		t.Skip()
+	}
+	for _, v := range variants {
+		if v.name == os.Getenv("ROLLGUARD_ONE_VARIANT") && v.setup != nil {
+			v.setup()
+		}
+	}
+	for _, c := range cases(t) {
+		if c.ID != id {
+			continue
+		}
+		r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", t.TempDir())
+		r.Trace = func(eng *policies.Engine, s, k int) {
+			for m, mt := range c.Metrics() {
+				met := eng.Host(0).Metrics[mt.Name]
+				ev := eng.Evidence(0, m)
+				fmt.Printf("stage %d poll %d %s: cur %.4g base %.4g tol %.3g score %.2f burst %.2f cusum %.2f window %.2f\n", s, k, mt.Name, met.Current, met.Baseline, met.Tolerance, met.Score, ev.Burst, ev.CUSUM, ev.Window)
+			}
+		}
+		fmt.Println("decided", r.Decide(c.Materialize()))
+	}
+}
+
+// TestMissed counts a variant's missed visible regressions
+// (ROLLGUARD_MISSED=variant).
+func TestMissed(t *testing.T) {
+	name := os.Getenv("ROLLGUARD_MISSED")
+	if name == "" {
+		t.Skip()
+	}
+	cs := cases(t)
+	for _, v := range variants {
+		if v.name == name && v.setup != nil {
+			v.setup()
+		}
+	}
+	res := Run(cs, func() []Judge { return []Judge{NewRollguard("medium", "top_mean(hosts, 0.30) > 5", t.TempDir())} }, 2)
+	miss, all := map[string]int{}, map[string]int{}
+	for i, c := range cs {
+		if !c.Regression || c.VisibleAt == 0 || res.Polls[0][i] < 0 {
+			continue
+		}
+		k := fmt.Sprintf("%-12s %-14s %-22s %s", c.Dataset, c.Protocol, c.Kind, c.Half)
+		all[k]++
+		if res.Polls[0][i] == 0 {
+			miss[k]++
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		fmt.Printf("missed %4d of %5d  %s\n", miss[k], all[k], k)
+	}
+}
+
+// TestKinds breaks a variant's no-change rollbacks down by data set,
+// protocol and kind (ROLLGUARD_KINDS=variant).
+func TestKinds(t *testing.T) {
+	name := os.Getenv("ROLLGUARD_KINDS")
+	if name == "" {
+		t.Skip()
+	}
+	cs := cases(t)
+	for _, v := range variants {
+		if v.name == name && v.setup != nil {
+			v.setup()
+		}
+	}
+	res := Run(cs, func() []Judge { return []Judge{NewRollguard("medium", "top_mean(hosts, 0.30) > 5", t.TempDir())} }, 2)
+	rb, all := map[string]int{}, map[string]int{}
+	for i, c := range cs {
+		if c.Regression || res.Polls[0][i] < 0 {
+			continue
+		}
+		k := fmt.Sprintf("%-12s %-16s %-22s %s", c.Dataset, c.Protocol, c.Kind, c.Half)
+		all[k]++
+		if res.Polls[0][i] > 0 {
+			rb[k]++
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		fmt.Printf("rolled back %4d of %5d  %s\n", rb[k], all[k], k)
+	}
+}
+
+// liftVisible says whether c's injected effect is visible to the oracle
+// against the level of the last 3 baseline polls instead of the median.
+func liftVisible(c *Case) string {
+	if len(c.effects) == 0 {
+		return "labelled"
+	}
+	v := c.Materialize()
+	e := c.effects[0]
+	b := v.BaselineOf(e.Host, e.Metric, 0)
+	recent := safeMedian(clean(slices.Clone(b[len(b)-3:])))
+	med := safeMedian(clean(b))
+	mt := c.Metrics()[e.Metric]
+	lift := max(0, mt.Worse*(recent-med))
+	shifted := make([]float64, len(b))
+	for i, x := range b {
+		shifted[i] = x
+	}
+	ex := make([]float64, c.Polls())
+	for i := range ex {
+		ex[i] = math.NaN()
+		if i >= e.From && i < e.To {
+			ex[i] = mt.Worse*(v.Value(e.Host, e.Metric, i)-med) - lift
+		}
+	}
+	if visibleAt(mt, shifted, ex) >= 0 {
+		return "visible over the recent level"
+	}
+	return "NOT visible over the recent level"
+}
+
+// TestOracleFloor counts the no-change rollouts in which some judged host's
+// metric, from the apply of its stage on (or from any poll of it on), looks
+// to the visibility oracle like a visible regression: a judge that catches
+// every visible regression starting at the apply cannot tell those apart.
+func TestOracleFloor(t *testing.T) {
+	if os.Getenv("ROLLGUARD_SWEEP") == "" {
+		t.Skip()
+	}
+	type k struct {
+		d, p string
+		h    Half
+	}
+	n, at0, any := map[k]int{}, map[k]int{}, map[k]int{}
+	for _, c := range cases(t) {
+		if c.Regression {
+			continue
+		}
+		v := c.Materialize()
+		key := k{c.Dataset, c.Protocol, c.Half}
+		n[key]++
+		found0, foundAny := false, false
+		for s, st := range c.Stages {
+			for _, h := range st.Hosts {
+				for m, mt := range c.Metrics() {
+					base := v.BaselineOf(h, m, s)
+					cb := clean(base)
+					if len(cb) == 0 {
+						continue
+					}
+					med := median(cb)
+					w := v.Window(h, m, s)
+					for from := range w {
+						ex := make([]float64, len(w))
+						for i := range ex {
+							ex[i] = math.NaN()
+							if i >= from {
+								ex[i] = mt.Worse * (w[i] - med)
+							}
+						}
+						if visibleAt(mt, base, ex) >= 0 {
+							foundAny = true
+							if from == 0 {
+								found0 = true
+							}
+						}
+						if foundAny && found0 {
+							break
+						}
+					}
+				}
+			}
+		}
+		if found0 {
+			at0[key]++
+		}
+		if foundAny {
+			any[key]++
+		}
+	}
+	var tot [2][3]int
+	for _, key := range slices.SortedFunc(maps.Keys(n), func(a, b k) int {
+		return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
+	}) {
+		fmt.Printf("%-12s %-18s %-8s n %5d  visible from the apply %5.1f%%  from any poll %5.1f%%\n", key.d, key.p, key.h, n[key],
+			100*float64(at0[key])/float64(n[key]), 100*float64(any[key])/float64(n[key]))
+		if !(key.d == "nezha" && key.p == ShortCanary) {
+			tot[key.h][0] += n[key]
+			tot[key.h][1] += at0[key]
+			tot[key.h][2] += any[key]
+		}
+	}
+	for h := range 2 {
+		fmt.Printf("pooled %s (no Nezha short canary): from the apply %.1f%%, from any poll %.1f%%\n", Half(h),
+			100*float64(tot[h][1])/float64(tot[h][0]), 100*float64(tot[h][2])/float64(tot[h][0]))
 	}
 }
