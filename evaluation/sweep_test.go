@@ -85,6 +85,8 @@ func init() {
 	variants = append(variants,
 		variant{name: "base"},
 		variant{name: "fraction", policy: "fraction(hosts, .degraded) >= 0.3"},
+		variant{name: "before-recent0", tweak: func(c *policies.DetectorConfig) { c.Recent = 0 }},
+		variant{name: "before-conf999", tweak: func(c *policies.DetectorConfig) { c.Confidence = 0.999 }},
 		variant{name: "x-noburst", tweak: func(c *policies.DetectorConfig) { c.Burst = 1e9 }},
 		variant{name: "x-nocusum", tweak: func(c *policies.DetectorConfig) { c.Limit = 1e9 }},
 		variant{name: "x-nowindow", tweak: func(c *policies.DetectorConfig) { c.Confidence = 1 - 1e-15 }},

@@ -147,6 +147,11 @@ type DetectorConfig struct {
 	// Warmup is the number of polls after a host's apply that cannot
 	// decide on their own. Must be >= 0.
 	Warmup int
+	// Recent is the number of last baseline polls whose median is the
+	// host's recent level: when that is worse than the baseline median
+	// (the host was already drifting before the change), the CUSUM and the
+	// window test count only excess beyond it. 0 = off.
+	Recent int
 }
 
 // Validate reports every invalid field at once.
@@ -230,6 +235,9 @@ type metricState struct {
 	// baseLevel is the fleet level (engine.go) of the window the current
 	// baseline was taken from.
 	baseLevel float64
+	// lift is how far the level of the last baseline polls is worse
+	// than the baseline median (0 or more): excess counts beyond it.
+	lift float64
 	// pair is the largest excess over the median, in the worse direction,
 	// that two consecutive baseline polls both reached (0 or more).
 	pair float64
@@ -279,6 +287,7 @@ type detectorParams struct {
 	tolerance, boundTol, tolAbs float64
 	burst, burstZ, zAlpha       float64
 	minSamples, smoothing, warm int
+	recent                      int
 	selfCalibrate               bool
 }
 
@@ -302,6 +311,7 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 		smoothing:     c.Smoothing,
 		warm:          c.Warmup,
 		selfCalibrate: c.SelfCalibrate,
+		recent:        c.Recent,
 	}
 	if m.HigherIsWorse {
 		p.dir = 1
@@ -382,11 +392,32 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.Baseline, s.Stddev = med, spread
 	s.Tolerance = max(rel*math.Abs(med), p.tolAbs, p.absFloor)
 	s.pair = pairExcess(p, samples, med)
+	s.lift = recentLift(p, samples, med, scratch)
 	s.limit = p.limit
 	if p.selfCalibrate {
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
 	}
 	return scratch
+}
+
+// recentLift is how far the median of the last p.recent valid samples is
+// beyond med in the worse direction (0 when not, or when p.recent is 0).
+// buf is scratch space.
+func recentLift(p *detectorParams, samples []float64, med float64, buf []float64) float64 {
+	if p.recent <= 0 {
+		return 0
+	}
+	buf = buf[:0]
+	for i := len(samples) - 1; i >= 0 && len(buf) < p.recent; i-- {
+		if v := samples[i]; !math.IsNaN(v) && !math.IsInf(v, 0) {
+			buf = append(buf, v)
+		}
+	}
+	if len(buf) == 0 {
+		return 0
+	}
+	slices.Sort(buf)
+	return max(0, p.dir*(median(buf)-med))
 }
 
 // pairExcess is the largest excess over med, in the worse direction, that
@@ -533,7 +564,7 @@ func (s *metricState) judge(p *detectorParams, ring []float64, sketch []float32,
 	inWarmup := int(s.age) <= p.warm
 	// The poll's excess beyond the baseline median, as observed and
 	// with the fleet's movement taken out: the smaller counts.
-	latest := ring[(int(s.ringPos)+len(ring)-1)%len(ring)]
+	latest := s.latest(ring)
 	e := s.excess(p, latest, adj)
 	s.burst = 0
 	if !inWarmup && !math.IsNaN(s.last) {
@@ -548,9 +579,14 @@ func (s *metricState) judge(p *detectorParams, ring []float64, sketch []float32,
 	}
 	// The rank test's statistic: the share of the baseline below the
 	// poll less the tolerance.
-	s.uOwn += sketchRank(sketch, p.dir*latest-s.Tolerance)
+	s.uOwn += sketchRank(sketch, p.dir*latest-s.Tolerance-s.lift)
 	s.uDid += sketchRank(sketch, p.dir*adj.apply(latest)-s.Tolerance)
 	s.nw++
+}
+
+// latest is the value of the latest poll in the ring.
+func (s *metricState) latest(ring []float64) float64 {
+	return ring[(int(s.ringPos)+len(ring)-1)%len(ring)]
 }
 
 // excess is x's excess over the baseline median in the worse direction,
@@ -581,7 +617,7 @@ func sketchRank(sketch []float32, v float64) float64 {
 // scoreCap bounds a metric's score at this many thresholds: a host that is
 // degraded counts as degraded, and one host far off cannot carry
 // top_mean(hosts, share) over the threshold for hosts that are not.
-const scoreCap = 1.2
+const scoreCap = 1.01
 
 // accumulate advances the CUSUM by one tick (not during the warm-up; a
 // tick without data keeps it) and sets the metric's score, the largest of
@@ -592,7 +628,7 @@ func (s *metricState) accumulate(p *detectorParams, ring []float64, adj adjust) 
 		hi, lo := s.Tolerance+p.zCap*s.Stddev, -p.zCap*s.Stddev
 		var sum float64
 		for _, x := range ring[:s.ringN] {
-			sum += min(max(s.excess(p, x, adj), lo), hi)
+			sum += min(max(min(s.excess(p, x, adj), p.dir*(x-s.Baseline)-s.lift), lo), hi)
 		}
 		// Slots the window has not filled since the apply count as no
 		// excess: the first poll weighs 1/Smoothing like every other.

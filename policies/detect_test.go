@@ -349,6 +349,7 @@ func TestDirectionLowerIsWorse(t *testing.T) {
 func TestScoreGrowsAndDecays(t *testing.T) {
 	cfg := mediumConfig(t)
 	cfg.Burst = 1e9 // the sequential score alone
+	cfg.Recent = 0  // against the baseline median (TestRecentLevel)
 	d := newTestDetector(t, cfg, true)
 	d.SetBaseline(noise(3, 48, 50, 5))
 	spread := d.Metric().Stddev
@@ -556,6 +557,7 @@ func TestWindowTestIsMannWhitney(t *testing.T) {
 	stats.MannWhitneyExactLimit, stats.MannWhitneyTiesExactLimit = 0, 0
 	cfg := mediumConfig(t)
 	cfg.Burst, cfg.Limit = 1e9, 1e9
+	cfg.Recent = 0 // the rank test against the whole baseline
 	zero := 0.0
 	for seed := range uint64(30) {
 		base := noise(500+seed, 48, 100, 10)
@@ -577,5 +579,51 @@ func TestWindowTestIsMannWhitney(t *testing.T) {
 		if z > 0 && math.Abs(z-want) > 0.15 {
 			t.Errorf("seed %d: z %.3f (p %.4f) from the sketch, %.3f (p %.4f) from go-moremath", seed, z, got, want, res.P)
 		}
+	}
+}
+
+// A host that was already drifting up before the change is judged by the
+// CUSUM and the window test against the level its last baseline polls
+// reached: a stage that stays there is not degraded, one that moves a
+// sustained 2 spreads beyond it is, and a doubling is still a burst.
+func TestRecentLevel(t *testing.T) {
+	base := noise(7, 48, 100, 2)
+	for i := 40; i < 48; i++ {
+		base[i] += 30 // the last 8 polls: +30%, three tolerances
+	}
+	cases := []struct {
+		name  string
+		level float64
+		want  bool
+	}{
+		{"stays at the recent level", 130, false},
+		{"beyond the recent level", 0, true}, // set below: 2 spreads beyond it and the tolerance
+		{"a doubling", 200, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDetector(t, mediumConfig(t), true)
+			d.SetBaseline(base)
+			level := tc.level
+			if level == 0 {
+				level = 130 + d.Metric().Tolerance + 2*d.Metric().Stddev
+			}
+			got := observeAll(d, noise(8, 12, level, 2)) > 0
+			if !got {
+				got = d.Verdict()
+			}
+			if got != tc.want {
+				t.Errorf("level %.1f after a baseline ending at 130 (median %.1f, tolerance %.1f, spread %.1f): degraded %v, want %v (score %.2f)",
+					level, d.Metric().Baseline, d.Metric().Tolerance, d.Metric().Stddev, got, tc.want, d.Metric().Score)
+			}
+		})
+	}
+	// Without the recent level, staying at it is a regression.
+	cfg := mediumConfig(t)
+	cfg.Recent = 0
+	d := newTestDetector(t, cfg, true)
+	d.SetBaseline(base)
+	if observeAll(d, noise(8, 12, 130, 2)) == 0 && !d.Verdict() {
+		t.Errorf("Recent 0: +30%% over the baseline median held for 12 polls was not degraded (score %.2f)", d.Metric().Score)
 	}
 }

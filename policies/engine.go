@@ -386,6 +386,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.params = make([]detectorParams, nm)
 	for m, mc := range cfg.Metrics {
 		e.params[m] = newDetectorParams(cfg.Detector, mc)
+		if nm > 1 {
+			c := 1 - (1-cfg.Detector.Confidence)/float64(nm)
+			e.params[m].zAlpha = math.Sqrt2 * math.Erfinv(2*c-1)
+		}
 	}
 	e.hosts = make([]Host, nh)
 	e.states = make([]metricState, nh*nm)

@@ -62,14 +62,15 @@ func Preset(name string) (DetectorConfig, error) {
 		SelfCalibrate:      true,
 		Tolerance:          0.10,
 		BoundTolerance:     0.01,
+		Recent:             3,
 	}
 	switch name {
 	case SensitivityLow:
-		c.ZCap, c.Limit, c.Burst, c.BurstSpreads, c.Confidence = 5, 10, 3, 4, 0.9999
+		c.ZCap, c.Limit, c.Burst, c.BurstSpreads, c.Confidence = 5, 10, 3, 4, 0.999
 	case SensitivityMedium, "":
-		c.ZCap, c.Limit, c.Burst, c.BurstSpreads, c.Confidence = 4, 6.5, 2, 3, 0.999
+		c.ZCap, c.Limit, c.Burst, c.BurstSpreads, c.Confidence = 4, 6.5, 2, 3, 0.98
 	case SensitivityHigh:
-		c.ZCap, c.Limit, c.Burst, c.BurstSpreads, c.Confidence = 4, 5, 1.5, 2, 0.99
+		c.ZCap, c.Limit, c.Burst, c.BurstSpreads, c.Confidence = 4, 5, 1.5, 2, 0.95
 	default:
 		return DetectorConfig{}, fmt.Errorf("sensitivity %q: must be low, medium or high", name)
 	}
