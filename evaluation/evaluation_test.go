@@ -100,6 +100,8 @@ func TestEvaluation(t *testing.T) {
 	dir := t.TempDir()
 	res := Run(cs, func() []Judge { return append(Judges(dir), Curve(dir)...) }, 2)
 	res.Print(os.Stdout)
+	fmt.Printf("### Per data set and half: caught / no-change rolled back\n\n")
+	res.PrintHalves(os.Stdout)
 	fmt.Printf("### Per data set: caught / no-change rolled back, both halves\n\n")
 	res.PrintMatrix(os.Stdout)
 }

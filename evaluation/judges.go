@@ -554,8 +554,8 @@ func Judges(dir string) []Judge {
 
 // Curve returns rollguard medium with the seed rule at settings on both
 // sides of the default, for the trade-off curves: the burst's least reach
-// in spreads swept (lower catches more and rolls back more), and the
-// warm-up cut to one poll (what a 2-poll canary at 1-minute polls needs).
+// in spreads swept (lower catches more and rolls back more), without the
+// recent level (DetectorConfig.Recent 0), and the warm-up cut to one poll (what a 2-poll canary at 1-minute polls needs).
 func Curve(dir string) []Judge {
 	var out []Judge
 	for _, z := range []float64{1.5, 2, 3, 4, 6} {
@@ -565,6 +565,10 @@ func Curve(dir string) []Judge {
 		out = append(out, r)
 	}
 	r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+	r.Label = "no recent level"
+	r.Tweak = func(c *policies.DetectorConfig) { c.Recent = 0 }
+	out = append(out, r)
+	r = NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
 	r.Label, r.Warmup = "warmup 1m", "1m"
 	return append(out, r)
 }

@@ -248,6 +248,32 @@ func (r *Results) PrintMatrix(w io.Writer) {
 	}
 }
 
+// PrintHalves writes one table of every judge's figures per data set and
+// half: visible regressions caught / no-change rollouts rolled back, over
+// every protocol the judge does not refuse.
+func (r *Results) PrintHalves(w io.Writer) {
+	fmt.Fprintf(w, "| judge |")
+	for _, d := range Datasets {
+		fmt.Fprintf(w, " %s, dev | %s, held-out |", d, d)
+	}
+	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", 2*len(Datasets)))
+	for j, jd := range r.Judges {
+		fmt.Fprintf(w, "| %s |", jd.Name())
+		for _, d := range Datasets {
+			for _, h := range []Half{Dev, HeldOut} {
+				switch t := r.Tally(j, and(byDataset(d), byHalf(h))); {
+				case !t.Applies:
+					fmt.Fprint(w, " n/a |")
+				default:
+					fmt.Fprintf(w, " %.1f%% / %.1f%% |", 100*t.CatchRate(), 100*t.FalseRate())
+				}
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+}
+
 // refusal is why judge jd refuses the first case f selects ("" when it
 // does not, or cannot refuse).
 func (r *Results) refusal(jd Judge, f Filter) string {
