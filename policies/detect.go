@@ -38,6 +38,14 @@ import (
 // never makes a host that holds its own baseline look worse (the first is
 // small): difference in differences may excuse a shift, never invent one.
 //
+// The level just before the change. The CUSUM and the window test also
+// judge against the median of the last Recent baseline polls when it is
+// worse than the baseline median (lift): a host that was drifting before
+// the change is not degraded by staying where it was going. Their excess
+// is the smallest of the three (own, fleet-adjusted, recent). The burst
+// keeps the baseline median: a doubling is a regression whatever the host
+// did just before.
+//
 // Three kinds of evidence, each scaled so that it crosses Threshold exactly
 // when it is enough to call the metric degraded; the metric's score is the
 // largest, and the host's the largest of its metrics':
@@ -66,7 +74,8 @@ import (
 //     the host's apply, shifted back by the tolerance, against the
 //     baseline, once as observed and once taken back by the untouched
 //     hosts' movement (difference in differences); both must reject at
-//     Confidence. The tolerance is the effect size that matters: the test
+//     Confidence, Bonferroni-corrected over the host's metrics (see
+//     NewEngine). The tolerance is the effect size that matters: the test
 //     asks whether the shift (its Hodges-Lehmann estimate is what it
 //     measures) exceeds the tolerance, not whether it exceeds 0. It catches
 //     a moderate shift on a noisy host that the sequential score never

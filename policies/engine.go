@@ -386,6 +386,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.params = make([]detectorParams, nm)
 	for m, mc := range cfg.Metrics {
 		e.params[m] = newDetectorParams(cfg.Detector, mc)
+		// The window test's confidence is Bonferroni-corrected over the
+		// host's metrics: a host is degraded when any of them is.
 		if nm > 1 {
 			c := 1 - (1-cfg.Detector.Confidence)/float64(nm)
 			e.params[m].zAlpha = math.Sqrt2 * math.Erfinv(2*c-1)
