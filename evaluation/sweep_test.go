@@ -21,6 +21,22 @@ type variant struct {
 
 var variants []variant
 
+// run replays cases through rollguard medium as the variant sets it up.
+func (v variant) run(cs []*Case, dir string) *Results {
+	if v.setup != nil {
+		v.setup()
+	}
+	pol := v.policy
+	if pol == "" {
+		pol = "top_mean(hosts, 0.30) > 5"
+	}
+	return Run(cs, func() []Judge {
+		r := NewRollguard("medium", pol, dir)
+		r.Tweak = v.tweak
+		return []Judge{r}
+	}, 2)
+}
+
 // TestSweep prints compact figures of rollguard medium variants
 // (ROLLGUARD_SWEEP=substring of the variants' names).
 func TestSweep(t *testing.T) {
@@ -34,19 +50,7 @@ func TestSweep(t *testing.T) {
 		if sel != "all" && !strings.Contains(v.name, sel) {
 			continue
 		}
-		if v.setup != nil {
-			v.setup()
-		}
-		pol := v.policy
-		if pol == "" {
-			pol = "top_mean(hosts, 0.30) > 5"
-		}
-		res := Run(cs, func() []Judge {
-			r := NewRollguard("medium", pol, dir)
-			r.Tweak = v.tweak
-			return []Judge{r}
-		}, 2)
-		printSweep(res, v.name)
+		printSweep(v.run(cs, dir), v.name)
 	}
 }
 
@@ -128,19 +132,7 @@ func TestLost(t *testing.T) {
 			if v.name != n {
 				continue
 			}
-			if v.setup != nil {
-				v.setup()
-			}
-			pol := v.policy
-			if pol == "" {
-				pol = "top_mean(hosts, 0.30) > 5"
-			}
-			res := Run(cs, func() []Judge {
-				r := NewRollguard("medium", pol, dir)
-				r.Tweak = v.tweak
-				return []Judge{r}
-			}, 2)
-			polls = append(polls, res.Polls[0])
+			polls = append(polls, v.run(cs, dir).Polls[0])
 		}
 	}
 	lost, won := map[string]int{}, map[string]int{}
@@ -212,61 +204,43 @@ func TestOne(t *testing.T) {
 
 // TestMissed counts a variant's missed visible regressions
 // (ROLLGUARD_MISSED=variant).
-func TestMissed(t *testing.T) {
-	name := os.Getenv("ROLLGUARD_MISSED")
-	if name == "" {
-		t.Skip()
-	}
-	cs := cases(t)
-	for _, v := range variants {
-		if v.name == name && v.setup != nil {
-			v.setup()
-		}
-	}
-	res := Run(cs, func() []Judge { return []Judge{NewRollguard("medium", "top_mean(hosts, 0.30) > 5", t.TempDir())} }, 2)
-	miss, all := map[string]int{}, map[string]int{}
-	for i, c := range cs {
-		if !c.Regression || c.VisibleAt == 0 || res.Polls[0][i] < 0 {
-			continue
-		}
-		k := fmt.Sprintf("%-12s %-14s %-22s %s", c.Dataset, c.Protocol, c.Kind, c.Half)
-		all[k]++
-		if res.Polls[0][i] == 0 {
-			miss[k]++
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(all)) {
-		fmt.Printf("missed %4d of %5d  %s\n", miss[k], all[k], k)
-	}
-}
+func TestMissed(t *testing.T) { breakdown(t, "ROLLGUARD_MISSED", true) }
 
 // TestKinds breaks a variant's no-change rollbacks down by data set,
 // protocol and kind (ROLLGUARD_KINDS=variant).
-func TestKinds(t *testing.T) {
-	name := os.Getenv("ROLLGUARD_KINDS")
+func TestKinds(t *testing.T) { breakdown(t, "ROLLGUARD_KINDS", false) }
+
+// breakdown prints, per data set, protocol, kind and half, how many
+// visible regressions the variant named by env missed (regressions) or how
+// many no-change rollouts it rolled back.
+func breakdown(t *testing.T, env string, regressions bool) {
+	name := os.Getenv(env)
 	if name == "" {
 		t.Skip()
 	}
 	cs := cases(t)
-	for _, v := range variants {
-		if v.name == name && v.setup != nil {
-			v.setup()
-		}
+	i := slices.IndexFunc(variants, func(v variant) bool { return v.name == name })
+	if i < 0 {
+		t.Fatalf("%s=%s: no such variant", env, name)
 	}
-	res := Run(cs, func() []Judge { return []Judge{NewRollguard("medium", "top_mean(hosts, 0.30) > 5", t.TempDir())} }, 2)
-	rb, all := map[string]int{}, map[string]int{}
+	res := variants[i].run(cs, t.TempDir())
+	n, all := map[string]int{}, map[string]int{}
 	for i, c := range cs {
-		if c.Regression || res.Polls[0][i] < 0 {
+		if c.Regression != regressions || regressions && c.VisibleAt == 0 || res.Polls[0][i] < 0 {
 			continue
 		}
 		k := fmt.Sprintf("%-12s %-16s %-22s %s", c.Dataset, c.Protocol, c.Kind, c.Half)
 		all[k]++
-		if res.Polls[0][i] > 0 {
-			rb[k]++
+		if (res.Polls[0][i] == 0) == regressions {
+			n[k]++
 		}
 	}
+	what := "rolled back"
+	if regressions {
+		what = "missed"
+	}
 	for _, k := range slices.Sorted(maps.Keys(all)) {
-		fmt.Printf("rolled back %4d of %5d  %s\n", rb[k], all[k], k)
+		fmt.Printf("%s %4d of %5d  %s\n", what, n[k], all[k], k)
 	}
 }
 
