@@ -8,8 +8,10 @@ import (
 	"html"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -359,4 +361,57 @@ func TestEmptyBaseline(t *testing.T) {
 		"no host was changed"})
 	f("web-3", 4, []string{"site.yml: web-1"}, []string{"wave-1 not started: no baseline: query latency (latency) returned no sample for web-3 (instance=\"web-3\")",
 		"1 hosts of earlier waves keep the change (web-1): a person must decide"})
+}
+
+// Each playbook gets its own variables: the change gets apply's extra
+// vars, forks and vault file; the revert gets revert.extra_vars and none
+// of the change's (extra vars override everything in Ansible, so the
+// change's would override the revert's own values), and its forks and
+// vault file, or apply's when it sets none.
+func TestPlaybookRequests(t *testing.T) {
+	const apply = "apply: {playbook: playbooks/site.yml, version: v2, forks: 7, vault_password_file: vault/apply.pw, extra_vars: {version: v2, port: 8080}}"
+	f := func(revert string, want map[string]ports.ApplyRequest) {
+		t.Helper()
+		spec := strings.Replace(execSpec, "apply: {playbook: playbooks/site.yml, version: v2}", apply, 1)
+		spec = strings.Replace(spec, "revert: {playbook: playbooks/revert.yml, verify: 1m}", revert, 1)
+		var mu sync.Mutex
+		got := map[string]ports.ApplyRequest{}
+		ro, _, _ := execRollout(t, spec, func(req ports.ApplyRequest) ports.ApplyResult {
+			mu.Lock()
+			got[filepath.Base(req.Playbook)] = req
+			mu.Unlock()
+			res := changedAll(req)
+			if filepath.Base(req.Playbook) == "site.yml" {
+				// The canary's play fails after its write: it is reverted.
+				res.Hosts[0] = ports.HostResult{Host: req.Limit[0], Status: ports.HostFailed, Message: "check failed", ChangedTasks: []string{"write"}}
+			}
+			return res
+		})
+		res, err := ro.Execute(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != 3 {
+			t.Fatalf("%s: exit %d (%s), want 3 after the canary's revert", revert, res.ExitCode, res.Report.Reason)
+		}
+		for pb, w := range want {
+			g, ok := got[pb]
+			switch {
+			case !ok:
+				t.Errorf("%s: %s did not run", revert, pb)
+			case !reflect.DeepEqual(g.ExtraVars, w.ExtraVars) || g.Forks != w.Forks || filepath.Base(g.VaultPasswordFile) != w.VaultPasswordFile:
+				t.Errorf("%s: %s ran with extra vars %v, forks %d, vault file %q; want %v, %d, %q", revert, pb,
+					g.ExtraVars, g.Forks, g.VaultPasswordFile, w.ExtraVars, w.Forks, w.VaultPasswordFile)
+			}
+		}
+	}
+	change := ports.ApplyRequest{ExtraVars: map[string]any{"version": "v2", "port": 8080}, Forks: 7, VaultPasswordFile: "apply.pw"}
+	f("revert: {playbook: playbooks/revert.yml, verify: 1m}", map[string]ports.ApplyRequest{
+		"site.yml":   change,
+		"revert.yml": {Forks: 7, VaultPasswordFile: "apply.pw"},
+	})
+	f("revert: {playbook: playbooks/revert.yml, verify: 1m, forks: 2, vault_password_file: vault/revert.pw, extra_vars: {restore: prev}}", map[string]ports.ApplyRequest{
+		"site.yml":   change,
+		"revert.yml": {ExtraVars: map[string]any{"restore": "prev"}, Forks: 2, VaultPasswordFile: "revert.pw"},
+	})
 }
