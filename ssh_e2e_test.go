@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,6 +53,33 @@ func TestLiveSSH(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ansible.cfg"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A vault-encrypted group_vars file beside the inventory, as users
+	// keep their secrets: discovery (ansible-inventory) and every
+	// playbook fail to load the inventory without apply.vault_password_file.
+	const secret = "s3cr3t-from-the-vault"
+	vaultVars := filepath.Join(dir, "group_vars", "web", "vault.yml")
+	if err := os.MkdirAll(filepath.Dir(vaultVars), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(os.WriteFile(vaultVars, []byte("app_secret: "+secret+"\n"), 0o600),
+		os.WriteFile(filepath.Join(dir, "vault.pw"), []byte("correct horse\n"), 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ansible-vault", "encrypt", "--vault-password-file", filepath.Join(dir, "vault.pw"), vaultVars).CombinedOutput(); err != nil {
+		t.Fatalf("ansible-vault: %v\n%s", err, out)
+	}
+	// ssh-db: the same playbooks, site.yml's play for a group the
+	// inventory does not have: it matches no host.
+	site, err := os.ReadFile(filepath.Join(dir, "ssh", "site.yml"))
+	if err == nil {
+		err = os.CopyFS(filepath.Join(dir, "ssh-db"), os.DirFS(filepath.Join(dir, "ssh")))
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "ssh-db", "site.yml"), []byte(strings.Replace(string(site), "hosts: web", "hosts: db", 1)), 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := env.WaitForData(ctx, sshBaseline+5*time.Second, func(s string) { t.Log(s) }); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +91,10 @@ func TestLiveSSH(t *testing.T) {
 	spec := func(name, version string, extra map[string]string, o demo.SpecOptions) string {
 		t.Helper()
 		o.Name, o.Version, o.ExtraVars = name, version, extra
-		o.Inventory, o.Group, o.PlaybookDir = "inventory.ini", "web", "ssh"
+		o.Inventory, o.Group, o.VaultPasswordFile = "inventory.ini", "web", "vault.pw"
+		if o.PlaybookDir == "" {
+			o.PlaybookDir = "ssh"
+		}
 		o.Interval, o.Baseline, o.Monitor, o.WaveMonitor, o.Waves = time.Second, sshBaseline, 4*time.Second, 3*time.Second, []string{"100%"}
 		o.Policies = "policies:\n  - name: extreme\n    rollback_when: 'top_mean(hosts, 0.30) > 50'\n"
 		path, err := env.WriteSpec(o)
@@ -79,10 +112,13 @@ func TestLiveSSH(t *testing.T) {
 		t.Fatalf("no host %s in the report", name)
 		return report.HostReport{}
 	}
-	untouched := func(t *testing.T, before map[string]int) {
+	untouched := func(t *testing.T, before map[string]int, hosts ...string) {
 		t.Helper()
 		after := l.writes()
-		for _, h := range l.hosts[1:] {
+		if hosts == nil {
+			hosts = l.hosts[1:]
+		}
+		for _, h := range hosts {
 			if after[h] != before[h] {
 				t.Errorf("%s's app.conf was written although the canary stopped the rollout", h)
 			}
@@ -102,6 +138,44 @@ func TestLiveSSH(t *testing.T) {
 			if hr := hostReport(r, h); hr.Status != ports.HostChanged || !hr.Applied || hr.Reverted {
 				t.Errorf("%s in the report: status %q, applied %v, reverted %v: want changed, applied", h, hr.Status, hr.Applied, hr.Reverted)
 			}
+		}
+		// The vaulted variable reached Ansible, and went no further.
+		rep, _ := json.Marshal(r)
+		texts := map[string]string{"the output": out, "the report": string(rep)}
+		err := filepath.WalkDir(filepath.Join(dir, "state"), func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				var data []byte
+				data, err = os.ReadFile(path)
+				texts[path] = string(data)
+			}
+			return err
+		})
+		if err != nil || len(texts) < 4 {
+			t.Fatalf("the state directory (journal, history): %v, %d files", err, len(texts)-2)
+		}
+		for what, text := range texts {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s holds the vaulted secret", what)
+			}
+		}
+	})
+
+	t.Run("a play matching no host halts at the canary, naming the pattern and the limit; nothing is touched", func(t *testing.T) {
+		l.t = t
+		before := l.writes()
+		code, r, out := l.run(spec("ssh-nomatch", "v3", map[string]string{"latency_factor": "1.0"}, demo.SpecOptions{PlaybookDir: "ssh-db"}), nil)
+		if code != 4 || r.Outcome != report.OutcomeHalted {
+			t.Fatalf("exit %d, outcome %q (%s): want 4, halted\n%s", code, r.Outcome, r.Reason, out)
+		}
+		if want := canary + " unmatched: the play matched no host: `hosts: db`, but the limit was " + canary; !strings.Contains(r.Reason, want) {
+			t.Errorf("reason %q\nlacks %q", r.Reason, want)
+		}
+		untouched(t, before, l.hosts...)
+		if hr := hostReport(r, canary); hr.Status != ports.HostUnmatched || hr.Applied || hr.Reverted {
+			t.Errorf("canary in the report: status %q, applied %v, reverted %v: want unmatched, neither", hr.Status, hr.Applied, hr.Reverted)
+		}
+		if r.Rollback != nil {
+			t.Errorf("a revert ran: %+v", r.Rollback)
 		}
 	})
 

@@ -250,6 +250,9 @@ type SpecOptions struct {
 	MaxFailed string
 	// ApplyTimeout is apply.timeout (default: not written).
 	ApplyTimeout time.Duration
+	// VaultPasswordFile is apply.vault_password_file, relative to Dir
+	// (default: not written).
+	VaultPasswordFile string
 	// StateStore is state.store: "consul" or "nomad" keep the journal,
 	// history and lock there (the CONSUL_* / NOMAD_* environment says
 	// where); empty or "local" keeps them in Dir/state.
@@ -310,6 +313,9 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 	fmt.Fprintf(&b, "apply:\n  playbook: %s/site.yml\n  version: %s\n", o.PlaybookDir, o.Version)
 	if o.ApplyTimeout > 0 {
 		fmt.Fprintf(&b, "  timeout: %s\n", o.ApplyTimeout)
+	}
+	if o.VaultPasswordFile != "" {
+		fmt.Fprintf(&b, "  vault_password_file: %s\n", o.VaultPasswordFile)
 	}
 	b.WriteString("  extra_vars:\n")
 	fmt.Fprintf(&b, "    version: %s\n", o.Version)
