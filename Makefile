@@ -4,8 +4,10 @@ GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 FUZZTIME ?= 10s
+# fuzz-long: how long each target of outside input runs.
+FUZZLONG ?= 10m
 
-.PHONY: all build deps test unit fuzz demo bench eval lint-workflows clean report-screenshot
+.PHONY: all build deps test unit fuzz fuzz-long chaos demo bench eval lint-workflows clean report-screenshot
 
 all: build
 
@@ -19,7 +21,7 @@ deps:
 # makes a missing one a failure instead of a skip.
 test: deps lint-workflows
 	$(GO) vet ./...
-	ROLLGUARD_E2E=1 $(GO) test -count=1 -timeout 14m ./...
+	ROLLGUARD_E2E=1 $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) fuzz
 
 # Every workflow of the repository: its own and the example users copy.
@@ -27,12 +29,36 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml ci/github/*.yml)
 lint-workflows:
 	actionlint $(WORKFLOWS)
 
+# The fault suite on the simulated fleet (real Ansible and VictoriaMetrics):
+# SIGKILL at random moments and at every journaled step, SIGTERM, the
+# metrics store restarted, a hanging playbook, the Consul/Nomad stores
+# failing, two runs at once. ROLLGUARD_CHAOS_SEED=<n> repeats a run.
+chaos: deps
+	@ROLLGUARD_E2E=1 ROLLGUARD_CHAOS=full $(GO) test -count=1 -timeout 150m -run '^TestChaos$$' -v . > chaos.log 2>&1; rc=$$?; \
+	grep -E -- '--- (PASS|FAIL)|chaos (seed|summary)|^(ok|FAIL)' chaos.log; echo "whole output: chaos.log"; exit $$rc
+
 unit:
 	$(GO) test ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./runner
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePolicy$$' -fuzztime=$(FUZZTIME) ./policies
+	$(GO) test -run='^$$' -fuzz='^FuzzJournal$$' -fuzztime=$(FUZZTIME) ./runner
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeResponse$$' -fuzztime=$(FUZZTIME) ./integrations/victoriametrics
+	$(GO) test -run='^$$' -fuzz='^FuzzReadRecording$$' -fuzztime=$(FUZZTIME) ./integrations/victoriametrics
+
+# The targets whose input comes from outside (the metrics store's answers,
+# recordings, the journal in a shared store), each for FUZZLONG, side by
+# side (one worker each), so the whole takes FUZZLONG.
+fuzz-long:
+	@fail=0; pids=; \
+	for t in 'FuzzDecodeResponse ./integrations/victoriametrics' 'FuzzReadRecording ./integrations/victoriametrics' 'FuzzJournal ./runner'; do \
+		set -- $$t; \
+		$(GO) test -run='^$$' -fuzz="^$$1\$$" -fuzztime=$(FUZZLONG) -parallel=1 $$2 > /tmp/rollguard-fuzz-$$1.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	for p in $$pids; do wait $$p || fail=1; done; \
+	for t in FuzzDecodeResponse FuzzReadRecording FuzzJournal; do echo "== $$t"; tail -n 3 /tmp/rollguard-fuzz-$$t.log; done; \
+	exit $$fail
 
 demo: deps build
 	./bin/rollguard demo

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -80,7 +81,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err != nil {
 				return badInput(err)
 			}
-			out := o.progress(c)
+			out := io.Writer(newProgress(o.progress(c)))
 			if quiet {
 				out = nil
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,7 +78,7 @@ type runFlags struct {
 // run is `rollguard run`: load, discover, connect the metrics, take the
 // lock, take up an unfinished run, execute, report.
 func (f *runFlags) run(c *cobra.Command) error {
-	out := f.o.progress(c)
+	out := newProgress(f.o.progress(c))
 	spec, pols, err := loadSpec(f.file)
 	if err != nil {
 		return err
@@ -117,6 +118,12 @@ func (f *runFlags) run(c *cobra.Command) error {
 		runID = rs.Doc.RunID
 		if plan, err = runner.PlanFromJournal(spec, rs.Doc, hosts); err != nil {
 			return failed(err)
+		}
+		// The history of the run's hosts is kept under the version it
+		// started with.
+		if v := rs.Doc.Version; v != "" && v != spec.Apply.Version {
+			fmt.Fprintf(c.ErrOrStderr(), "rollguard: warning: the unfinished run %s started with version %s; the spec now gives %s: the resumed run applies what the spec gives now, recorded as %s\n", rs.Doc.RunID, v, spec.Apply.Version, v)
+			spec.Apply.Version = v
 		}
 		what := "resuming"
 		if f.abort {
@@ -227,6 +234,16 @@ func openJournal(ctx context.Context, st *stateBackend, spec *runner.Spec, abort
 	journal, err := runner.OpenJournal(ctx, st.store)
 	if err != nil {
 		return nil, failed(err)
+	}
+	if step := os.Getenv("ROLLGUARD_FAULT_KILL_AFTER"); step != "" {
+		// Fault injection for the fault suite (make chaos): the process
+		// dies (SIGKILL, as a lost machine would) right after the first
+		// journal entry of that step is stored, before the step acts.
+		journal.AfterWrite = func(e runner.JournalEntry) {
+			if e.Step == step {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
 	}
 	live := &liveState{state: st, journal: journal, abort: abort}
 	switch {

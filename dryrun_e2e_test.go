@@ -261,3 +261,43 @@ func TestShortStageIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// brokenPipe runs the binary with stdout and stderr the write ends of
+// pipes whose readers are closed: every write there fails with EPIPE.
+// It returns the exit code (-1 when a signal ended the process).
+func brokenPipe(t *testing.T, env []string, args ...string) int {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Env = append(os.Environ(), env...)
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	case err != nil:
+		t.Fatalf("rollguard %v: %v", args, err)
+	}
+	return 0
+}
+
+// With stdout closed (its reader gone), a dry run replays to its end and
+// writes its whole report: progress output cannot end a run.
+func TestDryRunBrokenPipe(t *testing.T) {
+	dir := t.TempDir()
+	code := brokenPipe(t, nil, "dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl",
+		"--change-at", "2024-01-01T12:00:00Z", "--report-dir", dir)
+	if code != 3 {
+		t.Fatalf("exit %d with stdout a broken pipe, want 3 (would roll back) as with a reader", code)
+	}
+	r := readReport(t, dir)
+	if r.Outcome != report.OutcomeRolledBack || r.FinishedAt.IsZero() || len(r.Timeline) == 0 {
+		t.Errorf("report: outcome %q, finished %v, %d timeline lines", r.Outcome, r.FinishedAt, len(r.Timeline))
+	}
+}

@@ -40,6 +40,53 @@ type live struct {
 	extraEnv []string
 	// signal is what run's kill callback sends (default SIGKILL).
 	signal os.Signal
+	// want is every host's app.conf as the last subtest that passed left
+	// it: where the next one starts from.
+	want map[string]string
+	// records are the --record files of the current subtest's runs.
+	records []string
+}
+
+// sub runs one subtest from a known fleet state: every host's app.conf
+// as the last passing subtest left it (a failed one may have left a host
+// on another version), the metrics settled on it, waited for on
+// VictoriaMetrics' data. A subtest that fails keeps the recordings of
+// its runs (--record) and says where, so that a detector judgement can
+// be replayed with dry-run.
+func (l *live) sub(t *testing.T, name string, f func(t *testing.T)) {
+	t.Run(name, func(t *testing.T) {
+		parent := l.t
+		l.t, l.records = t, nil
+		defer func() { l.t = parent }()
+		for h, conf := range l.want {
+			p := filepath.Join(l.env.Dir, "fleet", h, "app.conf")
+			if cur, err := os.ReadFile(p); err != nil || string(cur) != conf {
+				t.Logf("%s is not where the last passing subtest left it: restoring its app.conf", h)
+				if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := l.env.Settle(l.ctx); err != nil {
+			t.Fatal(err)
+		}
+		f(t)
+		if !t.Failed() {
+			l.want = l.confs()
+			return
+		}
+		keep := filepath.Join(os.TempDir(), "rollguard-live-recordings")
+		for i, rec := range l.records {
+			data, err := os.ReadFile(rec)
+			if err != nil {
+				continue
+			}
+			dst := filepath.Join(keep, fmt.Sprintf("%s-%d.jsonl.gz", regexp.MustCompile(`\W+`).ReplaceAllString(t.Name(), "_"), i+1))
+			if os.MkdirAll(keep, 0o755) == nil && os.WriteFile(dst, data, 0o644) == nil {
+				t.Logf("the metrics of run %d are kept in %s (replay: rollguard dry-run -f <spec> --metrics %s --change-at <the wave's apply_started_at>)", i+1, dst, dst)
+			}
+		}
+	})
 }
 
 const liveBaseline = 60 * time.Second
@@ -133,7 +180,7 @@ func requireLive(t *testing.T) {
 // VictoriaMetrics.
 func TestLive(t *testing.T) {
 	requireLive(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 13*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	env, err := demo.StartEnv(ctx, demo.EnvOptions{Dir: t.TempDir(), Hosts: 6, Seed: 11, Playbooks: os.DirFS("testdata/playbooks")})
 	if err != nil {
@@ -147,12 +194,13 @@ func TestLive(t *testing.T) {
 	for _, h := range env.Fleet.Hosts() {
 		l.hosts = append(l.hosts, h.Name)
 	}
+	l.want = l.confs()
 	canary := l.hosts[0]
 
-	t.Run("good change promotes everywhere", func(t *testing.T) {
-		l.t = t
-		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v2", KnownGood: true,
-			ExtraVars: map[string]string{"latency_factor": "0.95", "cpu_load": "0.3"}})
+	l.sub(t, "good change promotes everywhere", func(t *testing.T) {
+		// apply.version is left unset: rollguard names the version.
+		spec := l.spec(demo.SpecOptions{Name: "fleet", KnownGood: true,
+			ExtraVars: map[string]string{"version": "v2", "latency_factor": "0.95", "cpu_load": "0.3"}})
 		code, r, out := l.run(spec, nil)
 		if code != 0 || r.Outcome != report.OutcomePromoted {
 			t.Fatalf("exit %d, outcome %q (%s)\n%s", code, r.Outcome, r.Reason, out)
@@ -167,15 +215,19 @@ func TestLive(t *testing.T) {
 				t.Errorf("wave %s: %s", w.Name, w.Outcome)
 			}
 		}
-		// Every host's v2 is now known-good in the history.
+		// Every host's v2 is now known-good in the history, under the
+		// version rollguard computed, which the journal names too.
 		code, hist, _ := rollguard(t, "history", "-f", spec, "--json")
-		if code != 0 || strings.Count(hist, `"outcome": "known_good"`) != len(l.hosts) {
-			t.Errorf("history (exit %d) does not mark v2 known-good on every host:\n%s", code, hist)
+		if code != 0 || strings.Count(hist, `"outcome": "known_good"`) != len(l.hosts) ||
+			strings.Count(hist, `"version": "`+r.Version+`"`) != len(l.hosts) || !strings.HasPrefix(r.Version, "h-") {
+			t.Errorf("history (exit %d) does not mark version %q known-good on every host:\n%s", code, r.Version, hist)
+		}
+		if doc := l.journal("fleet"); doc.Version != r.Version {
+			t.Errorf("journal version %q, report version %q", doc.Version, r.Version)
 		}
 	})
 
-	t.Run("bad change caught on the canary and reverted", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "bad change caught on the canary and reverted", func(t *testing.T) {
 		before, confs := l.writes(), l.confs()
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v3",
 			ExtraVars: map[string]string{"latency_factor": "2.5", "error_share": "0.03"}})
@@ -246,14 +298,15 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("failed revert playbook falls back to the known-good version", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "failed revert playbook falls back to the known-good version", func(t *testing.T) {
 		// Each test that makes a canary bad uses a canary of its own: a
 		// host's next baseline would otherwise hold the bad minutes.
 		canary := l.hosts[1]
 		confs := l.confs()
-		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v4", KnownGood: true, Canary: []string{canary},
-			ExtraVars:       map[string]string{"latency_factor": "2.5", "error_share": "0.03"},
+		// apply.version unset here too: the known-good version is the
+		// one rollguard computed for the first subtest's change.
+		spec := l.spec(demo.SpecOptions{Name: "fleet", KnownGood: true, Canary: []string{canary},
+			ExtraVars:       map[string]string{"version": "v4", "latency_factor": "2.5", "error_share": "0.03"},
 			RevertExtraVars: map[string]string{"fail_revert": "true"}})
 		code, r, out := l.run(spec, nil)
 		if code != 3 || r.Rollback == nil {
@@ -274,8 +327,7 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("a host-level fire reverts one host while the others promote", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "a host-level fire reverts one host while the others promote", func(t *testing.T) {
 		bad := l.hosts[3] // in wave-1
 		confs := l.confs()
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v5",
@@ -305,8 +357,7 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("a host whose play fails is reverted and named; revert.max_failed: 1 lets the rollout go on", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "a host whose play fails is reverted and named; revert.max_failed: 1 lets the rollout go on", func(t *testing.T) {
 		failing := l.hosts[2] // in wave-1
 		confs := l.confs()
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v6", MaxFailed: "1",
@@ -329,8 +380,7 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("a second run is refused and names the holder", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "a second run is refused and names the holder", func(t *testing.T) {
 		spec := l.spec(demo.SpecOptions{Name: "fleet", Version: "v7"})
 		locker, err := localstate.NewLocker(filepath.Join(env.Dir, "state"), nil)
 		if err != nil {
@@ -371,8 +421,7 @@ func TestLive(t *testing.T) {
 		{"revert", l.hosts[3], regexp.MustCompile(`^   revert by `), false},
 	}
 	for i, k := range kills {
-		t.Run("killed at "+k.step+" then resumed", func(t *testing.T) {
-			l.t = t
+		l.sub(t, "killed at "+k.step+" then resumed", func(t *testing.T) {
 			confs := l.confs()
 			name := "kill-" + k.step
 			spec := l.spec(demo.SpecOptions{Name: name, Version: "k" + string(rune('1'+i)), Snapshots: true, Canary: []string{k.canary},
@@ -408,8 +457,7 @@ func TestLive(t *testing.T) {
 		})
 	}
 
-	t.Run("SIGTERM during monitoring reverts, reports and exits 4", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "SIGTERM during monitoring reverts, reports and exits 4", func(t *testing.T) {
 		canary := l.hosts[1]
 		confs := l.confs()
 		spec := l.spec(demo.SpecOptions{Name: "sigterm", Version: "s1", Canary: []string{canary},
@@ -433,13 +481,11 @@ func TestLive(t *testing.T) {
 		}
 	})
 
-	t.Run("journal, history and lock in Consul KV and Nomad Variables: a second process resumes", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "journal, history and lock in Consul KV and Nomad Variables: a second process resumes", func(t *testing.T) {
 		testSharedStateResume(t, l)
 	})
 
-	t.Run("metrics store dies during monitoring: never promotes", func(t *testing.T) {
-		l.t = t
+	l.sub(t, "metrics store dies during monitoring: never promotes", func(t *testing.T) {
 		spec := l.spec(demo.SpecOptions{Name: "vm-dies", Version: "v9", ExtraVars: map[string]string{"latency_factor": "1.0"}})
 		killed := false
 		code, r, out := l.run(spec, func(line string) bool {
@@ -576,6 +622,11 @@ func (l *live) run(spec string, kill func(string) bool, args ...string) (int, re
 	t := l.t
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "report")
+	if !slices.Contains(args, "--record") {
+		rec := filepath.Join(t.TempDir(), "metrics.jsonl.gz")
+		args = append(args, "--record", rec)
+		l.records = append(l.records, rec)
+	}
 	cmd := exec.CommandContext(l.ctx, binary, append([]string{"run", "-f", spec, "--report-dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), l.extraEnv...)
 	jsonOut := strings.Contains(strings.Join(args, " "), "-o json")

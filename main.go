@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -57,7 +60,34 @@ type exitWith int
 func (e exitWith) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 func main() {
+	// With stdout or stderr closed (a pipe whose reader went away), Go's
+	// runtime kills the process at its first write there unless SIGPIPE
+	// is handled: a rollout must not die of its progress output. Handled
+	// (not ignored, which children would inherit), a write just fails
+	// with EPIPE, and the progress writer drops it.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:]))
+}
+
+// progress is the writer of a run's human output. A write that fails (a
+// closed stdout, a broken pipe, a full disk) is dropped and later ones
+// are not tried: what a rollout does never depends on whether anyone
+// reads its progress. Its report, journal and exit code carry what
+// matters.
+type progress struct {
+	w      io.Writer
+	broken atomic.Bool
+}
+
+func newProgress(w io.Writer) *progress { return &progress{w: w} }
+
+func (p *progress) Write(b []byte) (int, error) {
+	if !p.broken.Load() {
+		if _, err := p.w.Write(b); err != nil {
+			p.broken.Store(true)
+		}
+	}
+	return len(b), nil
 }
 
 func run(args []string) int { return runTo(args, os.Stdout) }

@@ -89,7 +89,16 @@ func acquireLock(ctx context.Context, st *stateBackend, spec *runner.Spec, runID
 	for {
 		lease, err := acquireOnce(ctx, st, spec, runID)
 		var le *ports.LockedError
-		if err == nil || !errors.As(err, &le) || time.Now().After(deadline) {
+		if err == nil {
+			if t, ok := lease.(staleLease); ok {
+				if prev, took := t.TookOver(); took {
+					say(fmt.Sprintf("warning: took over the lock of rollout %q from run %s (%s, pid %d, since %s), which ended without releasing it",
+						spec.Name, prev.RunID, prev.Host, prev.PID, prev.Since.UTC().Format(time.RFC3339)))
+				}
+			}
+			return lease, nil
+		}
+		if !errors.As(err, &le) || time.Now().After(deadline) {
 			return lease, err
 		}
 		say(fmt.Sprintf("waiting up to %s for the lock: %v", time.Until(deadline).Round(time.Second), le))
@@ -97,6 +106,12 @@ func acquireLock(ctx context.Context, st *stateBackend, spec *runner.Spec, runID
 			return nil, err
 		}
 	}
+}
+
+// staleLease is a lease that can say it took over the lock of a run
+// that died holding it (the local flock lock can).
+type staleLease interface {
+	TookOver() (ports.Holder, bool)
 }
 
 func acquireOnce(ctx context.Context, st *stateBackend, spec *runner.Spec, runID string) (ports.Lease, error) {

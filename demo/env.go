@@ -145,6 +145,106 @@ func StartEnv(ctx context.Context, o EnvOptions) (*Env, error) {
 	return &Env{Dir: o.Dir, Fleet: fleet, VM: vm, Started: time.Now()}, nil
 }
 
+// client queries the environment's VictoriaMetrics for every host, by
+// name (the keys).
+func (e *Env) client() (*victoriametrics.Client, []string, error) {
+	client, err := victoriametrics.New(victoriametrics.Config{URL: e.VM.URL()})
+	if err != nil {
+		return nil, nil, err
+	}
+	var keys []string
+	for _, h := range e.Fleet.Hosts() {
+		keys = append(keys, h.Name)
+	}
+	return client, keys, nil
+}
+
+// RestartVM stops VictoriaMetrics and starts it again on its data
+// directory and address: what a rollout sees is its metrics store going
+// away and coming back at the same URL. It returns once the new process
+// answers.
+func (e *Env) RestartVM(ctx context.Context, down func()) error {
+	if err := e.VM.Stop(); err != nil {
+		return err
+	}
+	if down != nil {
+		down()
+	}
+	vm, err := victoriametrics.StartServer(ctx, victoriametrics.ServerOptions{
+		DataDir: filepath.Join(e.Dir, "vmdata"), ScrapeConfigPath: filepath.Join(e.Dir, "scrape.yml"), ScrapeInterval: time.Second,
+		Addr: strings.TrimPrefix(e.VM.URL(), "http://"),
+	})
+	if err != nil {
+		return fmt.Errorf("restart VictoriaMetrics: %w", err)
+	}
+	e.VM = vm
+	return nil
+}
+
+// Reset gives every host conf as its app.conf (those that have another)
+// and waits until the metrics no longer show anything else: until every
+// host's query window (simfleet.Window) holds only samples scraped after
+// its configuration last changed. It waits on VictoriaMetrics' data, not
+// on a clock: on a loaded machine a scrape comes late, and the wait is
+// that much longer.
+func (e *Env) Reset(ctx context.Context, conf simfleet.AppConf) error {
+	for _, h := range e.Fleet.Hosts() {
+		p := filepath.Join(h.Dir, "app.conf")
+		if old, err := os.ReadFile(p); err == nil && string(old) == conf.Format() {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(conf.Format()), 0o644); err != nil {
+			return err
+		}
+	}
+	return e.Settle(ctx)
+}
+
+// Settle waits until the query window of every host holds only samples
+// scraped after its configuration last changed (simfleet's
+// Fleet.Changed), as VictoriaMetrics answers: the oldest sample of the
+// window at now is newer than the change.
+func (e *Env) Settle(ctx context.Context) error {
+	client, keys, err := e.client()
+	if err != nil {
+		return err
+	}
+	window, err := time.ParseDuration(simfleet.Window)
+	if err != nil {
+		return err
+	}
+	hosts := e.Fleet.Hosts()
+	// The oldest sample time (unix seconds) of each host's window.
+	q := ports.Query{Name: "oldest", Expr: "min by (instance) (tfirst_over_time(app_info[" + simfleet.Window + "]))"}
+	oldest := make([]float64, len(keys))
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		settled := false
+		if err := client.Instant(ctx, q, keys, now, oldest); err == nil {
+			settled = true
+			for i, h := range hosts {
+				changed := e.Fleet.Changed(h.Name)
+				// The window is full (its oldest sample is about a window
+				// old) and began after the change.
+				if math.IsNaN(oldest[i]) || now.Sub(time.Unix(0, int64(oldest[i]*1e9))) < window-2*time.Second ||
+					!time.Unix(0, int64(oldest[i]*1e9)).After(changed) {
+					settled = false
+				}
+			}
+		}
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the fleet's metrics to settle: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // Close stops VictoriaMetrics and the fleet.
 func (e *Env) Close() error {
 	return errors.Join(e.VM.Stop(), e.Fleet.Close())
@@ -163,15 +263,11 @@ func (e *Env) Hosts() []ports.Host {
 // at least d, printing progress to progress (may be nil). It polls the
 // real query API; the wait is the baseline a rollout needs.
 func (e *Env) WaitForData(ctx context.Context, d time.Duration, progress func(string)) error {
-	client, err := victoriametrics.New(victoriametrics.Config{URL: e.VM.URL()})
+	client, keys, err := e.client()
 	if err != nil {
 		return err
 	}
 	hosts := e.Fleet.Hosts()
-	keys := make([]string, len(hosts))
-	for i, h := range hosts {
-		keys[i] = h.Name
-	}
 	vals := make([]float64, len(keys))
 	var first time.Time
 	tick := time.NewTicker(time.Second)
@@ -211,7 +307,9 @@ func allNumbers(v []float64) bool {
 
 // SpecOptions shape a generated rollout.yaml over the environment.
 type SpecOptions struct {
-	Name      string
+	Name string
+	// Version is apply.version and the extra var version (app.conf's);
+	// empty leaves apply.version to rollguard's default.
 	Version   string
 	ExtraVars map[string]string
 	// Interval between ticks (default 2s), Baseline window (default 40s),
@@ -236,6 +334,8 @@ type SpecOptions struct {
 	Snapshots bool
 	// Scope is revert.scope (default wave).
 	Scope string
+	// OnInterrupt is revert.on_interrupt (default revert).
+	OnInterrupt string
 	// Canary names the canary hosts (default: the first host).
 	Canary []string
 	// Inventory and Group, when set, are targets.inventory and
@@ -310,7 +410,12 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 	for _, w := range o.Waves {
 		fmt.Fprintf(&b, "  - {size: %q, monitor: %s}\n", w, o.WaveMonitor)
 	}
-	fmt.Fprintf(&b, "apply:\n  playbook: %s/site.yml\n  version: %s\n", o.PlaybookDir, o.Version)
+	// Without a Version, apply.version is left for rollguard to compute
+	// (extra_vars may still name the version app.conf says).
+	fmt.Fprintf(&b, "apply:\n  playbook: %s/site.yml\n", o.PlaybookDir)
+	if o.Version != "" {
+		fmt.Fprintf(&b, "  version: %s\n", o.Version)
+	}
 	if o.ApplyTimeout > 0 {
 		fmt.Fprintf(&b, "  timeout: %s\n", o.ApplyTimeout)
 	}
@@ -318,7 +423,9 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 		fmt.Fprintf(&b, "  vault_password_file: %s\n", o.VaultPasswordFile)
 	}
 	b.WriteString("  extra_vars:\n")
-	fmt.Fprintf(&b, "    version: %s\n", o.Version)
+	if o.Version != "" {
+		fmt.Fprintf(&b, "    version: %s\n", o.Version)
+	}
 	for _, k := range slices.Sorted(maps.Keys(o.ExtraVars)) {
 		fmt.Fprintf(&b, "    %s: %s\n", k, o.ExtraVars[k])
 	}
@@ -328,6 +435,9 @@ func (e *Env) WriteSpec(o SpecOptions) (string, error) {
 	fmt.Fprintf(&b, "revert:\n  scope: %s\n  verify: 30s\n  known_good: %v\n", o.Scope, o.KnownGood)
 	if o.MaxFailed != "" {
 		fmt.Fprintf(&b, "  max_failed: %s\n", o.MaxFailed)
+	}
+	if o.OnInterrupt != "" {
+		fmt.Fprintf(&b, "  on_interrupt: %s\n", o.OnInterrupt)
 	}
 	if !o.NoRevertPlaybook {
 		fmt.Fprintf(&b, "  playbook: %s/revert.yml\n", o.PlaybookDir)

@@ -136,7 +136,7 @@ func ParseFile(file string, data []byte) ([]Source, error) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, YAMLError(file, "invalid YAML", err))
+			errs = append(errs, YAMLError(file, "invalid YAML", err, data))
 			break
 		}
 		docs++
@@ -169,7 +169,7 @@ func ParseFile(file string, data []byte) ([]Source, error) {
 		}
 	}
 	if len(errs) == 0 && len(out) == 0 {
-		errs = append(errs, &PosError{File: file, Msg: "no policy in file"})
+		errs = append(errs, &PosError{File: file, Line: 1, Col: 1, Msg: "no policy in file"})
 	}
 	errs = append(errs, duplicateNames(out)...)
 	if len(errs) > 0 {

@@ -1,10 +1,14 @@
 package policies
 
 import (
+	"bytes"
 	"cmp"
+	"errors"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -52,10 +56,15 @@ func DescribeNode(n *yaml.Node) string {
 	return "an unexpected node"
 }
 
-// YAMLError turns a YAML syntax error ("yaml: line 3: did not find ...")
-// into a PosError at that line (0 when the parser names none), its
-// message prefixed with what ("invalid YAML").
-func YAMLError(file, what string, err error) *PosError {
+// YAMLError turns a YAML syntax error in data into a PosError at its line
+// and column, its message prefixed with what ("invalid YAML"). The YAML
+// parser names a line only, and inside a bracket or a block the line
+// where that began; the position given here is where the parser stops:
+// the last character of the shortest prefix of data that fails with the
+// same message (a tab, a NUL byte, an invalid UTF-8 byte, the key at a
+// wrong indentation, the bracket one level too deep). When no prefix
+// fails alike, it is the parser's line, at column 1.
+func YAMLError(file, what string, err error, data []byte) *PosError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -65,7 +74,65 @@ func YAMLError(file, what string, err error) *PosError {
 			}
 		}
 	}
-	return &PosError{File: file, Line: line, Msg: what + ": " + msg}
+	pe := &PosError{File: file, Line: max(line, 1), Col: 1, Msg: what + ": " + msg}
+	if at := syntaxErrorAt(data, msg); at >= 0 {
+		if strings.HasPrefix(msg, "did not find expected ',' or ") {
+			// Unclosed: every prefix that ends inside the bracket fails
+			// alike, the shortest at its first character; name the
+			// bracket itself.
+			if i := bytes.LastIndexAny(data[:at], "[{"); i >= 0 && len(bytes.TrimSpace(data[i+1:at])) == 0 {
+				at = i
+			}
+		}
+		pe.Line, pe.Col = position(data, at)
+	}
+	return pe
+}
+
+// syntaxErrorAt is the offset of the last byte of the shortest prefix of
+// data whose YAML stream fails with msg, or -1. Parsing is left to right,
+// so a prefix that fails does not succeed again when it grows: a binary
+// search finds it in log2(len(data)) parses.
+func syntaxErrorAt(data []byte, msg string) int {
+	fails := func(n int) bool {
+		err := firstYAMLError(data[:n])
+		return err != nil && strings.HasSuffix(err.Error(), msg)
+	}
+	if !fails(len(data)) {
+		return -1
+	}
+	lo, hi := 0, len(data) // fails(hi); the answer is in (lo, hi]
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi - 1
+}
+
+// firstYAMLError is the first error of data's YAML stream (nil at its
+// end).
+func firstYAMLError(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// position is the 1-based line and column (in characters) of data[off].
+func position(data []byte, off int) (line, col int) {
+	off = min(max(off, 0), len(data))
+	start := bytes.LastIndexByte(data[:off], '\n') + 1
+	return bytes.Count(data[:off], []byte{'\n'}) + 1, utf8.RuneCount(data[start:off]) + 1
 }
 
 // SortErrors orders errors by file, line and column, keeping the order of

@@ -189,6 +189,9 @@ const (
 	TriggerApplyTimeout = "apply-timeout"
 	// TriggerInterrupt: the run was interrupted (on_interrupt: revert).
 	TriggerInterrupt = "interrupt"
+	// TriggerError: the run broke after changing hosts (its state store
+	// stopped answering, a baseline could not be read) and reverted them.
+	TriggerError = "error"
 	// TriggerAbort: run --abort reverted an unfinished run.
 	TriggerAbort = "abort"
 	// TriggerResume: a resumed run finished a revert the crash cut short.

@@ -335,7 +335,7 @@ func (r *Report) metricOrder(deciding []Finding) []string {
 // not the apply's failure or an interruption.
 func metricTrigger(trigger string) bool {
 	switch trigger {
-	case TriggerApplyFailed, TriggerApplyError, TriggerApplyTimeout, TriggerInterrupt, TriggerAbort, TriggerResume:
+	case TriggerApplyFailed, TriggerApplyError, TriggerApplyTimeout, TriggerInterrupt, TriggerError, TriggerAbort, TriggerResume:
 		return false
 	}
 	return true

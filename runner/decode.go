@@ -57,7 +57,7 @@ func newDecoder(file string) *decoder {
 // errorf records a problem at n's position (line 1 when n is nil or has no
 // position, so that no error is ever without a line).
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
-	line, col := 1, 0
+	line, col := 1, 1
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}

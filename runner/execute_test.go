@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -44,16 +45,24 @@ func (flatMetrics) Range(_ context.Context, _ ports.Query, keys []string, from, 
 type scriptedApplier struct {
 	result func(ports.ApplyRequest) ports.ApplyResult
 	fail   func(ports.ApplyRequest) error
+	// block, when set, runs before a playbook's result; its error is the
+	// run's.
+	block func(context.Context, ports.ApplyRequest) error
 
 	mu      sync.Mutex
 	runs    []string // "playbook: host,host"
 	orphans []int
 }
 
-func (a *scriptedApplier) Apply(_ context.Context, req ports.ApplyRequest, _ func(ports.ApplyEvent)) (ports.ApplyResult, error) {
+func (a *scriptedApplier) Apply(ctx context.Context, req ports.ApplyRequest, _ func(ports.ApplyEvent)) (ports.ApplyResult, error) {
 	a.mu.Lock()
 	a.runs = append(a.runs, fmt.Sprintf("%s: %s", req.Playbook[strings.LastIndex(req.Playbook, "/")+1:], strings.Join(req.Limit, ",")))
 	a.mu.Unlock()
+	if a.block != nil {
+		if err := a.block(ctx, req); err != nil {
+			return ports.ApplyResult{}, err
+		}
+	}
 	var err error
 	if a.fail != nil {
 		err = a.fail(req)
@@ -197,20 +206,15 @@ func TestExecuteFailedHosts(t *testing.T) {
 	}
 }
 
-// A resumed run has the Applier stop the playbooks that the killed run
-// started on this machine, and no other, before it applies again.
-func TestResumeStopsOrphans(t *testing.T) {
-	ro, app, store := execRollout(t, execSpec, changedAll)
-	host, _ := os.Hostname()
-	t0 := ro.Clock.Now()
-	if err := ro.Journal.Begin(t.Context(), JournalDoc{RunID: "run-0", Rollout: "exec", StartedAt: t0, Plan: (&execution{Rollout: ro}).journalPlan()}); err != nil {
+// crashed journals run-0 of ro with entries, as a run killed after them
+// left it in store, and makes ro the run that resumes it.
+func crashed(t *testing.T, ro *Rollout, store *memStore, entries ...JournalEntry) {
+	t.Helper()
+	doc := JournalDoc{RunID: "run-0", Rollout: ro.Spec.Name, Version: "v2", StartedAt: ro.Clock.Now(), Plan: (&execution{Rollout: ro}).journalPlan()}
+	if err := ro.Journal.Begin(t.Context(), doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []JournalEntry{
-		{Step: JournalApplyStart, Wave: "canary", Hosts: []string{"web-1"}, Start: t0},
-		{Step: JournalPlaybook, Detail: host + ":4242"},
-		{Step: JournalPlaybook, Detail: "another-machine:4343"},
-	} {
+	for _, e := range entries {
 		if err := ro.Journal.Write(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +224,19 @@ func TestResumeStopsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	ro.Journal, ro.Resume, ro.RunID = j, j.Doc().ResumeState(), "run-0"
+}
+
+// A resumed run has the Applier stop the playbooks that the killed run
+// started on this machine, and no other, before it applies again.
+func TestResumeStopsOrphans(t *testing.T) {
+	ro, app, store := execRollout(t, execSpec, changedAll)
+	host, _ := os.Hostname()
+	t0 := ro.Clock.Now()
+	crashed(t, ro, store,
+		JournalEntry{Step: JournalApplyStart, Wave: "canary", Hosts: []string{"web-1"}, Start: t0},
+		JournalEntry{Step: JournalPlaybook, Detail: host + ":4242"},
+		JournalEntry{Step: JournalPlaybook, Detail: "another-machine:4343"},
+	)
 	res, err := ro.Execute(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -229,5 +246,63 @@ func TestResumeStopsOrphans(t *testing.T) {
 	}
 	if res.Report.Outcome != report.OutcomePromoted || app.runs[0] != "site.yml: web-1" {
 		t.Errorf("outcome %q, runs %q: want the canary applied again, then promoted", res.Report.Outcome, app.runs)
+	}
+}
+
+// A playbook that hangs past apply.timeout (on the run's clock) is
+// stopped, and the wave it was applying is reverted: the rollout never
+// waits on it for ever.
+func TestApplyTimeoutStopsAHangingPlaybook(t *testing.T) {
+	ro, app, _ := execRollout(t, execSpec, changedAll)
+	ro.Spec.Apply.Timeout = Duration(2 * time.Minute)
+	hung := make(chan struct{})
+	app.block = func(ctx context.Context, req ports.ApplyRequest) error {
+		if strings.HasSuffix(req.Playbook, "site.yml") {
+			close(hung)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hung
+	r := res.Report
+	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "ran past apply.timeout (2m)") {
+		t.Fatalf("outcome %q (%s): want rolled back because apply.timeout passed", r.Outcome, r.Reason)
+	}
+	if r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, []string{"web-1"}) {
+		t.Errorf("rollback %+v: want the canary reverted", r.Rollback)
+	}
+	if ended := r.Waves[0].ApplyEndedAt; ended == nil || ended.Sub(*r.Waves[0].ApplyStartedAt) > 3*time.Minute {
+		t.Errorf("the apply ended at %v, want within a tick of the 2m timeout", ended)
+	}
+}
+
+// A run that breaks after changing hosts (here its state store stops
+// answering once the canary passed, so the next wave cannot be
+// journaled) puts them back: an error never leaves the change on hosts
+// that no wave promoted.
+func TestBrokenRunRevertsWhatItChanged(t *testing.T) {
+	ro, app, store := execRollout(t, execSpec, changedAll)
+	ro.Journal.AfterWrite = func(e JournalEntry) {
+		if e.Step == JournalWavePassed {
+			store.mu.Lock()
+			store.fail = errors.New("connection refused")
+			store.mu.Unlock()
+		}
+	}
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if r.Outcome != report.OutcomeError || res.ExitCode != 1 || !strings.Contains(r.Reason, "connection refused") || !strings.Contains(r.Reason, "reverted 1 hosts") {
+		t.Fatalf("exit %d, outcome %q (%s): want error, the canary reverted", res.ExitCode, r.Outcome, r.Reason)
+	}
+	if want := []string{"site.yml: web-1", "revert.yml: web-1"}; !slices.Equal(app.runs, want) {
+		t.Errorf("playbook runs %q, want %q", app.runs, want)
 	}
 }

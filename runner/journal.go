@@ -82,6 +82,9 @@ type JournalEntry struct {
 // Journal writes a run's journal to a state store with check-and-set, so
 // two processes can never both believe they own the run.
 type Journal struct {
+	// AfterWrite, when set, is called after each entry is stored (the
+	// fault suite kills the process there: ROLLGUARD_FAULT_KILL_AFTER).
+	AfterWrite func(JournalEntry)
 	// mu orders writes from the wave loop and from a running playbook's
 	// start callback.
 	mu      sync.Mutex
@@ -99,11 +102,56 @@ func OpenJournal(ctx context.Context, store ports.StateStore) (*Journal, error) 
 	}
 	j := &Journal{store: store, version: ver}
 	if data != nil {
-		if err := json.Unmarshal(data, &j.doc); err != nil {
+		err := json.Unmarshal(data, &j.doc)
+		if err == nil && j.Unfinished() {
+			err = j.doc.check()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("journal %s is corrupt (%v): move it away to start afresh, after checking the hosts by hand", journalKey, err)
 		}
 	}
 	return j, nil
+}
+
+// check refuses an unfinished journal that a resume could misread: one
+// that does not name its run, or whose steps name hosts or waves outside
+// its own plan (a resume would revert the wrong host, or none). Such a
+// journal was not written by rollguard alone.
+func (d *JournalDoc) check() error {
+	if strings.TrimSpace(d.RunID) == "" {
+		return errors.New("no run id")
+	}
+	hosts, waves := map[string]bool{}, map[string]bool{}
+	for _, w := range d.Plan {
+		if w.Name == "" || waves[w.Name] {
+			return fmt.Errorf("plan: wave %q is unnamed or twice", w.Name)
+		}
+		waves[w.Name] = true
+		for _, h := range w.Hosts {
+			if h == "" || hosts[h] {
+				return fmt.Errorf("plan: host %q is unnamed or twice", h)
+			}
+			hosts[h] = true
+		}
+	}
+	for _, e := range d.Entries {
+		if e.Step == JournalApplyStart && (d.StartedAt.IsZero() || e.Start.IsZero() || e.Start.Before(d.StartedAt.Add(-24*time.Hour))) {
+			// The wave's start ends its baseline window: a resume reads
+			// the baseline again from there. (A day of slack for a clock
+			// set back during the run.)
+			return fmt.Errorf("step %d (%s) starts wave %q at %s, before the run started (%s)", e.Seq, e.Step, e.Wave,
+				e.Start.UTC().Format(time.RFC3339), d.StartedAt.UTC().Format(time.RFC3339))
+		}
+		if e.Wave != "" && !waves[e.Wave] {
+			return fmt.Errorf("step %d (%s) names wave %q, which is not in the plan", e.Seq, e.Step, e.Wave)
+		}
+		for _, h := range e.Hosts {
+			if !hosts[h] {
+				return fmt.Errorf("step %d (%s) names host %q, which is not in the plan", e.Seq, e.Step, h)
+			}
+		}
+	}
+	return nil
 }
 
 // Doc is the journal's content.
@@ -116,6 +164,11 @@ func (j *Journal) Unfinished() bool { return j.doc.RunID != "" && !j.doc.Finishe
 func (j *Journal) Begin(ctx context.Context, doc JournalDoc) error {
 	if j.Unfinished() {
 		return fmt.Errorf("journal holds the unfinished run %s", j.doc.RunID)
+	}
+	if doc.Version == "" {
+		// History and known-good reverts name versions: a run without
+		// one could never be reverted to.
+		return fmt.Errorf("journal of run %s: no version (apply.version)", doc.RunID)
 	}
 	j.doc = doc
 	return j.write(ctx, JournalEntry{Step: JournalRunStart, At: doc.StartedAt})
@@ -148,6 +201,9 @@ func (j *Journal) write(ctx context.Context, e JournalEntry) error {
 		return fmt.Errorf("write journal (%s): %w", e.Step, err)
 	}
 	j.version = ver
+	if j.AfterWrite != nil {
+		j.AfterWrite(e)
+	}
 	return nil
 }
 
@@ -232,6 +288,18 @@ func (x *execution) journalPlan() []JournalWave {
 	return out
 }
 
+// storeTimeout bounds one write to the state store (journal, history):
+// a write must happen even when the run is being interrupted, so it does
+// not end with the run's context, and a store that stops answering (a
+// Consul agent that hangs) must not hold the run for ever.
+const storeTimeout = 10 * time.Second
+
+// storeCtx is the context of one state store call: not cancelled with
+// the run, bounded by storeTimeout.
+func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+}
+
 // journalMust writes an entry before the step it announces; the step
 // must not run when this fails.
 func (x *execution) journalMust(ctx context.Context, e JournalEntry) error {
@@ -241,7 +309,9 @@ func (x *execution) journalMust(ctx context.Context, e JournalEntry) error {
 	if e.At.IsZero() {
 		e.At = x.Clock.Now()
 	}
-	return x.Journal.Write(context.WithoutCancel(ctx), e)
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	return x.Journal.Write(sctx, e)
 }
 
 // journal writes an entry that follows an action; a failure is reported
@@ -277,7 +347,10 @@ func (x *execution) recordApplied(ctx context.Context, res []ports.HostResult) {
 		}
 		rec := history.VersionRecord{Version: x.Spec.Apply.Version, Playbook: x.Spec.Apply.Playbook, ExtraVars: x.Spec.Apply.ExtraVars,
 			At: x.Clock.Now(), RunID: x.RunID, Outcome: outcome}
-		if err := x.History.Record(context.WithoutCancel(ctx), hr.Host, rec); err != nil {
+		sctx, cancel := storeCtx(ctx)
+		err := x.History.Record(sctx, hr.Host, rec)
+		cancel()
+		if err != nil {
 			x.logf("   WARNING: history of %s: %v", hr.Host, err)
 		}
 	}
@@ -288,7 +361,9 @@ func (x *execution) recordOutcome(ctx context.Context, names []string, outcome s
 	if x.History == nil || x.dry() {
 		return
 	}
-	if err := x.History.SetOutcome(context.WithoutCancel(ctx), names, x.Spec.Apply.Version, x.RunID, outcome); err != nil {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	if err := x.History.SetOutcome(sctx, names, x.Spec.Apply.Version, x.RunID, outcome); err != nil {
 		x.logf("   WARNING: history: %v", err)
 	}
 }

@@ -15,7 +15,10 @@ import (
 
 // memStore is an in-memory ports.StateStore with check-and-set.
 type memStore struct {
-	mu   sync.Mutex
+	mu sync.Mutex
+	// fail, when set, makes every Put fail from then on (a store that
+	// stopped answering).
+	fail error
 	vals map[string][]byte
 	vers map[string]uint64
 	next uint64
@@ -34,6 +37,9 @@ func (m *memStore) Get(_ context.Context, key string) ([]byte, uint64, error) {
 func (m *memStore) Put(_ context.Context, key string, value []byte, version uint64) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.fail != nil {
+		return 0, m.fail
+	}
 	if m.vers[key] != version {
 		return 0, ports.ErrConflict
 	}
@@ -54,7 +60,8 @@ func TestJournalResumeState(t *testing.T) {
 		t.Fatalf("empty store: %v, unfinished %v", err, j.Unfinished())
 	}
 	t0 := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
-	if err := j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web", StartedAt: t0}); err != nil {
+	plan := []JournalWave{{Name: "canary", Hosts: []string{"web-1"}}, {Name: "wave-1", Hosts: []string{"web-2", "web-3"}}}
+	if err := j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web", Version: "v1", StartedAt: t0, Plan: plan}); err != nil {
 		t.Fatal(err)
 	}
 	w := func(e JournalEntry) {
@@ -103,7 +110,7 @@ func TestJournalResumeState(t *testing.T) {
 	if j3.Unfinished() || j3.Doc().Outcome != report.OutcomePromoted {
 		t.Errorf("finished journal: unfinished %v, outcome %q", j3.Unfinished(), j3.Doc().Outcome)
 	}
-	if err := j3.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web", StartedAt: t0}); err != nil {
+	if err := j3.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web", Version: "v1", StartedAt: t0}); err != nil {
 		t.Errorf("a new run after a finished one: %v", err)
 	}
 }
@@ -112,9 +119,44 @@ func TestJournalBeginRefusesAnUnfinishedRun(t *testing.T) {
 	ctx := context.Background()
 	store := newMemStore()
 	j, _ := OpenJournal(ctx, store)
-	j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web"})
+	j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web", Version: "v1"})
 	j2, _ := OpenJournal(ctx, store)
-	if err := j2.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web"}); err == nil || !strings.Contains(err.Error(), "r1") {
+	if err := j2.Begin(ctx, JournalDoc{RunID: "r2", Rollout: "web", Version: "v1"}); err == nil || !strings.Contains(err.Error(), "r1") {
 		t.Errorf("Begin over an unfinished run: %v", err)
 	}
+}
+
+// A journal never stores a run without a version: history and known-good
+// reverts name versions.
+func TestJournalBeginRefusesAnEmptyVersion(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	j, _ := OpenJournal(ctx, store)
+	if err := j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "web"}); err == nil || !strings.Contains(err.Error(), "no version") {
+		t.Errorf("Begin without a version: %v, want an error", err)
+	}
+	if data, _, _ := store.Get(ctx, journalKey); data != nil {
+		t.Errorf("the journal was written: %s", data)
+	}
+}
+
+// A journal whose steps name a host outside its plan is refused before a
+// resume could revert the wrong host (FuzzJournal found the resume
+// reverting host 0 for a name it did not know).
+func TestOpenJournalRefusesForeignHosts(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
+	for name, doc := range map[string]string{
+		"host outside the plan": `{"run_id":"r","started_at":"2024-01-01T12:00:00Z","plan":[{"name":"canary","hosts":["web-1"]}],"entries":[{"step":"revert-start","hosts":["web-9"]}]}`,
+		"wave outside the plan": `{"run_id":"r","started_at":"2024-01-01T12:00:00Z","plan":[{"name":"canary","hosts":["web-1"]}],"entries":[{"step":"wave-passed","wave":"w"}]}`,
+		"host twice":            `{"run_id":"r","started_at":"2024-01-01T12:00:00Z","plan":[{"name":"canary","hosts":["web-1"]},{"name":"w","hosts":["web-1"]}]}`,
+		"wave before the run":   `{"run_id":"r","started_at":"2024-01-01T12:00:00Z","plan":[{"name":"canary","hosts":["web-1"]}],"entries":[{"step":"apply-start","wave":"canary","hosts":["web-1"]}]}`,
+	} {
+		store := newMemStore()
+		store.Put(ctx, journalKey, []byte(doc), 0)
+		if _, err := OpenJournal(ctx, store); err == nil || !strings.Contains(err.Error(), "corrupt") {
+			t.Errorf("%s: %v, want the journal refused as corrupt", name, err)
+		}
+	}
+	_ = t0
 }

@@ -141,6 +141,14 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 	if len(d.errs) > 0 {
 		return nil, nil, policies.SortErrors(d.errs)
 	}
+	if s.Apply.Version == "" {
+		v, err := defaultVersion(&s.Apply)
+		if err != nil {
+			d.errorf(d.at("apply.playbook"), "apply.version is not set and cannot be computed from the playbook: %v", err)
+			return nil, nil, policies.SortErrors(d.errs)
+		}
+		s.Apply.Version = v
+	}
 	return &s, pols, nil
 }
 
@@ -206,12 +214,9 @@ func (d *decoder) parse(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-// syntaxError records a YAML syntax error at its line (line 1 when the
-// parser names none).
+// syntaxError records a YAML syntax error at its line and column.
 func (d *decoder) syntaxError(err error) {
-	pe := policies.YAMLError(d.file, "YAML syntax", err)
-	pe.Line = max(pe.Line, 1)
-	d.errs = append(d.errs, pe)
+	d.errs = append(d.errs, policies.YAMLError(d.file, "YAML syntax", err, d.data))
 }
 
 // validate checks what the types alone cannot: one target source, hosts
@@ -819,7 +824,7 @@ func applyDefaults(s *Spec, written func(path string) bool) {
 		r.OnInterrupt = ModeRevert
 	}
 	if r.Verify == 0 {
-		r.Verify = 2 * m.Interval
+		r.Verify = defaultVerify(s)
 	}
 	if sn := r.Snapshot; sn != nil {
 		if sn.Concurrency == 0 {

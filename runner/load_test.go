@@ -87,7 +87,10 @@ func TestLoadGood(t *testing.T) {
 				eq(t, "Dir", s.Dir, dir)
 				eq(t, "canary default", s.Canary, Canary{Hosts: HostSelector{Size: &Size{Count: 1}}, Monitor: Duration(5 * time.Minute)})
 				eq(t, "waves default", s.Waves, []Wave{{Name: "wave-1", Size: Size{Percent: 100}, Monitor: Duration(5 * time.Minute)}})
-				eq(t, "apply", s.Apply, Apply{Playbook: filepath.Join(dir, "playbooks/site.yml"), Forks: 10, Timeout: Duration(30 * time.Minute)})
+				if !strings.HasPrefix(s.Apply.Version, "h-") {
+					t.Errorf("apply.version unset: %q, want the computed h-<hash>", s.Apply.Version)
+				}
+				eq(t, "apply", s.Apply, Apply{Playbook: filepath.Join(dir, "playbooks/site.yml"), Forks: 10, Timeout: Duration(30 * time.Minute), Version: s.Apply.Version})
 				m := s.Metrics
 				m.Queries = nil
 				eq(t, "metrics defaults", m, Metrics{Interval: Duration(15 * time.Second), Baseline: Duration(30 * time.Minute),
@@ -95,7 +98,8 @@ func TestLoadGood(t *testing.T) {
 				eq(t, "worse default", s.Metrics.Queries[0].Worse, "higher")
 				eq(t, "detection defaults", s.Detection, Detection{Sensitivity: "medium", MinBaselineSamples: 10, NoDataTicks: 4,
 					Tolerance: 0.10, Warmup: Duration(2 * time.Minute)})
-				eq(t, "revert defaults", s.Revert, Revert{Scope: "wave", Mode: "revert", OnInterrupt: "revert", Verify: Duration(30 * time.Second)})
+				// verify: no range window, 2 x smoothing 2 x 15 s.
+				eq(t, "revert defaults", s.Revert, Revert{Scope: "wave", Mode: "revert", OnInterrupt: "revert", Verify: Duration(60 * time.Second)})
 				eq(t, "state default", s.State, State{Store: "local", Dir: filepath.Join(dir, ".rollguard")})
 			},
 		},
@@ -379,14 +383,14 @@ func TestLoadOddInputs(t *testing.T) {
 	tests := []struct {
 		name, in, first string
 	}{
-		{"empty", "", "testdata/odd.yaml:1: the spec is empty"},
-		{"comment only", "# nothing\n", "testdata/odd.yaml:1: the spec is empty"},
+		{"empty", "", "testdata/odd.yaml:1:1: the spec is empty"},
+		{"comment only", "# nothing\n", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"null", "~\n", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"list", "- a\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state, got a list"},
 		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state, got \"hello\""},
-		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1: YAML syntax: unknown anchor 'x' referenced"},
+		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1:8: YAML syntax: unknown anchor 'x' referenced"},
 		{"merge key", "<<: {name: x}\n", "testdata/odd.yaml:1:1: merge keys (<<) are not supported"},
-		{"tab indent", "name: x\n\ttargets: {}\n", "testdata/odd.yaml:2: YAML syntax: found a tab character that violates indentation"},
+		{"tab indent", "name: x\n\ttargets: {}\n", "testdata/odd.yaml:2:1: YAML syntax: found a tab character that violates indentation"},
 		{"deep nesting", "name: " + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
 		{"alias bomb", bomb + "name: x\n", "testdata/odd.yaml:1:1: unknown key \"a\" in the spec (allowed: name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state)"},
 		{"binary", "name: !!binary aGk=\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
@@ -434,5 +438,43 @@ func BenchmarkLoad(b *testing.B) {
 		if _, _, err := load("testdata/static-good.yaml", data, testEnv, os.ReadFile); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// YAML-level problems of a spec (the parser finds them before any key is
+// read) are reported at file:line:col, where the problem is, and a spec
+// file's policy file likewise.
+func TestLoadYAMLErrorPositions(t *testing.T) {
+	for _, c := range []struct{ name, data, want string }{
+		{"unclosed bracket", "name: x\ntargets:\n  static: [a, b\ncanary: {hosts: 1}\n", "x.yaml:3:11:"},
+		{"tab", "name: x\ntargets:\n\tstatic: [a]\n", "x.yaml:3:1:"},
+		{"bad indentation", "name: x\ncanary:\n  hosts: 1\n    monitor: 5m\n", "x.yaml:4:12:"},
+		{"dedent", "name: x\ntargets:\n  static: [a]\n canary: 1\n", "x.yaml:4:2:"},
+		{"empty file", "", "x.yaml:1:1: the spec is empty"},
+		{"binary garbage", "\x7fELF\x02\x01\x01\x00\x00", "x.yaml:1:1:"},
+		{"NUL byte", "name: x\ntargets: \x00\n", "x.yaml:2:10:"},
+		{"nesting too deep", "name: x\ntargets: " + strings.Repeat("{a: ", 10001), "x.yaml:2:"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := load("x.yaml", []byte(c.data), testEnv, os.ReadFile)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			first := err.(policies.ErrorList)[0].Error()
+			pe := err.(policies.ErrorList)[0].(*policies.PosError)
+			if !strings.HasPrefix(first, c.want) || pe.Col < 1 {
+				t.Errorf("first error %s, want it to start %s (with a column)", first, c.want)
+			}
+		})
+	}
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(pol, []byte("name: p\nrollback_when: 'fleet.degraded > 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := "name: x\ntargets: {static: [a]}\napply: {playbook: " + filepath.Join(dir, "p.yaml") + "}\nmetrics: {queries: {l: {query: l}}}\npolicies: [{file: " + pol + "}]\n"
+	_, _, err := load("x.yaml", []byte(spec), testEnv, os.ReadFile)
+	if err == nil || !strings.Contains(err.Error(), pol+":2:16: invalid YAML") {
+		t.Errorf("policy file with an unclosed quote: %v, want %s:2:16", err, pol)
 	}
 }

@@ -53,12 +53,11 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 	x.stopOrphans(ctx, doc)
 	for n := range rs.Reverted {
 		if i, ok := x.index[n]; ok {
-			// Out of the rollout, but not excluded in the engine: its
-			// wave is never restored there (restoreWave skips it).
-			h := &x.hosts[i]
-			h.excluded = true
-			h.reverted = true
-			h.revertReason = "reverted before the crash"
+			// Out of the rollout, in the engine too: never judged, never
+			// a control, like any host revertHosts takes out.
+			x.exclude(i)
+			x.hosts[i].reverted = true
+			x.hosts[i].revertReason = "reverted before the crash"
 		}
 	}
 	starts := map[string]JournalEntry{}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,12 +113,69 @@ func (x *execution) applyTimeout() time.Duration {
 	return 30 * time.Minute
 }
 
+// defaultVerify is revert.verify when the spec does not set it: as long
+// as the detector needs to see a reverted host back in its band, twice.
+//
+//	verify = W + 2 x smoothing x interval
+//
+// W is the longest range window of the queries (the 1m of
+// rate(...[1m]), the 5m of a [5m:30s] subquery): only a poll that long
+// after the revert reads none of the changed behaviour. Then smoothing
+// polls fill the detector's moving average with such polls (it restarts
+// empty when the host is reverted), and as many again let one noisy poll
+// pass without failing the verification. With the medium preset
+// (smoothing 2), 15 s polls and rate(...[1m]): 1m + 4 x 15s = 2m.
+func defaultVerify(s *Spec) Duration {
+	smoothing := 2
+	if cfg, err := detectorConfig(s); err == nil {
+		smoothing = cfg.Smoothing
+	}
+	var window time.Duration
+	for _, q := range s.Metrics.Queries {
+		window = max(window, rangeWindow(q.Query))
+	}
+	return Duration(window + time.Duration(2*smoothing)*s.Metrics.Interval.D())
+}
+
+// rangeSelector matches a PromQL range or subquery window: [1m], [90s],
+// [1h30m], [5m:30s].
+var rangeSelector = regexp.MustCompile(`\[\s*((?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+)\s*(?::[^\]]*)?\]`)
+
+// rangeWindow is the longest range window written in a PromQL query (0
+// when it has none).
+func rangeWindow(query string) time.Duration {
+	var longest time.Duration
+	for _, m := range rangeSelector.FindAllStringSubmatch(query, -1) {
+		if d, ok := promDuration(m[1]); ok {
+			longest = max(longest, d)
+		}
+	}
+	return longest
+}
+
+// promDuration parses a PromQL duration: Go's units plus d, w and y.
+func promDuration(s string) (time.Duration, bool) {
+	units := map[string]time.Duration{"ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour,
+		"d": 24 * time.Hour, "w": 7 * 24 * time.Hour, "y": 365 * 24 * time.Hour}
+	var total time.Duration
+	for _, part := range promDurationPart.FindAllStringSubmatch(s, -1) {
+		v, err := strconv.ParseFloat(part[1], 64)
+		if err != nil {
+			return 0, false
+		}
+		total += time.Duration(v * float64(units[part[2]]))
+	}
+	return total, total > 0
+}
+
+var promDurationPart = regexp.MustCompile(`(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)`)
+
 // verify watches reverted hosts until every metric is back in its
-// baseline band, for at most revert.verify.
+// baseline band, for at most revert.verify (defaultVerify when unset).
 func (x *execution) verify(ctx context.Context, names []string, rb *report.Rollback) {
 	limit := x.Spec.Revert.Verify.D()
 	if limit == 0 {
-		limit = 2 * x.Spec.Metrics.Interval.D()
+		limit = defaultVerify(x.Spec).D()
 	}
 	vctx := context.WithoutCancel(ctx)
 	start := x.Clock.Now()

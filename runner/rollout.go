@@ -100,9 +100,13 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 	x.report.StartedAt = x.Clock.Now()
 	v, err := x.start(ctx)
 	if err != nil {
-		v = verdict{report.OutcomeError, err.Error()}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			v = verdict{report.OutcomeHalted, x.interrupted(ctx)}
+		} else {
+			// The run broke (the state store stopped answering, a
+			// baseline could not be read): what it changed goes back
+			// like after an interruption.
+			v = verdict{report.OutcomeError, x.leaveSafe(ctx, err, report.TriggerError)}
 		}
 	}
 	v = x.unknownHosts(x.unverifiedRevert(v))
@@ -168,24 +172,31 @@ func (x *execution) end(ctx context.Context, v verdict) {
 // (SIGINT, SIGTERM, a lost lock): per revert.on_interrupt it reverts every
 // host changed so far, or freezes them, and says which.
 func (x *execution) interrupted(ctx context.Context) string {
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = context.Canceled
+	}
+	return x.leaveSafe(ctx, fmt.Errorf("interrupted (%w)", cause), report.TriggerInterrupt)
+}
+
+// leaveSafe puts the hosts changed so far back (or leaves them frozen,
+// per revert.on_interrupt) after the run was stopped by why, and says
+// what it did after why.
+func (x *execution) leaveSafe(ctx context.Context, why error, trigger string) string {
 	var hosts []string
 	for i := range x.hosts {
 		if x.hosts[i].carries() {
 			hosts = append(hosts, x.hosts[i].Name)
 		}
 	}
-	cause := context.Cause(ctx)
-	if cause == nil {
-		cause = context.Canceled
-	}
 	if len(hosts) == 0 {
-		return fmt.Sprintf("interrupted (%v) before any host was changed", cause)
+		return fmt.Sprintf("%v before any host was changed", why)
 	}
 	if x.Spec.Revert.OnInterrupt == ModeFreeze {
-		return fmt.Sprintf("interrupted (%v); %d hosts keep the change (on_interrupt: freeze): %s", cause, len(hosts), abbreviate(hosts, 8))
+		return fmt.Sprintf("%v; %d hosts keep the change (on_interrupt: freeze): %s", why, len(hosts), abbreviate(hosts, 8))
 	}
-	x.logf("   interrupted (%v): reverting %s", cause, abbreviate(hosts, 8))
-	rb := x.revertHosts(context.WithoutCancel(ctx), hosts, fmt.Sprintf("interrupted: %v", cause), report.TriggerInterrupt, false)
+	x.logf("   %v: reverting %s", why, abbreviate(hosts, 8))
+	rb := x.revertHosts(context.WithoutCancel(ctx), hosts, why.Error(), trigger, false)
 	rb.Scope = ScopeAll
-	return fmt.Sprintf("interrupted (%v); reverted %d hosts (on_interrupt: revert), verified: %v", cause, len(hosts), rb.Verified)
+	return fmt.Sprintf("%v; reverted %d hosts (on_interrupt: revert), verified: %v", why, len(hosts), rb.Verified)
 }

@@ -193,8 +193,9 @@ type Apply struct {
 	Playbook string `yaml:"playbook" json:"playbook"`
 	// ExtraVars are passed as --extra-vars and kept in history.
 	ExtraVars map[string]any `yaml:"extra_vars,omitempty" json:"extra_vars,omitempty"`
-	// Version identifies the config version in history (default: a hash
-	// of playbook and extra_vars).
+	// Version identifies the config version in history and the journal
+	// (default: "h-" and a hash of the playbook, the files Ansible reads
+	// beside it and extra_vars; see defaultVersion).
 	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	// Forks is Ansible's --forks (default 10).
 	Forks int `yaml:"forks,omitempty" json:"forks,omitempty"`
@@ -239,7 +240,9 @@ type Revert struct {
 	// Mode is revert (default) or freeze: halt without reverting.
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
 	// Verify is how long reverted hosts are watched until their metrics
-	// are back in the baseline band (default 2 intervals).
+	// are back in the baseline band (default: the queries' longest range
+	// window + 2 x detection smoothing x metrics.interval; see
+	// defaultVerify).
 	Verify Duration `yaml:"verify,omitempty" json:"verify,omitempty"`
 	// OnInterrupt is what SIGTERM/SIGINT does: revert (default) | freeze.
 	OnInterrupt string `yaml:"on_interrupt,omitempty" json:"on_interrupt,omitempty"`

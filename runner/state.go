@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"text/template"
@@ -39,6 +40,10 @@ type execution struct {
 	queries []ports.Query
 	// buf receives one query's values for every host.
 	buf []float64
+	// stopApply stops the apply under way once applyDeadline (its start
+	// + apply.timeout, on the run's clock) has passed; nil when none is.
+	stopApply     context.CancelCauseFunc
+	applyDeadline time.Time
 	// errTicks counts consecutive ticks with a failed query; lastErr is
 	// the last failure.
 	errTicks int

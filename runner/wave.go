@@ -101,15 +101,18 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	for i, h := range hosts {
 		idx[i] = x.index[h.Name]
 	}
-	x.startWave(w, idx)
 	if err := x.journalMust(ctx, JournalEntry{Step: JournalApplyStart, Wave: w.Name, Hosts: hostNames(hosts), Start: start}); err != nil {
-		return broken(err)
+		return broken(err) // nothing applied: the wave's hosts are not changed
 	}
+	x.startWave(w, idx)
 
-	// Apply, watched while it runs.
+	// Apply, watched while it runs, for at most apply.timeout on the
+	// run's clock (watch stops it).
 	applyDone := make(chan applyOutcome, 1)
-	applyCtx, cancelApply := context.WithCancel(ctx)
-	defer cancelApply()
+	applyCtx, cancelApply := context.WithCancelCause(ctx)
+	defer cancelApply(nil)
+	x.stopApply, x.applyDeadline = cancelApply, x.Clock.Now().Add(x.applyTimeout())
+	defer func() { x.stopApply = nil }()
 	switch {
 	case len(hosts) == 0:
 		applyDone <- applyOutcome{}
@@ -127,11 +130,14 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 			res, err := x.Applier.Apply(applyCtx, req, func(ev ports.ApplyEvent) {
 				x.logf("   %s  %s: %s", ev.Host, ev.Task, ev.Status)
 			})
+			if err != nil && ctx.Err() == nil && applyCtx.Err() != nil {
+				err = context.Cause(applyCtx) // apply.timeout
+			}
 			applyDone <- applyOutcome{res: res, err: err}
 		}()
 	}
 	v, err := x.watch(ctx, wi, w, start, time.Time{}, w.Monitor, applyDone)
-	cancelApply()
+	cancelApply(nil)
 	if err == nil && !v.ends() {
 		v = x.stageEmptied(w)
 	}
@@ -258,6 +264,17 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		// The dry run's apply is instantaneous: take its result before
 		// the first tick so the first tick already monitors.
 		if applyDone != nil {
+			// Past apply.timeout the playbook is stopped, and the Applier
+			// returns once it is.
+			if x.stopApply != nil && !x.Clock.Now().Before(x.applyDeadline) {
+				x.logf("   apply.timeout (%s) passed: stopping the playbook", fmtDuration(x.applyTimeout()))
+				// DeadlineExceeded: applyBroken names it a timeout, as the
+				// Applier's own bound does.
+				x.stopApply(fmt.Errorf("apply.timeout (%s) passed: %w", fmtDuration(x.applyTimeout()), context.DeadlineExceeded))
+				x.stopApply = nil
+				ao := <-applyDone // the Applier returns once it stopped the playbook
+				applyDone <- ao   // taken just below
+			}
 			select {
 			case ao := <-applyDone:
 				applyDone = nil
@@ -337,7 +354,9 @@ func (x *execution) passed(ctx context.Context, w PlannedWave) {
 	}
 	x.journal(ctx, JournalEntry{Step: JournalWavePassed, Wave: w.Name, Hosts: names})
 	if x.History != nil && len(names) > 0 && !x.dry() {
-		if err := x.History.MarkKnownGood(context.WithoutCancel(ctx), names, x.Spec.Apply.Version, x.RunID); err != nil {
+		sctx, cancel := storeCtx(ctx)
+		defer cancel()
+		if err := x.History.MarkKnownGood(sctx, names, x.Spec.Apply.Version, x.RunID); err != nil {
 			x.logf("   WARNING: history: %v", err)
 		}
 	}

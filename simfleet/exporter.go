@@ -62,7 +62,10 @@ type host struct {
 	conf   AppConf
 	file   fileState
 	writes int
-	last   time.Time
+	// changed is when the configuration in effect last changed (the
+	// start, or the new app.conf's modification time).
+	changed time.Time
+	last    time.Time
 	// counters
 	buckets []float64
 	sum     float64
@@ -118,6 +121,7 @@ func (h *host) advance(now time.Time) {
 	if changed {
 		h.integrate(from)
 		h.conf = next
+		h.changed = from
 	}
 	h.integrate(now)
 }
@@ -174,26 +178,33 @@ func (h *host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, b.String())
 }
 
-// writeMetrics renders the counters. Callers hold h.mu.
+// writeMetrics renders the counters, each sample stamped with the moment
+// its counters were integrated to (h.last), which the scrape config tells
+// VictoriaMetrics to keep (honor_timestamps). A scrape stamped with its
+// own start instead would misplace every counter by however long the
+// scrape waited, and a loaded machine makes that wait vary by up to
+// seconds: a rate over a 15 s window then moves by as much as the wait
+// varies (CPU's 1 - rate(idle) by several percent). Callers hold h.mu.
 func (h *host) writeMetrics(w *strings.Builder) {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	ts := strconv.FormatInt(h.last.UnixMilli(), 10)
 	fmt.Fprintln(w, "# HELP http_request_duration_seconds Latency of the simulated HTTP requests.")
 	fmt.Fprintln(w, "# TYPE http_request_duration_seconds histogram")
 	for b, le := range Buckets {
-		fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=%q} %s\n", f(le), f(h.buckets[b]))
+		fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=%q} %s %s\n", f(le), f(h.buckets[b]), ts)
 	}
-	fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=\"+Inf\"} %s\n", f(h.count))
-	fmt.Fprintf(w, "http_request_duration_seconds_sum %s\n", f(h.sum))
-	fmt.Fprintf(w, "http_request_duration_seconds_count %s\n", f(h.count))
+	fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=\"+Inf\"} %s %s\n", f(h.count), ts)
+	fmt.Fprintf(w, "http_request_duration_seconds_sum %s %s\n", f(h.sum), ts)
+	fmt.Fprintf(w, "http_request_duration_seconds_count %s %s\n", f(h.count), ts)
 	fmt.Fprintln(w, "# HELP http_requests_total Simulated HTTP requests by status code.")
 	fmt.Fprintln(w, "# TYPE http_requests_total counter")
-	fmt.Fprintf(w, "http_requests_total{code=\"200\"} %s\n", f(h.ok))
-	fmt.Fprintf(w, "http_requests_total{code=\"500\"} %s\n", f(h.errors))
+	fmt.Fprintf(w, "http_requests_total{code=\"200\"} %s %s\n", f(h.ok), ts)
+	fmt.Fprintf(w, "http_requests_total{code=\"500\"} %s %s\n", f(h.errors), ts)
 	fmt.Fprintln(w, "# HELP node_cpu_seconds_total Simulated CPU time by mode.")
 	fmt.Fprintln(w, "# TYPE node_cpu_seconds_total counter")
-	fmt.Fprintf(w, "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} %s\n", f(h.idle))
-	fmt.Fprintf(w, "node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} %s\n", f(h.user))
+	fmt.Fprintf(w, "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} %s %s\n", f(h.idle), ts)
+	fmt.Fprintf(w, "node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} %s %s\n", f(h.user), ts)
 	fmt.Fprintln(w, "# HELP app_info The configuration version the simulated app runs.")
 	fmt.Fprintln(w, "# TYPE app_info gauge")
-	fmt.Fprintf(w, "app_info{version=%q} 1\n", h.conf.Version)
+	fmt.Fprintf(w, "app_info{version=%q} 1 %s\n", h.conf.Version, ts)
 }

@@ -168,7 +168,7 @@ func newHost(name, dir string, n noise, clock func() time.Time, epoch time.Time,
 	}
 	h := &host{
 		name: name, dir: dir, noise: n, clock: clock, epoch: epoch, log: log,
-		conf: NeutralConf(), last: epoch, buckets: make([]float64, len(Buckets)),
+		conf: NeutralConf(), last: epoch, changed: epoch, buckets: make([]float64, len(Buckets)),
 	}
 	if err := os.WriteFile(h.confPath(), []byte(h.conf.Format()), 0o644); err != nil {
 		return nil, err
@@ -209,6 +209,20 @@ func (f *Fleet) Conf(name string) (AppConf, bool) {
 	return h.conf, true
 }
 
+// Changed reports when the host's configuration last changed (Start, or
+// the modification time of the app.conf that changed it), after looking
+// at its app.conf. Unknown hosts report the zero time.
+func (f *Fleet) Changed(name string) time.Time {
+	h := f.byName[name]
+	if h == nil {
+		return time.Time{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.advance(h.clock())
+	return h.changed
+}
+
 // ScrapeConfig writes a Prometheus/VictoriaMetrics -promscrape.config file
 // that scrapes every exporter each second, labelling each series
 // instance=<host name>.
@@ -216,7 +230,10 @@ func (f *Fleet) ScrapeConfig(path string) error {
 	var b strings.Builder
 	b.WriteString("# Written by simfleet: scrape every simulated host each second.\n")
 	b.WriteString("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n")
-	b.WriteString("scrape_configs:\n  - job_name: simfleet\n    static_configs:\n")
+	// honor_timestamps: each sample keeps the moment the exporter
+	// integrated its counters to (see writeMetrics), so that rates do not
+	// move with how long a scrape waited on a loaded machine.
+	b.WriteString("scrape_configs:\n  - job_name: simfleet\n    honor_timestamps: true\n    static_configs:\n")
 	for _, h := range f.hosts {
 		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: {simfleet_host: %q}\n", h.Target(), h.Name)
 	}

@@ -68,12 +68,19 @@ func scrape(t *testing.T, h Host) map[string]float64 {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
+		// name{labels} value timestamp
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			t.Fatalf("scrape %s: line %q: want series, value and timestamp", h.Name, line)
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
 		if err != nil {
 			t.Fatalf("scrape %s: line %q: %v", h.Name, line, err)
 		}
-		out[line[:i]] = v
+		if _, err := strconv.ParseInt(f[2], 10, 64); err != nil {
+			t.Fatalf("scrape %s: line %q: timestamp: %v", h.Name, line, err)
+		}
+		out[f[0]] = v
 	}
 	return out
 }

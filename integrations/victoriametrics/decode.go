@@ -204,10 +204,12 @@ func (d *decoder) point() error {
 }
 
 // parseTimestamp turns unix seconds, printed with a fraction of up to three
-// digits, into milliseconds. Plain integers, the common case, skip
-// ParseFloat.
+// digits, into milliseconds. Plain integers of up to 15 digits (every
+// time until the year 31 million), the common case, skip ParseFloat; a
+// time whose milliseconds do not fit an int64 is an error, not a
+// wrapped-around one (FuzzDecodeResponse found the overflow).
 func parseTimestamp(tok []byte) (int64, error) {
-	if len(tok) > 0 && len(tok) < 19 {
+	if len(tok) > 0 && len(tok) <= 15 {
 		var n int64
 		for _, c := range tok {
 			if c < '0' || c > '9' {
@@ -224,7 +226,11 @@ func parseTimestamp(tok []byte) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("timestamp %q: %w", tok, err)
 	}
-	return int64(math.Round(ts * 1000)), nil
+	ms := math.Round(ts * 1000)
+	if !(math.Abs(ms) < 1<<63) {
+		return 0, fmt.Errorf("timestamp %q: out of range", tok)
+	}
+	return int64(ms), nil
 }
 
 // object reads {"key": value, ...}, calling fn with each key positioned at

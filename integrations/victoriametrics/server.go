@@ -45,6 +45,9 @@ type ServerOptions struct {
 	StartTimeout time.Duration
 	// Logger receives the process' output at debug level (default: discard).
 	Logger *slog.Logger
+	// Addr, when set, is the 127.0.0.1:port to listen on (default: a free
+	// port): a server restarted on its data directory keeps its URL.
+	Addr string
 }
 
 // Server is a running victoria-metrics process on 127.0.0.1.
@@ -141,11 +144,14 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 }
 
 func startOnce(ctx context.Context, opts ServerOptions, scrapeConfig string) (*Server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, fmt.Errorf("start victoria-metrics: %w", err)
+	addr := opts.Addr
+	if addr == "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("start victoria-metrics: %w", err)
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{
 		"-httpListenAddr=" + addr,
 		"-storageDataPath=" + opts.DataDir,
