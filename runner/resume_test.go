@@ -38,29 +38,20 @@ func (m levelMetrics) Range(_ context.Context, _ ports.Query, keys []string, fro
 	return out, nil
 }
 
-// The detector defect behind issue 11's good changes rolled back after a
-// resume, and TestLive's under load. The wave level L_w (engine.go,
-// recordWaveLevel) is the median over every host re-baselined at the
-// wave's start - the wave's own hosts and the controls - while the fleet
-// level F(t) it is divided into is measured over the controls alone. When
-// hosts sit at different levels relative to their reference window (the
-// canary's baseline, the first one every host gets), F(t)/L_w is not 1 at
-// the wave's start although nothing moved, and every host of the wave is
-// expected that far off its own baseline for the whole wave. Here two
-// hosts of the last wave settle 10% lower between the canary's window and
-// wave-1's, and stay there; nothing else ever moves, and the change
-// changes nothing: wave-1's hosts are expected 10% below their baselines
-// (F = 0.9, L_w1 = 1.0), read 2 spreads high (rel_floor 5%) and the rollout
-// rolls back. The longer a run (a resume re-monitors the wave it took up,
-// a loaded machine runs slower playbooks), the further hosts drift from
-// the reference window, the larger this bias. The fix belongs in the
-// detector (measure L_w over the controls only, as F is), not here.
+// Two hosts of the last wave settle 10% lower between the canary's
+// baseline window (the reference every host gets first) and wave-1's, and
+// stay there; nothing else ever moves, and the change changes nothing. The
+// rollout promotes. Before the detector of issue 8, the wave level L_w was
+// the median over every re-baselined host while the fleet level F(t) was
+// measured over the controls alone: here F/L_w was 0.9 from wave-1's
+// start, wave-1's hosts were expected 10% below their baselines, read 2
+// spreads high and rolled back (issue 11's good changes rolled back after
+// a resume, whose longer runs leave more time to drift).
 func TestDiDWaveLevelOverTheSameHosts(t *testing.T) {
-	t.Skip("detector defect (policies/engine.go: L_w over all re-baselined hosts, F(t) over controls only); kept for the detection work (issue 8), see the comment")
 	spec := `name: did
 targets: {static: [web-1, web-2, web-3, web-4, web-5, web-6]}
-canary: {hosts: 1, monitor: 2m}
-waves: [{size: 3, monitor: 2m}, {size: 100%, monitor: 2m}]
+canary: {hosts: 1, monitor: 4m}
+waves: [{size: 3, monitor: 4m}, {size: 100%, monitor: 4m}]
 apply: {playbook: playbooks/site.yml, version: v2}
 revert: {playbook: playbooks/revert.yml}
 metrics:
