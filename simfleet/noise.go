@@ -17,8 +17,8 @@ import (
 //
 //   - shape: the slow, autocorrelated, heavy-tailed part, replayed from real
 //     AWS CloudWatch series (shapes/, from the Numenta Anomaly Benchmark),
-//     one recorded 5-minute point per shapeStep of simulated time, each host
-//     starting at its own offset;
+//     one recorded 5-minute point per shapeStep of simulated time, every
+//     host at the fleet's offset (one balancer, one workload);
 //   - drift: a slow sine, a period of 15 to 30 minutes, a few per cent deep;
 //   - jitter: independent per second, a few per cent;
 //   - spikes: now and then (about one 120 s window in 20) a few seconds of
@@ -133,13 +133,24 @@ type noise struct {
 }
 
 func newNoise(seed int64, index int, cpu, traffic shape) noise {
+	// The shapes' offsets are the fleet's (stream 0), not the host's: the
+	// hosts share one balancer's traffic and one workload, so they swing
+	// together, as a real fleet does; a host's own moves are its drift,
+	// jitter and spikes. Independent offsets made each host's CPU swing
+	// 10-25 % within a minute on its own, so whether a good change passed
+	// depended on which minute of the shape a stage's polls fell in, and
+	// on a loaded machine (slower playbooks, longer stages) it often did
+	// not.
+	fleet := rand.New(rand.NewPCG(uint64(seed), 0))
 	r := rand.New(rand.NewPCG(uint64(seed), uint64(index)+1))
+	key := r.Uint64()
+	_, _ = r.Float64(), r.Float64() // the host offsets of before: the other parameters stay as they were
 	return noise{
-		key:         r.Uint64(),
+		key:         key,
 		cpu:         cpu,
 		traffic:     traffic,
-		cpuOffset:   r.Float64() * float64(len(cpu)),
-		trafOffset:  r.Float64() * float64(len(traffic)),
+		cpuOffset:   fleet.Float64() * float64(len(cpu)),
+		trafOffset:  fleet.Float64() * float64(len(traffic)),
 		driftPeriod: 900 + r.Float64()*900,
 		driftPhase:  r.Float64() * 2 * math.Pi,
 		baseLatency: 0.040 * (0.9 + 0.2*r.Float64()),
