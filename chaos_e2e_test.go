@@ -374,13 +374,23 @@ func (c *chaos) undisturbed() []string {
 	ch := c.newChange(false, demo.SpecOptions{})
 	code, r, out := c.runTo(ch, nil)
 	c.note("good undisturbed", "ended "+r.Outcome)
+	p := c.invariants(ch, code, r, false)
 	if r.Outcome != report.OutcomePromoted {
-		c.t.Logf("a good change ended %s: %s (%s)", r.Outcome, r.Reason, decidedBy(r))
+		p = append(p, fmt.Sprintf("a good change ended %s: %s (%s)", r.Outcome, r.Reason, decidedBy(r)))
 	}
-	if p := c.invariants(ch, code, r, false); len(p) > 0 {
+	if len(p) > 0 {
 		return append(p, out)
 	}
 	return nil
+}
+
+// wantOutcome is how a change must end, killed and resumed or not: a good
+// one (only the version changes) promoted, a bad one rolled back.
+func wantOutcome(ch change) string {
+	if ch.bad {
+		return report.OutcomeRolledBack
+	}
+	return report.OutcomePromoted
 }
 
 // killAfter SIGKILLs a rollout right after it journaled its first entry
@@ -418,8 +428,8 @@ func (c *chaos) resume(ch change, first *proc, group string) []string {
 		c.note(group, "killed")
 	}
 	c.note(group, "ended "+r.Outcome)
-	if !ch.bad && r.Outcome != report.OutcomePromoted {
-		c.t.Logf("a good change ended %s: %s (last decision by %s)", r.Outcome, r.Reason, decidedBy(r))
+	if want := wantOutcome(ch); r.Outcome != want {
+		problems = append(problems, fmt.Sprintf("a %s change ended %s, want %s: %s (last decision by %s)", kindOf(ch.bad), r.Outcome, want, r.Reason, decidedBy(r)))
 	}
 	if p := c.invariants(ch, code, r, false); len(p) > 0 {
 		problems = append(problems, p...)
