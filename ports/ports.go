@@ -96,6 +96,10 @@ type ApplyRequest struct {
 	Forks int
 	// VaultPasswordFile is --vault-password-file (never logged).
 	VaultPasswordFile string
+	// Check runs the playbook in check mode with --diff (the pre-flight
+	// diff gate): nothing is changed on the hosts; each HostResult's
+	// ChangedTasks and Changes say what the run would change.
+	Check bool
 	// OnStart, when set, is called with the playbook's process id, which
 	// is also its process group id, once it started: the runner journals
 	// it so that a resumed run can stop a playbook its killed predecessor
@@ -110,10 +114,29 @@ type HostResult struct {
 	Status string `json:"status"`
 	// ChangedTasks names the tasks that changed something, in order.
 	ChangedTasks []string `json:"changed_tasks,omitempty"`
+	// Changes says, for a check run (ApplyRequest.Check), what each
+	// changed task would change: one entry per changed task, in order.
+	Changes []TaskChange `json:"changes,omitempty"`
 	// Message says why a host failed, was unreachable, skipped or
 	// unmatched, in words a person can act on (for unmatched: the plays'
 	// patterns and the limit).
 	Message string `json:"message,omitempty"`
+}
+
+// TaskChange is what one task changes (or, in check mode, would change)
+// on a host: the files it writes, when the module says which.
+type TaskChange struct {
+	Task  string       `json:"task"`
+	Files []FileChange `json:"files,omitempty"`
+}
+
+// FileChange is one file a task changes: its path on the host and the
+// lines its diff adds and removes (0 and 0 when the module gave no text
+// diff, as for a copy with remote_src or a change of mode).
+type FileChange struct {
+	Path    string `json:"path"`
+	Added   int    `json:"added"`
+	Removed int    `json:"removed"`
 }
 
 // Applied reports whether the play ran to its end on the host (ok or

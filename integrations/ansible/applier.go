@@ -163,6 +163,9 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 		}
 		opts.Limit = "@" + file
 	}
+	// A check changes nothing; --diff makes the modules say what they
+	// would write.
+	opts.Check, opts.Diff = req.Check, req.Check
 	if req.Forks > 0 {
 		opts.Forks = strconv.Itoa(req.Forks)
 	}
@@ -219,7 +222,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 	runner.Exec = group
 
 	a.log.InfoContext(ctx, "ansible-playbook starting",
-		"playbook", req.Playbook, "hosts", len(order), "forks", req.Forks,
+		"playbook", req.Playbook, "hosts", len(order), "forks", req.Forks, "check", req.Check,
 		"extra_vars", slices.Sorted(maps.Keys(req.ExtraVars)))
 	start := time.Now()
 	// go-ansible's own error text embeds the command line and the
@@ -229,7 +232,7 @@ func (a *Applier) Apply(ctx context.Context, req ports.ApplyRequest, progress fu
 	waitErr := group.finish()
 	events.closeWriter()
 	seen, plays := events.wait()
-	run := runInfo{order: order, limit: limit, plays: plays}
+	run := runInfo{order: order, limit: limit, plays: plays, check: req.Check}
 
 	if started, startErr := group.startErr(); !started {
 		if startErr == nil {

@@ -19,6 +19,9 @@ type runInfo struct {
 	order []string
 	limit []string
 	plays []playStart
+	// check says the run was a check (--check --diff): results carry
+	// the files each changed task would change.
+	check bool
 }
 
 // resultsFromJSON turns the json stdout callback's document into one
@@ -29,7 +32,8 @@ type runInfo struct {
 // then changed, then ok, then skipped; a host the recap does not mention
 // is judged by notRun. ChangedTasks lists, in order, the tasks whose
 // result on the host was changed; Message is the result message of the
-// host's last failed or unreachable task.
+// host's last failed or unreachable task; for a check run, Changes says
+// which files each changed task would change (diff.go).
 func resultsFromJSON(run runInfo, stdout []byte) (res ports.ApplyResult, parsed bool) {
 	if len(bytes.TrimSpace(stdout)) == 0 {
 		return ports.ApplyResult{}, false
@@ -62,9 +66,13 @@ func resultsFromJSON(run runInfo, stdout []byte) (res ports.ApplyResult, parsed 
 			}
 		}
 	}
+	var changes map[string][]ports.TaskChange
+	if run.check {
+		changes = taskChanges(stdout)
+	}
 	res.Hosts = make([]ports.HostResult, len(run.order))
 	for i, host := range run.order {
-		hr := ports.HostResult{Host: host, ChangedTasks: changed[host]}
+		hr := ports.HostResult{Host: host, ChangedTasks: changed[host], Changes: changes[host]}
 		st := doc.Stats[host]
 		switch {
 		case st == nil:
