@@ -12,11 +12,12 @@ import (
 
 	"github.com/rollguard/rollguard/integrations/victoriametrics"
 	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 	"github.com/rollguard/rollguard/runner"
 )
 
 func newDryRunCmd() *cobra.Command {
-	var file, metrics, changeAt, reportDir string
+	var file, metrics, changeAt, reportDir, checkResult string
 	var quiet bool
 	var o outputFlag
 	c := &cobra.Command{
@@ -41,6 +42,11 @@ its first sample (exit 2 names the recording's time range otherwise).
 
 --output json prints report.json's document on stdout, and the timeline and
 the verdict on stderr.
+
+--check-result judges a recorded pre-flight check (the "check" of
+'rollguard plan --diff --json', or report.json's "preflight") against the
+spec's preflight limits before the canary, as a run does with the check
+it runs: a check that breaks a limit makes the dry run halt (exit 4).
 
 Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 		Example: `  rollguard dry-run -f rollout.yaml --metrics export.jsonl.gz --change-at 2024-01-01T12:00:00Z --report-dir out/
@@ -81,6 +87,12 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err != nil {
 				return badInput(err)
 			}
+			var check *report.Preflight
+			if checkResult != "" {
+				if check, err = runner.ReadCheckResult(checkResult); err != nil {
+					return badInput(err)
+				}
+			}
 			out := io.Writer(newProgress(o.progress(c)))
 			if quiet {
 				out = nil
@@ -92,6 +104,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err != nil {
 				return err
 			}
+			ro.CheckResult = check
 			res, err := ro.Execute(context.WithoutCancel(c.Context()))
 			if err != nil {
 				return badInput(err)
@@ -103,6 +116,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 	c.Flags().StringVar(&metrics, "metrics", "", "recorded metrics (VictoriaMetrics export format, .jsonl or .jsonl.gz)")
 	c.Flags().StringVar(&changeAt, "change-at", "", "when the first apply started: RFC 3339 or unix seconds")
 	c.Flags().StringVar(&reportDir, "report-dir", "", "write report.json, report.md, report.html here")
+	c.Flags().StringVar(&checkResult, "check-result", "", "a recorded pre-flight check result (JSON) to judge before the canary")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the verdict, not the timeline")
 	o.add(c)
 	return c

@@ -2,11 +2,14 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/rollguard/rollguard/report"
+	"github.com/rollguard/rollguard/runner"
 )
 
 func newPlanCmd() *cobra.Command {
 	var file string
-	var asJSON bool
+	var asJSON, diff, verbose bool
 	var o outputFlag
 	c := &cobra.Command{
 		Use:   "plan -f rollout.yaml [--json | -o json]",
@@ -22,7 +25,15 @@ canary.pin), every wave also shows its hosts by value ("zone: a 2/4" is 2
 of zone a's 4 hosts), and in --json a "topology" object per wave:
 {"key","mode","max_per_value","never_whole","values":[{"value","hosts","total"}]}.
 
-Exit codes: 0 planned, 2 bad input (a static list that cannot satisfy the
+--diff also runs apply.playbook in check mode with --diff (nothing is
+written) on the hosts preflight.check names (the canary when it is not
+set), the way run's pre-flight check does, and prints per host the tasks
+that would change, their files and the lines added and removed, judged
+against the spec's preflight limits; in --json a "check" object in
+report.json's "preflight" form, which dry-run --check-result reads.
+
+Exit codes: 0 planned, 4 the pre-flight check (--diff) would stop the
+rollout (the reason names the host, task and file), 2 bad input (a static list that cannot satisfy the
 spec), 1 discovery failed or the discovered hosts cannot satisfy the spec
 (the error names the wave, the value and the numbers).`,
 		Example: `  rollguard plan -f rollout.yaml
@@ -38,15 +49,27 @@ spec), 1 discovery failed or the discovered hosts cannot satisfy the spec
 			if err != nil {
 				return err
 			}
-			if asJSON || o.json() {
-				return plan.WriteJSON(c.OutOrStdout(), spec.Name)
+			if diff {
+				hosts := runner.CheckHosts(spec, plan)
+				if plan.Check, err = runner.RunCheck(c.Context(), newApplier(spec, newLogger(verbose)), spec, plan, hosts); err != nil {
+					return failed(err)
+				}
 			}
-			plan.WriteText(c.OutOrStdout())
-			return nil
+			if asJSON || o.json() {
+				err = plan.WriteJSON(c.OutOrStdout(), spec.Name)
+			} else {
+				plan.WriteText(c.OutOrStdout())
+			}
+			if err == nil && plan.Check != nil && plan.Check.Outcome == report.CheckStopped {
+				return exitWith(exitHalted)
+			}
+			return err
 		}),
 	}
 	c.Flags().StringVarP(&file, "file", "f", "", "rollout spec (rollout.yaml)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON (the same as --output json)")
+	c.Flags().BoolVar(&diff, "diff", false, "run the pre-flight check (check mode, --diff) and show what would change")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log details to stderr")
 	o.add(c)
 	return c
 }

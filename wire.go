@@ -75,13 +75,20 @@ func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o
 	if err != nil {
 		return nil, badInput(err)
 	}
-	ro.Applier = ansible.New(ansible.Config{WorkDir: spec.Dir, Inventory: spec.Targets.Inventory,
-		Timeout: spec.Apply.Timeout.D(), Logger: o.log})
+	ro.Applier = newApplier(spec, o.log)
 	ro.Alerter, ro.ReportURL, ro.Context = alerter, github.RunURL(os.Getenv), runContext()
 	ro.Journal, ro.History = o.live.journal, &history.History{Store: o.live.state.store}
 	ro.Snapshots, ro.SnapshotSkipHost = snaps, skipHost
 	ro.Resume, ro.Abort = o.live.resume, o.live.abort
 	return ro, nil
+}
+
+// newApplier runs the spec's playbooks with Ansible: the apply, the
+// revert and the pre-flight check go the same way (the user's inventory,
+// apply.timeout).
+func newApplier(spec *runner.Spec, log *slog.Logger) ports.Applier {
+	return ansible.New(ansible.Config{WorkDir: spec.Dir, Inventory: spec.Targets.Inventory,
+		Timeout: spec.Apply.Timeout.D(), Logger: log})
 }
 
 // newRunID names a run: "dry-<8 hex>" for a dry run, "<UTC time>-<8

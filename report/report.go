@@ -31,6 +31,10 @@ type Report struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 
+	// Preflight is the pre-flight check (the diff gate), when one was
+	// run or, in a dry run, replayed from a recorded result.
+	Preflight *Preflight `json:"preflight,omitempty"`
+
 	Waves     []WaveReport `json:"waves"`
 	Hosts     []HostReport `json:"hosts"`
 	Decisions []Decision   `json:"decisions"`
@@ -79,6 +83,73 @@ type DetectionReport struct {
 	// Band is the half-width of the baseline band in spreads: a metric
 	// within it is back to normal (verification uses the same band).
 	Band float64 `json:"band"`
+}
+
+// Pre-flight check outcomes (report.json "preflight.outcome").
+const (
+	// CheckPassed: every checked host's check ran and broke no limit.
+	CheckPassed = "passed"
+	// CheckStopped: a host's check failed or broke a limit: the rollout
+	// stopped before any change.
+	CheckStopped = "stopped"
+)
+
+// Preflight is the pre-flight check: the playbook run in check mode with
+// --diff over some hosts before anything was applied, and its judgement
+// against the spec's limits. It is also the format of a recorded check
+// result (dry-run --check-result), of which only hosts is read.
+type Preflight struct {
+	// Scope is which hosts were checked: canary | all.
+	Scope string `json:"scope,omitempty"`
+	// Recorded says the result was read from a file (a dry run).
+	Recorded bool `json:"recorded,omitempty"`
+	// Outcome: passed | stopped.
+	Outcome string `json:"outcome,omitempty"`
+	// Reason says why, as a sentence naming hosts, tasks and files.
+	Reason string      `json:"reason,omitempty"`
+	Hosts  []CheckHost `json:"hosts"`
+}
+
+// CheckHost is one host's check.
+type CheckHost struct {
+	Name string `json:"name"`
+	// Status is the check's outcome on the host, as an apply's: ok |
+	// changed | failed | unreachable | skipped | unmatched.
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+	// Changes lists the tasks that would change something, in order.
+	Changes []TaskChange `json:"changes,omitempty"`
+	// Violations are the limits the host breaks, as sentences.
+	Violations []string `json:"violations,omitempty"`
+}
+
+// TaskChange is one task that would change a host, and the files it
+// would change.
+type TaskChange struct {
+	Task  string       `json:"task"`
+	Files []FileChange `json:"files,omitempty"`
+}
+
+// FileChange is one file a task would change, with the lines its diff
+// adds and removes (0 and 0 when the module gave no text diff).
+type FileChange struct {
+	Path    string `json:"path"`
+	Added   int    `json:"added"`
+	Removed int    `json:"removed"`
+}
+
+// Totals sums a host's would-be changes: tasks, files, lines added and
+// removed.
+func (h CheckHost) Totals() (tasks, files, added, removed int) {
+	for _, c := range h.Changes {
+		tasks++
+		for _, f := range c.Files {
+			files++
+			added += f.Added
+			removed += f.Removed
+		}
+	}
+	return tasks, files, added, removed
 }
 
 // WaveOutcome is what became of a wave (report.json waves[].outcome).

@@ -76,6 +76,9 @@ func Markdown(r *Report) string {
 	mdNotApplied(&b, notApplied)
 	mdMattered(&b, r, order)
 	mdRollbacks(&b, r)
+	if r.Preflight != nil {
+		checkMarkdown(&b, r.Preflight)
+	}
 
 	b.WriteString("## Waves\n\n| wave | hosts | monitor | outcome |\n|---|---|---|---|\n")
 	for _, w := range r.Waves {

@@ -139,6 +139,7 @@ var (
 	hostSelectorType = reflect.TypeOf(HostSelector{})
 	queriesType      = reflect.TypeOf(Queries(nil))
 	targetType       = reflect.TypeOf(Target{})
+	checkScopeType   = reflect.TypeOf(CheckScope(""))
 )
 
 // value decodes n into v (a settable value) at path.
@@ -181,6 +182,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 		return
 	case hostSelectorType:
 		d.hostSelector(n, v, path)
+		return
+	case checkScopeType:
+		d.checkScope(n, v, path)
 		return
 	case queriesType:
 		d.queries(n, v, path, depth)
@@ -634,6 +638,24 @@ func (d *decoder) hostSelector(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	v.Set(reflect.ValueOf(hs))
+}
+
+// checkScope decodes preflight.check: true (the canary), false, canary
+// or all.
+func (d *decoder) checkScope(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.ScalarNode {
+		switch {
+		case n.ShortTag() == "!!bool" && strings.ToLower(n.Value) == "true":
+			v.SetString(string(CheckCanary))
+			return
+		case n.ShortTag() == "!!bool":
+			return
+		case n.Value == string(CheckCanary) || n.Value == string(CheckAll):
+			v.SetString(n.Value)
+			return
+		}
+	}
+	d.errorf(n, "%sexpected true (check the canary), false, canary or all, got %s", label(path), d.describe(n, false))
 }
 
 // queries decodes metrics.queries, keeping the written order.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -225,6 +226,7 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 	d.validateTargets(s, readFile)
 	d.validateWaves(s)
 	d.checkFile("apply.playbook", s.Apply.Playbook, s.Dir, readFile)
+	d.validatePreflight(s)
 	d.checkFile("apply.vault_password_file", s.Apply.VaultPasswordFile, s.Dir, readFile)
 	d.checkFile("revert.playbook", s.Revert.Playbook, s.Dir, readFile)
 	d.checkFile("revert.vault_password_file", s.Revert.VaultPasswordFile, s.Dir, readFile)
@@ -398,6 +400,33 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 // host. With a static target list it makes the plan as a run would
 // (MakePlan) and reports what the plan cannot do: an empty wave, hosts no
 // wave reaches, a topology limit the hosts cannot meet.
+// validatePreflight checks the diff gate's limits: they judge a check,
+// so they need one, and their patterns must be globs.
+func (d *decoder) validatePreflight(s *Spec) {
+	p := s.Preflight
+	if p.MaxChangedTasks != nil && *p.MaxChangedTasks < 0 {
+		d.errorf(d.at("preflight.max_changed_tasks"), "preflight.max_changed_tasks must be 0 or more, got %d", *p.MaxChangedTasks)
+	}
+	for _, list := range []struct {
+		key      string
+		patterns []string
+	}{{"forbid_changes", p.ForbidChanges}, {"expect_changes", p.ExpectChanges}} {
+		for i, pat := range list.patterns {
+			at := fmt.Sprintf("preflight.%s[%d]", list.key, i)
+			if _, err := path.Match(pat, ""); err != nil || pat == "" {
+				d.errorf(d.at(at), "%s: %q is not a glob (path.Match: *, ?, [...])", at, pat)
+			}
+		}
+	}
+	if p.Check == "" {
+		for _, k := range []string{"max_changed_tasks", "forbid_changes", "expect_changes"} {
+			if d.has("preflight." + k) {
+				d.errorf(d.at("preflight."+k), "preflight.%s judges the pre-flight check; set preflight.check: true (the canary) or all", k)
+			}
+		}
+	}
+}
+
 func (d *decoder) validateWaves(s *Spec) {
 	if d.has("canary.pin") {
 		hs := s.Canary.Hosts

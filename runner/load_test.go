@@ -291,6 +291,14 @@ policies:
 	f("canary: {hosts: 1, pin: {zone: x}}\n", "testdata/x.yaml:12:25: canary: pinned to zone=x, which 0 of the 3 targets have; the canary takes 1")
 	f("waves: [{size: 1, spread_by: zone}, {by: rack}]\n", "testdata/x.yaml:12:9: waves[0] (spread_by: zone): 2 of the 2 hosts it draws from have no meta or host variable \"zone\": b, c; give every host a zone, or plan this wave without it")
 	f("canary: {hosts: {color: red}}\n", "testdata/x.yaml:12:18: unknown key \"color\" in canary.hosts (allowed: tag, meta)")
+	f("preflight: {check: all, max_changed_tasks: 3, forbid_changes: [secrets.yml, \"/etc/*\"], expect_changes: [\"nginx*\"]}\n", "")
+	f("preflight: {check: true}\n", "")
+	f("preflight: {check: maybe}\n", "testdata/x.yaml:12:20: preflight.check: expected true (check the canary), false, canary or all, got \"maybe\"")
+	f("preflight: {max_changed_tasks: 2}\n", "testdata/x.yaml:12:32: preflight.max_changed_tasks judges the pre-flight check; set preflight.check: true (the canary) or all")
+	f("preflight: {check: true, max_changed_tasks: -1, forbid_changes: [\"[a\"], expect_changes: [x, \"\"]}\n",
+		"testdata/x.yaml:12:45: preflight.max_changed_tasks must be 0 or more, got -1\n"+
+			"testdata/x.yaml:12:66: preflight.forbid_changes[0]: \"[a\" is not a glob (path.Match: *, ?, [...])\n"+
+			"testdata/x.yaml:12:93: preflight.expect_changes[1]: \"\" is not a glob (path.Match: *, ?, [...])")
 	f("bake: 5\n", "testdata/x.yaml:12:7: bake: expected a duration like \"90s\" or \"5m\", got \"5\" (a duration needs a unit)")
 	f("detection: {threshold: 0, allowance: -1}\n", "testdata/x.yaml:12:24: detection.threshold must be over 0\ntestdata/x.yaml:12:38: detection.allowance must not be negative")
 	f("detection: {smoothing: 1.5}\n", "testdata/x.yaml:12:24: detection.smoothing: expected an integer, got \"1.5\"")
@@ -320,7 +328,7 @@ policies:
 	f("waves: [{size: 100%, monitor: 0s}]\n", "")
 	f("waves: [{size: 100%, monitor: 1m}]\n", "testdata/x.yaml:12:31: waves[0].monitor 1m is too short to roll back a clear step: at metrics.interval 15s it holds 4 poll(s), and a decision needs 9 (two polls in a row, the second after detection.warmup 2m (8 poll(s))); the smallest monitor that can is 2m15s")
 	f("bake: 15s\n", "testdata/x.yaml:12:7: bake 15s is too short to roll back a clear step: at metrics.interval 15s it holds 1 poll(s), and a decision needs 2 (two polls in a row); the smallest monitor that can is 30s")
-	f("x: &a [*a]\n", "testdata/x.yaml:12:1: unknown key \"x\" in the spec (allowed: name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state)")
+	f("x: &a [*a]\n", "testdata/x.yaml:12:1: unknown key \"x\" in the spec (allowed: name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state)")
 }
 
 func eq(t *testing.T, what string, got, want any) {
@@ -386,13 +394,13 @@ func TestLoadOddInputs(t *testing.T) {
 		{"empty", "", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"comment only", "# nothing\n", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"null", "~\n", "testdata/odd.yaml:1:1: the spec is empty"},
-		{"list", "- a\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state, got a list"},
-		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state, got \"hello\""},
+		{"list", "- a\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got a list"},
+		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got \"hello\""},
 		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1:8: YAML syntax: unknown anchor 'x' referenced"},
 		{"merge key", "<<: {name: x}\n", "testdata/odd.yaml:1:1: merge keys (<<) are not supported"},
 		{"tab indent", "name: x\n\ttargets: {}\n", "testdata/odd.yaml:2:1: YAML syntax: found a tab character that violates indentation"},
 		{"deep nesting", "name: " + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
-		{"alias bomb", bomb + "name: x\n", "testdata/odd.yaml:1:1: unknown key \"a\" in the spec (allowed: name, targets, canary, waves, bake, apply, revert, metrics, detection, policies, alerts, state)"},
+		{"alias bomb", bomb + "name: x\n", "testdata/odd.yaml:1:1: unknown key \"a\" in the spec (allowed: name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state)"},
 		{"binary", "name: !!binary aGk=\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
 		{"key is a list", "[a]: b\n", "testdata/odd.yaml:1:1: keys must be strings"},
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
 )
 
 // PlannedWave is one wave of a plan: the canary is wave 0.
@@ -31,6 +32,8 @@ type Plan struct {
 	Waves []PlannedWave
 	// Bake is the final monitoring period after the last wave.
 	Bake time.Duration
+	// Check is the pre-flight check's result, when plan --diff ran it.
+	Check *report.Preflight
 	// empty are the spec's waves that got no host: at run time they are
 	// dropped (discovery decides how many hosts there are); with a static
 	// target list validate reports them.
@@ -318,6 +321,9 @@ type PlanJSON struct {
 	// Bake is the final monitoring period over the whole fleet (absent
 	// when none).
 	Bake string `json:"bake,omitempty"`
+	// Check, an extension of the contract, is the pre-flight check of
+	// plan --diff, in report.json's "preflight" form.
+	Check *report.Preflight `json:"check,omitempty"`
 }
 
 // PlanJSONWave is one wave in `plan --json`. Topology, an extension of
@@ -349,7 +355,7 @@ type PlanJSONValue struct {
 // WriteJSON writes the plan of rollout in the `plan --json` contract
 // form.
 func (p *Plan) WriteJSON(w io.Writer, rollout string) error {
-	out := PlanJSON{Rollout: rollout, Waves: []PlanJSONWave{}}
+	out := PlanJSON{Rollout: rollout, Waves: []PlanJSONWave{}, Check: p.Check}
 	if p.Bake > 0 {
 		out.Bake = fmtDuration(p.Bake)
 	}
@@ -386,6 +392,12 @@ func (p *Plan) WriteText(w io.Writer) {
 	}
 	if p.Bake > 0 {
 		fmt.Fprintf(w, "  then bake for %s over the whole fleet\n", fmtDuration(p.Bake))
+	}
+	if p.Check != nil {
+		for _, line := range report.CheckLines(p.Check) {
+			fmt.Fprintln(w, line)
+		}
+		fmt.Fprintln(w, p.Check.Reason)
 	}
 }
 

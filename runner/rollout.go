@@ -48,6 +48,9 @@ type Rollout struct {
 	// SnapshotSkipHost: a host whose snapshot failed is not changed
 	// (revert.snapshot.on_failure: skip_host, the default).
 	SnapshotSkipHost bool
+	// CheckResult is a recorded pre-flight check result that a dry run
+	// judges instead of running the check (nil: none).
+	CheckResult *report.Preflight
 	// Resume, when set, continues the unfinished run it describes (or
 	// reverts everything it changed, with Abort).
 	Resume *Resume
@@ -122,6 +125,11 @@ func (x *execution) start(ctx context.Context) (verdict, error) {
 		return x.abort(ctx)
 	case x.Resume != nil:
 		return x.resume(ctx)
+	}
+	// The check comes before the journal: a run it stops, or that is
+	// killed during it, has changed nothing and leaves nothing to resume.
+	if v, err := x.preflight(ctx); err != nil || v.ends() {
+		return v, err
 	}
 	if x.Journal != nil {
 		err := x.Journal.Begin(ctx, JournalDoc{RunID: x.RunID, Rollout: x.Spec.Name, Version: x.Spec.Apply.Version, StartedAt: x.report.StartedAt, Plan: x.journalPlan()})

@@ -103,6 +103,11 @@ func Schema() ([]byte, error) {
 			prop.Minimum = json.Number("1")
 		}
 	}
+	if p := defs["Preflight"]; p != nil {
+		if prop, ok := p.Properties.Get("max_changed_tasks"); ok {
+			prop.Minimum = json.Number("0")
+		}
+	}
 	if c := defs["Canary"]; c != nil {
 		if prop, ok := c.Properties.Get("pin"); ok {
 			prop.MinProperties = uintPtr(1)
@@ -245,6 +250,14 @@ func (HostSelector) JSONSchema() *jsonschema.Schema {
 
 // JSONSchema describes Queries: a mapping of query names to queries, in
 // the order written.
+// JSONSchema describes preflight.check.
+func (CheckScope) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{
+		Description: "Which hosts the pre-flight check (check mode, --diff) covers: true (the canary), canary, all, or false (none).",
+		OneOf:       []*jsonschema.Schema{{Type: "boolean"}, {Type: "string", Enum: []any{string(CheckCanary), string(CheckAll)}}},
+	}
+}
+
 func (Queries) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{
 		Type:                 "object",

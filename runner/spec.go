@@ -27,6 +27,9 @@ type Spec struct {
 	Bake Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
 	// Apply is the change.
 	Apply Apply `yaml:"apply" json:"apply"`
+	// Preflight is the diff gate: apply.playbook run in check mode
+	// before anything is applied, judged against limits.
+	Preflight Preflight `yaml:"preflight,omitempty" json:"preflight,omitzero"`
 	// Revert says how a change is undone.
 	Revert Revert `yaml:"revert,omitempty" json:"revert,omitempty"`
 	// Metrics says where the metrics come from and which to watch.
@@ -203,6 +206,41 @@ type Apply struct {
 	VaultPasswordFile string `yaml:"vault_password_file,omitempty" json:"vault_password_file,omitempty"`
 	// Timeout bounds one ansible-playbook run (default 30m).
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Scopes of the pre-flight check (preflight.check).
+const (
+	// CheckCanary checks the canary's hosts (preflight.check: true).
+	CheckCanary CheckScope = "canary"
+	// CheckAll checks every host.
+	CheckAll CheckScope = "all"
+)
+
+// CheckScope says which hosts the pre-flight check covers: "" (no
+// check), CheckCanary or CheckAll. In YAML: false, true (the canary),
+// canary or all.
+type CheckScope string
+
+// Preflight is the diff gate: before the canary's apply, apply.playbook
+// runs in check mode with --diff (nothing is written) on the canary's
+// hosts or on every host, and the rollout stops (exit 4) before any
+// change when a host's check fails or breaks a limit. A pattern in
+// forbid_changes or expect_changes is a glob (path.Match: *, ?, [...];
+// * does not cross /) matched against a task's name, a file's path and,
+// for a pattern without a /, the file's base name.
+type Preflight struct {
+	// Check is which hosts are checked: true (the canary), all, or
+	// false (default: no check).
+	Check CheckScope `yaml:"check,omitempty" json:"check,omitempty"`
+	// MaxChangedTasks is how many tasks may change something on one host
+	// (default: no limit).
+	MaxChangedTasks *int `yaml:"max_changed_tasks,omitempty" json:"max_changed_tasks,omitempty"`
+	// ForbidChanges are tasks and files that must not change.
+	ForbidChanges []string `yaml:"forbid_changes,omitempty" json:"forbid_changes,omitempty"`
+	// ExpectChanges are tasks and files the change is about: a host whose
+	// changes touch none of them stops the rollout (the wrong playbook,
+	// or the wrong variables).
+	ExpectChanges []string `yaml:"expect_changes,omitempty" json:"expect_changes,omitempty"`
 }
 
 // Revert modes and scopes.

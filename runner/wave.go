@@ -165,14 +165,21 @@ type applyOutcome struct {
 }
 
 func (x *execution) applyRequest(ctx context.Context, limit []string) ports.ApplyRequest {
+	req := applyRequest(x.Spec, x.Plan, limit)
+	req.OnStart = func(pid int) { x.journalPlaybook(ctx, pid) }
+	return req
+}
+
+// applyRequest is apply.playbook over limit, with the plan's hosts as
+// the inventory: the apply's and the pre-flight check's.
+func applyRequest(spec *Spec, plan *Plan, limit []string) ports.ApplyRequest {
 	return ports.ApplyRequest{
-		Playbook:          x.Spec.Apply.Playbook,
-		Inventory:         x.Plan.Hosts,
+		Playbook:          spec.Apply.Playbook,
+		Inventory:         plan.Hosts,
 		Limit:             limit,
-		ExtraVars:         x.Spec.Apply.ExtraVars,
-		Forks:             x.Spec.Apply.Forks,
-		VaultPasswordFile: x.Spec.Apply.VaultPasswordFile,
-		OnStart:           func(pid int) { x.journalPlaybook(ctx, pid) },
+		ExtraVars:         spec.Apply.ExtraVars,
+		Forks:             spec.Apply.Forks,
+		VaultPasswordFile: spec.Apply.VaultPasswordFile,
 	}
 }
 
