@@ -14,7 +14,7 @@ func CheckLines(p *Preflight) []string {
 	if p.Scope == "all" {
 		scope = "every host"
 	}
-	head := fmt.Sprintf("pre-flight check (check mode, --diff) of %s, %d hosts: %s", scope, len(p.Hosts), p.Outcome)
+	head := fmt.Sprintf("pre-flight check (check mode, --diff) of %s, %s: %s", scope, Count(len(p.Hosts), "host"), p.Outcome)
 	if p.Recorded {
 		head += " (recorded result)"
 	}
@@ -24,7 +24,7 @@ func CheckLines(p *Preflight) []string {
 		line := fmt.Sprintf("  %s  %s", h.Name, h.Status)
 		switch {
 		case tasks > 0:
-			line += fmt.Sprintf(": %d tasks would change %d files, +%d -%d lines", tasks, files, added, removed)
+			line += fmt.Sprintf(": %s would change %s, +%d -%d lines", Count(tasks, "task"), Count(files, "file"), added, removed)
 		case h.Message != "":
 			line += ": " + h.Message
 		default:
@@ -82,4 +82,12 @@ func checkMarkdown(b *strings.Builder, p *Preflight) {
 		}
 	}
 	b.WriteString("\n")
+}
+
+// Count is "1 host", "2 hosts".
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

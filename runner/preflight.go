@@ -126,8 +126,8 @@ func JudgeCheck(p Preflight, pf *report.Preflight) {
 		return
 	}
 	pf.Outcome = report.CheckPassed
-	pf.Reason = fmt.Sprintf("the check of %d hosts passed: %d would change (%d tasks, %d files, +%d -%d lines)",
-		len(pf.Hosts), changedHosts, tasks, files, added, removed)
+	pf.Reason = fmt.Sprintf("the check of %s passed: %d would change (%s, %s, +%d -%d lines)",
+		report.Count(len(pf.Hosts), "host"), changedHosts, report.Count(tasks, "task"), report.Count(files, "file"), added, removed)
 }
 
 // hostViolations lists, as sentences, what in one host's check stops the
@@ -143,11 +143,7 @@ func hostViolations(p Preflight, h report.CheckHost) []string {
 		out = append(out, fmt.Sprintf("the check was %s (%s)", h.Status, msg))
 	}
 	if p.MaxChangedTasks != nil && len(h.Changes) > *p.MaxChangedTasks {
-		n := fmt.Sprintf("%d tasks", len(h.Changes))
-		if len(h.Changes) == 1 {
-			n = "1 task"
-		}
-		out = append(out, fmt.Sprintf("%s would change something, over preflight.max_changed_tasks %d", n, *p.MaxChangedTasks))
+		out = append(out, fmt.Sprintf("%s would change something, over preflight.max_changed_tasks %d", report.Count(len(h.Changes), "task"), *p.MaxChangedTasks))
 	}
 	for _, c := range h.Changes {
 		if pat := matchChange(p.ForbidChanges, c.Task, false); pat != "" {
