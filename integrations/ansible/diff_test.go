@@ -3,11 +3,13 @@ package ansible_test
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rollguard/rollguard/integrations/ansible"
@@ -70,6 +72,31 @@ func TestApplyCheckWritesNothing(t *testing.T) {
 		if hr.Status != ports.HostChanged || !slices.EqualFunc(hr.Changes, want, equalChange) {
 			t.Errorf("%s: %+v, want changed with %+v", hr.Host, hr, want)
 		}
+	}
+
+	// With the user's own inventory (Config.Inventory), as a run over
+	// targets.inventory checks, the limit (a file) holds as in an apply.
+	var ini strings.Builder
+	ini.WriteString("[web]\n")
+	for _, h := range f.Hosts() {
+		fmt.Fprintf(&ini, "%s host_dir=%s ansible_connection=local ansible_python_interpreter=auto_silent\n", h.Name, h.Dir)
+	}
+	inv := filepath.Join(t.TempDir(), "hosts.ini")
+	if err := os.WriteFile(inv, []byte(ini.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	userReq := req
+	userReq.Limit = []string{"web-3"}
+	res, err = ansible.New(ansible.Config{Inventory: inv}).Apply(t.Context(), userReq, nil)
+	if err != nil {
+		t.Fatalf("check over the user's inventory: %v", err)
+	}
+	if len(res.Hosts) != 1 || res.Hosts[0].Host != "web-3" || len(res.Hosts[0].Changes) != 2 ||
+		res.Hosts[0].Changes[1].Files[0].Path != filepath.Join(f.Hosts()[2].Dir, "app.conf") {
+		t.Errorf("check over the user's inventory, limit web-3: %+v", res.Hosts)
+	}
+	if after := sums(); !maps.Equal(before, after) {
+		t.Errorf("a check run over the user's inventory changed app.conf")
 	}
 
 	// The apply changes what the check said it would.
