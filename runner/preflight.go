@@ -216,7 +216,7 @@ func (x *execution) preflight(ctx context.Context) (verdict, error) {
 		return verdict{}, nil
 	default:
 		hosts := CheckHosts(x.Spec, x.Plan)
-		x.logf("── pre-flight check: %s in check mode with --diff on %d hosts (%s)", x.Spec.Apply.Playbook, len(hosts), abbreviate(hostNames(hosts), 8))
+		x.logf("── pre-flight check: %s in check mode with --diff on %s (%s)", x.Spec.Apply.Playbook, report.Count(len(hosts), "host"), abbreviate(hostNames(hosts), 8))
 		var err error
 		if pf, err = RunCheck(ctx, x.Applier, x.Spec, x.Plan, hosts); err != nil {
 			return verdict{}, err
