@@ -120,6 +120,17 @@ func TestLiveDiffGate(t *testing.T) {
 		}
 		unchanged(t)
 	})
+
+	t.Run("a host whose check fails is named; plan --diff exits 4", func(t *testing.T) {
+		l.t = t
+		file := l.spec(demo.SpecOptions{Name: "diff-fail", Version: "v2", ExtraVars: map[string]string{"fail_on": l.hosts[1]}, Extra: "preflight:\n  check: all\n"})
+		code, out, errOut := rollguard(t, "plan", "-f", file, "--diff")
+		want := l.hosts[1] + `: the check was failed (task "Fail where fail_on asks": fail_on asked ` + l.hosts[1] + ` to fail)`
+		if code != 4 || !strings.Contains(out, want) {
+			t.Errorf("plan --diff: exit %d, want 4 and %q\n%s%s", code, want, out, errOut)
+		}
+		unchanged(t)
+	})
 }
 
 // A dry run judges a recorded check (--check-result) against the spec's
