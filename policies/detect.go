@@ -32,11 +32,14 @@ import (
 //
 // Expected value, and difference in differences. A host is judged against
 // its own baseline median AND against that median moved by the untouched
-// hosts' movement since the baseline (engine.go, fleetLevel): its excess
-// at a poll is the smaller of the two. So a change the whole fleet shares
-// is excused (the second is small), and the untouched hosts improving
-// never makes a host that holds its own baseline look worse (the first is
-// small): difference in differences may excuse a shift, never invent one.
+// hosts' movement since the baseline (engine.go, fleetLevel), measured at
+// that same poll: its excess at a poll is the smaller of the two. Each
+// poll keeps its own excess, so the CUSUM's smoothing window never takes
+// an older poll back by a newer poll's movement. So a change the whole
+// fleet shares is excused (the second is small), and the untouched hosts
+// improving never makes a host that holds its own baseline look worse (the
+// first is small): difference in differences may excuse a shift, never
+// invent one.
 //
 // The level just before the change. The CUSUM and the window test also
 // judge against the median of the last Recent baseline polls when it is
@@ -562,10 +565,12 @@ var identity = adjust{mul: 1}
 func (a adjust) apply(x float64) float64 { return x*a.mul + a.add }
 
 // judge computes this tick's evidence from the host's last value and
-// smoothing window. adj brings a value back to the baseline window's
-// level by the untouched hosts' movement; expected and spread are what the
-// host is expected at now (for Z). A tick without a value changes nothing.
-func (s *metricState) judge(p *detectorParams, ring []float64, sketch []float32, adj adjust, expected, spread float64) {
+// smoothing window. adj brings the latest poll back to the baseline
+// window's level by the untouched hosts' movement at that same poll;
+// expected and spread are what the host is expected at now (for Z). It
+// keeps the poll's excess, with its own poll's adjustment, in xring (the
+// CUSUM's window, beside ring). A tick without a value changes nothing.
+func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []float32, adj adjust, expected, spread float64) {
 	if !s.fresh {
 		return
 	}
@@ -575,6 +580,9 @@ func (s *metricState) judge(p *detectorParams, ring []float64, sketch []float32,
 	// with the fleet's movement taken out: the smaller counts.
 	latest := s.latest(ring)
 	e := s.excess(p, latest, adj)
+	// The CUSUM's observation of this poll: its excess with this poll's
+	// adjustment, and beyond the recent level too (see accumulate).
+	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(e, p.dir*(latest-s.Baseline)-s.lift)
 	s.burst = 0
 	if !inWarmup && !math.IsNaN(s.last) {
 		bound := max(s.Tolerance, p.burst*s.pair, p.burstZ*s.madSpread)
@@ -632,16 +640,16 @@ const scoreCap = 1.01
 // tick without data keeps it) and sets the metric's score, the largest of
 // its kinds of evidence on the Threshold scale. It reports whether the
 // metric is degraded.
-func (s *metricState) accumulate(p *detectorParams, ring []float64, adj adjust) bool {
+func (s *metricState) accumulate(p *detectorParams, xring []float64) bool {
 	if s.fresh && int(s.age) > p.warm {
 		hi, lo := s.Tolerance+p.zCap*s.Stddev, -p.zCap*s.Stddev
 		var sum float64
-		for _, x := range ring[:s.ringN] {
-			sum += min(max(min(s.excess(p, x, adj), p.dir*(x-s.Baseline)-s.lift), lo), hi)
+		for _, x := range xring[:s.ringN] {
+			sum += min(max(x, lo), hi)
 		}
 		// Slots the window has not filled since the apply count as no
 		// excess: the first poll weighs 1/Smoothing like every other.
-		z := (sum/float64(len(ring)) - s.Tolerance) / s.Stddev
+		z := (sum/float64(len(xring)) - s.Tolerance) / s.Stddev
 		s.cusum = max(0, s.cusum+z-p.allowance)
 	}
 	s.Score = min(scoreCap*p.threshold, max(p.threshold*s.cusum/s.limit, s.burst, s.verdict))
@@ -686,6 +694,7 @@ type Detector struct {
 	p       detectorParams
 	st      metricState
 	ring    []float64
+	xring   []float64
 	sketch  []float32
 	scratch []float64
 }
@@ -696,7 +705,7 @@ func NewDetector(cfg DetectorConfig, m MetricConfig) (*Detector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("detector for metric %q: %w", m.Name, err)
 	}
-	return &Detector{p: newDetectorParams(cfg, m), ring: make([]float64, cfg.Smoothing), sketch: make([]float32, sketchSize)}, nil
+	return &Detector{p: newDetectorParams(cfg, m), ring: make([]float64, cfg.Smoothing), xring: make([]float64, cfg.Smoothing), sketch: make([]float32, sketchSize)}, nil
 }
 
 // SetBaseline sets the baseline from the pre-change samples (NaN skipped),
@@ -712,8 +721,8 @@ func (d *Detector) Observe(v float64) bool {
 	d.st.observe(&d.p, v, d.ring)
 	d.st.HasControl, d.st.Control = false, 0
 	d.st.verdict = 0
-	d.st.judge(&d.p, d.ring, d.sketch, identity, d.st.Baseline, d.st.Stddev)
-	return d.st.accumulate(&d.p, d.ring, identity)
+	d.st.judge(&d.p, d.ring, d.xring, d.sketch, identity, d.st.Baseline, d.st.Stddev)
+	return d.st.accumulate(&d.p, d.xring)
 }
 
 // Verdict runs the end-of-stage rank test over every poll since the

@@ -142,8 +142,12 @@ type policyState struct {
 //     re-baselined then is stamped with baseLevel = L_w. A host baselined
 //     for the first time gets ref = b / L_w (b - L_w), its level brought
 //     back to the reference window, so L is always relative to one window.
-//   - At each tick, F(t) is the fleet level of the controls' current
-//     (smoothed) values. A judged host h is expected at
+//   - At each tick, F(t) is the fleet level of the controls' latest poll
+//     (not their smoothed values: those lag a jump of the fleet by a poll,
+//     and the judged host's poll at t is compared with the fleet at t).
+//     Each of the judged host's polls is taken back by F at that same
+//     poll, in the burst, the CUSUM's window and the window test.
+//     A judged host h is expected at
 //     b_h x F(t) / baseLevel_h with spread s_h x F(t) / baseLevel_h
 //     (relative: a fleet that moved by 40% moves the host's level and its
 //     noise by 40%), or at b_h + F(t) - baseLevel_h with spread s_h
@@ -312,6 +316,9 @@ type Engine struct {
 	hosts  []Host
 	states []metricState // [host*nm + metric]
 	rings  []float64     // [(host*nm + metric)*smoothing + i]
+	// xrings are the CUSUM's windows beside rings: each poll's excess,
+	// taken back by the untouched hosts' movement at that poll.
+	xrings []float64
 	// sketches are the baselines' quantiles for the window test:
 	// [(host*nm + metric)*sketchSize + i].
 	sketches []float32
@@ -396,6 +403,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.hosts = make([]Host, nh)
 	e.states = make([]metricState, nh*nm)
 	e.rings = make([]float64, nh*nm*w)
+	e.xrings = make([]float64, nh*nm*w)
 	e.sketches = make([]float32, nh*nm*sketchSize)
 	e.obs = make([]float64, nm*nh)
 	for i := range e.obs {
@@ -436,6 +444,12 @@ func (e *Engine) ring(host, metric int) []float64 {
 	w := e.cfg.Detector.Smoothing
 	i := (host*e.nm + metric) * w
 	return e.rings[i : i+w : i+w]
+}
+
+func (e *Engine) xring(host, metric int) []float64 {
+	w := e.cfg.Detector.Smoothing
+	i := (host*e.nm + metric) * w
+	return e.xrings[i : i+w : i+w]
 }
 
 func (e *Engine) sketch(host, metric int) []float32 {
@@ -664,9 +678,10 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 			if !st.fresh || !st.hasRef || !lv.decided || lv.relative && !(st.ref > 0) {
 				continue
 			}
+			v = st.latest(e.ring(h, m))
 			switch {
 			case control:
-				e.ctrlBuf[m*nh+e.ctrlN[m]] = lv.shift(st.Current, st.ref)
+				e.ctrlBuf[m*nh+e.ctrlN[m]] = lv.shift(v, st.ref)
 				e.ctrlMean[m] += st.Current
 				e.ctrlN[m]++
 			case passed:
@@ -674,7 +689,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 				// fill it from the start, and a host is one or the
 				// other.
 				e.passN[m]++
-				e.ctrlBuf[(m+1)*nh-e.passN[m]] = lv.shift(st.Current, st.ref)
+				e.ctrlBuf[(m+1)*nh-e.passN[m]] = lv.shift(v, st.ref)
 			}
 		}
 	}
@@ -710,10 +725,10 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 			st.Control = e.ctrlMean[m]
 			expected, spread := lv.expect(st, p)
 			adj := lv.adjustment(st)
-			st.judge(p, e.ring(h, m), e.sketch(h, m), adj, expected, spread)
+			st.judge(p, e.ring(h, m), e.xring(h, m), e.sketch(h, m), adj, expected, spread)
 			if judged {
 				st.verdict = 0
-				st.accumulate(p, e.ring(h, m), adj)
+				st.accumulate(p, e.xring(h, m))
 			}
 		}
 	}

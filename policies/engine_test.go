@@ -2,6 +2,7 @@ package policies
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -129,6 +130,85 @@ func TestEngineNeverInventsARegression(t *testing.T) {
 			if degraded != tt.wantDegraded {
 				m := e.Host(0).Metrics["latency"]
 				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
+			}
+		})
+	}
+}
+
+// Difference in differences poll by poll: each of the canary's polls is
+// taken back by the untouched hosts' movement at that same poll, in the
+// burst, the CUSUM and the window test. A fleet whose level jumps from poll
+// to poll (a traffic surge that doubles, then doubles again, then falls
+// back), with the canary moving exactly as the fleet does, is no
+// regression; measured against the controls' smoothed level (it lags a
+// jump by a poll) it read as a burst. A canary 20% worse than a fleet that
+// ramps up by 40% a poll is degraded; with the CUSUM's older poll taken
+// back by the newest poll's movement it read as no worse than the fleet.
+func TestEngineDifferenceInDifferencesPollByPoll(t *testing.T) {
+	jumps := []float64{1, 1, 1, 2, 4, 4, 8, 8, 1, 1, 3, 1}
+	ramp := make([]float64, 12)
+	for i := range ramp {
+		ramp[i] = math.Pow(1.4, float64(i))
+	}
+	tests := []struct {
+		name         string
+		evidence     string // the kind of evidence left on
+		fleet        []float64
+		canary       float64
+		wantDegraded bool
+	}{
+		{"burst, fleet jumps, canary moves with it", "burst", jumps, 1, false},
+		{"CUSUM, fleet jumps, canary moves with it", "cusum", jumps, 1, false},
+		{"window test, fleet jumps, canary moves with it", "window", jumps, 1, false},
+		{"burst, fleet jumps, canary 30% worse", "burst", jumps, 1.3, true},
+		{"CUSUM, fleet jumps, canary 30% worse", "cusum", jumps, 1.3, true},
+		{"window test, fleet jumps, canary 30% worse", "window", jumps, 1.3, true},
+		{"CUSUM, fleet ramps up, canary moves with it", "cusum", ramp, 1, false},
+		{"CUSUM, fleet ramps up, canary 20% worse", "cusum", ramp, 1.2, true},
+		{"window test, fleet ramps up, canary moves with it", "window", ramp, 1, false},
+		{"window test, fleet ramps up, canary 20% worse", "window", ramp, 1.2, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 6
+			cfg := mustPreset(t, SensitivityMedium)
+			switch tt.evidence {
+			case "burst":
+				cfg.Limit, cfg.Confidence = 1e9, 1-1e-15
+			case "cusum":
+				cfg.Burst, cfg.Confidence = 1e9, 1-1e-15
+			case "window":
+				cfg.Burst, cfg.Limit = 1e9, 1e9
+			}
+			hosts := []string{"a", "b", "c", "d", "e", "f"}
+			e, err := NewEngine(EngineConfig{Hosts: hosts, Metrics: []MetricConfig{{Name: "latency", HigherIsWorse: true}},
+				Detector: cfg, Policies: []Evaluator{degradedPolicy}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for h := range n {
+				e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 2))
+			}
+			e.StartWave("canary", 0, []int{0})
+			degraded := ""
+			for tick, f := range tt.fleet {
+				vals := noise(uint64(100+tick), n, 100, 2)
+				for h := range vals {
+					vals[h] *= f
+				}
+				vals[0] *= tt.canary
+				e.Observe(0, vals)
+				e.Tick(PhaseMonitor, float64(tick))
+				if ev := e.Evidence(0, 0); degraded == "" && e.Host(0).Degraded {
+					degraded = fmt.Sprintf("at poll %d (burst %.2f, cusum %.2f)", tick+1, ev.Burst, ev.CUSUM)
+				}
+			}
+			e.Verdict(PhaseMonitor, float64(len(tt.fleet)))
+			if ev := e.Evidence(0, 0); degraded == "" && e.Host(0).Degraded {
+				degraded = fmt.Sprintf("at the verdict (window %.2f)", ev.Window)
+			}
+			if (degraded != "") != tt.wantDegraded {
+				t.Errorf("degraded %q, want degraded %v", degraded, tt.wantDegraded)
 			}
 		})
 	}
