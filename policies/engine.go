@@ -678,7 +678,9 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 			if !st.fresh || !st.hasRef || !lv.decided || lv.relative && !(st.ref > 0) {
 				continue
 			}
-			v = st.latest(e.ring(h, m))
+			// The controls' level is taken from their latest poll, v:
+			// a judged host's poll is compared with the fleet at that
+			// same poll.
 			switch {
 			case control:
 				e.ctrlBuf[m*nh+e.ctrlN[m]] = lv.shift(v, st.ref)
