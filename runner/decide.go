@@ -70,7 +70,7 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 	}
 	// Host-level fires revert one host each; the rollout goes on.
 	for _, hf := range res.HostFires {
-		if x.hosts[hf.Host].excluded {
+		if x.hosts[hf.Host].excluded || slices.Contains(x.notJournaled, x.hosts[hf.Host].Name) {
 			continue
 		}
 		p := hf.Policy.(*policies.Policy)

@@ -281,11 +281,15 @@ func TestApplyTimeoutStopsAHangingPlaybook(t *testing.T) {
 	}
 }
 
-// A run that breaks after changing hosts (here its state store stops
-// answering once the canary passed, so the next wave cannot be
-// journaled) puts them back: an error never leaves the change on hosts
-// that no wave promoted.
-func TestBrokenRunRevertsWhatItChanged(t *testing.T) {
+// A run whose state store stops answering after the canary passed cannot
+// journal its next step. It must not act unjournaled either: reverting
+// the canary behind the journal's back would let the run that resumes it
+// trust a canary that no longer carries the change and promote around it
+// (what the fault suite's store cases found). So the canary keeps the
+// change, as the journal says, the run names it and ends, and once the
+// store answers the same command resumes the run to a promotion with
+// every host on the change.
+func TestBrokenStoreLeavesHostsAsTheJournalSays(t *testing.T) {
 	ro, app, store := execRollout(t, execSpec, changedAll)
 	ro.Journal.AfterWrite = func(e JournalEntry) {
 		if e.Step == JournalWavePassed {
@@ -299,10 +303,48 @@ func TestBrokenRunRevertsWhatItChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res.Report
-	if r.Outcome != report.OutcomeError || res.ExitCode != 1 || !strings.Contains(r.Reason, "connection refused") || !strings.Contains(r.Reason, "reverted 1 hosts") {
-		t.Fatalf("exit %d, outcome %q (%s): want error, the canary reverted", res.ExitCode, r.Outcome, r.Reason)
+	if r.Outcome != report.OutcomeError || res.ExitCode != 1 || !strings.Contains(r.Reason, "connection refused") ||
+		!strings.Contains(r.Reason, "web-1 NOT reverted") || !strings.Contains(r.Reason, "--abort") {
+		t.Fatalf("exit %d, outcome %q (%s): want error, naming the canary that keeps the change", res.ExitCode, r.Outcome, r.Reason)
 	}
-	if want := []string{"site.yml: web-1", "revert.yml: web-1"}; !slices.Equal(app.runs, want) {
-		t.Errorf("playbook runs %q, want %q", app.runs, want)
+	if want := []string{"site.yml: web-1"}; !slices.Equal(app.runs, want) {
+		t.Errorf("playbook runs %q, want %q: no revert the journal does not know of", app.runs, want)
+	}
+	for _, h := range r.Hosts {
+		if h.Name == "web-1" && (h.Reverted || !strings.Contains(h.RevertReason, "not reverted")) {
+			t.Errorf("report says of web-1: reverted %v (%s)", h.Reverted, h.RevertReason)
+		}
+	}
+	if rb := r.Rollback; rb == nil || rb.Verified || len(rb.Methods) != 1 || rb.Methods[0].OK {
+		t.Errorf("rollback %+v: want one method that did not run", rb)
+	}
+
+	// The store answers again: the journal holds the unfinished run with
+	// the canary applied and no revert; the same command resumes it.
+	store.mu.Lock()
+	store.fail = nil
+	store.mu.Unlock()
+	j, err := OpenJournal(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range j.Doc().Entries {
+		if e.Step == JournalRevertStart || e.Step == JournalRevertEnd {
+			t.Errorf("journal records a %s that did not happen: %+v", e.Step, e)
+		}
+	}
+	if !j.Unfinished() {
+		t.Fatal("journal finished: nothing to resume")
+	}
+	ro.Journal, ro.Resume, ro.Clock = j, j.Doc().ResumeState(), NewSimClock(ro.Clock.Now().Add(time.Minute))
+	res, err = ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Report.Outcome != report.OutcomePromoted {
+		t.Fatalf("resumed run: outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
+	}
+	if want := []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4"}; !slices.Equal(app.runs, want) {
+		t.Errorf("playbook runs %q, want %q: the canary kept the change, the other hosts get it", app.runs, want)
 	}
 }

@@ -175,15 +175,34 @@ func (j *Journal) Begin(ctx context.Context, doc JournalDoc) error {
 }
 
 // Write appends an entry and stores the journal before returning: the
-// caller acts only after this succeeded.
+// caller acts only after this succeeded. An entry the store did not take
+// is dropped, since its step does not act: a later write must not
+// record it.
 func (j *Journal) Write(ctx context.Context, e JournalEntry) error {
+	return j.append(ctx, e, false)
+}
+
+// Record appends an entry for an action that has happened. When the store
+// does not take it, it stays in the journal, and the next write that
+// succeeds stores it too: what happened is never dropped.
+func (j *Journal) Record(ctx context.Context, e JournalEntry) error {
+	return j.append(ctx, e, true)
+}
+
+func (j *Journal) append(ctx context.Context, e JournalEntry, keep bool) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	before := j.doc
 	if e.Step == JournalRunEnd {
 		j.doc.Finished = true
 		j.doc.Outcome = e.Detail
 	}
-	return j.write(ctx, e)
+	err := j.write(ctx, e)
+	if err != nil && !keep {
+		j.doc.Entries = before.Entries[:len(before.Entries):len(before.Entries)]
+		j.doc.Finished, j.doc.Outcome = before.Finished, before.Outcome
+	}
+	return err
 }
 
 func (j *Journal) write(ctx context.Context, e JournalEntry) error {
@@ -303,6 +322,10 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // journalMust writes an entry before the step it announces; the step
 // must not run when this fails.
 func (x *execution) journalMust(ctx context.Context, e JournalEntry) error {
+	return x.journalWrite(ctx, e, false)
+}
+
+func (x *execution) journalWrite(ctx context.Context, e JournalEntry, happened bool) error {
 	if x.Journal == nil {
 		return nil
 	}
@@ -311,13 +334,17 @@ func (x *execution) journalMust(ctx context.Context, e JournalEntry) error {
 	}
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
+	if happened {
+		return x.Journal.Record(sctx, e)
+	}
 	return x.Journal.Write(sctx, e)
 }
 
 // journal writes an entry that follows an action; a failure is reported
-// but does not undo the action.
+// but does not undo the action, and the entry goes to the store with the
+// next write that succeeds.
 func (x *execution) journal(ctx context.Context, e JournalEntry) {
-	if err := x.journalMust(ctx, e); err != nil {
+	if err := x.journalWrite(ctx, e, true); err != nil {
 		x.log.Error("journal write failed", "step", e.Step, "err", err)
 		x.logf("   WARNING: journal: %v", err)
 	}

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -159,4 +160,41 @@ func TestOpenJournalRefusesForeignHosts(t *testing.T) {
 		}
 	}
 	_ = t0
+}
+
+// An entry written before its step acts is dropped when the store does
+// not take it (the step does not act); an entry recorded after an action
+// stays and reaches the store with the next write that succeeds.
+func TestJournalWriteDropsRecordKeeps(t *testing.T) {
+	ctx := t.Context()
+	store := newMemStore()
+	j, err := OpenJournal(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "x", Version: "v2", Plan: []JournalWave{{Name: "canary", Hosts: []string{"web-1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	store.fail = errors.New("503")
+	if err := j.Record(ctx, JournalEntry{Step: JournalApplyEnd, Wave: "canary"}); err == nil {
+		t.Fatal("Record succeeded with the store failing")
+	}
+	if err := j.Write(ctx, JournalEntry{Step: JournalRevertStart, Hosts: []string{"web-1"}}); err == nil {
+		t.Fatal("Write succeeded with the store failing")
+	}
+	store.fail = nil
+	if err := j.Write(ctx, JournalEntry{Step: JournalWavePassed, Wave: "canary"}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := OpenJournal(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, e := range back.Doc().Entries {
+		steps = append(steps, fmt.Sprintf("%d:%s", e.Seq, e.Step))
+	}
+	if want := []string{"1:run-start", "2:" + JournalApplyEnd, "3:" + JournalWavePassed}; !slices.Equal(steps, want) {
+		t.Errorf("stored entries %q, want %q", steps, want)
+	}
 }

@@ -38,8 +38,14 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		scope = ScopeHost
 	}
 	if len(names) > 0 {
-		x.journal(ctx, JournalEntry{Step: JournalRevertStart, Hosts: names, Scope: scope, Detail: trigger + ": " + reason})
+		// Journaled before it acts, like every step: a revert the
+		// journal does not know of would leave a resumed run trusting
+		// hosts that no longer carry the change.
+		if err := x.journalMust(ctx, JournalEntry{Step: JournalRevertStart, Hosts: names, Scope: scope, Detail: trigger + ": " + reason}); err != nil {
+			return x.revertNotJournaled(ctx, rb, names, reason, err, attribution)
+		}
 		x.tel.HostsReverted(trigger, len(names))
+		x.notJournaled = slices.DeleteFunc(x.notJournaled, func(n string) bool { return slices.Contains(names, n) })
 	}
 	for _, n := range names {
 		i := x.index[n]
@@ -73,6 +79,32 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 			x.alert(ctx, ports.EventVerifyFailed, wave, names, rb.Verification, nil, attribution)
 		}
 	}
+	return rb
+}
+
+// revertNotJournaled is a revert that does not run because the state
+// store did not take its journal entry: the hosts keep the change, as the
+// journal says, and are named in the report, the output and an alert. The
+// run ends halted (run.go's journalLost) unless a later revert of the
+// same hosts gets journaled.
+func (x *execution) revertNotJournaled(ctx context.Context, rb *report.Rollback, names []string, reason string, err error, attribution []string) *report.Rollback {
+	why := fmt.Sprintf("not reverted: the journal could not record the revert (%v); %s keep the change, as the journal says", err, strings.Join(names, ", "))
+	x.logf("   NOT REVERTED: %s", why)
+	x.log.Error("revert not journaled", "hosts", names, "err", err)
+	rb.Methods = append(rb.Methods, report.Method{Name: "none", Hosts: names, OK: false, Detail: why})
+	rb.Verification = why
+	rb.FinishedAt = x.Clock.Now()
+	for _, n := range names {
+		x.hosts[x.index[n]].revertReason = fmt.Sprintf("due for revert (%s), %s", reason, why)
+		if !slices.Contains(x.notJournaled, n) {
+			x.notJournaled = append(x.notJournaled, n)
+		}
+	}
+	x.notJournaledErr = err
+	x.report.Rollback = rb
+	x.report.Rollbacks = append(x.report.Rollbacks, rb)
+	wave := x.hosts[x.index[names[0]]].wave
+	x.alert(ctx, ports.EventVerifyFailed, wave, names, why, nil, attribution)
 	return rb
 }
 

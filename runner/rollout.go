@@ -112,7 +112,7 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 			v = verdict{report.OutcomeError, x.leaveSafe(ctx, err, report.TriggerError)}
 		}
 	}
-	v = x.unknownHosts(x.unverifiedRevert(v))
+	v = x.journalLost(x.unknownHosts(x.unverifiedRevert(v)))
 	x.end(ctx, v)
 	return &Result{Report: x.report, ExitCode: ExitCode(v.outcome)}, nil
 }
@@ -206,5 +206,25 @@ func (x *execution) leaveSafe(ctx context.Context, why error, trigger string) st
 	x.logf("   %v: reverting %s", why, abbreviate(hosts, 8))
 	rb := x.revertHosts(context.WithoutCancel(ctx), hosts, why.Error(), trigger, false)
 	rb.Scope = ScopeAll
+	if len(x.notJournaled) > 0 {
+		return why.Error()
+	}
 	return fmt.Sprintf("%v; reverted %d hosts (on_interrupt: revert), verified: %v", why, len(hosts), rb.Verified)
+}
+
+// journalLost says, when a revert could not be journaled, which hosts
+// keep the change and what to do: the journal still says they carry it,
+// so the same command resumes the run from there once the store answers,
+// and --abort reverts them. A person must look (halted), unless the run
+// already ended in an error, which says as much.
+func (x *execution) journalLost(v verdict) verdict {
+	if len(x.notJournaled) == 0 {
+		return v
+	}
+	if v.outcome != report.OutcomeError {
+		v.outcome = report.OutcomeHalted
+	}
+	v.reason += fmt.Sprintf("; %s NOT reverted: the state store did not take the journal entry of the revert (%v). They keep the change, as the journal says: run the same command once the store answers to resume the run, or add --abort to revert them",
+		abbreviate(x.notJournaled, 8), x.notJournaledErr)
+	return v
 }

@@ -49,6 +49,12 @@ type execution struct {
 	errTicks int
 	lastErr  error
 
+	// notJournaled are the hosts due for a revert that did not run
+	// because the state store did not take its journal entry
+	// (notJournaledErr): they keep the change, and the run ends halted.
+	notJournaled    []string
+	notJournaledErr error
+
 	report *report.Report
 	// tel receives what the run does (never nil).
 	tel ports.Telemetry
