@@ -193,7 +193,11 @@ func (s *sessionLease) renew(ctx context.Context) {
 		if clock.Sleep(ctx, ttl/2) != nil {
 			return
 		}
-		entry, _, err := s.l.c.api.Session().Renew(s.session, s.l.writeOpts(ctx))
+		// A renewal that Consul does not answer is given up after half a
+		// TTL, so that a hanging agent is seen like a failing one.
+		rctx, cancel := context.WithTimeout(ctx, ttl/2)
+		entry, _, err := s.l.c.api.Session().Renew(s.session, s.l.writeOpts(rctx))
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}

@@ -190,13 +190,21 @@ func (s *varLease) renew(ctx context.Context) {
 			return
 		}
 		next := clock.Now().Add(s.l.opts.TTL)
-		v, err := checkedWrite(ctx, s.l.c, &api.Variable{Namespace: s.l.opts.Namespace, Path: s.path, Items: s.l.items(s.holder, next), ModifyIndex: index})
+		// A renewal that Nomad does not answer is given up when the
+		// lease expires: a store that hangs must not keep a lost lock
+		// looking held.
+		wctx, cancel := context.WithTimeout(ctx, max(expires.Sub(clock.Now()), time.Second))
+		v, err := checkedWrite(wctx, s.l.c, &api.Variable{Namespace: s.l.opts.Namespace, Path: s.path, Items: s.l.items(s.holder, next), ModifyIndex: index})
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
 		case errors.Is(err, ports.ErrConflict):
 			s.markLost("renewal check-and-set failed: the lock changed hands")
+			return
+		case err != nil && !clock.Now().Before(expires):
+			s.markLost(fmt.Sprintf("lease expired while its renewal failed: %v", err))
 			return
 		case err != nil:
 			s.l.opts.Logger.Warn("nomad lock renewal failed", "path", s.path, "err", err)
@@ -221,12 +229,20 @@ func (s *varLease) Release(ctx context.Context) error {
 	s.mu.Lock()
 	index := s.index
 	s.mu.Unlock()
+	// Like the Consul lock's session destroy: a release outlives a
+	// cancelled caller for a while, and a Nomad that does not answer does
+	// not hold the run's exit (the lock then lapses at its TTL).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
 	if err := checkedDelete(ctx, s.l.c, s.l.opts.Namespace, s.path, index); err != nil {
 		return fmt.Errorf("nomad lock %q: release: %w", s.path, err)
 	}
 	s.l.opts.Logger.Info("nomad lock released", "path", s.path)
 	return nil
 }
+
+// releaseTimeout bounds the release of a lock (a variable for the tests).
+var releaseTimeout = 10 * time.Second
 
 var (
 	_ ports.Locker     = (*VarLocker)(nil)

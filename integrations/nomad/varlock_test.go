@@ -186,6 +186,53 @@ func TestVarLockLostWhenRenewalsFailUntilExpiry(t *testing.T) {
 	}
 	notLost(t, lease)
 	clock.advance(10 * time.Second)
-	clock.ticks <- struct{}{} // at 40s: expired without a renewal
+	select { // at 40s: expired without a renewal
+	case clock.ticks <- struct{}{}:
+	case <-lease.Lost(): // the failed renewal at 20s came back after the expiry
+	}
 	within(t, lease.Lost(), "loss at expiry")
+}
+
+// A Nomad that stops answering (a partition, not an error) must not keep a
+// lease looking held: the hanging renewal is given up at the lease's
+// expiry and the lease is lost; and a release does not hold the run's
+// exit, it gives up and leaves the lock to its TTL.
+func TestVarLockWhenNomadHangs(t *testing.T) {
+	ctx := context.Background()
+	fake, c := newFakeVars(t)
+	clock := newTickClock()
+	l := NewVarLocker(c, VarLockOptions{Clock: clock, TTL: 3 * time.Second, RenewEvery: time.Second})
+	lease, err := l.Acquire(ctx, "web-nginx", holderA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-fake.puts
+	fake.srv.SetHanging(true)
+	defer fake.srv.SetHanging(false)
+	clock.ticks <- struct{}{} // at 1s: the renewal hangs, given up at the expiry (2 s on)
+	clock.advance(3 * time.Second)
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		select { // at 5s: past the expiry
+		case clock.ticks <- struct{}{}:
+		case <-lease.Lost(): // the hanging renewal came back after it
+		}
+	}()
+	within(t, ticked, "the renewal loop to come back from a hanging renewal")
+	within(t, lease.Lost(), "loss at expiry while Nomad hangs")
+
+	fake.srv.SetHanging(false)
+	lease, err = NewVarLocker(c, VarLockOptions{}).Acquire(ctx, "other", holderA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.srv.SetHanging(true)
+	defer func(d time.Duration) { releaseTimeout = d }(releaseTimeout)
+	releaseTimeout = 200 * time.Millisecond
+	released := make(chan error, 1)
+	go func() { released <- lease.Release(ctx) }()
+	if err := within(t, released, "a release while Nomad hangs"); err == nil {
+		t.Error("release reported success while Nomad did not answer")
+	}
 }

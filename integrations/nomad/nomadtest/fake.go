@@ -46,6 +46,7 @@ type Server struct {
 	vars       map[string]*api.Variable
 	writes     map[string]int
 	failing    bool
+	hang       chan struct{}
 	unexpected []string
 	puts       chan string
 }
@@ -117,6 +118,21 @@ func (s *Server) SetFailing(failing bool) {
 	s.failing = failing
 }
 
+// SetHanging makes every request wait, unanswered, until its client gives
+// up (true), as a partitioned or overloaded server does, or serves again
+// (false), answering the waiting ones with 500.
+func (s *Server) SetHanging(hanging bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case hanging && s.hang == nil:
+		s.hang = make(chan struct{})
+	case !hanging && s.hang != nil:
+		close(s.hang)
+		s.hang = nil
+	}
+}
+
 // Writes returns how many PUTs to path succeeded.
 func (s *Server) Writes(path string) int {
 	s.mu.Lock()
@@ -142,6 +158,17 @@ func (s *Server) Unexpected() []string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("X-Nomad-Token") != s.token {
 		http.Error(w, "Permission denied", http.StatusForbidden)
+		return
+	}
+	s.mu.Lock()
+	hang := s.hang
+	s.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-r.Context().Done():
+		case <-hang:
+		}
+		http.Error(w, "No cluster leader", http.StatusInternalServerError)
 		return
 	}
 	s.mu.Lock()
