@@ -167,8 +167,9 @@ func (c *chaos) run(group, name string, f func() []string) {
 		c.results[group] = &[2]int{}
 		c.order = append(c.order, group)
 	}
-	c.results[group][1]++
+	ran := false
 	ok := c.t.Run(name, func(t *testing.T) {
+		ran = true
 		parent := c.t
 		c.t = t
 		defer func() { c.t = parent }()
@@ -179,6 +180,12 @@ func (c *chaos) run(group, name string, f func() []string) {
 			t.Error(p)
 		}
 	})
+	// A case that -run filtered out (go test -run 'TestChaos$/consul')
+	// is not counted.
+	if !ran {
+		return
+	}
+	c.results[group][1]++
 	if ok {
 		c.results[group][0]++
 	}
@@ -196,6 +203,9 @@ func (c *chaos) summary() {
 	var parts []string
 	for _, g := range c.order {
 		r := c.results[g]
+		if r[1] == 0 {
+			continue
+		}
 		s := fmt.Sprintf("%s: %d/%d", g, r[0], r[1])
 		if n := c.notes[g]; len(n) > 0 {
 			var facts []string
