@@ -257,10 +257,7 @@ func liftVisible(c *Case) string {
 	med := safeMedian(clean(b))
 	mt := c.Metrics()[e.Metric]
 	lift := max(0, mt.Worse*(recent-med))
-	shifted := make([]float64, len(b))
-	for i, x := range b {
-		shifted[i] = x
-	}
+	shifted := slices.Clone(b)
 	ex := make([]float64, c.Polls())
 	for i := range ex {
 		ex[i] = math.NaN()
