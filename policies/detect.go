@@ -56,7 +56,9 @@ import (
 //   - A burst (magnitude): the last two polls are both beyond the
 //     tolerance, beyond BurstSpreads MAD spreads, and beyond Burst times
 //     the largest excess that two consecutive polls of the baseline both
-//     reached. A clear step is decided on its second poll, however short
+//     reached, a multiple that grows with the log of the polls the stage
+//     has watched (BurstGrowth: over 12 polls an excursion has 12 chances
+//     to pass a bound set for 1). A clear step is decided on its second poll, however short
 //     the stage; one spike never decides (two polls must agree), and a
 //     host whose baseline holds bursts of that size is protected by its
 //     own baseline. The spreads keep a baseline whose pairs happened to
@@ -148,6 +150,11 @@ type DetectorConfig struct {
 	// polls both reached two polls must both be to decide at once, as a
 	// multiple of it. Must be >= 1.
 	Burst float64
+	// BurstGrowth grows the Burst multiple with the polls a stage has
+	// watched since its warm-up: n polls in, the two polls must be
+	// Burst x (1 + BurstGrowth x ln n) times the baseline's largest pair
+	// (see metricState.burstGrowth). 0 = off. Must be >= 0.
+	BurstGrowth float64
 	// BurstSpreads is the least a burst must reach, in spreads: a
 	// baseline whose pairs happened to stay close to the median does not
 	// make an ordinary excursion a burst. Must be >= 0.
@@ -200,6 +207,7 @@ func (c DetectorConfig) Validate() error {
 	nonNeg("tolerance", c.Tolerance)
 	nonNeg("bound tolerance", c.BoundTolerance)
 	nonNeg("burst_spreads", c.BurstSpreads)
+	nonNeg("burst_growth", c.BurstGrowth)
 	if !(c.Burst >= 1) {
 		errs = append(errs, fmt.Errorf("detection burst %v: must be >= 1", c.Burst))
 	}
@@ -298,6 +306,7 @@ type detectorParams struct {
 	tailQ, tailZ                float64
 	tolerance, boundTol, tolAbs float64
 	burst, burstZ, zAlpha       float64
+	burstGrowth                 float64
 	minSamples, smoothing, warm int
 	recent                      int
 	selfCalibrate               bool
@@ -318,6 +327,7 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 		tolAbs:        m.ToleranceAbs,
 		burst:         c.Burst,
 		burstZ:        c.BurstSpreads,
+		burstGrowth:   c.BurstGrowth,
 		zAlpha:        math.Sqrt2 * math.Erfinv(2*c.Confidence-1),
 		minSamples:    c.MinBaselineSamples,
 		smoothing:     c.Smoothing,
@@ -585,7 +595,7 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(e, p.dir*(latest-s.Baseline)-s.lift)
 	s.burst = 0
 	if !inWarmup && !math.IsNaN(s.last) {
-		bound := max(s.Tolerance, p.burst*s.pair, p.burstZ*s.madSpread)
+		bound := max(s.Tolerance, p.burst*s.pair*s.burstGrowth(p), p.burstZ*s.madSpread)
 		if both := min(s.last, e); both > 0 {
 			s.burst = p.threshold * both / bound
 		}
@@ -599,6 +609,24 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 	s.uOwn += sketchRank(sketch, p.dir*latest-s.Tolerance-s.lift)
 	s.uDid += sketchRank(sketch, p.dir*adj.apply(latest)-s.Tolerance)
 	s.nw++
+}
+
+// burstGrowth is how much further than Burst times the baseline's largest
+// pair the latest two polls must both be on the n-th poll that can decide
+// a burst (n = 1 on the first poll after the warm-up, whose last poll is
+// the pair's first; without a warm-up, on the second poll):
+// 1 + BurstGrowth x ln(n). A stage that has watched n polls has given n
+// chances to an excursion as large as the baseline's largest, so the
+// bound grows with them (a multiple-testing correction for a tail that
+// falls off exponentially, where the largest of n grows as ln n): 1 on
+// the first poll that can decide, 1.49 on the second, 2.74 on the
+// twelfth at 0.7.
+func (s *metricState) burstGrowth(p *detectorParams) float64 {
+	n := int(s.age) - max(p.warm, 1)
+	if p.burstGrowth <= 0 || n <= 1 {
+		return 1
+	}
+	return 1 + p.burstGrowth*math.Log(float64(n))
 }
 
 // latest is the value of the latest poll in the ring.

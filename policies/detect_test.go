@@ -234,6 +234,39 @@ func TestBurst(t *testing.T) {
 	}
 }
 
+// The burst's bound grows with the polls a stage has watched: two polls at
+// 2.5 times the baseline's largest pair decide when they are the stage's
+// first two, and not when they come at its end (twelve chances to pass a
+// bound set for one), where only a larger excursion decides.
+func TestBurstBoundGrowsWithThePollsWatched(t *testing.T) {
+	cfg := mediumConfig(t)
+	base := noise(5, 48, 100, 1)
+	base[20], base[21] = 130, 130
+	quiet := noise(6, 10, 100, 1)
+	tests := []struct {
+		name     string
+		observed []float64
+		want     int
+	}{
+		{"polls 1-2 at 2.5x the pair", append([]float64{175, 175}, quiet...), 2},
+		{"polls 11-12 at 2.5x the pair", append(slices.Clone(quiet), 175, 175), 0},
+		{"polls 11-12 at 5x the pair", append(slices.Clone(quiet), 250, 250), 12},
+	}
+	for _, tt := range tests {
+		d := newTestDetector(t, cfg, true)
+		d.SetBaseline(base)
+		if got := observeAll(d, tt.observed); got != tt.want {
+			t.Errorf("%s: decided at poll %d (score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+		}
+	}
+	cfg.BurstGrowth = 0
+	d := newTestDetector(t, cfg, true)
+	d.SetBaseline(base)
+	if got := observeAll(d, append(slices.Clone(quiet), 175, 175)); got != 12 {
+		t.Errorf("without growth, polls 11-12 at 2.5x the pair: decided at poll %d, want 12", got)
+	}
+}
+
 // A step of twice the tolerance is decided within 2 polls of becoming
 // visible at every preset, on a host quiet enough for it to be visible.
 func TestStepOfTwiceTheToleranceDecidedWithin2Polls(t *testing.T) {
