@@ -558,7 +558,7 @@ func Judges(dir string) []Judge {
 // recent level (DetectorConfig.Recent 0), and the warm-up cut to one poll (what a 2-poll canary at 1-minute polls needs).
 func Curve(dir string) []Judge {
 	var out []Judge
-	for _, z := range []float64{1.5, 2, 3, 4, 6} {
+	for _, z := range []float64{1.5, 2, 2.5, 3, 4} {
 		r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
 		r.Label = fmt.Sprintf("burst >= %g spreads", z)
 		r.Tweak = func(c *policies.DetectorConfig) { c.BurstSpreads = z }

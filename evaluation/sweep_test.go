@@ -65,6 +65,12 @@ func printSweep(res *Results, name string) {
 		fmt.Fprintf(&devs, " %s %d/%d %d/%d |", d, t.Caught, t.Visible, t.RolledBack, t.NoChange)
 	}
 	fmt.Printf("   dev:%s\n", devs.String())
+	var helds strings.Builder
+	for _, d := range Datasets {
+		t := res.Tally(0, and(byDataset(d), byHalf(HeldOut)))
+		fmt.Fprintf(&helds, " %s %d/%d %d/%d |", d, t.Caught, t.Visible, t.RolledBack, t.NoChange)
+	}
+	fmt.Printf("  held:%s\n", helds.String())
 	for _, d := range Datasets {
 		var b strings.Builder
 		for _, p := range Protocols {
