@@ -626,8 +626,20 @@ func (s *metricState) burstGrowth(p *detectorParams) float64 {
 	if p.burstGrowth <= 0 || n <= 1 {
 		return 1
 	}
+	if n < len(smallLogs) {
+		return 1 + p.burstGrowth*smallLogs[n]
+	}
 	return 1 + p.burstGrowth*math.Log(float64(n))
 }
+
+// smallLogs holds ln n for the polls of most stages, so that a tick does
+// not compute a logarithm per host and metric.
+var smallLogs = func() (t [64]float64) {
+	for n := 1; n < len(t); n++ {
+		t[n] = math.Log(float64(n))
+	}
+	return t
+}()
 
 // latest is the value of the latest poll in the ring.
 func (s *metricState) latest(ring []float64) float64 {
