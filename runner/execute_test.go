@@ -348,3 +348,29 @@ func TestBrokenStoreLeavesHostsAsTheJournalSays(t *testing.T) {
 		t.Errorf("playbook runs %q, want %q: the canary kept the change, the other hosts get it", app.runs, want)
 	}
 }
+
+// --abort with the store failing: the revert is not journaled, so it does
+// not run; the verdict says so and names the host, never "reverted".
+func TestAbortWithTheStoreFailing(t *testing.T) {
+	ro, app, store := execRollout(t, execSpec, changedAll)
+	t0 := ro.Clock.Now()
+	crashed(t, ro, store,
+		JournalEntry{Step: JournalApplyStart, Wave: "canary", Hosts: []string{"web-1"}, Start: t0},
+		JournalEntry{Step: JournalApplyEnd, Wave: "canary", Hosts: []string{"web-1"}},
+	)
+	ro.Abort = true
+	store.mu.Lock()
+	store.fail = errors.New("connection refused")
+	store.mu.Unlock()
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if r.Outcome != report.OutcomeError || strings.Contains(r.Reason, "reverted 1") || !strings.Contains(r.Reason, "web-1 NOT reverted") {
+		t.Errorf("outcome %q (%s): want error naming web-1 as not reverted", r.Outcome, r.Reason)
+	}
+	if len(app.runs) != 0 {
+		t.Errorf("playbook runs %q, want none", app.runs)
+	}
+}

@@ -91,6 +91,9 @@ func (x *execution) resume(ctx context.Context) (verdict, error) {
 		}
 		rb := x.revertHosts(ctx, e.Hosts, "resumed: "+e.Detail, report.TriggerResume, false)
 		rb.Scope = x.Spec.Revert.Scope
+		if len(x.notJournaled) > 0 {
+			return verdict{report.OutcomeError, fmt.Sprintf("resumed run %s, which was reverting (%s)", doc.RunID, e.Detail)}, nil
+		}
 		return verdict{report.OutcomeRolledBack, fmt.Sprintf("resumed run %s and finished its revert (%s); verified: %v", doc.RunID, e.Detail, rb.Verified)}, nil
 	}
 	for wi, w := range x.Plan.Waves {
@@ -156,6 +159,9 @@ func (x *execution) abort(ctx context.Context) (verdict, error) {
 	}
 	rb := x.revertHosts(ctx, hosts, "aborted by the operator (--abort)", report.TriggerAbort, false)
 	rb.Scope = ScopeAll
+	if len(x.notJournaled) > 0 {
+		return verdict{report.OutcomeError, fmt.Sprintf("aborting run %s", doc.RunID)}, nil
+	}
 	return verdict{report.OutcomeRolledBack, fmt.Sprintf("aborted run %s: reverted %d hosts (%s); verified: %v", doc.RunID, len(hosts), abbreviate(hosts, 8), rb.Verified)}, nil
 }
 
