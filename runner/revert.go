@@ -85,7 +85,7 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 // revertNotJournaled is a revert that does not run because the state
 // store did not take its journal entry: the hosts keep the change, as the
 // journal says, and are named in the report, the output and an alert. The
-// run ends halted (run.go's journalLost) unless a later revert of the
+// run ends halted (rollout.go's journalLost) unless a later revert of the
 // same hosts gets journaled.
 func (x *execution) revertNotJournaled(ctx context.Context, rb *report.Rollback, names []string, reason string, err error, attribution []string) *report.Rollback {
 	why := fmt.Sprintf("not reverted: the journal could not record the revert (%v); %s keep the change, as the journal says", err, strings.Join(names, ", "))
