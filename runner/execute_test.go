@@ -293,9 +293,7 @@ func TestBrokenStoreLeavesHostsAsTheJournalSays(t *testing.T) {
 	ro, app, store := execRollout(t, execSpec, changedAll)
 	ro.Journal.AfterWrite = func(e JournalEntry) {
 		if e.Step == JournalWavePassed {
-			store.mu.Lock()
-			store.fail = errors.New("connection refused")
-			store.mu.Unlock()
+			store.setFail(errors.New("connection refused"))
 		}
 	}
 	res, err := ro.Execute(t.Context())
@@ -321,9 +319,7 @@ func TestBrokenStoreLeavesHostsAsTheJournalSays(t *testing.T) {
 
 	// The store answers again: the journal holds the unfinished run with
 	// the canary applied and no revert; the same command resumes it.
-	store.mu.Lock()
-	store.fail = nil
-	store.mu.Unlock()
+	store.setFail(nil)
 	j, err := OpenJournal(t.Context(), store)
 	if err != nil {
 		t.Fatal(err)
@@ -359,9 +355,7 @@ func TestAbortWithTheStoreFailing(t *testing.T) {
 		JournalEntry{Step: JournalApplyEnd, Wave: "canary", Hosts: []string{"web-1"}},
 	)
 	ro.Abort = true
-	store.mu.Lock()
-	store.fail = errors.New("connection refused")
-	store.mu.Unlock()
+	store.setFail(errors.New("connection refused"))
 	res, err := ro.Execute(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,13 @@ func newMemStore() *memStore {
 	return &memStore{vals: map[string][]byte{}, vers: map[string]uint64{}}
 }
 
+// setFail makes every Put fail with err from now on (nil: answer again).
+func (m *memStore) setFail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail = err
+}
+
 func (m *memStore) Get(_ context.Context, key string) ([]byte, uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -175,14 +182,14 @@ func TestJournalWriteDropsRecordKeeps(t *testing.T) {
 	if err := j.Begin(ctx, JournalDoc{RunID: "r1", Rollout: "x", Version: "v2", Plan: []JournalWave{{Name: "canary", Hosts: []string{"web-1"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	store.fail = errors.New("503")
+	store.setFail(errors.New("503"))
 	if err := j.Record(ctx, JournalEntry{Step: JournalApplyEnd, Wave: "canary"}); err == nil {
 		t.Fatal("Record succeeded with the store failing")
 	}
 	if err := j.Write(ctx, JournalEntry{Step: JournalRevertStart, Hosts: []string{"web-1"}}); err == nil {
 		t.Fatal("Write succeeded with the store failing")
 	}
-	store.fail = nil
+	store.setFail(nil)
 	if err := j.Write(ctx, JournalEntry{Step: JournalWavePassed, Wave: "canary"}); err != nil {
 		t.Fatal(err)
 	}
