@@ -90,7 +90,8 @@ func TestDetectionFigures(t *testing.T) {
 }
 
 // TestEvaluation prints every judge's tables, pooled and per data set and
-// protocol, and the trade-off curve, in Markdown (`make eval`; skipped
+// protocol, the trade-off curve, and every judge family swept against
+// rollguard medium, in Markdown (`make eval`; skipped
 // otherwise: it takes about 30 s).
 func TestEvaluation(t *testing.T) {
 	if os.Getenv("ROLLGUARD_EVAL") == "" {
@@ -98,10 +99,14 @@ func TestEvaluation(t *testing.T) {
 	}
 	cs := cases(t)
 	dir := t.TempDir()
-	res := Run(cs, func() []Judge { return append(Judges(dir), Curve(dir)...) }, 2)
+	shown := len(Judges(dir)) + len(Curve(dir))
+	all := Run(cs, func() []Judge { return WithFamilies(append(Judges(dir), Curve(dir)...), Families(dir)) }, 2)
+	res := all.First(shown)
 	res.Print(os.Stdout)
 	fmt.Printf("### Per data set and half: caught / no-change rolled back\n\n")
 	res.PrintHalves(os.Stdout)
 	fmt.Printf("### Per data set: caught / no-change rolled back, both halves\n\n")
 	res.PrintMatrix(os.Stdout)
+	fmt.Printf("### Every judge swept: at rollguard medium's rollback rate and catch rate\n\n")
+	all.PrintCurves(os.Stdout, Families(dir), Reference(dir))
 }

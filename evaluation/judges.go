@@ -204,14 +204,16 @@ func mannWhitneyWorse(x, y []float64, worse, alpha float64) bool {
 	return r.P < alpha && worse*(r.U-float64(len(x)*len(y))/2) > 0
 }
 
-// KayentaOwn is Kayenta's Mann-Whitney judge at 98% confidence of each
-// stage's window against the host's own baseline, at the end of the stage.
-func KayentaOwn() Judge {
+// KayentaOwn is Kayenta's Mann-Whitney judge at confidence percent (98 in
+// the tables) of each stage's window against the host's own baseline, at
+// the end of the stage.
+func KayentaOwn(confidence float64) Judge {
+	alpha := (100 - confidence) / 100
 	return &peer{
-		name: "Kayenta-style Mann-Whitney 98%, own history",
+		name: fmt.Sprintf("Kayenta-style Mann-Whitney %g%%, own history", confidence),
 		end: func(v *View, s int) bool {
 			return stageFails(v, s, func(h, m int) bool {
-				return mannWhitneyWorse(clean(v.Window(h, m, s)), clean(v.BaselineOf(h, m, s)), v.src.Metrics[v.metrics[m]].Worse, 0.02)
+				return mannWhitneyWorse(clean(v.Window(h, m, s)), clean(v.BaselineOf(h, m, s)), v.src.Metrics[v.metrics[m]].Worse, alpha)
 			})
 		},
 	}
@@ -231,14 +233,15 @@ func relativeTo(xs []float64, med float64) []float64 {
 	return out
 }
 
-// KayentaControls is Kayenta's Mann-Whitney judge at 98% confidence of each
-// stage's window against the controls' windows over the same polls, at the
+// KayentaControls is Kayenta's Mann-Whitney judge at confidence percent
+// (98 in the tables) of each stage's window against the controls' windows over the same polls, at the
 // end of the stage. Hosts differ in level, so every host's values are
 // taken relative to its own baseline median; a stage without controls (the
 // last wave) is not judged.
-func KayentaControls() Judge {
+func KayentaControls(confidence float64) Judge {
+	alpha := (100 - confidence) / 100
 	return &peer{
-		name:    "Kayenta-style Mann-Whitney 98%, vs controls",
+		name:    fmt.Sprintf("Kayenta-style Mann-Whitney %g%%, vs controls", confidence),
 		applies: func(c *Case) bool { return len(c.hosts) > len(c.Stages[0].Hosts) },
 		end: func(v *View, s int) bool {
 			ctrl := controls(v, s)
@@ -258,7 +261,7 @@ func KayentaControls() Judge {
 					}
 				}
 				x := relativeTo(clean(v.Window(h, m, s)), median(b))
-				return mannWhitneyWorse(x, pooled, v.src.Metrics[v.metrics[m]].Worse, 0.02)
+				return mannWhitneyWorse(x, pooled, v.src.Metrics[v.metrics[m]].Worse, alpha)
 			})
 		},
 	}
@@ -282,11 +285,15 @@ func lowerMedian(xs []float64, worse float64) float64 {
 // Simple is the simple rule: at the end of each stage, the window's lower
 // median against the host's baseline median moved by the untouched hosts'
 // median ratio (window lower median over baseline median), rolled back
-// when it is worse by more than 3 robust spreads of the baseline, with the
-// spread floored at 0.5% of the level.
-func Simple() Judge {
+// when it is worse by more than spreads robust spreads of the baseline (3
+// in the tables), with the spread floored at 0.5% of the level.
+func Simple(spreads float64) Judge {
+	name := "simple rule: lower median vs baseline median x controls' ratio"
+	if spreads != 3 {
+		name += fmt.Sprintf(", %g MAD", spreads)
+	}
 	return &peer{
-		name: "simple rule: lower median vs baseline median x controls' ratio",
+		name: name,
 		end: func(v *View, s int) bool {
 			return stageFails(v, s, func(h, m int) bool {
 				b, w := clean(v.BaselineOf(h, m, s)), clean(v.Window(h, m, s))
@@ -306,7 +313,7 @@ func Simple() Judge {
 				if len(ratios) > 0 && med > 0 {
 					expected = med * median(ratios)
 				}
-				limit := max(3*mad(b, med), 0.005*math.Abs(med))
+				limit := max(spreads*mad(b, med), 0.005*math.Abs(med))
 				return worse*(lowerMedian(w, worse)-expected) > limit
 			})
 		},
@@ -540,11 +547,11 @@ func Judges(dir string) []Judge {
 	return []Judge{
 		Static(0.10),
 		Static(0.20),
-		KayentaOwn(),
-		KayentaControls(),
+		KayentaOwn(98),
+		KayentaControls(98),
 		MADZ(3, 1),
 		MADZ(3, 2),
-		Simple(),
+		Simple(3),
 		NewRollguard("low", "top_mean(hosts, 0.30) > 5", dir),
 		NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir),
 		NewRollguard("high", "top_mean(hosts, 0.30) > 5", dir),

@@ -51,6 +51,11 @@ func Run(cases []*Case, judges func() []Judge, workers int) *Results {
 	return r
 }
 
+// First returns the results of the first n judges.
+func (r *Results) First(n int) *Results {
+	return &Results{Judges: r.Judges[:n], Cases: r.Cases, Polls: r.Polls[:n]}
+}
+
 // Tally is one judge's figures over a set of cases.
 type Tally struct {
 	// Visible is the number of visible regressions, Caught how many of
