@@ -200,6 +200,8 @@ func (cv *curves) picks(fi int, sc Filter, pooled *pick) pick {
 	return p
 }
 
+// rates prints a tally as caught / rolled back, in shares ("—" caught for
+// no regressions).
 func rates(t Tally) string {
 	if t.Visible == 0 {
 		return fmt.Sprintf("— / %.1f%%", 100*t.FalseRate())
