@@ -90,6 +90,7 @@ func TestChaos(t *testing.T) {
 	if err := demo.Check(); err != nil {
 		t.Fatalf("the fault suite needs Ansible and VictoriaMetrics: %v", err)
 	}
+	t.Parallel() // beside TestLive: see there
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("ROLLGUARD_CHAOS_SEED"); s != "" {
 		var err error

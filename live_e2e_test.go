@@ -180,6 +180,10 @@ func requireLive(t *testing.T) {
 // VictoriaMetrics.
 func TestLive(t *testing.T) {
 	requireLive(t)
+	// Side by side with TestChaos, which has its own fleet and
+	// VictoriaMetrics: both spend most of their time waiting on ticks, so
+	// together they take about the longer one's time, not the sum.
+	t.Parallel()
 	ctx, cancel := testContext(t)
 	defer cancel()
 	env, err := demo.StartEnv(ctx, demo.EnvOptions{Dir: t.TempDir(), Hosts: 6, Seed: 11, Playbooks: os.DirFS("testdata/playbooks")})
