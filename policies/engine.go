@@ -37,7 +37,9 @@ const (
 	// OutcomeFire: rollback_when fired.
 	OutcomeFire
 	// OutcomeNoData: did not fire, but a metric the policy uses had no
-	// data for some changed host; the caller applies on_no_data.
+	// data for some changed host; the caller applies on_no_data (and
+	// PolicyResult.FleetNoData says whether the untouched hosts had none
+	// either).
 	OutcomeNoData
 	// OutcomeError: an evaluation failed (see PolicyResult.Err).
 	OutcomeError
@@ -69,8 +71,15 @@ type PolicyResult struct {
 	// changed host at this tick, whether or not the policy fired.
 	NoData bool
 	// NoDataTicks is the number of consecutive ticks, this one included,
-	// with NoData true (0 when NoData is false).
+	// with NoData true (0 when NoData is false). Ticks with FleetNoData
+	// are not counted, and do not break the count either.
 	NoDataTicks int
+	// FleetNoData is true when NoData is, and every metric the policy
+	// misses is missing on every untouched host too (there is at least
+	// one): a gap in the metrics' collection across the fleet, not
+	// something the change did. With no untouched host (the last wave)
+	// it is false.
+	FleetNoData bool
 	// Err is the first evaluation error of the tick, when Outcome is
 	// OutcomeError.
 	Err error
@@ -335,6 +344,11 @@ type Engine struct {
 	ctrlMean     []float64
 	ctrlN        []int
 	metricNoData []bool
+	// ctrlHosts and ctrlMissing count, per metric, the untouched hosts
+	// and those of them without a value at the last tick; fleetNoData is
+	// true when there are some and every one is missing.
+	ctrlHosts, ctrlMissing []int
+	fleetNoData            []bool
 	// passN is the number of hosts of passed stages with a value.
 	passN []int
 	// waveOf is the index of the wave each changed host belongs to.
@@ -417,6 +431,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.passN = make([]int, nm)
 	e.waveOf = make([]int, nh)
 	e.metricNoData = make([]bool, nm)
+	e.ctrlHosts = make([]int, nm)
+	e.ctrlMissing = make([]int, nm)
+	e.fleetNoData = make([]bool, nm)
 	for h, name := range cfg.Hosts {
 		host := &e.hosts[h]
 		host.Name = name
@@ -649,6 +666,10 @@ func (e *Engine) Evidence(host, metric int) Evidence {
 // NoDataTicks is the configured tolerance (EngineConfig.NoDataTicks).
 func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
 
+// FleetNoData reports whether, at the last tick, metric had no value on
+// any untouched host (and there was at least one).
+func (e *Engine) FleetNoData(metric int) bool { return e.fleetNoData[metric] }
+
 // Tick updates every detector from the last Observe of each metric,
 // refreshes the Env (host scores, fleet statistics, phase, elapsed) and
 // evaluates every policy: a fleet program once, a host program once per
@@ -659,6 +680,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
 		e.ctrlMean[m], e.ctrlN[m] = 0, 0
+		e.ctrlHosts[m], e.ctrlMissing[m] = 0, 0
 	}
 	for m := range nm {
 		e.passN[m] = 0
@@ -670,6 +692,14 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 			st := &e.states[h*nm+m]
 			v := e.obs[m*nh+h]
 			e.obs[m*nh+h] = math.NaN()
+			if control {
+				// The value, not st.NoData: an untouched host without
+				// a baseline that has a value shows the collection works.
+				e.ctrlHosts[m]++
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					e.ctrlMissing[m]++
+				}
+			}
 			if !st.hasBaseline && !e.changed[h] {
 				continue
 			}
@@ -701,6 +731,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// they move is how the fleet moves. Without either (a one-stage
 	// rollout of every host) it stays the last one measured.
 	for m := range nm {
+		e.fleetNoData[m] = e.ctrlHosts[m] > 0 && e.ctrlMissing[m] == e.ctrlHosts[m]
 		switch n, k := e.ctrlN[m], e.passN[m]; {
 		case n > 0:
 			e.ctrlMean[m] /= float64(n)
@@ -809,26 +840,36 @@ func (e *Engine) decide(phase string, elapsed float64, tick bool) *TickResult {
 }
 
 // evaluate runs policy i and fills its result; tick counts this
-// evaluation's no data towards the policy's consecutive no-data ticks.
+// evaluation's no data towards the policy's consecutive no-data ticks,
+// unless every metric it misses is missing fleet-wide (FleetNoData).
 func (e *Engine) evaluate(i int, tick bool) {
 	ps := &e.policies[i]
 	res := &e.result.Policies[i]
-	noData := false
-	if ps.metrics == nil {
-		noData = slices.Contains(e.metricNoData, true)
-	} else {
-		for _, m := range ps.metrics {
-			noData = noData || e.metricNoData[m]
+	noData, fleetGap := false, true
+	missing := func(m int) {
+		if e.metricNoData[m] {
+			noData = true
+			fleetGap = fleetGap && e.fleetNoData[m]
 		}
 	}
+	if ps.metrics == nil {
+		for m := range e.nm {
+			missing(m)
+		}
+	} else {
+		for _, m := range ps.metrics {
+			missing(m)
+		}
+	}
+	fleetGap = fleetGap && noData
 	switch {
-	case !tick:
+	case !tick, fleetGap:
 	case noData:
 		ps.noDataTicks++
 	default:
 		ps.noDataTicks = 0
 	}
-	res.NoData, res.NoDataTicks, res.Err = noData, ps.noDataTicks, nil
+	res.NoData, res.FleetNoData, res.NoDataTicks, res.Err = noData, fleetGap, ps.noDataTicks, nil
 
 	fired := false
 	if ps.ev.HasFleet() {

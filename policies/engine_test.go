@@ -420,6 +420,77 @@ func TestEngineNoDataOutcomes(t *testing.T) {
 	}
 }
 
+// No data on the changed hosts AND on every untouched host is a gap in
+// the metrics' collection, not the change: it is still no data, flagged
+// FleetNoData, and does not count towards on_no_data: fail's ticks. No data
+// on the changed hosts alone, or with no untouched host to tell, counts.
+func TestEngineFleetWideNoData(t *testing.T) {
+	nan := math.NaN()
+	latencyOnly := &funcEvaluator{name: "latency", metrics: []string{"latency"}, fleet: func(*Env) (bool, error) { return false, nil }}
+	allMetrics := &funcEvaluator{name: "all", fleet: func(*Env) (bool, error) { return false, nil }}
+	type want struct {
+		fleet       bool
+		noDataTicks int
+	}
+	tests := []struct {
+		name string
+		wave []int // the changed hosts, of 3
+		// missing are the hosts without latency during the gap.
+		missing []int
+		// errorsMissing: host 0 also misses errors at the gap's last tick.
+		errorsMissing bool
+		want          []want // latency's, then all's, at the gap's last tick
+	}{
+		{"whole fleet", []int{0}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}},
+		{"whole fleet, and errors on the canary alone", []int{0}, []int{0, 1, 2}, true, []want{{true, 0}, {false, 1}}},
+		{"changed host only", []int{0}, []int{0}, false, []want{{false, 6}, {false, 6}}},
+		{"one untouched host still has data", []int{0}, []int{0, 1}, false, []want{{false, 6}, {false, 6}}},
+		{"no untouched host", []int{0, 1, 2}, []int{0, 1, 2}, false, []want{{false, 6}, {false, 6}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := testEngine(t, 3, []string{"latency", "errors"}, latencyOnly, allMetrics)
+			for h := range 3 {
+				e.SetBaseline(0, h, fill(48, 100))
+				e.SetBaseline(1, h, fill(48, 0))
+			}
+			e.StartWave("canary", 0, tt.wave)
+			const gap = 6 // more than NoDataTicks (4)
+			var res *TickResult
+			for tick := range gap {
+				lat := fill(3, 100)
+				for _, h := range tt.missing {
+					lat[h] = nan
+				}
+				errs := fill(3, 0)
+				if tt.errorsMissing && tick == gap-1 {
+					errs[0] = nan
+				}
+				e.Observe(0, lat)
+				e.Observe(1, errs)
+				res = e.Tick(PhaseMonitor, float64(tick))
+			}
+			for p, w := range tt.want {
+				got := res.Policies[p]
+				if got.Outcome != OutcomeNoData || !got.NoData || got.FleetNoData != w.fleet || got.NoDataTicks != w.noDataTicks {
+					t.Errorf("policy %s after %d ticks: %v nodata %v fleet %v ticks %d, want nodata, fleet %v, ticks %d",
+						got.Policy.PolicyName(), gap, got.Outcome, got.NoData, got.FleetNoData, got.NoDataTicks, w.fleet, w.noDataTicks)
+				}
+			}
+			if got := e.FleetNoData(0); got != (len(tt.missing) == 3 && len(tt.wave) < 3) {
+				t.Errorf("FleetNoData(latency) %v", got)
+			}
+			// The data comes back: a pass, nothing counted.
+			e.Observe(0, fill(3, 100))
+			e.Observe(1, fill(3, 0))
+			res = e.Tick(PhaseMonitor, gap)
+			if got := res.Policies[0]; got.Outcome != OutcomePass || got.NoData || got.FleetNoData || got.NoDataTicks != 0 {
+				t.Errorf("data back: %v nodata %v fleet %v ticks %d, want a pass", got.Outcome, got.NoData, got.FleetNoData, got.NoDataTicks)
+			}
+		})
+	}
+}
+
 func TestEngineHostPoliciesAndErrors(t *testing.T) {
 	boom := errors.New("boom")
 	hostZ := &funcEvaluator{name: "host-z", host: func(env *Env, h *Host) (bool, error) {
