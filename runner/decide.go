@@ -18,9 +18,11 @@ import (
 // and ends the rollout, or nothing.
 
 // decide turns one tick's policy outcomes into actions: host-level
-// reverts, and the fleet verdict (zero: go on). holding is true while an
-// on_no_data: hold policy has no data.
-func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, holding bool) {
+// reverts, and the fleet verdict (zero: go on). hold is why monitoring is
+// held ("" when it is not): an on_no_data: hold policy has no data, or an
+// on_no_data: fail policy misses data the untouched hosts miss too (a gap
+// in the metrics, not the change: policies.PolicyResult.FleetNoData).
+func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, hold string) {
 	env := x.eng.Env()
 	x.trackScores(now)
 	var line []string
@@ -46,9 +48,18 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 				outcome = "pass"
 				reason = "no data, ignored (on_no_data: ignore)"
 			case policies.NoDataHold:
-				holding = true
+				hold = "on_no_data: hold"
 				reason = fmt.Sprintf("no data for %d ticks, holding (on_no_data: hold)", pr.NoDataTicks)
 			default:
+				if pr.FleetNoData {
+					// Held as on_no_data: hold is, never promoted on.
+					gap := x.fleetGap(p)
+					if hold == "" {
+						hold = "no data on " + gap + " on the untouched hosts either: a gap in the metrics"
+					}
+					reason = fmt.Sprintf("no data on %s on the untouched hosts either: a gap in the metrics, not the change; holding (up to detection.hold_limit past the monitoring period)", gap)
+					break
+				}
 				reason = fmt.Sprintf("no data for %d of %d allowed ticks (on_no_data: fail)", pr.NoDataTicks, noDataLimit)
 				if pr.NoDataTicks >= noDataLimit {
 					fired = true
@@ -101,13 +112,26 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		bracket(abbreviate(degraded, 5)), strings.Join(line, " | "))
 
 	if x.errTicks >= x.Spec.Metrics.ErrorLimit && fire == "" {
-		return x.metricsError(ctx, w, now), false
+		return x.metricsError(ctx, w, now), ""
 	}
 	if fire != "" {
 		x.firedAfter(fire, now, x.carrying())
-		return x.fire(ctx, w, fire, fireReason), false
+		return x.fire(ctx, w, fire, fireReason), ""
 	}
-	return verdict{}, holding
+	return verdict{}, hold
+}
+
+// fleetGap names the metrics policy p reads that no untouched host had a
+// value of at the last tick ("latency_p95, errors").
+func (x *execution) fleetGap(p *policies.Policy) string {
+	used := p.UsesMetrics()
+	var names []string
+	for m, q := range x.queries {
+		if x.eng.FleetNoData(m) && (used == nil || slices.Contains(used, q.Name)) {
+			names = append(names, q.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // scopeHosts are the hosts a fleet-level fire in wave w reverts, per

@@ -302,13 +302,13 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		x.observe(ctx, now)
 		res := x.eng.Tick(phase, now.Sub(start).Seconds())
 		x.tel.Tick(time.Since(began)) // not the reverts decide may run
-		v, holding := x.decide(ctx, w, now, phase, res)
+		v, hold := x.decide(ctx, w, now, phase, res)
 		if v.ends() {
 			return v, nil
 		}
 		if phase == policies.PhaseMonitor && !applyEnd.IsZero() {
 			past := now.Sub(applyEnd)
-			if past >= monitor && !holding {
+			if past >= monitor && hold == "" {
 				// The end of the stage: the window test over every poll
 				// since each host's apply (policies.Engine.Verdict).
 				res := x.eng.Verdict(phase, now.Sub(start).Seconds())
@@ -318,8 +318,8 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 				x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
 				return verdict{}, nil
 			}
-			if holding && past >= monitor+holdLimit {
-				reason := fmt.Sprintf("no data after holding %s past the monitoring period (on_no_data: hold)", fmtDuration(holdLimit))
+			if hold != "" && past >= monitor+holdLimit {
+				reason := fmt.Sprintf("no data after holding %s past the monitoring period (%s)", fmtDuration(holdLimit), hold)
 				x.decided(report.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
 				return x.fire(ctx, w, "on_no_data", reason), nil
 			}

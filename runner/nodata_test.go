@@ -1,0 +1,92 @@
+package runner
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rollguard/rollguard/ports"
+	"github.com/rollguard/rollguard/report"
+)
+
+// gapMetrics is flatMetrics with no value for the hosts in missing (every
+// host when nil) from from until to (forever when to is zero).
+type gapMetrics struct {
+	flatMetrics
+	from, to time.Time
+	missing  []string
+}
+
+func (g gapMetrics) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	if err := g.flatMetrics.Instant(ctx, q, keys, at, out); err != nil {
+		return err
+	}
+	if at.Before(g.from) || !g.to.IsZero() && !at.Before(g.to) {
+		return nil
+	}
+	for i, k := range keys {
+		if g.missing == nil || slices.Contains(g.missing, k) {
+			out[i] = math.NaN()
+		}
+	}
+	return nil
+}
+
+// A gap in the metrics across the whole fleet during the canary (the
+// untouched hosts have no data either) is not the change: on_no_data: fail
+// does not count it, monitoring holds until the data comes back (or
+// detection.hold_limit passes, and then it fires: never promoted on missing
+// data). The canary's data alone stopping still fires after no_data_ticks.
+func TestFleetWideGapHolds(t *testing.T) {
+	start := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		to       time.Time // zero: the data never comes back
+		missing  []string
+		outcome  string
+		reason   string // in the report's reason
+		decision string // in some decision's reason
+	}{
+		{"whole fleet, 8 minutes", start.Add(9 * time.Minute), nil, report.OutcomePromoted, "",
+			"no data on latency on the untouched hosts either: a gap in the metrics, not the change; holding"},
+		{"whole fleet, never back", time.Time{}, nil, report.OutcomeRolledBack,
+			"no data after holding 5m past the monitoring period (no data on latency on the untouched hosts either: a gap in the metrics)",
+			"a gap in the metrics, not the change"},
+		{"canary only, 8 minutes", start.Add(9 * time.Minute), []string{"web-1"}, report.OutcomeRolledBack,
+			"no data for 4 consecutive ticks (on_no_data: fail)", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ro, _, _ := execRollout(t, execSpec, changedAll)
+			ro.Metrics = gapMetrics{from: start.Add(time.Minute), to: tt.to, missing: tt.missing}
+			res, err := ro.Execute(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res.Report
+			if r.Outcome != tt.outcome || !strings.Contains(r.Reason, tt.reason) {
+				t.Fatalf("outcome %q (%s), want %q with %q", r.Outcome, r.Reason, tt.outcome, tt.reason)
+			}
+			var reasons []string
+			for _, d := range r.Decisions {
+				if d.Wave == "canary" && d.Policy == "any-degraded" {
+					reasons = append(reasons, d.Reason)
+				}
+			}
+			if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, tt.decision) }) {
+				t.Errorf("canary decisions %q: none says %q", reasons, tt.decision)
+			}
+			if tt.outcome == report.OutcomePromoted {
+				// Held past its 5m until the data came back (9m after the
+				// apply began), then passed.
+				w := r.Waves[0]
+				if held := w.FinishedAt.Sub(*w.ApplyStartedAt); w.Name != "canary" || w.Outcome != report.WavePassed || held < 9*time.Minute {
+					t.Errorf("canary %s %s after %s: want passed after holding past 9m", w.Name, w.Outcome, held)
+				}
+			}
+		})
+	}
+}
