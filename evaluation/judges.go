@@ -465,7 +465,12 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 
 // Decide replays the case through the engine the way a rollout runs its
 // waves: baselines for the stage's hosts and every untouched host over the
-// window before the stage, StartWave, then a tick per poll.
+// window before the stage, StartWave, then a tick per poll, and the
+// end-of-stage verdict. A stage that ends holding (a gap in the metrics
+// on the untouched hosts too) is monitored on, poll by poll with the
+// case's following data, until the hold ends or detection.hold_limit
+// (default: the stage's monitoring period) has passed, and then it rolls
+// back, as the runner does (runner/wave.go).
 func (r *Rollguard) Decide(v *View) int {
 	l, err := r.spec(v.Case)
 	if err != nil {
@@ -498,11 +503,33 @@ func (r *Rollguard) Decide(v *View) int {
 		for _, h := range st.Hosts {
 			changed[h] = true
 		}
-		start := v.StageStart(s)
-		for k := 1; k <= st.Polls; k++ {
+		start, next := v.StageStart(s), v.StageStart(s+1)
+		monitor := v.Interval * time.Duration(st.Polls)
+		holdLimit := l.spec.Detection.HoldLimit.D()
+		if holdLimit == 0 {
+			holdLimit = monitor
+		}
+		k := 1
+		for ; ; k++ {
+			i := start + k - 1
+			if i >= v.Case.Polls() {
+				// Held past the case's data: what follows cannot be
+				// read, so the stage counts as rolled back, as it would
+				// be if the gap lasted (never more lenient than the
+				// runner).
+				if r.Inspect != nil {
+					r.Inspect(eng, v, s, k, false)
+				}
+				return start + k
+			}
 			for m := range v.metrics {
 				for h := range nh {
-					obs[h] = v.Value(h, m, start+k-1)
+					if !changed[h] && i >= next {
+						// A later stage's host, not changed yet.
+						obs[h] = v.Untreated(h, m, i, next)
+					} else {
+						obs[h] = v.Value(h, m, i)
+					}
 				}
 				eng.Observe(m, obs)
 			}
@@ -510,35 +537,47 @@ func (r *Rollguard) Decide(v *View) int {
 			if r.Trace != nil {
 				r.Trace(eng, s, k)
 			}
-			if fired(res, l.pols, cfg.NoDataTicks) {
+			fire, hold := decided(res, l.pols, cfg.NoDataTicks)
+			past := v.Interval * time.Duration(k)
+			if fire || hold && past >= monitor+holdLimit {
 				if r.Inspect != nil {
 					r.Inspect(eng, v, s, k, false)
 				}
 				return start + k
 			}
-		}
-		if fired(eng.Verdict(policies.PhaseMonitor, float64(st.Polls)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks) {
-			if r.Inspect != nil {
-				r.Inspect(eng, v, s, st.Polls, true)
+			if past >= monitor && !hold {
+				break
 			}
-			return start + st.Polls
+		}
+		if fire, _ := decided(eng.Verdict(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks); fire {
+			if r.Inspect != nil {
+				r.Inspect(eng, v, s, k, true)
+			}
+			return start + k
 		}
 	}
 	return 0
 }
 
-// fired reports whether a tick's result rolls back: a policy fired or
-// failed, or had no data for noData ticks with on_no_data: fail.
-func fired(res *policies.TickResult, pols []*policies.Policy, noData int) bool {
+// decided is what a tick's result does, as runner.execution.decide reads
+// it: fire when a policy fired or failed, or had no data for noData ticks
+// with on_no_data: fail; hold when a policy has no data with on_no_data:
+// hold, or with on_no_data: fail and none on the untouched hosts either
+// (PolicyResult.FleetNoData).
+func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fire, hold bool) {
 	for i, pr := range res.Policies {
+		nd := pr.Outcome == policies.OutcomeNoData
 		switch {
 		case pr.Outcome == policies.OutcomeFire, pr.Outcome == policies.OutcomeError:
-			return true
-		case pr.Outcome == policies.OutcomeNoData && pols[i].OnNoData == policies.NoDataFail && pr.NoDataTicks >= noData:
-			return true
+			return true, false
+		case nd && pols[i].OnNoData == policies.NoDataHold,
+			nd && pols[i].OnNoData == policies.NoDataFail && pr.FleetNoData:
+			hold = true
+		case nd && pols[i].OnNoData == policies.NoDataFail && pr.NoDataTicks >= noData:
+			return true, false
 		}
 	}
-	return false
+	return false, hold
 }
 
 // Judges returns every judge, the peers first; dir is where rollguard's

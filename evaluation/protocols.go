@@ -140,20 +140,12 @@ func (c *Case) Materialize() *View {
 	v := &View{Case: c}
 	n := c.Baseline + c.Polls()
 	v.series = make([][][]float64, len(c.hosts))
-	for h, sh := range c.hosts {
+	for h := range c.hosts {
 		v.series[h] = make([][]float64, len(c.metrics))
-		for m, sm := range c.metrics {
-			raw := c.src.Hosts[sh].Values[sm]
-			// An application-wide metric is the canary's: the untouched
-			// hosts do not have it (it would be their own series).
-			app := c.src.Metrics[sm].App && h != 0
+		for m := range c.metrics {
 			out := make([]float64, n)
 			for j := range out {
-				p := c.At - c.Baseline + j
-				out[j] = math.NaN()
-				if p >= 0 && p < len(raw) && !c.masked(p) && !app {
-					out[j] = raw[p]
-				}
+				out[j] = c.raw(h, m, j-c.Baseline)
 			}
 			v.series[h][m] = out
 		}
@@ -170,6 +162,35 @@ func (c *Case) Materialize() *View {
 		}
 	}
 	return v
+}
+
+// raw is host h's metric m at monitored poll i (0-based) in the source,
+// before any effect: NaN where the source has none.
+func (c *Case) raw(h, m, i int) float64 {
+	sm := c.metrics[m]
+	raw := c.src.Hosts[c.hosts[h]].Values[sm]
+	p := c.At + i
+	// An application-wide metric is the canary's: the untouched hosts do
+	// not have it (it would be their own series).
+	if p < 0 || p >= len(raw) || c.masked(p) || c.src.Metrics[sm].App && h != 0 {
+		return math.NaN()
+	}
+	return raw[p]
+}
+
+// Untreated is host h's metric m at monitored poll i (0-based, within the
+// case's polls) with only the effects that begin before poll from: what a
+// host whose stage begins at from reads while an earlier stage is still
+// monitored (a stage held past its end by a gap in the metrics).
+func (v *View) Untreated(h, m, i, from int) float64 {
+	x := v.raw(h, m, i)
+	mt := v.src.Metrics[v.metrics[m]]
+	for _, e := range v.effects {
+		if e.Host == h && e.Metric == m && e.From < from && e.From <= i && i < e.To && !math.IsNaN(x) {
+			x = e.apply(x, i, mt)
+		}
+	}
+	return x
 }
 
 // masked reports whether source poll p is left out (only before the
