@@ -27,7 +27,7 @@ const seedRule = "top_mean(hosts, 0.30) > 5"
 
 // Reference is the judge every family is set against: rollguard medium
 // with the seed rule, the default.
-func Reference(dir string) Judge { return NewRollguard("medium", seedRule, dir) }
+func Reference(dir string) *Rollguard { return NewRollguard("medium", seedRule, dir) }
 
 // Families returns every judge family swept over its parameter; dir is
 // where rollguard's specs are written.

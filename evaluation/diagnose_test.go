@@ -57,7 +57,7 @@ func TestDiagnose(t *testing.T) {
 	var fires []fire
 	rolled := map[*Case]bool{}
 	res := Run(quiet, func() []Judge {
-		r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+		r := Reference(dir)
 		r.Inspect = func(eng *policies.Engine, v *View, s, k int, verdict bool) {
 			mu.Lock()
 			defer mu.Unlock()

@@ -47,7 +47,7 @@ func TestDetectionFigures(t *testing.T) {
 	dir := t.TempDir()
 	res := Run(cs, func() []Judge {
 		return []Judge{
-			NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir),
+			Reference(dir),
 			NewRollguard("medium", "fraction(hosts, .degraded) >= 0.3", dir),
 		}
 	}, 2)

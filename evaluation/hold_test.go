@@ -48,7 +48,7 @@ func TestRollguardHoldsOnFleetGap(t *testing.T) {
 				Stages: []Stage{{Name: "canary", Hosts: []int{0}, Polls: stage}, {Name: "wave-1", Hosts: []int{1}, Polls: stage}},
 				src:    src, metrics: []int{0}, hosts: []int{0, 1, 2, 3}, At: base,
 			}
-			if got := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", t.TempDir()).Decide(c.Materialize()); got != tt.want {
+			if got := Reference(t.TempDir()).Decide(c.Materialize()); got != tt.want {
 				t.Errorf("rolled back at poll %d, want %d (0: promoted)", got, tt.want)
 			}
 		})

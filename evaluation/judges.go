@@ -504,11 +504,9 @@ func (r *Rollguard) Decide(v *View) int {
 			changed[h] = true
 		}
 		start, next := v.StageStart(s), v.StageStart(s+1)
+		var untreated *View // built when the stage is held past next
 		monitor := v.Interval * time.Duration(st.Polls)
-		holdLimit := l.spec.Detection.HoldLimit.D()
-		if holdLimit == 0 {
-			holdLimit = monitor
-		}
+		holdLimit := l.spec.Detection.HoldFor(monitor)
 		k := 1
 		for ; ; k++ {
 			i := start + k - 1
@@ -526,7 +524,10 @@ func (r *Rollguard) Decide(v *View) int {
 				for h := range nh {
 					if !changed[h] && i >= next {
 						// A later stage's host, not changed yet.
-						obs[h] = v.Untreated(h, m, i, next)
+						if untreated == nil {
+							untreated = v.Case.Untreated(next)
+						}
+						obs[h] = untreated.Value(h, m, i)
 					} else {
 						obs[h] = v.Value(h, m, i)
 					}
@@ -591,9 +592,9 @@ func Judges(dir string) []Judge {
 		MADZ(3, 1),
 		MADZ(3, 2),
 		Simple(3),
-		NewRollguard("low", "top_mean(hosts, 0.30) > 5", dir),
-		NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir),
-		NewRollguard("high", "top_mean(hosts, 0.30) > 5", dir),
+		NewRollguard("low", seedRule, dir),
+		Reference(dir),
+		NewRollguard("high", seedRule, dir),
 		NewRollguard("medium", "fraction(hosts, .degraded) >= 0.3", dir),
 	}
 }
@@ -605,16 +606,16 @@ func Judges(dir string) []Judge {
 func Curve(dir string) []Judge {
 	var out []Judge
 	for _, z := range []float64{1.5, 2, 2.5, 3, 4} {
-		r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+		r := Reference(dir)
 		r.Label = fmt.Sprintf("burst >= %g spreads", z)
 		r.Tweak = func(c *policies.DetectorConfig) { c.BurstSpreads = z }
 		out = append(out, r)
 	}
-	r := NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+	r := Reference(dir)
 	r.Label = "no recent level"
 	r.Tweak = func(c *policies.DetectorConfig) { c.Recent = 0 }
 	out = append(out, r)
-	r = NewRollguard("medium", "top_mean(hosts, 0.30) > 5", dir)
+	r = Reference(dir)
 	r.Label, r.Warmup = "warmup 1m", "1m"
 	return append(out, r)
 }

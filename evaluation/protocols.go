@@ -136,7 +136,18 @@ type View struct {
 }
 
 // Materialize computes the case's values, with its effects applied.
-func (c *Case) Materialize() *View {
+func (c *Case) Materialize() *View { return c.materialize(func(effect) bool { return true }) }
+
+// Untreated computes the case's values with only the effects that begin
+// before poll from: what the hosts of a stage that begins at from read
+// while an earlier stage is still monitored (a stage held past its end by
+// a gap in the metrics).
+func (c *Case) Untreated(from int) *View {
+	return c.materialize(func(e effect) bool { return e.From < from })
+}
+
+// materialize computes the case's values with the effects keep selects.
+func (c *Case) materialize(keep func(effect) bool) *View {
 	v := &View{Case: c}
 	n := c.Baseline + c.Polls()
 	v.series = make([][][]float64, len(c.hosts))
@@ -151,6 +162,9 @@ func (c *Case) Materialize() *View {
 		}
 	}
 	for _, e := range c.effects {
+		if !keep(e) {
+			continue
+		}
 		mt := c.src.Metrics[c.metrics[e.Metric]]
 		s := v.series[e.Host][e.Metric]
 		for i := max(e.From, -c.Baseline); i < e.To && i+c.Baseline < len(s); i++ {
@@ -176,21 +190,6 @@ func (c *Case) raw(h, m, i int) float64 {
 		return math.NaN()
 	}
 	return raw[p]
-}
-
-// Untreated is host h's metric m at monitored poll i (0-based, within the
-// case's polls) with only the effects that begin before poll from: what a
-// host whose stage begins at from reads while an earlier stage is still
-// monitored (a stage held past its end by a gap in the metrics).
-func (v *View) Untreated(h, m, i, from int) float64 {
-	x := v.raw(h, m, i)
-	mt := v.src.Metrics[v.metrics[m]]
-	for _, e := range v.effects {
-		if e.Host == h && e.Metric == m && e.From < from && e.From <= i && i < e.To && !math.IsNaN(x) {
-			x = e.apply(x, i, mt)
-		}
-	}
-	return x
 }
 
 // masked reports whether source poll p is left out (only before the

@@ -344,11 +344,9 @@ type Engine struct {
 	ctrlMean     []float64
 	ctrlN        []int
 	metricNoData []bool
-	// ctrlHosts and ctrlMissing count, per metric, the untouched hosts
-	// and those of them without a value at the last tick; fleetNoData is
-	// true when there are some and every one is missing.
-	ctrlHosts, ctrlMissing []int
-	fleetNoData            []bool
+	// fleetNoData is true, per metric, when there were untouched hosts at
+	// the last tick and none of them had a value.
+	fleetNoData []bool
 	// passN is the number of hosts of passed stages with a value.
 	passN []int
 	// waveOf is the index of the wave each changed host belongs to.
@@ -431,8 +429,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.passN = make([]int, nm)
 	e.waveOf = make([]int, nh)
 	e.metricNoData = make([]bool, nm)
-	e.ctrlHosts = make([]int, nm)
-	e.ctrlMissing = make([]int, nm)
 	e.fleetNoData = make([]bool, nm)
 	for h, name := range cfg.Hosts {
 		host := &e.hosts[h]
@@ -680,25 +676,26 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
 		e.ctrlMean[m], e.ctrlN[m] = 0, 0
-		e.ctrlHosts[m], e.ctrlMissing[m] = 0, 0
+		e.fleetNoData[m] = true
 	}
+	controls := 0
 	for m := range nm {
 		e.passN[m] = 0
 	}
 	for h := range nh {
 		control := !e.changed[h] && !e.excluded[h]
 		passed := e.changed[h] && !e.excluded[h] && e.waveOf[h] != e.env.Wave.Index
+		if control {
+			controls++
+		}
 		for m := range nm {
 			st := &e.states[h*nm+m]
 			v := e.obs[m*nh+h]
 			e.obs[m*nh+h] = math.NaN()
-			if control {
+			if control && !math.IsNaN(v) && !math.IsInf(v, 0) {
 				// The value, not st.NoData: an untouched host without
 				// a baseline that has a value shows the collection works.
-				e.ctrlHosts[m]++
-				if math.IsNaN(v) || math.IsInf(v, 0) {
-					e.ctrlMissing[m]++
-				}
+				e.fleetNoData[m] = false
 			}
 			if !st.hasBaseline && !e.changed[h] {
 				continue
@@ -731,7 +728,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// they move is how the fleet moves. Without either (a one-stage
 	// rollout of every host) it stays the last one measured.
 	for m := range nm {
-		e.fleetNoData[m] = e.ctrlHosts[m] > 0 && e.ctrlMissing[m] == e.ctrlHosts[m]
+		e.fleetNoData[m] = e.fleetNoData[m] && controls > 0
 		switch n, k := e.ctrlN[m], e.passN[m]; {
 		case n > 0:
 			e.ctrlMean[m] /= float64(n)

@@ -402,6 +402,15 @@ type Detection struct {
 	Warmup Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 }
 
+// HoldFor is how long a stage monitored for monitor may be held past it
+// while a policy holds for want of data: hold_limit, by default monitor.
+func (d Detection) HoldFor(monitor time.Duration) time.Duration {
+	if h := d.HoldLimit.D(); h != 0 {
+		return h
+	}
+	return monitor
+}
+
 // PolicyRef is a policy file or an inline policy.
 type PolicyRef struct {
 	// File is a policy file (one policy or a list), relative to the spec.

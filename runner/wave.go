@@ -263,10 +263,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 	if applyDone == nil {
 		phase = policies.PhaseMonitor
 	}
-	holdLimit := x.Spec.Detection.HoldLimit.D()
-	if holdLimit == 0 {
-		holdLimit = monitor
-	}
+	holdLimit := x.Spec.Detection.HoldFor(monitor)
 	for {
 		// The dry run's apply is instantaneous: take its result before
 		// the first tick so the first tick already monitors.
