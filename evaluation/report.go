@@ -216,41 +216,50 @@ func (r *Results) Summary() string {
 }
 
 // PrintMatrix writes, per data set, one table of every judge's figures
-// per protocol: visible regressions caught / no-change rollouts rolled
-// back, both halves together; a judge that refuses a protocol's spec
+// per protocol, then one of every data set and protocol pooled: visible
+// regressions caught / no-change rollouts rolled back, both halves
+// together; a judge that refuses a protocol's spec
 // reads "refused".
 func (r *Results) PrintMatrix(w io.Writer) {
 	for _, d := range Datasets {
 		var cols []Filter
-		fmt.Fprintf(w, "%s — caught / rolled back:\n\n| judge |", d)
+		var names []string
 		for _, p := range Protocols {
 			f := and(byDataset(d), byProtocol(p))
-			if slices.IndexFunc(r.Cases, f) < 0 {
-				continue
+			if slices.IndexFunc(r.Cases, f) >= 0 {
+				cols, names = append(cols, f), append(names, p)
 			}
-			cols = append(cols, f)
-			fmt.Fprintf(w, " %s |", p)
 		}
-		fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(cols)))
-		for j, jd := range r.Judges {
-			fmt.Fprintf(w, "| %s |", jd.Name())
-			for _, f := range cols {
-				t := r.Tally(j, f)
-				switch {
-				case !t.Applies && r.refused(jd, f):
-					fmt.Fprint(w, " refused |")
-				case !t.Applies:
-					fmt.Fprint(w, " n/a |")
-				case t.Visible == 0:
-					fmt.Fprintf(w, " — / %.1f%% |", 100*t.FalseRate())
-				default:
-					fmt.Fprintf(w, " %.1f%% / %.1f%% |", 100*t.CatchRate(), 100*t.FalseRate())
-				}
+		r.matrix(w, d+" — caught / rolled back:", names, cols)
+	}
+	r.matrix(w, "every data set and protocol, both halves — caught / rolled back:", []string{"pooled"}, []Filter{byDataset("")})
+}
+
+// matrix writes one table: a row per judge, a column per filter.
+func (r *Results) matrix(w io.Writer, title string, names []string, cols []Filter) {
+	fmt.Fprintf(w, "%s\n\n| judge |", title)
+	for _, n := range names {
+		fmt.Fprintf(w, " %s |", n)
+	}
+	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(cols)))
+	for j, jd := range r.Judges {
+		fmt.Fprintf(w, "| %s |", jd.Name())
+		for _, f := range cols {
+			t := r.Tally(j, f)
+			switch {
+			case !t.Applies && r.refused(jd, f):
+				fmt.Fprint(w, " refused |")
+			case !t.Applies:
+				fmt.Fprint(w, " n/a |")
+			case t.Visible == 0:
+				fmt.Fprintf(w, " — / %.1f%% |", 100*t.FalseRate())
+			default:
+				fmt.Fprintf(w, " %.1f%% / %.1f%% |", 100*t.CatchRate(), 100*t.FalseRate())
 			}
-			fmt.Fprintln(w)
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintln(w)
 }
 
 // PrintHalves writes one table of every judge's figures per data set and
