@@ -563,7 +563,8 @@ func (r *Rollguard) Decide(v *View) int {
 // decided is what a tick's result does, as runner.execution.decide reads
 // it: fire when a policy fired or failed, or had no data for noData ticks
 // with on_no_data: fail; hold when a policy has no data with on_no_data:
-// hold, or with on_no_data: fail and none on the untouched hosts either
+// hold, or with on_no_data: fail and none on the untouched hosts either (in
+// the last wave: on the hosts of the waves that passed)
 // (PolicyResult.FleetNoData).
 func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fire, hold bool) {
 	for i, pr := range res.Policies {

@@ -77,8 +77,9 @@ type PolicyResult struct {
 	// FleetNoData is true when NoData is, and every metric the policy
 	// misses is missing on every untouched host too (there is at least
 	// one): a gap in the metrics' collection across the fleet, not
-	// something the change did. With no untouched host (the last wave)
-	// it is false.
+	// something the change did. With no untouched host (the last wave,
+	// the bake) the hosts of the stages that passed are the reference;
+	// with neither (a one-stage rollout) it is false.
 	FleetNoData bool
 	// Err is the first evaluation error of the tick, when Outcome is
 	// OutcomeError.
@@ -345,8 +346,13 @@ type Engine struct {
 	ctrlN        []int
 	metricNoData []bool
 	// fleetNoData is true, per metric, when there were untouched hosts at
-	// the last tick and none of them had a value.
+	// the last tick and none of them had a value; without untouched hosts,
+	// when there were hosts of passed stages and none of them had one.
 	fleetNoData []bool
+	// passGap is fleetNoData's scratch for the hosts of passed stages.
+	passGap []bool
+	// controls is the number of untouched hosts at the last tick.
+	controls int
 	// passN is the number of hosts of passed stages with a value.
 	passN []int
 	// waveOf is the index of the wave each changed host belongs to.
@@ -430,6 +436,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.waveOf = make([]int, nh)
 	e.metricNoData = make([]bool, nm)
 	e.fleetNoData = make([]bool, nm)
+	e.passGap = make([]bool, nm)
 	for h, name := range cfg.Hosts {
 		host := &e.hosts[h]
 		host.Name = name
@@ -663,8 +670,13 @@ func (e *Engine) Evidence(host, metric int) Evidence {
 func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
 
 // FleetNoData reports whether, at the last tick, metric had no value on
-// any untouched host (and there was at least one).
+// any untouched host (and there was at least one), or, without untouched
+// hosts, on any host of a passed stage (and there was at least one).
 func (e *Engine) FleetNoData(metric int) bool { return e.fleetNoData[metric] }
+
+// Untouched reports whether there were untouched hosts at the last tick:
+// whether FleetNoData is about them or about the hosts of passed stages.
+func (e *Engine) Untouched() bool { return e.controls > 0 }
 
 // Tick updates every detector from the last Observe of each metric,
 // refreshes the Env (host scores, fleet statistics, phase, elapsed) and
@@ -676,26 +688,34 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
 		e.ctrlMean[m], e.ctrlN[m] = 0, 0
-		e.fleetNoData[m] = true
+		e.fleetNoData[m], e.passGap[m] = true, true
 	}
-	controls := 0
+	controls, passedHosts := 0, 0
 	for m := range nm {
 		e.passN[m] = 0
 	}
 	for h := range nh {
 		control := !e.changed[h] && !e.excluded[h]
 		passed := e.changed[h] && !e.excluded[h] && e.waveOf[h] != e.env.Wave.Index
-		if control {
+		switch {
+		case control:
 			controls++
+		case passed:
+			passedHosts++
 		}
 		for m := range nm {
 			st := &e.states[h*nm+m]
 			v := e.obs[m*nh+h]
 			e.obs[m*nh+h] = math.NaN()
-			if control && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
 				// The value, not st.NoData: an untouched host without
 				// a baseline that has a value shows the collection works.
-				e.fleetNoData[m] = false
+				switch {
+				case control:
+					e.fleetNoData[m] = false
+				case passed:
+					e.passGap[m] = false
+				}
 			}
 			if !st.hasBaseline && !e.changed[h] {
 				continue
@@ -728,7 +748,14 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// they move is how the fleet moves. Without either (a one-stage
 	// rollout of every host) it stays the last one measured.
 	for m := range nm {
-		e.fleetNoData[m] = e.fleetNoData[m] && controls > 0
+		// Without untouched hosts, the hosts of the stages that passed
+		// tell a gap in the collection from the change as well: they had
+		// data after their own apply, and this stage's apply did not
+		// touch them.
+		if controls == 0 {
+			e.fleetNoData[m] = passedHosts > 0 && e.passGap[m]
+		}
+		e.controls = controls
 		switch n, k := e.ctrlN[m], e.passN[m]; {
 		case n > 0:
 			e.ctrlMean[m] /= float64(n)

@@ -434,18 +434,25 @@ func TestEngineFleetWideNoData(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		wave []int // the changed hosts, of 3
+		// before are the hosts of a stage that passed before wave's.
+		before []int
+		wave   []int // the changed hosts, of 3
 		// missing are the hosts without latency during the gap.
 		missing []int
 		// errorsMissing: host 0 also misses errors at the gap's last tick.
 		errorsMissing bool
 		want          []want // latency's, then all's, at the gap's last tick
 	}{
-		{"whole fleet", []int{0}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}},
-		{"whole fleet, and errors on the canary alone", []int{0}, []int{0, 1, 2}, true, []want{{true, 0}, {false, 1}}},
-		{"changed host only", []int{0}, []int{0}, false, []want{{false, 6}, {false, 6}}},
-		{"one untouched host still has data", []int{0}, []int{0, 1}, false, []want{{false, 6}, {false, 6}}},
-		{"no untouched host", []int{0, 1, 2}, []int{0, 1, 2}, false, []want{{false, 6}, {false, 6}}},
+		{"whole fleet", nil, []int{0}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}},
+		{"whole fleet, and errors on the canary alone", nil, []int{0}, []int{0, 1, 2}, true, []want{{true, 0}, {false, 1}}},
+		{"changed host only", nil, []int{0}, []int{0}, false, []want{{false, 6}, {false, 6}}},
+		{"one untouched host still has data", nil, []int{0}, []int{0, 1}, false, []want{{false, 6}, {false, 6}}},
+		{"one stage of every host", nil, []int{0, 1, 2}, []int{0, 1, 2}, false, []want{{false, 6}, {false, 6}}},
+		// The last wave: the hosts of the wave that passed stand in for
+		// the untouched ones.
+		{"last wave, and the wave that passed", []int{0, 1}, []int{2}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}},
+		{"last wave alone", []int{0, 1}, []int{2}, []int{2}, false, []want{{false, 6}, {false, 6}}},
+		{"last wave, one host that passed still has data", []int{0, 1}, []int{2}, []int{1, 2}, false, []want{{false, 6}, {false, 6}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -454,7 +461,17 @@ func TestEngineFleetWideNoData(t *testing.T) {
 				e.SetBaseline(0, h, fill(48, 100))
 				e.SetBaseline(1, h, fill(48, 0))
 			}
-			e.StartWave("canary", 0, tt.wave)
+			wave := 0
+			if tt.before != nil {
+				e.StartWave("canary", 0, tt.before)
+				e.Observe(0, fill(3, 100))
+				e.Observe(1, fill(3, 0))
+				if res := e.Tick(PhaseMonitor, 0); res.Policies[0].Outcome != OutcomePass {
+					t.Fatalf("canary with data: %v", res.Policies[0].Outcome)
+				}
+				wave = 1
+			}
+			e.StartWave("rest", wave, tt.wave)
 			const gap = 6 // more than NoDataTicks (4)
 			var res *TickResult
 			for tick := range gap {

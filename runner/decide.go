@@ -21,7 +21,8 @@ import (
 // reverts, and the fleet verdict (zero: go on). hold is why monitoring is
 // held ("" when it is not): an on_no_data: hold policy has no data, or an
 // on_no_data: fail policy misses data the untouched hosts miss too (a gap
-// in the metrics, not the change: policies.PolicyResult.FleetNoData).
+// in the metrics, not the change: policies.PolicyResult.FleetNoData), or,
+// in the last wave, the hosts of the waves that passed miss too.
 func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, hold string) {
 	env := x.eng.Env()
 	x.trackScores(now)
@@ -53,11 +54,15 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 			default:
 				if pr.FleetNoData {
 					// Held as on_no_data: hold is, never promoted on.
-					gap := x.fleetGap(p)
-					if hold == "" {
-						hold = "no data on " + gap + " on the untouched hosts either: a gap in the metrics"
+					ref := "the untouched hosts"
+					if !x.eng.Untouched() {
+						ref = "the hosts of the waves that passed"
 					}
-					reason = fmt.Sprintf("no data on %s on the untouched hosts either: a gap in the metrics, not the change; holding (up to detection.hold_limit past the monitoring period)", gap)
+					gap := fmt.Sprintf("no data on %s on %s either", x.fleetGap(p), ref)
+					if hold == "" {
+						hold = gap + ": a gap in the metrics"
+					}
+					reason = gap + ": a gap in the metrics, not the change; holding (up to detection.hold_limit past the monitoring period)"
 					break
 				}
 				reason = fmt.Sprintf("no data for %d of %d allowed ticks (on_no_data: fail)", pr.NoDataTicks, noDataLimit)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,94 @@ func TestFleetWideGapHolds(t *testing.T) {
 				if held := w.FinishedAt.Sub(*w.ApplyStartedAt); w.Name != "canary" || w.Outcome != report.WavePassed || held < 9*time.Minute {
 					t.Errorf("canary %s %s after %s: want passed after holding past 9m", w.Name, w.Outcome, held)
 				}
+			}
+		})
+	}
+}
+
+// lastWaveGap is flatMetrics with no value for the hosts in missing
+// (every host when nil) during the ticks queries after the last wave's
+// apply began (forever when ticks is 0), so that the gap falls in the last
+// wave whatever the simulated apply took.
+type lastWaveGap struct {
+	flatMetrics
+	applied *atomic.Bool
+	queries *atomic.Int64
+	ticks   int64
+	missing []string
+}
+
+func (g lastWaveGap) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	if err := g.flatMetrics.Instant(ctx, q, keys, at, out); err != nil {
+		return err
+	}
+	if !g.applied.Load() {
+		return nil
+	}
+	if n := g.queries.Add(1); g.ticks > 0 && n > g.ticks {
+		return nil
+	}
+	for i, k := range keys {
+		if g.missing == nil || slices.Contains(g.missing, k) {
+			out[i] = math.NaN()
+		}
+	}
+	return nil
+}
+
+// In the last wave no host is left untouched: the hosts of the waves that
+// passed tell a gap in the metrics from the change instead. A gap on every
+// host holds, as in the canary; the last wave's data alone stopping still
+// fires after no_data_ticks.
+func TestLastWaveGapHolds(t *testing.T) {
+	tests := []struct {
+		name     string
+		ticks    int64 // 0: the data never comes back
+		missing  []string
+		outcome  string
+		reason   string // in the report's reason
+		decision string // in some last-wave decision's reason
+	}{
+		{"whole fleet, 8 ticks", 8, nil, report.OutcomePromoted, "",
+			"no data on latency on the hosts of the waves that passed either: a gap in the metrics, not the change; holding"},
+		{"whole fleet, never back", 0, nil, report.OutcomeRolledBack,
+			"no data after holding 5m past the monitoring period (no data on latency on the hosts of the waves that passed either: a gap in the metrics)",
+			"a gap in the metrics, not the change"},
+		{"last wave only, 8 ticks", 8, []string{"web-2", "web-3", "web-4"}, report.OutcomeRolledBack,
+			"no data for 4 consecutive ticks (on_no_data: fail)", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var applied atomic.Bool
+			ro, _, _ := execRollout(t, execSpec, func(req ports.ApplyRequest) ports.ApplyResult {
+				if !slices.Contains(req.Limit, "web-1") {
+					applied.Store(true)
+				}
+				return changedAll(req)
+			})
+			if n := len(ro.Plan.Waves); n != 2 || ro.Plan.Waves[1].Name != "wave-1" {
+				t.Fatalf("plan %+v: want the canary and wave-1", ro.Plan.Waves)
+			}
+			ro.Metrics = lastWaveGap{applied: &applied, queries: new(atomic.Int64), ticks: tt.ticks, missing: tt.missing}
+			res, err := ro.Execute(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res.Report
+			if r.Outcome != tt.outcome || !strings.Contains(r.Reason, tt.reason) {
+				t.Fatalf("outcome %q (%s), want %q with %q", r.Outcome, r.Reason, tt.outcome, tt.reason)
+			}
+			var reasons []string
+			for _, d := range r.Decisions {
+				if d.Wave == "wave-1" && d.Policy == "any-degraded" {
+					reasons = append(reasons, d.Reason)
+				}
+			}
+			if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, tt.decision) }) {
+				t.Errorf("wave-1 decisions %q: none says %q", reasons, tt.decision)
+			}
+			if w := r.Waves[1]; tt.outcome == report.OutcomePromoted && (w.Name != "wave-1" || w.Outcome != report.WavePassed) {
+				t.Errorf("last wave %s %s: want passed", w.Name, w.Outcome)
 			}
 		})
 	}
