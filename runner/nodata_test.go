@@ -28,12 +28,18 @@ func (g gapMetrics) Instant(ctx context.Context, q ports.Query, keys []string, a
 	if at.Before(g.from) || !g.to.IsZero() && !at.Before(g.to) {
 		return nil
 	}
+	blank(keys, out, g.missing)
+	return nil
+}
+
+// blank takes the value of the hosts in missing (every host when nil)
+// out of out.
+func blank(keys []string, out []float64, missing []string) {
 	for i, k := range keys {
-		if g.missing == nil || slices.Contains(g.missing, k) {
+		if missing == nil || slices.Contains(missing, k) {
 			out[i] = math.NaN()
 		}
 	}
-	return nil
 }
 
 // A gap in the metrics across the whole fleet during the canary (the
@@ -63,23 +69,7 @@ func TestFleetWideGapHolds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ro, _, _ := execRollout(t, execSpec, changedAll)
 			ro.Metrics = gapMetrics{from: start.Add(time.Minute), to: tt.to, missing: tt.missing}
-			res, err := ro.Execute(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := res.Report
-			if r.Outcome != tt.outcome || !strings.Contains(r.Reason, tt.reason) {
-				t.Fatalf("outcome %q (%s), want %q with %q", r.Outcome, r.Reason, tt.outcome, tt.reason)
-			}
-			var reasons []string
-			for _, d := range r.Decisions {
-				if d.Wave == "canary" && d.Policy == "any-degraded" {
-					reasons = append(reasons, d.Reason)
-				}
-			}
-			if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, tt.decision) }) {
-				t.Errorf("canary decisions %q: none says %q", reasons, tt.decision)
-			}
+			r := executeGap(t, ro, "canary", tt.outcome, tt.reason, tt.decision)
 			if tt.outcome == report.OutcomePromoted {
 				// Held past its 5m until the data came back (9m after the
 				// apply began), then passed.
@@ -114,11 +104,7 @@ func (g lastWaveGap) Instant(ctx context.Context, q ports.Query, keys []string, 
 	if n := g.queries.Add(1); g.ticks > 0 && n > g.ticks {
 		return nil
 	}
-	for i, k := range keys {
-		if g.missing == nil || slices.Contains(g.missing, k) {
-			out[i] = math.NaN()
-		}
-	}
+	blank(keys, out, g.missing)
 	return nil
 }
 
@@ -156,26 +142,35 @@ func TestLastWaveGapHolds(t *testing.T) {
 				t.Fatalf("plan %+v: want the canary and wave-1", ro.Plan.Waves)
 			}
 			ro.Metrics = lastWaveGap{applied: &applied, queries: new(atomic.Int64), ticks: tt.ticks, missing: tt.missing}
-			res, err := ro.Execute(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := res.Report
-			if r.Outcome != tt.outcome || !strings.Contains(r.Reason, tt.reason) {
-				t.Fatalf("outcome %q (%s), want %q with %q", r.Outcome, r.Reason, tt.outcome, tt.reason)
-			}
-			var reasons []string
-			for _, d := range r.Decisions {
-				if d.Wave == "wave-1" && d.Policy == "any-degraded" {
-					reasons = append(reasons, d.Reason)
-				}
-			}
-			if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, tt.decision) }) {
-				t.Errorf("wave-1 decisions %q: none says %q", reasons, tt.decision)
-			}
+			r := executeGap(t, ro, "wave-1", tt.outcome, tt.reason, tt.decision)
 			if w := r.Waves[1]; tt.outcome == report.OutcomePromoted && (w.Name != "wave-1" || w.Outcome != report.WavePassed) {
 				t.Errorf("last wave %s %s: want passed", w.Name, w.Outcome)
 			}
 		})
 	}
+}
+
+// executeGap runs ro and checks its outcome, that the report's reason holds
+// reason, and that some decision of wave's any-degraded policy holds
+// decision.
+func executeGap(t *testing.T, ro *Rollout, wave, outcome, reason, decision string) *report.Report {
+	t.Helper()
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if r.Outcome != outcome || !strings.Contains(r.Reason, reason) {
+		t.Fatalf("outcome %q (%s), want %q with %q", r.Outcome, r.Reason, outcome, reason)
+	}
+	var reasons []string
+	for _, d := range r.Decisions {
+		if d.Wave == wave && d.Policy == "any-degraded" {
+			reasons = append(reasons, d.Reason)
+		}
+	}
+	if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, decision) }) {
+		t.Errorf("%s decisions %q: none says %q", wave, reasons, decision)
+	}
+	return r
 }
