@@ -274,7 +274,7 @@ func features(v *View, h, m, hs, s, k int) (drift, own, ctrl, corr float64) {
 	b := v.BaselineOf(h, m, hs)
 	drift = mt.Worse * (safeMedian(clean(b[len(b)-3:])) - med) / tol
 	from := v.StageStart(hs)
-	to := v.StageStart(s) + k
+	to := min(v.StageStart(s)+k, v.Case.Polls()) // a stage held past the case ends with it
 	var win []float64
 	for i := from; i < to; i++ {
 		win = append(win, v.Value(h, m, i))
