@@ -747,6 +747,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// passed stand in for them: their change was judged harmless, so how
 	// they move is how the fleet moves. Without either (a one-stage
 	// rollout of every host) it stays the last one measured.
+	e.controls = controls
 	for m := range nm {
 		// Without untouched hosts, the hosts of the stages that passed
 		// tell a gap in the collection from the change as well: they had
@@ -755,7 +756,6 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		if controls == 0 {
 			e.fleetNoData[m] = passedHosts > 0 && e.passGap[m]
 		}
-		e.controls = controls
 		switch n, k := e.ctrlN[m], e.passN[m]; {
 		case n > 0:
 			e.ctrlMean[m] /= float64(n)
