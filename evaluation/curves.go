@@ -238,12 +238,11 @@ func (cv *curves) table(w io.Writer, sc Filter, pooled []pick) ([]pick, verdict)
 	v := verdict{at: "none", catch: "none"}
 	var at, catch *Tally
 	for fi, fam := range cv.fams {
-		var p pick
+		var keep *pick
 		if pooled != nil {
-			p = cv.picks(fi, sc, &pooled[fi])
-		} else {
-			p = cv.picks(fi, sc, nil)
+			keep = &pooled[fi]
 		}
+		p := cv.picks(fi, sc, keep)
 		picks = append(picks, p)
 		if !p.cases {
 			fmt.Fprintf(w, "| %s | n/a | | | | | |\n", fam.Name)

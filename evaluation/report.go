@@ -251,10 +251,8 @@ func (r *Results) matrix(w io.Writer, title string, names []string, cols []Filte
 				fmt.Fprint(w, " refused |")
 			case !t.Applies:
 				fmt.Fprint(w, " n/a |")
-			case t.Visible == 0:
-				fmt.Fprintf(w, " — / %.1f%% |", 100*t.FalseRate())
 			default:
-				fmt.Fprintf(w, " %.1f%% / %.1f%% |", 100*t.CatchRate(), 100*t.FalseRate())
+				fmt.Fprintf(w, " %s |", rates(t))
 			}
 		}
 		fmt.Fprintln(w)
@@ -275,11 +273,10 @@ func (r *Results) PrintHalves(w io.Writer) {
 		fmt.Fprintf(w, "| %s |", jd.Name())
 		for _, d := range Datasets {
 			for _, h := range []Half{Dev, HeldOut} {
-				switch t := r.Tally(j, and(byDataset(d), byHalf(h))); {
-				case !t.Applies:
+				if t := r.Tally(j, and(byDataset(d), byHalf(h))); t.Applies {
+					fmt.Fprintf(w, " %s |", rates(t))
+				} else {
 					fmt.Fprint(w, " n/a |")
-				default:
-					fmt.Fprintf(w, " %.1f%% / %.1f%% |", 100*t.CatchRate(), 100*t.FalseRate())
 				}
 			}
 		}

@@ -351,8 +351,6 @@ type Engine struct {
 	fleetNoData []bool
 	// passGap is fleetNoData's scratch for the hosts of passed stages.
 	passGap []bool
-	// controls is the number of untouched hosts at the last tick.
-	controls int
 	// passN is the number of hosts of passed stages with a value.
 	passN []int
 	// waveOf is the index of the wave each changed host belongs to.
@@ -674,9 +672,17 @@ func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
 // hosts, on any host of a passed stage (and there was at least one).
 func (e *Engine) FleetNoData(metric int) bool { return e.fleetNoData[metric] }
 
-// Untouched reports whether there were untouched hosts at the last tick:
-// whether FleetNoData is about them or about the hosts of passed stages.
-func (e *Engine) Untouched() bool { return e.controls > 0 }
+// Untouched reports whether some host is untouched (not changed, not
+// excluded): whether FleetNoData is about the untouched hosts or about
+// the hosts of passed stages.
+func (e *Engine) Untouched() bool {
+	for h := range e.nh {
+		if !e.changed[h] && !e.excluded[h] {
+			return true
+		}
+	}
+	return false
+}
 
 // Tick updates every detector from the last Observe of each metric,
 // refreshes the Env (host scores, fleet statistics, phase, elapsed) and
@@ -747,7 +753,6 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// passed stand in for them: their change was judged harmless, so how
 	// they move is how the fleet moves. Without either (a one-stage
 	// rollout of every host) it stays the last one measured.
-	e.controls = controls
 	for m := range nm {
 		// Without untouched hosts, the hosts of the stages that passed
 		// tell a gap in the collection from the change as well: they had
