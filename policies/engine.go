@@ -345,12 +345,13 @@ type Engine struct {
 	ctrlMean     []float64
 	ctrlN        []int
 	metricNoData []bool
-	// fleetNoData is true, per metric, when there were untouched hosts at
-	// the last tick and none of them had a value; without untouched hosts,
-	// when there were hosts of passed stages and none of them had one.
-	fleetNoData []bool
-	// passGap is fleetNoData's scratch for the hosts of passed stages.
-	passGap []bool
+	// fleetNoData is true, per metric, when no reference host had a value
+	// at the last tick; untouchedRef says whether the reference was the
+	// untouched hosts or the hosts of passed stages (Engine.FleetNoData).
+	fleetNoData, untouchedRef []bool
+	// ctrlSeen and passSeen are their scratch: per metric, what this tick
+	// saw of the untouched hosts and of the hosts of passed stages.
+	ctrlSeen, passSeen []refSeen
 	// passN is the number of hosts of passed stages with a value.
 	passN []int
 	// waveOf is the index of the wave each changed host belongs to.
@@ -434,7 +435,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.waveOf = make([]int, nh)
 	e.metricNoData = make([]bool, nm)
 	e.fleetNoData = make([]bool, nm)
-	e.passGap = make([]bool, nm)
+	e.untouchedRef = make([]bool, nm)
+	e.ctrlSeen = make([]refSeen, nm)
+	e.passSeen = make([]refSeen, nm)
 	for h, name := range cfg.Hosts {
 		host := &e.hosts[h]
 		host.Name = name
@@ -668,20 +671,39 @@ func (e *Engine) Evidence(host, metric int) Evidence {
 func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
 
 // FleetNoData reports whether, at the last tick, metric had no value on
-// any untouched host (and there was at least one), or, without untouched
-// hosts, on any host of a passed stage (and there was at least one).
+// any of the reference hosts, and there was at least one: the untouched
+// hosts that can report it, or, without any, the hosts of passed stages
+// that can. A host can report a metric when it has a baseline of it or a
+// value at this tick: one that never reported it (no exporter for it) is
+// no reference, so it never turns the changed hosts' no data into a gap.
 func (e *Engine) FleetNoData(metric int) bool { return e.fleetNoData[metric] }
 
-// Untouched reports whether some host is untouched (not changed, not
-// excluded): whether FleetNoData is about the untouched hosts or about
-// the hosts of passed stages.
-func (e *Engine) Untouched() bool {
-	for h := range e.nh {
-		if !e.changed[h] && !e.excluded[h] {
-			return true
-		}
+// UntouchedReference reports whether FleetNoData(metric) was judged on
+// the untouched hosts (true) or on the hosts of passed stages.
+func (e *Engine) UntouchedReference(metric int) bool { return e.untouchedRef[metric] }
+
+// refSeen is what a tick saw of a group of reference hosts for one
+// metric: none that can report it, some with a value, or some that can
+// report it and none with a value.
+type refSeen uint8
+
+const (
+	refNone refSeen = iota
+	refReporting
+	refSilent
+)
+
+// see takes one reference host's value v at this tick (NaN: none), with
+// whether it has a baseline of the metric.
+func (r *refSeen) see(v float64, hasBaseline bool) {
+	switch {
+	case !math.IsNaN(v) && !math.IsInf(v, 0):
+		// The value, not a baseline: an untouched host without a
+		// baseline that has a value shows the collection works.
+		*r = refReporting
+	case hasBaseline && *r == refNone:
+		*r = refSilent
 	}
-	return false
 }
 
 // Tick updates every detector from the last Observe of each metric,
@@ -694,34 +716,22 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
 		e.ctrlMean[m], e.ctrlN[m] = 0, 0
-		e.fleetNoData[m], e.passGap[m] = true, true
-	}
-	controls, passedHosts := 0, 0
-	for m := range nm {
+		e.ctrlSeen[m], e.passSeen[m] = refNone, refNone
 		e.passN[m] = 0
 	}
 	for h := range nh {
 		control := !e.changed[h] && !e.excluded[h]
 		passed := e.changed[h] && !e.excluded[h] && e.waveOf[h] != e.env.Wave.Index
-		switch {
-		case control:
-			controls++
-		case passed:
-			passedHosts++
-		}
 		for m := range nm {
 			st := &e.states[h*nm+m]
 			v := e.obs[m*nh+h]
 			e.obs[m*nh+h] = math.NaN()
-			if !math.IsNaN(v) && !math.IsInf(v, 0) {
-				// The value, not st.NoData: an untouched host without
-				// a baseline that has a value shows the collection works.
-				switch {
-				case control:
-					e.fleetNoData[m] = false
-				case passed:
-					e.passGap[m] = false
+			if control || passed {
+				seen := &e.ctrlSeen[m]
+				if passed {
+					seen = &e.passSeen[m]
 				}
+				seen.see(v, st.hasBaseline)
 			}
 			if !st.hasBaseline && !e.changed[h] {
 				continue
@@ -754,13 +764,17 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// they move is how the fleet moves. Without either (a one-stage
 	// rollout of every host) it stays the last one measured.
 	for m := range nm {
-		// Without untouched hosts, the hosts of the stages that passed
-		// tell a gap in the collection from the change as well: they had
-		// data after their own apply, and this stage's apply did not
-		// touch them.
-		if controls == 0 {
-			e.fleetNoData[m] = passedHosts > 0 && e.passGap[m]
+		// A gap in the collection is told from the change by the
+		// untouched hosts that can report the metric; without any, by
+		// the hosts of the stages that passed (they had data after their
+		// own apply, and this stage's apply did not touch them); without
+		// either, no data is the changed hosts' own.
+		ref := e.ctrlSeen[m]
+		e.untouchedRef[m] = ref != refNone
+		if !e.untouchedRef[m] {
+			ref = e.passSeen[m]
 		}
+		e.fleetNoData[m] = ref == refSilent
 		switch n, k := e.ctrlN[m], e.passN[m]; {
 		case n > 0:
 			e.ctrlMean[m] /= float64(n)

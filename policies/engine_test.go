@@ -442,29 +442,44 @@ func TestEngineFleetWideNoData(t *testing.T) {
 		// errorsMissing: host 0 also misses errors at the gap's last tick.
 		errorsMissing bool
 		want          []want // latency's, then all's, at the gap's last tick
+		// silent are hosts that never report latency: no baseline, no
+		// value (a host without the exporter).
+		silent []int
 	}{
-		{"whole fleet", nil, []int{0}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}},
-		{"whole fleet, and errors on the canary alone", nil, []int{0}, []int{0, 1, 2}, true, []want{{true, 0}, {false, 1}}},
-		{"changed host only", nil, []int{0}, []int{0}, false, []want{{false, 6}, {false, 6}}},
-		{"one untouched host still has data", nil, []int{0}, []int{0, 1}, false, []want{{false, 6}, {false, 6}}},
-		{"one stage of every host", nil, []int{0, 1, 2}, []int{0, 1, 2}, false, []want{{false, 6}, {false, 6}}},
+		{"whole fleet", nil, []int{0}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}, nil},
+		{"whole fleet, and errors on the canary alone", nil, []int{0}, []int{0, 1, 2}, true, []want{{true, 0}, {false, 1}}, nil},
+		{"changed host only", nil, []int{0}, []int{0}, false, []want{{false, 6}, {false, 6}}, nil},
+		{"one untouched host still has data", nil, []int{0}, []int{0, 1}, false, []want{{false, 6}, {false, 6}}, nil},
+		{"one stage of every host", nil, []int{0, 1, 2}, []int{0, 1, 2}, false, []want{{false, 6}, {false, 6}}, nil},
 		// The last wave: the hosts of the wave that passed stand in for
 		// the untouched ones.
-		{"last wave, and the wave that passed", []int{0, 1}, []int{2}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}},
-		{"last wave alone", []int{0, 1}, []int{2}, []int{2}, false, []want{{false, 6}, {false, 6}}},
-		{"last wave, one host that passed still has data", []int{0, 1}, []int{2}, []int{1, 2}, false, []want{{false, 6}, {false, 6}}},
+		{"last wave, and the wave that passed", []int{0, 1}, []int{2}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}, nil},
+		{"last wave alone", []int{0, 1}, []int{2}, []int{2}, false, []want{{false, 6}, {false, 6}}, nil},
+		{"last wave, one host that passed still has data", []int{0, 1}, []int{2}, []int{1, 2}, false, []want{{false, 6}, {false, 6}}, nil},
+		// A host that never reported latency tells nothing about a gap
+		// in its collection.
+		{"untouched hosts that never reported", nil, []int{0}, []int{0, 1, 2}, false, []want{{false, 6}, {false, 6}}, []int{1, 2}},
+		{"one untouched host that never reported, one that stops", nil, []int{0}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}, []int{1}},
+		{"the untouched host never reported, the host that passed stops", []int{0}, []int{2}, []int{0, 1, 2}, false, []want{{true, 0}, {true, 0}}, []int{1}},
+		{"the untouched host never reported, the host that passed has data", []int{0}, []int{2}, []int{1, 2}, false, []want{{false, 6}, {false, 6}}, []int{1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := testEngine(t, 3, []string{"latency", "errors"}, latencyOnly, allMetrics)
 			for h := range 3 {
-				e.SetBaseline(0, h, fill(48, 100))
+				if !slices.Contains(tt.silent, h) {
+					e.SetBaseline(0, h, fill(48, 100))
+				}
 				e.SetBaseline(1, h, fill(48, 0))
 			}
 			wave := 0
 			if tt.before != nil {
 				e.StartWave("canary", 0, tt.before)
-				e.Observe(0, fill(3, 100))
+				lat := fill(3, 100)
+				for _, h := range tt.silent {
+					lat[h] = nan
+				}
+				e.Observe(0, lat)
 				e.Observe(1, fill(3, 0))
 				if res := e.Tick(PhaseMonitor, 0); res.Policies[0].Outcome != OutcomePass {
 					t.Fatalf("canary with data: %v", res.Policies[0].Outcome)
@@ -494,8 +509,11 @@ func TestEngineFleetWideNoData(t *testing.T) {
 						got.Policy.PolicyName(), gap, got.Outcome, got.NoData, got.FleetNoData, got.NoDataTicks, w.fleet, w.noDataTicks)
 				}
 			}
-			if got := e.FleetNoData(0); got != (len(tt.missing) == 3 && len(tt.wave) < 3) {
+			if got := e.FleetNoData(0); got != tt.want[0].fleet {
 				t.Errorf("FleetNoData(latency) %v", got)
+			}
+			if got, want := e.UntouchedReference(0), tt.before == nil; tt.want[0].fleet && got != want {
+				t.Errorf("UntouchedReference(latency) %v, want %v", got, want)
 			}
 			// The data comes back: a pass, nothing counted.
 			e.Observe(0, fill(3, 100))

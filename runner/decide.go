@@ -54,11 +54,7 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 			default:
 				if pr.FleetNoData {
 					// Held as on_no_data: hold is, never promoted on.
-					ref := "the untouched hosts"
-					if !x.eng.Untouched() {
-						ref = "the hosts of the waves that passed"
-					}
-					gap := fmt.Sprintf("no data on %s on %s either", x.fleetGap(p), ref)
+					gap := "no data on " + x.fleetGap(p) + " either"
 					if hold == "" {
 						hold = gap + ": a gap in the metrics"
 					}
@@ -126,17 +122,30 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 	return verdict{}, hold
 }
 
-// fleetGap names the metrics policy p reads that no untouched host had a
-// value of at the last tick ("latency_p95, errors").
+// fleetGap names the metrics policy p reads that no reference host had a
+// value of at the last tick, with the hosts that were the reference
+// ("latency_p95, errors on the untouched hosts").
 func (x *execution) fleetGap(p *policies.Policy) string {
 	used := p.UsesMetrics()
-	var names []string
+	var untouched, passed []string
 	for m, q := range x.queries {
-		if x.eng.FleetNoData(m) && (used == nil || slices.Contains(used, q.Name)) {
-			names = append(names, q.Name)
+		if !x.eng.FleetNoData(m) || used != nil && !slices.Contains(used, q.Name) {
+			continue
+		}
+		if x.eng.UntouchedReference(m) {
+			untouched = append(untouched, q.Name)
+		} else {
+			passed = append(passed, q.Name)
 		}
 	}
-	return strings.Join(names, ", ")
+	var parts []string
+	if len(untouched) > 0 {
+		parts = append(parts, strings.Join(untouched, ", ")+" on the untouched hosts")
+	}
+	if len(passed) > 0 {
+		parts = append(parts, strings.Join(passed, ", ")+" on the hosts of the waves that passed")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // scopeHosts are the hosts a fleet-level fire in wave w reverts, per

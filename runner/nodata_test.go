@@ -14,22 +14,37 @@ import (
 )
 
 // gapMetrics is flatMetrics with no value for the hosts in missing (every
-// host when nil) from from until to (forever when to is zero).
+// host when nil) from from until to (forever when to is zero), and none
+// ever, baseline included, for the hosts in silent.
 type gapMetrics struct {
 	flatMetrics
 	from, to time.Time
 	missing  []string
+	silent   []string
 }
 
 func (g gapMetrics) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
 	if err := g.flatMetrics.Instant(ctx, q, keys, at, out); err != nil {
 		return err
 	}
+	if g.silent != nil {
+		blank(keys, out, g.silent)
+	}
 	if at.Before(g.from) || !g.to.IsZero() && !at.Before(g.to) {
 		return nil
 	}
 	blank(keys, out, g.missing)
 	return nil
+}
+
+func (g gapMetrics) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
+	out, err := g.flatMetrics.Range(ctx, q, keys, from, to, step)
+	for i, k := range keys {
+		if err == nil && slices.Contains(g.silent, k) {
+			out[i] = ports.Samples{}
+		}
+	}
+	return out, err
 }
 
 // blank takes the value of the hosts in missing (every host when nil)
@@ -54,23 +69,34 @@ func TestFleetWideGapHolds(t *testing.T) {
 		to       time.Time // zero: the data never comes back
 		missing  []string
 		outcome  string
-		reason   string // in the report's reason
-		decision string // in some decision's reason
+		reason   string   // in the report's reason
+		decision string   // in some decision's reason
+		silent   []string // hosts that never report latency
 	}{
 		{"whole fleet, 8 minutes", start.Add(9 * time.Minute), nil, report.OutcomePromoted, "",
-			"no data on latency on the untouched hosts either: a gap in the metrics, not the change; holding"},
+			"no data on latency on the untouched hosts either: a gap in the metrics, not the change; holding", nil},
 		{"whole fleet, never back", time.Time{}, nil, report.OutcomeRolledBack,
 			"no data after holding 5m past the monitoring period (no data on latency on the untouched hosts either: a gap in the metrics)",
-			"a gap in the metrics, not the change"},
+			"a gap in the metrics, not the change", nil},
 		{"canary only, 8 minutes", start.Add(9 * time.Minute), []string{"web-1"}, report.OutcomeRolledBack,
-			"no data for 4 consecutive ticks (on_no_data: fail)", ""},
+			"no data for 4 consecutive ticks (on_no_data: fail)", "", nil},
+		// Untouched hosts that never reported latency (no exporter for
+		// it) tell nothing about its collection: the canary's no data is
+		// its own.
+		{"canary, beside untouched hosts that never reported", start.Add(9 * time.Minute), []string{"web-1"}, report.OutcomeRolledBack,
+			"no data for 4 consecutive ticks (on_no_data: fail)", "", []string{"web-2", "web-3", "web-4"}},
+		// The untouched hosts that did report tell the gap; the next
+		// wave then cannot judge web-2, and halts before changing it.
+		{"whole fleet, one untouched host never reported", start.Add(9 * time.Minute), nil, report.OutcomeHalted,
+			"wave-1 not started: no baseline: query latency",
+			"no data on latency on the untouched hosts either: a gap in the metrics, not the change; holding", []string{"web-2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ro, _, _ := execRollout(t, execSpec, changedAll)
-			ro.Metrics = gapMetrics{from: start.Add(time.Minute), to: tt.to, missing: tt.missing}
+			ro.Metrics = gapMetrics{from: start.Add(time.Minute), to: tt.to, missing: tt.missing, silent: tt.silent}
 			r := executeGap(t, ro, "canary", tt.outcome, tt.reason, tt.decision)
-			if tt.outcome == report.OutcomePromoted {
+			if tt.outcome != report.OutcomeRolledBack {
 				// Held past its 5m until the data came back (9m after the
 				// apply began), then passed.
 				w := r.Waves[0]
