@@ -100,6 +100,9 @@ func init() {
 		variant{name: "x-noburst", tweak: func(c *policies.DetectorConfig) { c.Burst = 1e9 }},
 		variant{name: "x-nocusum", tweak: func(c *policies.DetectorConfig) { c.Limit = 1e9 }},
 		variant{name: "x-nowindow", tweak: func(c *policies.DetectorConfig) { c.Confidence = 1 - 1e-15 }},
+		// The window test at the high preset's confidence and below.
+		variant{name: "tried-window95", tweak: func(c *policies.DetectorConfig) { c.Confidence = 0.95 }},
+		variant{name: "tried-window90", tweak: func(c *policies.DetectorConfig) { c.Confidence = 0.90 }},
 	)
 }
 
