@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -116,5 +117,36 @@ func TestVerdictEndsEveryStageAndFireNamesTheCause(t *testing.T) {
 	}
 	if r := res.Report; r.Outcome != report.OutcomeRolledBack || r.Rollback == nil || !strings.Contains(r.Rollback.Reason, "degraded: web-1 (latency)") {
 		t.Errorf("outcome %q, rollback %+v: want rolled back, the reason naming web-1 (latency)", r.Outcome, r.Rollback)
+	}
+}
+
+// A baseline's samples reach the detector on the poll grid: a gap holds
+// a NaN per missing poll (scrape jitter rounds to the nearest poll), so
+// that two polls either side of it are not consecutive.
+func TestBaselineOnGrid(t *testing.T) {
+	const min = int64(time.Minute / time.Millisecond)
+	nan := math.NaN()
+	tests := []struct {
+		name string
+		ts   []int64
+		want []float64
+	}{
+		{"no gap", []int64{0, min, 2 * min}, []float64{1, 2, 3}},
+		{"one poll missing", []int64{0, 2 * min, 3 * min}, []float64{1, nan, 2, 3}},
+		{"three missing, jitter", []int64{0, 4*min + 20_000, 5*min - 10_000}, []float64{1, nan, nan, nan, 2, 3}},
+		{"denser than the polls", []int64{0, min / 4, min / 2}, []float64{1, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := onGrid(ports.Samples{Timestamps: tt.ts, Values: []float64{1, 2, 3}}, time.Minute)
+			if len(got) != len(tt.want) {
+				t.Fatalf("onGrid = %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] && !(math.IsNaN(got[i]) && math.IsNaN(tt.want[i])) {
+					t.Fatalf("onGrid = %v, want %v", got, tt.want)
+				}
+			}
+		})
 	}
 }

@@ -221,12 +221,35 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 				if i < len(series) {
 					s = series[i]
 				}
-				x.eng.SetBaseline(m, h, s.Values)
+				x.eng.SetBaseline(m, h, onGrid(s, x.Spec.Metrics.Interval.D()))
 				x.recordBaseline(h, q.Name, s)
 			}
 		}
 	}
 	return nil
+}
+
+// onGrid is s's values in time order with a NaN for every poll missing
+// between two samples (a gap of n steps, to the nearest, holds n-1), so
+// that the detector's consecutive polls (the burst's pairs, the recent
+// level, self-calibration's smoothing) are consecutive in time, as they
+// are when it judges live: two polls on either side of a gap in the
+// baseline are no pair.
+func onGrid(s ports.Samples, step time.Duration) []float64 {
+	if step <= 0 || len(s.Timestamps) != len(s.Values) {
+		return s.Values
+	}
+	out := make([]float64, 0, len(s.Values))
+	for i, v := range s.Values {
+		if i > 0 {
+			gap := time.Duration(s.Timestamps[i]-s.Timestamps[i-1]) * time.Millisecond
+			for range int(math.Round(float64(gap)/float64(step))) - 1 {
+				out = append(out, math.NaN())
+			}
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // lastChange is when an earlier run last applied a version to host h,
