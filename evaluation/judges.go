@@ -345,6 +345,7 @@ type Rollguard struct {
 }
 
 type loadedSpec struct {
+	path string // the rollout.yaml
 	spec *runner.Spec
 	pols []*policies.Policy
 	// err is why Load refused the spec.
@@ -458,7 +459,7 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 		r.loaded[key] = &loadedSpec{err: errors.New(msg)}
 		return nil, r.loaded[key].err
 	}
-	l := &loadedSpec{spec: spec, pols: pols}
+	l := &loadedSpec{path: path, spec: spec, pols: pols}
 	r.loaded[key] = l
 	return l, nil
 }
@@ -470,7 +471,9 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 // on the untouched hosts too) is monitored on, poll by poll with the
 // case's following data, until the hold ends or detection.hold_limit
 // (default: the stage's monitoring period) has passed, and then it rolls
-// back, as the runner does (runner/wave.go).
+// back, as the runner does (runner/wave.go); the stages after it start
+// that much later, their changes with them (Case.Staged), so the poll it
+// returns is the one `rollguard dry-run` decides at on the case's data.
 func (r *Rollguard) Decide(v *View) int {
 	l, err := r.spec(v.Case)
 	if err != nil {
@@ -490,46 +493,57 @@ func (r *Rollguard) Decide(v *View) int {
 	nh := len(v.hosts)
 	obs := make([]float64, nh)
 	changed := make([]bool, nh)
+	// delays[s] is how many polls stage s starts late; slack is how far
+	// past the case's stages holds can take a rollout.
+	delays := make([]int, len(v.Stages))
+	slack := 0
+	for _, st := range v.Stages {
+		monitor := v.Interval * time.Duration(st.Polls)
+		slack += int(l.spec.Detection.HoldFor(monitor)/v.Interval) + 1
+	}
+	view := v
 	for s, st := range v.Stages {
+		if s > 0 && delays[s] > 0 {
+			view = v.Case.Staged(delays, len(v.Stages)-1, slack)
+		}
+		start, next := v.StageStart(s)+delays[s], v.StageStart(s+1)+delays[s]
 		for h := range nh {
 			if changed[h] {
 				continue
 			}
 			for m := range v.metrics {
-				eng.SetBaseline(m, h, v.BaselineOf(h, m, s))
+				eng.SetBaseline(m, h, view.BaselineAt(h, m, start))
 			}
 		}
 		eng.StartWave(st.Name, s, st.Hosts)
 		for _, h := range st.Hosts {
 			changed[h] = true
 		}
-		start, next := v.StageStart(s), v.StageStart(s+1)
 		var untreated *View // built when the stage is held past next
 		monitor := v.Interval * time.Duration(st.Polls)
 		holdLimit := l.spec.Detection.HoldFor(monitor)
 		k := 1
 		for ; ; k++ {
 			i := start + k - 1
-			if i >= v.Case.Polls() {
-				// Held past the case's data: what follows cannot be
-				// read, so the stage counts as rolled back, as it would
-				// be if the gap lasted (never more lenient than the
-				// runner).
-				if r.Inspect != nil {
-					r.Inspect(eng, v, s, k, false)
+			if i >= view.Extent() {
+				if view.Extent() > v.Case.Polls() {
+					// Held past every slack: cannot happen, the
+					// hold limit ends it first.
+					panic(fmt.Sprintf("%s: stage %d held past its slack", v.ID, s))
 				}
-				return start + k
+				// Held past the case's stages: read on.
+				view = v.Case.Staged(delays, len(v.Stages)-1, slack)
 			}
 			for m := range v.metrics {
 				for h := range nh {
 					if !changed[h] && i >= next {
 						// A later stage's host, not changed yet.
 						if untreated == nil {
-							untreated = v.Case.Untreated(next)
+							untreated = v.Case.Staged(delays, s, slack)
 						}
 						obs[h] = untreated.Value(h, m, i)
 					} else {
-						obs[h] = v.Value(h, m, i)
+						obs[h] = view.Value(h, m, i)
 					}
 				}
 				eng.Observe(m, obs)
@@ -555,6 +569,10 @@ func (r *Rollguard) Decide(v *View) int {
 				r.Inspect(eng, v, s, k, true)
 			}
 			return start + k
+		}
+		// A stage held past its end delays every later one.
+		for later := s + 1; later < len(v.Stages); later++ {
+			delays[later] = delays[s] + k - st.Polls
 		}
 	}
 	return 0

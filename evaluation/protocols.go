@@ -136,20 +136,46 @@ type View struct {
 }
 
 // Materialize computes the case's values, with its effects applied.
-func (c *Case) Materialize() *View { return c.materialize(func(effect) bool { return true }) }
+func (c *Case) Materialize() *View { return c.materialize(c.effects, 0) }
 
-// Untreated computes the case's values with only the effects that begin
-// before poll from: what the hosts of a stage that begins at from read
-// while an earlier stage is still monitored (a stage held past its end by
-// a gap in the metrics).
-func (c *Case) Untreated(from int) *View {
-	return c.materialize(func(e effect) bool { return e.From < from })
+// Staged computes the case's values as a rollout whose stages start late
+// reads them: stage s starts delays[s] polls after its place in the case
+// (the stages before it were held past their end by a gap in the
+// metrics), each effect moves with the start of its stage, the effects of
+// the stages after last are left out (their hosts are not changed yet),
+// and the values run extra polls past the case's stages. The recorded
+// data do not move: what the hosts read is fixed in time, and a change's
+// effects follow its apply.
+func (c *Case) Staged(delays []int, last, extra int) *View {
+	var effects []effect
+	for _, e := range c.effects {
+		s := c.stageOf(e.From)
+		if s > last {
+			continue
+		}
+		e.From += delays[s]
+		e.To += delays[s]
+		effects = append(effects, e)
+	}
+	return c.materialize(effects, extra)
 }
 
-// materialize computes the case's values with the effects keep selects.
-func (c *Case) materialize(keep func(effect) bool) *View {
+// stageOf is the stage monitored poll i (0-based) falls in: the first
+// before the change, the last after every stage.
+func (c *Case) stageOf(i int) int {
+	for s := range c.Stages[1:] {
+		if i < c.StageStart(s+1) {
+			return s
+		}
+	}
+	return len(c.Stages) - 1
+}
+
+// materialize computes the case's values with effects, over extra polls
+// past the case's stages.
+func (c *Case) materialize(effects []effect, extra int) *View {
 	v := &View{Case: c}
-	n := c.Baseline + c.Polls()
+	n := c.Baseline + c.Polls() + extra
 	v.series = make([][][]float64, len(c.hosts))
 	for h := range c.hosts {
 		v.series[h] = make([][]float64, len(c.metrics))
@@ -161,10 +187,7 @@ func (c *Case) materialize(keep func(effect) bool) *View {
 			v.series[h][m] = out
 		}
 	}
-	for _, e := range c.effects {
-		if !keep(e) {
-			continue
-		}
+	for _, e := range effects {
 		mt := c.src.Metrics[c.metrics[e.Metric]]
 		s := v.series[e.Host][e.Metric]
 		for i := max(e.From, -c.Baseline); i < e.To && i+c.Baseline < len(s); i++ {
@@ -221,10 +244,15 @@ func (e effect) apply(x float64, i int, m Metric) float64 {
 }
 
 // Baseline returns host h's baseline for metric m before stage s.
-func (v *View) BaselineOf(h, m, s int) []float64 {
-	from := v.StageStart(s)
-	return v.series[h][m][from : from+v.Baseline]
-}
+func (v *View) BaselineOf(h, m, s int) []float64 { return v.BaselineAt(h, m, v.StageStart(s)) }
+
+// BaselineAt returns host h's baseline for metric m before monitored
+// poll i (0-based).
+func (v *View) BaselineAt(h, m, i int) []float64 { return v.series[h][m][i : i+v.Baseline] }
+
+// Extent is the number of monitored polls the view holds values of (the
+// case's stages, and any extra polls it was built with).
+func (v *View) Extent() int { return len(v.series[0][0]) - v.Baseline }
 
 // Window returns host h's values of metric m during stage s.
 func (v *View) Window(h, m, s int) []float64 {
