@@ -273,8 +273,7 @@ func features(v *View, h, m, hs, s, k int) (drift, own, ctrl, corr float64) {
 	tol := max(0.1*math.Abs(med), mt.Unit, 1e-9)
 	b := v.BaselineOf(h, m, hs)
 	drift = mt.Worse * (safeMedian(clean(b[len(b)-3:])) - med) / tol
-	from := v.StageStart(hs)
-	to := min(v.StageStart(s)+k, v.Case.Polls()) // a stage held past the case ends with it
+	from, to := v.Start(hs), v.Start(s)+k
 	var win []float64
 	for i := from; i < to; i++ {
 		win = append(win, v.Value(h, m, i))

@@ -333,8 +333,9 @@ type Rollguard struct {
 	Label  string
 	Warmup string
 	// Inspect, when set, is called when the judge rolls back, with the
-	// engine as it decided: stage s, poll k of it (1-based), at the
-	// end-of-stage verdict or at a tick.
+	// engine as it decided and the values it read (v.Start places the
+	// stages): stage s, poll k of it (1-based), at the end-of-stage
+	// verdict or at a tick.
 	Inspect func(eng *policies.Engine, v *View, s, k int, verdict bool)
 	Trace   func(eng *policies.Engine, s, k int)
 
@@ -503,16 +504,17 @@ func (r *Rollguard) Decide(v *View) int {
 	}
 	view := v
 	for s, st := range v.Stages {
-		if s > 0 && delays[s] > 0 {
+		if delays[s] > 0 {
 			view = v.Case.Staged(delays, len(v.Stages)-1, slack)
 		}
-		start, next := v.StageStart(s)+delays[s], v.StageStart(s+1)+delays[s]
+		start := view.Start(s)
+		next := start + st.Polls
 		for h := range nh {
 			if changed[h] {
 				continue
 			}
 			for m := range v.metrics {
-				eng.SetBaseline(m, h, view.BaselineAt(h, m, start))
+				eng.SetBaseline(m, h, view.BaselineOf(h, m, s))
 			}
 		}
 		eng.StartWave(st.Name, s, st.Hosts)
@@ -525,13 +527,9 @@ func (r *Rollguard) Decide(v *View) int {
 		k := 1
 		for ; ; k++ {
 			i := start + k - 1
-			if i >= view.Extent() {
-				if view.Extent() > v.Case.Polls() {
-					// Held past every slack: cannot happen, the
-					// hold limit ends it first.
-					panic(fmt.Sprintf("%s: stage %d held past its slack", v.ID, s))
-				}
-				// Held past the case's stages: read on.
+			if i == view.Extent() {
+				// Held past the case's stages: read on (slack is
+				// more than the hold limits allow).
 				view = v.Case.Staged(delays, len(v.Stages)-1, slack)
 			}
 			for m := range v.metrics {
@@ -556,7 +554,7 @@ func (r *Rollguard) Decide(v *View) int {
 			past := v.Interval * time.Duration(k)
 			if fire || hold && past >= monitor+holdLimit {
 				if r.Inspect != nil {
-					r.Inspect(eng, v, s, k, false)
+					r.Inspect(eng, view, s, k, false)
 				}
 				return start + k
 			}
@@ -566,13 +564,14 @@ func (r *Rollguard) Decide(v *View) int {
 		}
 		if fire, _ := decided(eng.Verdict(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks); fire {
 			if r.Inspect != nil {
-				r.Inspect(eng, v, s, k, true)
+				r.Inspect(eng, view, s, k, true)
 			}
 			return start + k
 		}
-		// A stage held past its end delays every later one.
-		for later := s + 1; later < len(v.Stages); later++ {
-			delays[later] = delays[s] + k - st.Polls
+		// A stage held past its end delays the next (and so every later
+		// one).
+		if s+1 < len(delays) {
+			delays[s+1] = delays[s] + k - st.Polls
 		}
 	}
 	return 0

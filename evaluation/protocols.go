@@ -133,6 +133,18 @@ type View struct {
 	// series[h][m][i + Baseline] is monitored poll index i (0-based;
 	// negative indices are the baseline before the first stage).
 	series [][][]float64
+	// delays[s] is how many polls stage s starts late (nil: none; see
+	// Staged).
+	delays []int
+}
+
+// Start is the monitored poll (0-based) at which stage s begins in the
+// view: its place in the case, delayed by the holds before it.
+func (v *View) Start(s int) int {
+	if v.delays == nil {
+		return v.StageStart(s)
+	}
+	return v.StageStart(s) + v.delays[s]
 }
 
 // Materialize computes the case's values, with its effects applied.
@@ -157,7 +169,9 @@ func (c *Case) Staged(delays []int, last, extra int) *View {
 		e.To += delays[s]
 		effects = append(effects, e)
 	}
-	return c.materialize(effects, extra)
+	v := c.materialize(effects, extra)
+	v.delays = slices.Clone(delays)
+	return v
 }
 
 // stageOf is the stage monitored poll i (0-based) falls in: the first
@@ -243,12 +257,11 @@ func (e effect) apply(x float64, i int, m Metric) float64 {
 	return m.Bound + d*mul + s*e.Add*m.Worse
 }
 
-// Baseline returns host h's baseline for metric m before stage s.
-func (v *View) BaselineOf(h, m, s int) []float64 { return v.BaselineAt(h, m, v.StageStart(s)) }
-
-// BaselineAt returns host h's baseline for metric m before monitored
-// poll i (0-based).
-func (v *View) BaselineAt(h, m, i int) []float64 { return v.series[h][m][i : i+v.Baseline] }
+// BaselineOf returns host h's baseline for metric m before stage s.
+func (v *View) BaselineOf(h, m, s int) []float64 {
+	from := v.Start(s)
+	return v.series[h][m][from : from+v.Baseline]
+}
 
 // Extent is the number of monitored polls the view holds values of (the
 // case's stages, and any extra polls it was built with).
@@ -256,7 +269,7 @@ func (v *View) Extent() int { return len(v.series[0][0]) - v.Baseline }
 
 // Window returns host h's values of metric m during stage s.
 func (v *View) Window(h, m, s int) []float64 {
-	from := v.StageStart(s) + v.Baseline
+	from := v.Start(s) + v.Baseline
 	return v.series[h][m][from : from+v.Stages[s].Polls]
 }
 

@@ -39,12 +39,15 @@ func (g gapMetrics) Instant(ctx context.Context, q ports.Query, keys []string, a
 
 func (g gapMetrics) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
 	out, err := g.flatMetrics.Range(ctx, q, keys, from, to, step)
+	if err != nil {
+		return nil, err
+	}
 	for i, k := range keys {
-		if err == nil && slices.Contains(g.silent, k) {
+		if slices.Contains(g.silent, k) {
 			out[i] = ports.Samples{}
 		}
 	}
-	return out, err
+	return out, nil
 }
 
 // blank takes the value of the hosts in missing (every host when nil)

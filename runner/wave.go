@@ -193,6 +193,7 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 	}
 	from := at.Add(-x.Spec.Metrics.Baseline.D())
 	to := at.Add(-time.Millisecond)
+	step := x.Spec.Metrics.Interval.D()
 	var starts []time.Time
 	groups := map[time.Time][]int{}
 	for _, h := range hosts {
@@ -212,7 +213,7 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 			keys[i] = x.keys[h]
 		}
 		for m, q := range x.queries {
-			series, err := x.Metrics.Range(ctx, q, keys, f, to, x.Spec.Metrics.Interval.D())
+			series, err := x.Metrics.Range(ctx, q, keys, f, to, step)
 			if err != nil {
 				return err // the source names the query
 			}
@@ -221,7 +222,7 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 				if i < len(series) {
 					s = series[i]
 				}
-				x.eng.SetBaseline(m, h, onGrid(s, x.Spec.Metrics.Interval.D()))
+				x.eng.SetBaseline(m, h, onGrid(s, step))
 				x.recordBaseline(h, q.Name, s)
 			}
 		}
