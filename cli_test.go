@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -100,6 +101,37 @@ func TestOutputJSON(t *testing.T) {
 		}
 		if !strings.Contains(errOut, "many-bad.yaml:") {
 			t.Errorf("the problems are not on stderr too: %q", errOut)
+		}
+	})
+	t.Run("validate warns of a short baseline", func(t *testing.T) {
+		data, err := os.ReadFile("testdata/dryrun/latency-50.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		abs, err := filepath.Abs("testdata")
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := strings.ReplaceAll(strings.Replace(string(data), "baseline: 60m", "baseline: 10m", 1), "../", abs+"/")
+		file := filepath.Join(t.TempDir(), "short.yaml")
+		if err := os.WriteFile(file, []byte(spec), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		warning := file + ":21:13: warning: metrics.baseline 10m holds 10 poll(s) at metrics.interval 1m, fewer than 24"
+		code, out, errOut := rollguard(t, "validate", "-f", file)
+		if code != 0 || !strings.HasPrefix(out, warning) || !strings.Contains(out, file+": valid:") || errOut != "" {
+			t.Errorf("exit %d, stdout %q, stderr %q: want exit 0, the warning at metrics.baseline, then valid", code, out, errOut)
+		}
+		code, out, errOut = rollguard(t, "validate", "-f", file, "-o", "json")
+		var doc validDoc
+		decode(t, out, &doc)
+		if code != 0 || !doc.Valid || len(doc.Warnings) != 1 || doc.Warnings[0].Line != 21 || doc.Warnings[0].Column != 13 ||
+			!strings.HasPrefix(errOut, warning) {
+			t.Errorf("exit %d, %+v, stderr %q: want valid, one warning at 21:13 in the document and on stderr", code, doc, errOut)
+		}
+		code, out, errOut = rollguard(t, "validate", "-f", "testdata/dryrun/latency-50.yaml")
+		if code != 0 || strings.Contains(out+errOut, "warning") {
+			t.Errorf("exit %d, %q %q: a 60-poll baseline draws no warning", code, out, errOut)
 		}
 	})
 	t.Run("plan", func(t *testing.T) {

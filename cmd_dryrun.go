@@ -65,6 +65,7 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err != nil {
 				return err
 			}
+			warnSpec(c.ErrOrStderr(), spec)
 			rec, err := victoriametrics.OpenRecording(metrics)
 			if err != nil {
 				return badInput(err)

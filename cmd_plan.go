@@ -45,6 +45,7 @@ spec), 1 discovery failed or the discovered hosts cannot satisfy the spec
 			if err != nil {
 				return err
 			}
+			warnSpec(c.ErrOrStderr(), spec)
 			_, plan, err := discoverPlan(c.Context(), spec)
 			if err != nil {
 				return err

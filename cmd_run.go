@@ -83,6 +83,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	warnSpec(c.ErrOrStderr(), spec)
 	if spec.Metrics.URL == "" {
 		return badInput(fmt.Errorf("%s: metrics.url is required for a live run", spec.File))
 	}

@@ -21,6 +21,9 @@ type validDoc struct {
 	// Unchecked are the values left unchecked for an unset ${VAR}
 	// (--allow-unset-env), each where it is written.
 	Unchecked []problem `json:"unchecked,omitempty"`
+	// Warnings are what the spec allows and a user should know (a
+	// baseline of fewer than 24 polls), each where it is written.
+	Warnings []problem `json:"warnings,omitempty"`
 }
 
 func newValidateCmd() *cobra.Command {
@@ -40,8 +43,16 @@ annotation on its file, line and column.
 fork): an unset ${VAR} without a default is a notice, not an error, and only
 the values that hold one go unchecked; every other check runs.
 
+A valid spec can still draw a warning (file:line:col: warning: message,
+a ::warning annotation in GitHub Actions), which never changes the exit
+code: a metrics.baseline of fewer than 24 polls of metrics.interval (in the
+evaluation, baselines of 24, 12 and 6 polls rolled back 1.5, 2.3 and 4 times
+as many good changes as 48; the default is 48 polls, at least 30m). plan, dry-run and run print the
+same warnings on stderr.
+
 --output json prints {"file","valid":true,"rollout","queries":[...],"policies":[...]}
-(and "unchecked":[{"file","line","column","message"}] with --allow-unset-env)
+(and "unchecked":[{"file","line","column","message"}] with --allow-unset-env,
+"warnings":[{"file","line","column","message"}] when there are any)
 for a valid spec, and for an invalid one
 {"error","exit_code":2,"problems":[{"file","line","column","message"},...]}.`,
 		Example: `  rollguard validate -f rollout.yaml
@@ -86,6 +97,10 @@ for a valid spec, and for an invalid one
 				} else {
 					fmt.Fprintf(w, "%s:%d:%d: notice: %s\n", r.File, r.Line, r.Col, msg)
 				}
+			}
+			warnSpec(w, spec)
+			for _, x := range spec.Warnings {
+				doc.Warnings = append(doc.Warnings, problem{File: x.File, Line: x.Line, Column: x.Col, Message: x.Message})
 			}
 			if o.json() {
 				return writeJSON(c.OutOrStdout(), doc)

@@ -114,6 +114,19 @@ func loadSpec(path string) (*runner.Spec, []*policies.Policy, error) {
 	return spec, pols, nil
 }
 
+// warnSpec prints the spec's warnings (runner.Spec.Warnings) on w as
+// file:line:col: warning: message, or as ::warning annotations on their
+// file and line in GitHub Actions. A warning never changes the exit code.
+func warnSpec(w io.Writer, spec *runner.Spec) {
+	for _, x := range spec.Warnings {
+		if github.InActions(os.Getenv) {
+			fmt.Fprintln(w, github.Annotation(os.Getenv, "warning", x.File, x.Line, x.Col, x.Message))
+		} else {
+			fmt.Fprintln(w, x)
+		}
+	}
+}
+
 // discoverPlan finds the targets and plans the waves. A plan that cannot
 // be made from a static list is bad input (validate reports it too); from
 // discovered hosts it is an error (exit 1): the spec is valid, the fleet

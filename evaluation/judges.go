@@ -409,7 +409,7 @@ func (r *Rollguard) spec(c *Case) (*loadedSpec, error) {
 		fmt.Fprintf(&b, "  - {size: 100%%, monitor: %s}\n", c.Interval*time.Duration(c.Stages[0].Polls))
 	}
 	b.WriteString("apply:\n  playbook: site.yml\n")
-	fmt.Fprintf(&b, "metrics:\n  interval: %s\n  baseline: %s\n  queries:\n", c.Interval, c.Interval*time.Duration(c.Baseline))
+	fmt.Fprintf(&b, "metrics:\n  interval: %s\n  baseline: %s\n  queries:\n", c.Interval, c.Interval*time.Duration(c.JudgedBaseline()))
 	for _, m := range c.Metrics() {
 		worse := "higher"
 		if m.Worse < 0 {

@@ -77,7 +77,11 @@ type Case struct {
 	Interval time.Duration
 	// Baseline is the number of polls of baseline before each stage.
 	Baseline int
-	Stages   []Stage
+	// Judged, when not 0, is how many of the Baseline polls the judges
+	// read as the baseline: the last ones (TestBaselineLength). The
+	// oracle saw every one when the case was built.
+	Judged int
+	Stages []Stage
 
 	src     *Source
 	metrics []int // indices into src.Metrics
@@ -257,10 +261,19 @@ func (e effect) apply(x float64, i int, m Metric) float64 {
 	return m.Bound + d*mul + s*e.Add*m.Worse
 }
 
-// BaselineOf returns host h's baseline for metric m before stage s.
+// BaselineOf returns host h's baseline for metric m before stage s: the
+// last JudgedBaseline polls before it.
 func (v *View) BaselineOf(h, m, s int) []float64 {
-	from := v.Start(s)
-	return v.series[h][m][from : from+v.Baseline]
+	to := v.Start(s) + v.Baseline
+	return v.series[h][m][to-v.JudgedBaseline() : to]
+}
+
+// JudgedBaseline is how many polls of baseline the judges read.
+func (c *Case) JudgedBaseline() int {
+	if c.Judged > 0 && c.Judged < c.Baseline {
+		return c.Judged
+	}
+	return c.Baseline
 }
 
 // Extent is the number of monitored polls the view holds values of (the
@@ -360,10 +373,17 @@ func (b *builder) mask() []bool {
 }
 
 // BuildCases returns every case of every protocol over the sources.
-func BuildCases(srcs []*Source) []*Case {
+func BuildCases(srcs []*Source) []*Case { return buildCases(srcs, nil) }
+
+// buildCases builds the cases with baseline(interval) polls of baseline
+// before each stage, when baseline is not nil, instead of the shape's.
+func buildCases(srcs []*Source, baseline func(time.Duration) int) []*Case {
 	var out []*Case
 	for _, src := range srcs {
 		b := &builder{src: src, sh: shapeOf(src)}
+		if baseline != nil {
+			b.sh.baseline = baseline(src.Interval)
+		}
 		b.canaryCases(ShortCanary, b.sh.short)
 		b.canaryCases(LongCanary, b.sh.long)
 		if len(src.Hosts) > 2 {

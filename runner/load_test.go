@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -484,5 +485,45 @@ func TestLoadYAMLErrorPositions(t *testing.T) {
 	_, _, err := load("x.yaml", []byte(spec), testEnv, os.ReadFile)
 	if err == nil || !strings.Contains(err.Error(), pol+":2:16: invalid YAML") {
 		t.Errorf("policy file with an unclosed quote: %v, want %s:2:16", err, pol)
+	}
+}
+
+// metrics.baseline defaults to 48 polls of metrics.interval, at least 30
+// minutes, and a written baseline of fewer than 24 polls draws a warning
+// at its position (the spec stays valid: a user may know better).
+func TestBaselineDefaultAndWarning(t *testing.T) {
+	tests := []struct {
+		name, metrics string
+		baseline      time.Duration
+		warning       string
+	}{
+		{"15s polls, default", "interval: 15s", 30 * time.Minute, ""},
+		{"1m polls, default", "interval: 1m", 48 * time.Minute, ""},
+		{"5m polls, default", "interval: 5m", 4 * time.Hour, ""},
+		{"5m polls, 2h written (24 polls)", "interval: 5m\n  baseline: 2h", 2 * time.Hour, ""},
+		{"5m polls, 30m written", "interval: 5m\n  baseline: 30m", 30 * time.Minute,
+			"testdata/x.yaml:8:13: warning: metrics.baseline 30m holds 6 poll(s) at metrics.interval 5m, fewer than 24: in the evaluation, " +
+				"baselines of 24, 12 and 6 polls rolled back 1.5, 2.3 and 4 times as many good changes as 48 polls (README, Detection: how long a baseline); 4h holds 48"},
+		{"15s polls, 5m written", "interval: 15s\n  baseline: 5m", 5 * time.Minute,
+			"testdata/x.yaml:8:13: warning: metrics.baseline 5m holds 20 poll(s) at metrics.interval 15s, fewer than 24: in the evaluation, " +
+				"baselines of 24, 12 and 6 polls rolled back 1.5, 2.3 and 4 times as many good changes as 48 polls (README, Detection: how long a baseline); 12m holds 48"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := "name: x\ntargets: {static: [a]}\napply: {playbook: playbooks/site.yml}\ncanary: {monitor: 1h}\npolicies: [{name: p, rollback_when: 'top_mean(hosts, 0.30) > 5'}]\nmetrics:\n  " +
+				tt.metrics + "\n  queries: {q: {query: up}}\n"
+			s, _, err := load("testdata/x.yaml", []byte(spec), testEnv, os.ReadFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "metrics.baseline", s.Metrics.Baseline.D(), tt.baseline)
+			var got []string
+			for _, w := range s.Warnings {
+				got = append(got, w.String())
+			}
+			if want := []string{tt.warning}; tt.warning == "" && len(got) > 0 || tt.warning != "" && !slices.Equal(got, want) {
+				t.Errorf("warnings:\ngot  %q\nwant %q", got, tt.warning)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@
 package runner
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -50,6 +51,21 @@ type Spec struct {
 	Dir  string `yaml:"-" json:"-"`
 	// Env lists the spec's ${NAME} references in file order.
 	Env []EnvRef `yaml:"-" json:"-"`
+	// Warnings are what the spec allows and a user should know (a
+	// baseline too short to judge on well), each where it is written.
+	Warnings []Warning `yaml:"-" json:"-"`
+}
+
+// Warning is a valid spec's problem, at its file, line and column.
+type Warning struct {
+	File      string
+	Line, Col int
+	Message   string
+}
+
+// String is the warning as file:line:col: warning: message.
+func (w Warning) String() string {
+	return fmt.Sprintf("%s:%d:%d: warning: %s", w.File, w.Line, w.Col, w.Message)
 }
 
 // Duration is a Go duration written as a string ("90s", "5m").
@@ -314,7 +330,8 @@ type Metrics struct {
 	URL string `yaml:"url,omitempty" json:"url,omitempty"`
 	// Interval between ticks (default 15s).
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
-	// Baseline is the window before each wave's apply (default 30m).
+	// Baseline is the window before each wave's apply (default 48
+	// intervals, at least 30m).
 	Baseline Duration `yaml:"baseline,omitempty" json:"baseline,omitempty"`
 	// HostLabel is the label naming the host (default "instance").
 	HostLabel string `yaml:"host_label,omitempty" json:"host_label,omitempty"`
