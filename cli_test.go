@@ -196,6 +196,21 @@ func TestChangeAtOutsideTheRecording(t *testing.T) {
 	}
 }
 
+// A change less than metrics.baseline after the recording's start is
+// replayed, with a warning that says how many polls the baseline holds.
+func TestDryRunWarnsOfAShortRecording(t *testing.T) {
+	const warning = "rollguard: warning: the recording starts 30m before --change-at and metrics.baseline is 1h: the first stage's baseline holds 30 poll(s) at 1m, not 60"
+	for _, tt := range []struct {
+		at   string
+		warn bool
+	}{{"2024-01-01T10:30:00Z", true}, {"2024-01-01T11:00:00Z", false}, {"2024-01-01T12:00:00Z", false}} {
+		code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl", "--change-at", tt.at)
+		if code != 0 || !strings.Contains(out, "Would promote") || strings.Contains(errOut, warning) != tt.warn || !tt.warn && errOut != "" {
+			t.Errorf("--change-at %s: exit %d, stdout %q, stderr %q: want a promotion, warning %v", tt.at, code, out, errOut, tt.warn)
+		}
+	}
+}
+
 // The verdict is coloured on a terminal only, never under NO_COLOR or
 // TERM=dumb, never into a pipe or a file.
 func TestVerdictColour(t *testing.T) {

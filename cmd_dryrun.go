@@ -74,6 +74,9 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if err := changeWithin(at, rec); err != nil {
 				return badInput(err)
 			}
+			if w := shortRecording(spec, rec, at); w != "" {
+				fmt.Fprintln(c.ErrOrStderr(), w)
+			}
 			// A recorded sample stands for two intervals, as a live query
 			// would see it; after that the host has no data.
 			replay, err := victoriametrics.NewReplay(rec, victoriametrics.ReplayOptions{Lookback: 2 * spec.Metrics.Interval.D()})
@@ -135,6 +138,21 @@ func changeWithin(at time.Time, rec *victoriametrics.Recording) error {
 			at.UTC().Format(time.RFC3339), first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// shortRecording warns when the recording starts less than
+// metrics.baseline before the change: the first stage's baseline then
+// holds only what the recording has, and a short baseline rolls back good
+// changes more often ("" when it holds the whole baseline).
+func shortRecording(spec *runner.Spec, rec *victoriametrics.Recording, at time.Time) string {
+	first, _ := rec.Span()
+	base, iv := spec.Metrics.Baseline.D(), spec.Metrics.Interval.D()
+	held := at.Sub(first)
+	if held >= base || iv <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("rollguard: warning: the recording starts %s before --change-at and metrics.baseline is %s: the first stage's baseline holds %d poll(s) at %s, not %d",
+		runner.FormatDuration(held), runner.FormatDuration(base), int((held+iv-1)/iv), runner.FormatDuration(iv), int(base/iv))
 }
 
 // parseChangeAt accepts RFC 3339 or unix seconds.

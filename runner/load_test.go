@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -517,6 +518,16 @@ func TestBaselineDefaultAndWarning(t *testing.T) {
 				t.Fatal(err)
 			}
 			eq(t, "metrics.baseline", s.Metrics.Baseline.D(), tt.baseline)
+			// plan says what each wave is judged on.
+			p, err := MakePlan(s, StaticHosts(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text strings.Builder
+			p.WriteText(&text)
+			if want := fmt.Sprintf("against each host's %s baseline (%d polls)", fmtDuration(tt.baseline), tt.baseline/s.Metrics.Interval.D()); !strings.Contains(text.String(), want) {
+				t.Errorf("plan:\n%s\nwant it to say %q", text.String(), want)
+			}
 			var got []string
 			for _, w := range s.Warnings {
 				got = append(got, w.String())

@@ -34,6 +34,9 @@ type Plan struct {
 	Bake time.Duration
 	// Check is the pre-flight check's result, when plan --diff ran it.
 	Check *report.Preflight
+	// judging says how each stage is judged (polls, baseline, warm-up),
+	// for WriteText.
+	judging string
 	// empty are the spec's waves that got no host: at run time they are
 	// dropped (discovery decides how many hosts there are); with a static
 	// target list validate reports them.
@@ -93,7 +96,7 @@ func makePlan(spec *Spec, hosts []ports.Host) (*Plan, error) {
 			rest = append(rest, h)
 		}
 	}
-	p := &Plan{Hosts: hosts, Bake: spec.Bake.D()}
+	p := &Plan{Hosts: hosts, Bake: spec.Bake.D(), judging: judging(spec)}
 	p.Waves = append(p.Waves, PlannedWave{Name: "canary", Index: 0, Hosts: canary, Monitor: spec.Canary.Monitor.D()})
 	if len(spec.Canary.Pin) > 0 {
 		p.Waves[0].Topology = &WaveTopology{Key: slices.Min(slices.Collect(maps.Keys(spec.Canary.Pin))), Mode: TopologyPin}
@@ -393,12 +396,36 @@ func (p *Plan) WriteText(w io.Writer) {
 	if p.Bake > 0 {
 		fmt.Fprintf(w, "  then bake for %s over the whole fleet\n", fmtDuration(p.Bake))
 	}
+	if p.judging != "" {
+		fmt.Fprintf(w, "  %s\n", p.judging)
+	}
 	if p.Check != nil {
 		for _, line := range report.CheckLines(p.Check) {
 			fmt.Fprintln(w, line)
 		}
 		fmt.Fprintln(w, p.Check.Reason)
 	}
+}
+
+// judging is "judged on metrics every 1m, against each host's 1h
+// baseline (60 polls) before its wave's apply; warm-up 2m (2 polls)".
+func judging(spec *Spec) string {
+	iv, base, warm := spec.Metrics.Interval.D(), spec.Metrics.Baseline.D(), spec.Detection.Warmup.D()
+	if iv <= 0 {
+		return ""
+	}
+	polls := func(n int) string {
+		if n == 1 {
+			return "1 poll"
+		}
+		return fmt.Sprintf("%d polls", n)
+	}
+	s := fmt.Sprintf("judged on metrics every %s, against each host's %s baseline (%s) before its wave's apply",
+		fmtDuration(iv), fmtDuration(base), polls(int(base/iv)))
+	if warm > 0 {
+		s += fmt.Sprintf("; warm-up %s (%s)", fmtDuration(warm), polls(warmupPolls(warm, iv)))
+	}
+	return s
 }
 
 // text is "zone: a 2/4, b 2/4 (spread_by, at most 2 per zone, never a whole zone)".
@@ -442,6 +469,9 @@ func abbreviate(names []string, n int) string {
 	}
 	return fmt.Sprintf("%s, … (%d more)", strings.Join(names[:n], ", "), len(names)-n)
 }
+
+// FormatDuration prints "5m" rather than "5m0s", "4h" rather than "4h0m0s".
+func FormatDuration(d time.Duration) string { return fmtDuration(d) }
 
 // fmtDuration prints "5m" rather than "5m0s".
 func fmtDuration(d time.Duration) string {

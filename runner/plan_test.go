@@ -297,6 +297,7 @@ func TestPlanTopologyOutput(t *testing.T) {
                zone: b 1/4 (by)
   zone-c       2 hosts, monitor 10m    web-09, web-12
                zone: c 2/4 (by)
+  judged on metrics every 15s, against each host's 30m baseline (120 polls) before its wave's apply; warm-up 2m (8 polls)
 `
 	if text.String() != want {
 		t.Errorf("plan text\n got:\n%s\nwant:\n%s", text.String(), want)
