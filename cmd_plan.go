@@ -18,7 +18,8 @@ func newPlanCmd() *cobra.Command {
 Nomad nodes), selects the canary and splits the rest into the waves, and
 prints the plan, and what each wave is judged on: the poll interval, the
 baseline before its apply in polls, the warm-up (a metrics.baseline of
-fewer than 24 polls draws a warning on stderr). It changes nothing. --json (or --output json) prints
+fewer than 24 polls draws a warning on stderr). It changes nothing.
+--json (or --output json) prints
 {"rollout":"web","waves":[{"name":"canary","hosts":["web-1"],"monitor":"5m"},...],"bake":"10m"}
 (bake only when the spec has one).
 

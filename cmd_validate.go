@@ -45,10 +45,10 @@ the values that hold one go unchecked; every other check runs.
 
 A valid spec can still draw a warning (file:line:col: warning: message,
 a ::warning annotation in GitHub Actions), which never changes the exit
-code: a metrics.baseline of fewer than 24 polls of metrics.interval (in the
-evaluation, baselines of 24, 12 and 6 polls rolled back 1.5, 2.3 and 4 times
-as many good changes as 48; the default is 48 polls, at least 30m). plan, dry-run and run print the
-same warnings on stderr.
+code: a metrics.baseline of fewer than 24 polls of metrics.interval (in
+the evaluation, baselines of 24, 12 and 6 polls rolled back 1.5, 2.3 and
+4 times as many good changes as 48; the default is 48 polls, at least
+30m). plan, dry-run and run print the same warnings on stderr.
 
 --output json prints {"file","valid":true,"rollout","queries":[...],"policies":[...]}
 (and "unchecked":[{"file","line","column","message"}] with --allow-unset-env,
