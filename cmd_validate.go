@@ -100,7 +100,7 @@ for a valid spec, and for an invalid one
 			}
 			warnSpec(w, spec)
 			for _, x := range spec.Warnings {
-				doc.Warnings = append(doc.Warnings, problem{File: x.File, Line: x.Line, Column: x.Col, Message: x.Message})
+				doc.Warnings = append(doc.Warnings, placed(x))
 			}
 			if o.json() {
 				return writeJSON(c.OutOrStdout(), doc)

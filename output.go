@@ -111,12 +111,17 @@ func problems(err error) []problem {
 	for _, e := range list {
 		var pe *policies.PosError
 		if errors.As(e, &pe) {
-			out = append(out, problem{File: pe.File, Line: pe.Line, Column: pe.Col, Message: pe.Msg})
+			out = append(out, placed(pe))
 		} else {
 			out = append(out, problem{Message: e.Error()})
 		}
 	}
 	return out
+}
+
+// placed is a problem at its position.
+func placed(pe *policies.PosError) problem {
+	return problem{File: pe.File, Line: pe.Line, Column: pe.Col, Message: pe.Msg}
 }
 
 func writeJSON(w io.Writer, v any) error {

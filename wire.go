@@ -120,9 +120,9 @@ func loadSpec(path string) (*runner.Spec, []*policies.Policy, error) {
 func warnSpec(w io.Writer, spec *runner.Spec) {
 	for _, x := range spec.Warnings {
 		if github.InActions(os.Getenv) {
-			fmt.Fprintln(w, github.Annotation(os.Getenv, "warning", x.File, x.Line, x.Col, x.Message))
+			fmt.Fprintln(w, github.Annotation(os.Getenv, "warning", x.File, x.Line, x.Col, x.Msg))
 		} else {
-			fmt.Fprintln(w, x)
+			fmt.Fprintf(w, "%s:%d:%d: warning: %s\n", x.File, x.Line, x.Col, x.Msg)
 		}
 	}
 }

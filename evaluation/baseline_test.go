@@ -55,7 +55,7 @@ func TestBaselineLength(t *testing.T) {
 	for j, jd := range res[0].Judges {
 		fmt.Printf("| %s |", jd.Name())
 		for _, r := range res {
-			fmt.Printf(" %s |", cell(r.Tally(j, byDataset(""))))
+			fmt.Printf(" %s |", rates(r.Tally(j, byDataset(""))))
 		}
 		fmt.Println()
 	}
@@ -66,22 +66,10 @@ func TestBaselineLength(t *testing.T) {
 		for _, h := range []Half{Dev, HeldOut} {
 			fmt.Printf("| %s, %s |", d, h)
 			for _, r := range res {
-				fmt.Printf(" %s |", cell(r.Tally(ref, and(byDataset(d), byHalf(h)))))
+				fmt.Printf(" %s |", rates(r.Tally(ref, and(byDataset(d), byHalf(h)))))
 			}
 			fmt.Println()
 		}
 	}
 	fmt.Println()
-}
-
-// cell is a tally as "caught% / rolled back%".
-func cell(t Tally) string {
-	if !t.Applies {
-		return "n/a"
-	}
-	c := "—"
-	if t.Visible > 0 {
-		c = fmt.Sprintf("%.1f%%", 100*t.CatchRate())
-	}
-	return fmt.Sprintf("%s / %.1f%%", c, 100*t.FalseRate())
 }

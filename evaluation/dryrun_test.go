@@ -68,7 +68,7 @@ func TestDryRunDecidesAsTheHarness(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := filepath.Join(dir, fmt.Sprintf("case-%d.jsonl", compared))
-		if err := writeRecording(rec, c, at); err != nil {
+		if err := writeRecording(rec, c, at, holdSlack(c, l.spec)+1); err != nil {
 			t.Fatal(err)
 		}
 		got, err := dryRun(bin, l.path, rec, at, c)
@@ -92,12 +92,12 @@ func TestDryRunDecidesAsTheHarness(t *testing.T) {
 	}
 }
 
-// writeRecording writes c's values, and as many polls past its stages as
-// holds can take it, as a recording whose first monitored poll ends at
-// at: poll i (0-based) is stamped a second before at + (i+1) intervals,
-// so that the tick at the end of its interval reads it.
-func writeRecording(path string, c *Case, at time.Time) error {
-	extra := c.Polls() + len(c.Stages) + 1
+// writeRecording writes c's values, and extra polls past its stages (as
+// many as holds can take it, and one), as a recording whose first
+// monitored poll ends at at: poll i (0-based) is stamped a second before
+// at + (i+1) intervals, so that the tick at the end of its interval reads
+// it.
+func writeRecording(path string, c *Case, at time.Time, extra int) error {
 	v := c.materialize(c.effects, extra)
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

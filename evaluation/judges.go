@@ -494,14 +494,9 @@ func (r *Rollguard) Decide(v *View) int {
 	nh := len(v.hosts)
 	obs := make([]float64, nh)
 	changed := make([]bool, nh)
-	// delays[s] is how many polls stage s starts late; slack is how far
-	// past the case's stages holds can take a rollout.
+	// delays[s] is how many polls stage s starts late.
 	delays := make([]int, len(v.Stages))
-	slack := 0
-	for _, st := range v.Stages {
-		monitor := v.Interval * time.Duration(st.Polls)
-		slack += int(l.spec.Detection.HoldFor(monitor)/v.Interval) + 1
-	}
+	slack := holdSlack(v.Case, l.spec)
 	view := v
 	for s, st := range v.Stages {
 		if delays[s] > 0 {
@@ -575,6 +570,16 @@ func (r *Rollguard) Decide(v *View) int {
 		}
 	}
 	return 0
+}
+
+// holdSlack is how many polls past c's stages holds can take its rollout
+// under spec: each stage's hold limit, and the poll that ends it.
+func holdSlack(c *Case, spec *runner.Spec) int {
+	slack := 0
+	for _, st := range c.Stages {
+		slack += int(spec.Detection.HoldFor(c.Interval*time.Duration(st.Polls))/c.Interval) + 1
+	}
+	return slack
 }
 
 // decided is what a tick's result does, as runner.execution.decide reads

@@ -130,11 +130,7 @@ func (c *Case) oracle(lb *Label, labelledHost int) {
 	best := -1
 	consider := func(h, m, from, to int) {
 		// The baseline before the stage in which the effect starts.
-		s := 0
-		for s+1 < len(c.Stages) && c.StageStart(s+1) <= from {
-			s++
-		}
-		base := v.BaselineOf(h, m, s)
+		base := v.BaselineOf(h, m, c.stageOf(from))
 		clean := slices.DeleteFunc(slices.Clone(base), math.IsNaN)
 		if len(clean) == 0 {
 			return

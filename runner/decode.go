@@ -54,14 +54,19 @@ func newDecoder(file string) *decoder {
 	}
 }
 
-// errorf records a problem at n's position (line 1 when n is nil or has no
-// position, so that no error is ever without a line).
+// errorf records a problem at n's position (see posf).
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, d.posf(n, format, args...))
+}
+
+// posf is a message at n's position (line 1 when n is nil or has no
+// position, so that no problem is ever without a line).
+func (d *decoder) posf(n *yaml.Node, format string, args ...any) *policies.PosError {
 	line, col := 1, 1
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
-	d.errs = append(d.errs, &policies.PosError{File: d.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+	return &policies.PosError{File: d.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
 }
 
 // at returns the value node written for path, or the closest written

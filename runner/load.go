@@ -206,12 +206,11 @@ func (d *decoder) warnBaseline(s *Spec) {
 	if polls >= shortBaselinePolls {
 		return
 	}
-	n := d.at("metrics.baseline")
-	s.Warnings = append(s.Warnings, Warning{File: d.file, Line: n.Line, Col: n.Column,
-		Message: fmt.Sprintf("metrics.baseline %s holds %d poll(s) at metrics.interval %s, fewer than %d: in the evaluation, baselines of 24, 12 and 6 polls "+
+	s.Warnings = append(s.Warnings, d.posf(d.at("metrics.baseline"),
+		"metrics.baseline %s holds %d poll(s) at metrics.interval %s, fewer than %d: in the evaluation, baselines of 24, 12 and 6 polls "+
 			"rolled back 1.5, 2.3 and 4 times as many good changes as %d polls (README, Detection: how long a baseline); %s holds %d",
-			fmtDuration(base), polls, fmtDuration(interval), shortBaselinePolls, defaultBaselinePolls,
-			fmtDuration(time.Duration(defaultBaselinePolls)*interval), defaultBaselinePolls)})
+		fmtDuration(base), polls, fmtDuration(interval), shortBaselinePolls, defaultBaselinePolls,
+		fmtDuration(time.Duration(defaultBaselinePolls)*interval), defaultBaselinePolls))
 }
 
 // parse reads the single YAML document of data, reporting syntax errors

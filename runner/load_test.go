@@ -530,7 +530,7 @@ func TestBaselineDefaultAndWarning(t *testing.T) {
 			}
 			var got []string
 			for _, w := range s.Warnings {
-				got = append(got, w.String())
+				got = append(got, fmt.Sprintf("%s:%d:%d: warning: %s", w.File, w.Line, w.Col, w.Msg))
 			}
 			if want := []string{tt.warning}; tt.warning == "" && len(got) > 0 || tt.warning != "" && !slices.Equal(got, want) {
 				t.Errorf("warnings:\ngot  %q\nwant %q", got, tt.warning)

@@ -414,16 +414,10 @@ func judging(spec *Spec) string {
 	if iv <= 0 {
 		return ""
 	}
-	polls := func(n int) string {
-		if n == 1 {
-			return "1 poll"
-		}
-		return fmt.Sprintf("%d polls", n)
-	}
 	s := fmt.Sprintf("judged on metrics every %s, against each host's %s baseline (%s) before its wave's apply",
-		fmtDuration(iv), fmtDuration(base), polls(int(base/iv)))
+		fmtDuration(iv), fmtDuration(base), report.Count(int(base/iv), "poll"))
 	if warm > 0 {
-		s += fmt.Sprintf("; warm-up %s (%s)", fmtDuration(warm), polls(warmupPolls(warm, iv)))
+		s += fmt.Sprintf("; warm-up %s (%s)", fmtDuration(warm), report.Count(warmupPolls(warm, iv), "poll"))
 	}
 	return s
 }

@@ -7,9 +7,10 @@
 package runner
 
 import (
-	"fmt"
 	"math"
 	"time"
+
+	"github.com/rollguard/rollguard/policies"
 )
 
 // Spec is a parsed and validated rollout.yaml. Field comments give the YAML
@@ -53,19 +54,7 @@ type Spec struct {
 	Env []EnvRef `yaml:"-" json:"-"`
 	// Warnings are what the spec allows and a user should know (a
 	// baseline too short to judge on well), each where it is written.
-	Warnings []Warning `yaml:"-" json:"-"`
-}
-
-// Warning is a valid spec's problem, at its file, line and column.
-type Warning struct {
-	File      string
-	Line, Col int
-	Message   string
-}
-
-// String is the warning as file:line:col: warning: message.
-func (w Warning) String() string {
-	return fmt.Sprintf("%s:%d:%d: warning: %s", w.File, w.Line, w.Col, w.Message)
+	Warnings []*policies.PosError `yaml:"-" json:"-"`
 }
 
 // Duration is a Go duration written as a string ("90s", "5m").
