@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,7 +30,11 @@ with nothing installed: no Ansible, no metrics server, no host touched.
 
 The recording is VictoriaMetrics' export format (/api/v1/export, one series a
 line, plain or gzip), with __name__ set to the query's name in the spec and the
-host in metrics.host_label; 'rollguard run --record' writes exactly this.
+host in metrics.host_label; 'rollguard run --record' writes exactly this. A
+poll reads a series' latest sample, as a live query does: a series recorded
+less often than metrics.interval (an export at a 1-minute scrape interval,
+polled every 15s) repeats its last sample between two samples, and dry-run
+warns that each sample is then judged as several polls.
 
 The hosts are targets.static; with discovered targets (inventory, Consul,
 Nomad) a dry run asks nothing and takes the hosts the recording has, in name
@@ -77,8 +83,12 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			if w := shortRecording(spec, rec, at); w != "" {
 				fmt.Fprintln(c.ErrOrStderr(), w)
 			}
-			// A recorded sample stands for two intervals, as a live query
-			// would see it; after that the host has no data.
+			for _, w := range coarseRecording(spec, rec) {
+				fmt.Fprintln(c.ErrOrStderr(), w)
+			}
+			// A recorded sample stands for two intervals (two of its own
+			// when it was recorded less often), as a live query would see
+			// it; after that the host has no data.
 			replay, err := victoriametrics.NewReplay(rec, victoriametrics.ReplayOptions{Lookback: 2 * spec.Metrics.Interval.D()})
 			if err != nil {
 				return badInput(err)
@@ -153,6 +163,36 @@ func shortRecording(spec *runner.Spec, rec *victoriametrics.Recording, at time.T
 	}
 	return fmt.Sprintf("rollguard: warning: the recording starts %s before --change-at and metrics.baseline is %s: the first stage's baseline holds %d poll(s) at %s, not %d",
 		runner.FormatDuration(held), runner.FormatDuration(base), int((held+iv-1)/iv), runner.FormatDuration(iv), int(base/iv))
+}
+
+// coarseRecording warns when the recording holds a query's samples less
+// often than metrics.interval polls, one warning per resolution: each
+// poll between two samples then reads the last one again, as a live
+// query would, so one sample is judged as several polls in a row (no
+// warning for a query the recording lacks or holds at the interval).
+func coarseRecording(spec *runner.Spec, rec *victoriametrics.Recording) []string {
+	iv := spec.Metrics.Interval.D()
+	if iv <= 0 {
+		return nil
+	}
+	var order []time.Duration
+	names := map[time.Duration][]string{}
+	for _, q := range spec.Metrics.Queries {
+		r := rec.Resolution(q.Name)
+		if 2*r < 3*iv {
+			continue
+		}
+		if names[r] == nil {
+			order = append(order, r)
+		}
+		names[r] = append(names[r], q.Name)
+	}
+	var out []string
+	for _, r := range order {
+		out = append(out, fmt.Sprintf("rollguard: warning: the recording has a sample of %s every %s, and metrics.interval is %s: a poll between two samples reads the last one again, as a live query does, so each sample is judged as about %d polls in a row; metrics.interval: %s judges each once",
+			strings.Join(names[r], ", "), runner.FormatDuration(r), runner.FormatDuration(iv), int(math.Round(float64(r)/float64(iv))), runner.FormatDuration(r)))
+	}
+	return out
 }
 
 // parseChangeAt accepts RFC 3339 or unix seconds.

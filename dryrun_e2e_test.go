@@ -78,82 +78,140 @@ func readReport(t *testing.T, dir string) report.Report {
 	return r
 }
 
+// dryRunScenario is one spec of testdata/dryrun over its recording, and
+// what a dry run of it must decide.
+type dryRunScenario struct {
+	spec, metrics string
+	exit          int
+	outcome       string
+	reverted      []string // hosts reverted, in any order
+	trigger       string   // substring of rollback.trigger
+	reason        string   // substring of the outcome's reason
+	notChanged    []string // hosts that must never have been applied
+}
+
+var dryRunScenarios = []dryRunScenario{
+	{spec: "good", metrics: "good.jsonl", exit: 0, outcome: "promoted"},
+	{spec: "latency-50", metrics: "latency-50.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
+		notChanged: []string{"web-2", "web-10"}},
+	{spec: "latency-50-freeze", metrics: "latency-50.jsonl", exit: 4, outcome: "halted", reason: "freeze",
+		notChanged: []string{"web-2", "web-10"}},
+	{spec: "errors-from-zero", metrics: "errors-from-zero.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
+		notChanged: []string{"web-2"}},
+	{spec: "traffic-shift", metrics: "traffic-shift.jsonl.gz", exit: 0, outcome: "promoted"},
+	{spec: "noisy-host", metrics: "noisy-host.jsonl", exit: 0, outcome: "promoted", reverted: []string{"web-7"}, trigger: "host-policy"},
+	{spec: "nodata-fail", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: fail"},
+	{spec: "nodata-hold", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: hold"},
+	{spec: "nodata-ignore", metrics: "nodata.jsonl", exit: 0, outcome: "promoted"},
+}
+
 func TestDryRunScenarios(t *testing.T) {
-	const changeAt = "2024-01-01T12:00:00Z"
-	cases := []struct {
-		spec, metrics string
-		exit          int
-		outcome       string
-		reverted      []string // hosts reverted, in any order
-		trigger       string   // substring of rollback.trigger
-		reason        string   // substring of the outcome's reason
-		notChanged    []string // hosts that must never have been applied
-	}{
-		{spec: "good", metrics: "good.jsonl", exit: 0, outcome: "promoted"},
-		{spec: "latency-50", metrics: "latency-50.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
-			notChanged: []string{"web-2", "web-10"}},
-		{spec: "latency-50-freeze", metrics: "latency-50.jsonl", exit: 4, outcome: "halted", reason: "freeze",
-			notChanged: []string{"web-2", "web-10"}},
-		{spec: "errors-from-zero", metrics: "errors-from-zero.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
-			notChanged: []string{"web-2"}},
-		{spec: "traffic-shift", metrics: "traffic-shift.jsonl.gz", exit: 0, outcome: "promoted"},
-		{spec: "noisy-host", metrics: "noisy-host.jsonl", exit: 0, outcome: "promoted", reverted: []string{"web-7"}, trigger: "host-policy"},
-		{spec: "nodata-fail", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: fail"},
-		{spec: "nodata-hold", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: hold"},
-		{spec: "nodata-ignore", metrics: "nodata.jsonl", exit: 0, outcome: "promoted"},
-	}
-	for _, tc := range cases {
+	for _, tc := range dryRunScenarios {
 		t.Run(tc.spec, func(t *testing.T) {
-			dir := t.TempDir()
-			code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/"+tc.spec+".yaml",
-				"--metrics", "testdata/recordings/"+tc.metrics, "--change-at", changeAt, "--report-dir", dir)
-			if code != tc.exit {
-				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.exit, out, errOut)
-			}
-			r := readReport(t, dir)
-			if r.Outcome != tc.outcome {
-				t.Errorf("outcome %q, want %q", r.Outcome, tc.outcome)
-			}
-			if !r.DryRun {
-				t.Errorf("dry_run is false")
-			}
-			var reverted []string
-			for _, h := range r.Hosts {
-				if h.Reverted {
-					reverted = append(reverted, h.Name)
-				}
-				if slices.Contains(tc.notChanged, h.Name) && h.Applied {
-					t.Errorf("host %s was applied, but the rollout must have stopped before it", h.Name)
-				}
-			}
-			slices.Sort(reverted)
-			want := slices.Clone(tc.reverted)
-			slices.Sort(want)
-			if !slices.Equal(reverted, want) {
-				t.Errorf("reverted hosts %v, want %v\n%s", reverted, want, out)
-			}
-			if len(tc.reverted) > 0 {
-				if r.Rollback == nil {
-					t.Fatalf("no rollback in report")
-				}
-				if tc.trigger != "" && !strings.Contains(r.Rollback.Trigger, tc.trigger) {
-					t.Errorf("rollback trigger %q, want it to contain %q", r.Rollback.Trigger, tc.trigger)
-				}
-			}
-			if tc.reason != "" && !strings.Contains(r.Reason, tc.reason) {
-				t.Errorf("reason %q, want it to contain %q", r.Reason, tc.reason)
-			}
-			if tc.outcome == "rolled_back" {
-				fired := false
-				for _, d := range r.Decisions {
-					fired = fired || d.Fired
-				}
-				if !fired {
-					t.Errorf("rolled back without a fired decision")
-				}
+			_, errOut := tc.check(t, "testdata/dryrun/"+tc.spec+".yaml")
+			if errOut != "" {
+				t.Errorf("stderr %q, want nothing", errOut)
 			}
 		})
 	}
+}
+
+// The recordings hold a sample a minute. Polled every 15 s, as a live run
+// over a 1-minute scrape interval polls, every scenario is decided as at
+// 1-minute polls, and dry-run says that each sample is judged 4 times.
+// (Before the replay read a series as a live query reads it, the polls
+// between two samples had no data and the baseline had none of the
+// detector's pairs: good, traffic-shift, noisy-host and nodata-ignore
+// rolled back.)
+func TestDryRunScenariosPolledFasterThanRecorded(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"playbooks", "policies"} {
+		abs, err := filepath.Abs(filepath.Join("testdata", d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(abs, filepath.Join(root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(root, "dryrun"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const warning = "rollguard: warning: the recording has a sample of latency_p95, error_rate, cpu every 1m, and metrics.interval is 15s: a poll between two samples reads the last one again, as a live query does, so each sample is judged as about 4 polls in a row; metrics.interval: 1m judges each once\n"
+	for _, tc := range dryRunScenarios {
+		t.Run(tc.spec, func(t *testing.T) {
+			spec, err := os.ReadFile(filepath.Join("testdata/dryrun", tc.spec+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fast := strings.Replace(string(spec), "interval: 1m\n", "interval: 15s\n", 1)
+			if fast == string(spec) {
+				t.Fatalf("%s.yaml has no 'interval: 1m' to rewrite", tc.spec)
+			}
+			path := filepath.Join(root, "dryrun", tc.spec+".yaml")
+			if err := os.WriteFile(path, []byte(fast), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, errOut := tc.check(t, path); errOut != warning {
+				t.Errorf("stderr %q, want %q", errOut, warning)
+			}
+		})
+	}
+}
+
+// check dry-runs spec over the scenario's recording, checks the verdict
+// and the report, and returns stdout and stderr.
+func (tc dryRunScenario) check(t *testing.T, spec string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", "testdata/recordings/"+tc.metrics,
+		"--change-at", "2024-01-01T12:00:00Z", "--report-dir", dir)
+	if code != tc.exit {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.exit, out, errOut)
+	}
+	r := readReport(t, dir)
+	if r.Outcome != tc.outcome {
+		t.Errorf("outcome %q, want %q", r.Outcome, tc.outcome)
+	}
+	if !r.DryRun {
+		t.Errorf("dry_run is false")
+	}
+	var reverted []string
+	for _, h := range r.Hosts {
+		if h.Reverted {
+			reverted = append(reverted, h.Name)
+		}
+		if slices.Contains(tc.notChanged, h.Name) && h.Applied {
+			t.Errorf("host %s was applied, but the rollout must have stopped before it", h.Name)
+		}
+	}
+	slices.Sort(reverted)
+	want := slices.Clone(tc.reverted)
+	slices.Sort(want)
+	if !slices.Equal(reverted, want) {
+		t.Errorf("reverted hosts %v, want %v\n%s", reverted, want, out)
+	}
+	if len(tc.reverted) > 0 {
+		if r.Rollback == nil {
+			t.Fatalf("no rollback in report")
+		}
+		if tc.trigger != "" && !strings.Contains(r.Rollback.Trigger, tc.trigger) {
+			t.Errorf("rollback trigger %q, want it to contain %q", r.Rollback.Trigger, tc.trigger)
+		}
+	}
+	if tc.reason != "" && !strings.Contains(r.Reason, tc.reason) {
+		t.Errorf("reason %q, want it to contain %q", r.Reason, tc.reason)
+	}
+	if tc.outcome == "rolled_back" {
+		fired := false
+		for _, d := range r.Decisions {
+			fired = fired || d.Fired
+		}
+		if !fired {
+			t.Errorf("rolled back without a fired decision")
+		}
+	}
+	return out, errOut
 }
 
 func TestDryRunBadInput(t *testing.T) {

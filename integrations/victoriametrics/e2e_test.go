@@ -46,7 +46,9 @@ func startVM(t *testing.T, opts ServerOptions) *Server {
 
 // TestE2EClientMatchesReplay imports a recording into a real
 // VictoriaMetrics and checks that the Client's answers over it are the
-// Replay's answers over the same file.
+// Replay's answers over the same file: the Replay's lookback is a dry
+// run's at 15 s polls (30 s), shorter than the recording's 1-minute
+// resolution, and range queries step at, under and over it.
 func TestE2EClientMatchesReplay(t *testing.T) {
 	vm := startVM(t, ServerOptions{})
 	ctx := context.Background()
@@ -63,7 +65,7 @@ func TestE2EClientMatchesReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay, err := NewReplay(rec, ReplayOptions{})
+	replay, err := NewReplay(rec, ReplayOptions{Lookback: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,21 +89,23 @@ func TestE2EClientMatchesReplay(t *testing.T) {
 			}
 		}
 		from, to := change.Add(-30*time.Minute), change.Add(5*time.Minute)
-		want, err := replay.Range(ctx, q, keys, from, to, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := client.Range(ctx, q, keys, from, to, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, k := range keys {
-			if !slices.Equal(got[i].Timestamps, want[i].Timestamps) || !slices.Equal(got[i].Values, want[i].Values) {
-				t.Errorf("%s range on %s: VictoriaMetrics %v, replay %v", name, k, got[i], want[i])
+		for _, step := range []time.Duration{time.Minute, 15 * time.Second, 5 * time.Minute} {
+			want, err := replay.Range(ctx, q, keys, from, to, step)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if len(want[0].Values) != 36 {
-			t.Errorf("%s: replay range has %d samples, want 36: the comparison proves little", name, len(want[0].Values))
+			got, err := client.Range(ctx, q, keys, from, to, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range keys {
+				if !slices.Equal(got[i].Timestamps, want[i].Timestamps) || !slices.Equal(got[i].Values, want[i].Values) {
+					t.Errorf("%s range on %s at step %s: VictoriaMetrics %v, replay %v", name, k, step, got[i], want[i])
+				}
+			}
+			if n := int(to.Sub(from)/step) + 1; len(want[0].Values) != n {
+				t.Errorf("%s: replay range at step %s has %d points, want %d: the comparison proves little", name, step, len(want[0].Values), n)
+			}
 		}
 	}
 }

@@ -42,6 +42,43 @@ type Series struct {
 // Name returns the series' metric name (its __name__ label).
 func (s *Series) Name() string { return s.Labels[NameLabel] }
 
+// Resolution is the series' usual time between two samples: the median of
+// the gaps between consecutive timestamps, missing values included (a
+// scraper writes one when a scrape fails); 0 with fewer than two.
+func (s *Series) Resolution() time.Duration {
+	if len(s.Timestamps) < 2 {
+		return 0
+	}
+	gaps := make([]int64, len(s.Timestamps)-1)
+	for i := range gaps {
+		gaps[i] = s.Timestamps[i+1] - s.Timestamps[i]
+	}
+	return time.Duration(medianInt(gaps)) * time.Millisecond
+}
+
+// Resolution is the usual time between two samples of the series named
+// name: the median of their Resolutions (0 when none has two samples).
+func (r *Recording) Resolution(name string) time.Duration {
+	var res []int64
+	for _, s := range r.Series {
+		if s.Name() == name {
+			if d := s.Resolution(); d > 0 {
+				res = append(res, int64(d))
+			}
+		}
+	}
+	if len(res) == 0 {
+		return 0
+	}
+	return time.Duration(medianInt(res))
+}
+
+// medianInt is the lower median of xs (not empty), which it sorts.
+func medianInt(xs []int64) int64 {
+	slices.Sort(xs)
+	return xs[(len(xs)-1)/2]
+}
+
 // Recording is a set of series read from an export file.
 type Recording struct {
 	// Series are in the order of their first line in the file.

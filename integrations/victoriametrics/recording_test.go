@@ -266,6 +266,84 @@ func TestReplayRange(t *testing.T) {
 	}
 }
 
+// A range query is an instant query at every step: polled more often than
+// it was recorded, a series repeats its latest sample, up to twice its own
+// resolution, and a missing value is a gap at once; polled less often, it
+// gives the sample at or before each step.
+func TestReplayRangeSteps(t *testing.T) {
+	rec, err := ReadRecording(strings.NewReader(
+		`{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2,3,null,5,6],"timestamps":[0,60000,120000,180000,240000,600000]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.Series[0].Resolution(); got != time.Minute {
+		t.Errorf("resolution %s, want 1m (the median gap, a missing value counting)", got)
+	}
+	r, err := NewReplay(rec, ReplayOptions{Lookback: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := ports.Query{Name: "cpu"}
+	sec := func(s ...int64) []int64 {
+		for i := range s {
+			s[i] *= 1000
+		}
+		return s
+	}
+	for _, tt := range []struct {
+		name           string
+		from, to, step int64 // seconds
+		ts             []int64
+		vs             []float64
+	}{
+		{"15s steps over 1m samples", 0, 135, 15, sec(0, 15, 30, 45, 60, 75, 90, 105, 120, 135), []float64{1, 1, 1, 1, 2, 2, 2, 2, 3, 3}},
+		{"a missing value is a gap at once", 165, 255, 15, sec(165, 240, 255), []float64{3, 5, 5}},
+		{"up to twice the resolution past the last sample", 300, 375, 15, sec(300, 315, 330, 345), []float64{5, 5, 5, 5}},
+		{"steps between samples", 50, 130, 40, sec(50, 90, 130), []float64{1, 2, 3}},
+		{"5m steps", 0, 600, 300, sec(0, 300, 600), []float64{1, 5, 6}},
+		{"counted back from the end", 0, 130, 60, sec(10, 70, 130), []float64{1, 2, 3}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.Range(context.Background(), q, []string{"a"}, time.Unix(tt.from, 0), time.Unix(tt.to, 0), time.Duration(tt.step)*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got[0].Timestamps, tt.ts) || !slices.Equal(got[0].Values, tt.vs) {
+				t.Errorf("Range = %v %v, want %v %v", got[0].Timestamps, got[0].Values, tt.ts, tt.vs)
+			}
+			// Each point is what an instant query then answers.
+			out := make([]float64, 1)
+			for i, ts := range got[0].Timestamps {
+				if err := r.Instant(context.Background(), q, []string{"a"}, time.UnixMilli(ts), out); err != nil || out[0] != got[0].Values[i] {
+					t.Errorf("Instant at %dms = %v (%v), Range gave %v", ts, out[0], err, got[0].Values[i])
+				}
+			}
+		})
+	}
+	if _, err := r.Range(context.Background(), q, []string{"a"}, time.Unix(0, 0), time.Unix(60, 0), 0); err == nil || !strings.Contains(err.Error(), "step must be positive") {
+		t.Errorf("step 0: error %v, want one naming the step", err)
+	}
+}
+
+func TestRecordingResolution(t *testing.T) {
+	rec, err := ReadRecording(strings.NewReader(
+		`{"metric":{"__name__":"cpu","instance":"a"},"values":[1,2,3],"timestamps":[0,60000,120000]}
+{"metric":{"__name__":"cpu","instance":"b"},"values":[1,2,3,4],"timestamps":[0,15000,30000,45000]}
+{"metric":{"__name__":"cpu","instance":"c"},"values":[1,2],"timestamps":[0,60000]}
+{"metric":{"__name__":"lat","instance":"a"},"values":[1],"timestamps":[0]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		want time.Duration
+	}{{"cpu", time.Minute}, {"lat", 0}, {"absent", 0}} {
+		if got := rec.Resolution(tt.name); got != tt.want {
+			t.Errorf("Resolution(%s) = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestReplayRejectsTwoSeriesForAHost(t *testing.T) {
 	rec, err := ReadRecording(strings.NewReader(
 		`{"metric":{"__name__":"cpu","instance":"a","zone":"x"},"values":[1],"timestamps":[1000]}

@@ -28,10 +28,33 @@ type ReplayOptions struct {
 // ports.MetricsSource for dry runs. A query is looked up by its Name (the
 // recording's __name__), never by its expression; a host by the value of
 // the recording's HostLabel. It is safe for concurrent use.
+//
+// Each series is read as a Prometheus-compatible server reads it: at a
+// time t, its latest sample in (t-lookback, t], none after a missing
+// value. Its lookback is ReplayOptions.Lookback, or twice the series'
+// Resolution when that is longer, so that a series recorded less often
+// than the queries ask (an export at a 1-minute scrape interval, polled
+// every 15 s) repeats its last sample between two samples, as a live
+// query does, instead of reading as no data there.
 type Replay struct {
-	lookback time.Duration
 	// series maps a query name, then a host label value, to its series.
-	series map[string]map[string]*Series
+	series map[string]map[string]replayed
+}
+
+// replayed is a series and its lookback in milliseconds.
+type replayed struct {
+	*Series
+	lookback int64
+}
+
+// latest is the value the series has at t (unix ms): its latest sample
+// in (t-lookback, t], NaN when there is none or when it is a missing
+// value. j is the index of the first sample after t.
+func (s replayed) latest(t int64, j int) float64 {
+	if j > 0 && s.Timestamps[j-1] > t-s.lookback {
+		return s.Values[j-1] // NaN for a missing value
+	}
+	return math.NaN()
 }
 
 var _ ports.MetricsSource = (*Replay)(nil)
@@ -43,7 +66,7 @@ func NewReplay(rec *Recording, opts ReplayOptions) (*Replay, error) {
 	if opts.Lookback <= 0 {
 		opts.Lookback = DefaultLookback
 	}
-	r := &Replay{lookback: opts.Lookback, series: map[string]map[string]*Series{}}
+	r := &Replay{series: map[string]map[string]replayed{}}
 	for _, s := range rec.Series {
 		host, ok := s.Labels[rec.HostLabel]
 		if !ok {
@@ -51,14 +74,14 @@ func NewReplay(rec *Recording, opts ReplayOptions) (*Replay, error) {
 		}
 		byHost := r.series[s.Name()]
 		if byHost == nil {
-			byHost = map[string]*Series{}
+			byHost = map[string]replayed{}
 			r.series[s.Name()] = byHost
 		}
-		if prev := byHost[host]; prev != nil {
+		if prev, ok := byHost[host]; ok {
 			return nil, fmt.Errorf("recording has two series for %s %s=%q: %s and %s",
 				s.Name(), rec.HostLabel, host, formatLabels(prev.Labels), formatLabels(s.Labels))
 		}
-		byHost[host] = s
+		byHost[host] = replayed{Series: s, lookback: max(opts.Lookback, 2*s.Resolution()).Milliseconds()}
 	}
 	return r, nil
 }
@@ -75,44 +98,52 @@ func (r *Replay) Instant(ctx context.Context, q ports.Query, keys []string, at t
 		return fmt.Errorf("replay query %q: %d keys but room for %d values", q.Name, len(keys), len(out))
 	}
 	atMs := at.UnixMilli()
-	fromMs := at.Add(-r.lookback).UnixMilli()
 	byHost := r.series[q.Name]
 	for i, key := range keys {
 		out[i] = math.NaN()
-		s := byHost[key]
-		if s == nil {
+		s, ok := byHost[key]
+		if !ok {
 			continue
 		}
-		// j is the first sample after at; j-1 the latest at or before it.
 		j := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] > atMs })
-		if j > 0 && s.Timestamps[j-1] > fromMs {
-			out[i] = s.Values[j-1]
-		}
+		out[i] = s.latest(atMs, j)
 	}
 	return nil
 }
 
-// Range returns, for each key, the samples of q.Name with from <= t <= to
-// (empty where there are none), missing values left out. The recording is
-// not resampled: step is ignored.
-func (r *Replay) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, _ time.Duration) ([]Samples, error) {
+// Range returns, for each key, q.Name at every step from from to to,
+// each point what Instant would answer then (a range query is an instant
+// query at every step): points without a value are left out, so a gap
+// stays a gap. Empty for a key without a series. The points are counted
+// back from to, so that the last is at to: a baseline ending just before
+// a change holds the latest sample before it, and a recording with a
+// sample every step (what run --record writes) gives back its samples in
+// [from, to].
+func (r *Replay) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]Samples, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("replay range query %q: %w", q.Name, err)
 	}
-	fromMs, toMs := from.UnixMilli(), to.UnixMilli()
+	if step <= 0 {
+		return nil, fmt.Errorf("replay range query %q: step must be positive, got %s", q.Name, step)
+	}
+	fromMs, toMs, stepMs := from.UnixMilli(), to.UnixMilli(), max(step.Milliseconds(), 1)
 	byHost := r.series[q.Name]
 	out := make([]Samples, len(keys))
 	for i, key := range keys {
-		s := byHost[key]
-		if s == nil {
+		s, ok := byHost[key]
+		if !ok {
 			continue
 		}
-		lo := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] >= fromMs })
-		hi := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] > toMs })
-		for j := lo; j < hi; j++ {
-			if !math.IsNaN(s.Values[j]) {
-				out[i].Timestamps = append(out[i].Timestamps, s.Timestamps[j])
-				out[i].Values = append(out[i].Values, s.Values[j])
+		// j is the first sample after t; it only moves forward.
+		start := toMs - (toMs-fromMs)/stepMs*stepMs
+		j := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] > start })
+		for t := start; t <= toMs; t += stepMs {
+			for j < len(s.Timestamps) && s.Timestamps[j] <= t {
+				j++
+			}
+			if v := s.latest(t, j); !math.IsNaN(v) {
+				out[i].Timestamps = append(out[i].Timestamps, t)
+				out[i].Values = append(out[i].Values, v)
 			}
 		}
 	}
