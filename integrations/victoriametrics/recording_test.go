@@ -320,6 +320,9 @@ func TestReplayRangeSteps(t *testing.T) {
 			}
 		})
 	}
+	if got, err := r.Range(context.Background(), q, []string{"a"}, time.Unix(60, 0), time.Unix(55, 0), time.Minute); err != nil || len(got[0].Values) != 0 {
+		t.Errorf("from after to: %v %v, want no points", got, err)
+	}
 	if _, err := r.Range(context.Background(), q, []string{"a"}, time.Unix(0, 0), time.Unix(60, 0), 0); err == nil || !strings.Contains(err.Error(), "step must be positive") {
 		t.Errorf("step 0: error %v, want one naming the step", err)
 	}

@@ -129,13 +129,16 @@ func (r *Replay) Range(ctx context.Context, q ports.Query, keys []string, from, 
 	fromMs, toMs, stepMs := from.UnixMilli(), to.UnixMilli(), max(step.Milliseconds(), 1)
 	byHost := r.series[q.Name]
 	out := make([]Samples, len(keys))
+	if toMs < fromMs { // an empty window
+		return out, nil
+	}
+	start := toMs - (toMs-fromMs)/stepMs*stepMs
 	for i, key := range keys {
 		s, ok := byHost[key]
 		if !ok {
 			continue
 		}
 		// j is the first sample after t; it only moves forward.
-		start := toMs - (toMs-fromMs)/stepMs*stepMs
 		j := sort.Search(len(s.Timestamps), func(k int) bool { return s.Timestamps[k] > start })
 		for t := start; t <= toMs; t += stepMs {
 			for j < len(s.Timestamps) && s.Timestamps[j] <= t {
