@@ -350,8 +350,13 @@ type Engine struct {
 	// untouched hosts or the hosts of passed stages (Engine.FleetNoData).
 	fleetNoData, untouchedRef []bool
 	// ctrlSeen and passSeen are their scratch: per metric, what this tick
-	// saw of the untouched hosts and of the hosts of passed stages.
-	ctrlSeen, passSeen []refSeen
+	// saw of the untouched hosts and of the hosts of passed stages;
+	// changedSeen of every changed host, this stage's included: when one
+	// of them has a value the metric's collection works, and the others'
+	// silence is their own, even when the reference hosts are silent too
+	// (in the last wave, a host of a passed stage whose data stopped is
+	// its own reference).
+	ctrlSeen, passSeen, changedSeen []refSeen
 	// passN is the number of hosts of passed stages with a value.
 	passN []int
 	// waveOf is the index of the wave each changed host belongs to.
@@ -438,6 +443,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.untouchedRef = make([]bool, nm)
 	e.ctrlSeen = make([]refSeen, nm)
 	e.passSeen = make([]refSeen, nm)
+	e.changedSeen = make([]refSeen, nm)
 	for h, name := range cfg.Hosts {
 		host := &e.hosts[h]
 		host.Name = name
@@ -716,7 +722,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 	// hosts can serve as controls and excluded hosts can be verified.
 	for m := range nm {
 		e.ctrlMean[m], e.ctrlN[m] = 0, 0
-		e.ctrlSeen[m], e.passSeen[m] = refNone, refNone
+		e.ctrlSeen[m], e.passSeen[m], e.changedSeen[m] = refNone, refNone, refNone
 		e.passN[m] = 0
 	}
 	for h := range nh {
@@ -732,6 +738,9 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 					seen = &e.passSeen[m]
 				}
 				seen.see(v, st.hasBaseline)
+			}
+			if e.changed[h] && !e.excluded[h] {
+				e.changedSeen[m].see(v, true)
 			}
 			if !st.hasBaseline && !e.changed[h] {
 				continue
@@ -768,13 +777,14 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		// untouched hosts that can report the metric; without any, by
 		// the hosts of the stages that passed (they had data after their
 		// own apply, and this stage's apply did not touch them); without
-		// either, no data is the changed hosts' own.
+		// either, no data is the changed hosts' own; and so it is when
+		// a changed host has a value.
 		ref := e.ctrlSeen[m]
 		e.untouchedRef[m] = ref != refNone
 		if !e.untouchedRef[m] {
 			ref = e.passSeen[m]
 		}
-		e.fleetNoData[m] = ref == refSilent
+		e.fleetNoData[m] = ref == refSilent && e.changedSeen[m] != refReporting
 		switch n, k := e.ctrlN[m], e.passN[m]; {
 		case n > 0:
 			e.ctrlMean[m] /= float64(n)

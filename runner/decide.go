@@ -17,17 +17,29 @@ import (
 // reverted by a host policy, a fleet-level fire that reverts (or freezes)
 // and ends the rollout, or nothing.
 
+// holding is why monitoring goes on past a stage's monitoring period: a
+// policy has no data ("" when none has), and the changed hosts without
+// data it waits for, which a fire on it reverts beside revert.scope's
+// (none for a gap in the metrics' collection, which is not the change).
+type holding struct {
+	why    string
+	silent []string
+}
+
 // decide turns one tick's policy outcomes into actions: host-level
-// reverts, and the fleet verdict (zero: go on). hold is why monitoring is
-// held ("" when it is not): an on_no_data: hold policy has no data, or an
-// on_no_data: fail policy misses data the untouched hosts miss too (a gap
-// in the metrics, not the change: policies.PolicyResult.FleetNoData), or,
-// in the last wave, the hosts of the waves that passed miss too.
-func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, hold string) {
+// reverts, and the fleet verdict (zero: go on). hold says why monitoring
+// is held: an on_no_data: hold policy has no data; an on_no_data: fail
+// policy has no data for fewer ticks than detection.no_data_ticks (a
+// stage never passes on missing data); or it misses data the untouched
+// hosts miss too (a gap in the metrics, not the change:
+// policies.PolicyResult.FleetNoData), or, in the last wave, the hosts of
+// the waves that passed miss too.
+func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, phase string, res *policies.TickResult) (v verdict, hold holding) {
 	env := x.eng.Env()
 	x.trackScores(now)
 	var line []string
 	var fire, fireReason string
+	var fireSilent []string
 	noDataLimit := x.Spec.Detection.NoDataTicks
 	for i, pr := range res.Policies {
 		p := x.Policies[i]
@@ -49,22 +61,33 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 				outcome = "pass"
 				reason = "no data, ignored (on_no_data: ignore)"
 			case policies.NoDataHold:
-				hold = "on_no_data: hold"
-				reason = fmt.Sprintf("no data for %d ticks, holding (on_no_data: hold)", pr.NoDataTicks)
+				silent, which := x.silent(p)
+				reason = fmt.Sprintf("no data for %d ticks, holding (on_no_data: hold)%s", pr.NoDataTicks, which)
+				if hold.why == "" {
+					hold = holding{"on_no_data: hold" + which, silent}
+				}
 			default:
 				if pr.FleetNoData {
 					// Held as on_no_data: hold is, never promoted on.
 					gap := "no data on " + x.fleetGap(p) + " either"
-					if hold == "" {
-						hold = gap + ": a gap in the metrics"
+					if hold.why == "" {
+						hold.why = gap + ": a gap in the metrics"
 					}
 					reason = gap + ": a gap in the metrics, not the change; holding (up to detection.hold_limit past the monitoring period)"
 					break
 				}
-				reason = fmt.Sprintf("no data for %d of %d allowed ticks (on_no_data: fail)", pr.NoDataTicks, noDataLimit)
+				silent, which := x.silent(p)
+				reason = fmt.Sprintf("no data for %d of %d allowed ticks (on_no_data: fail)%s", pr.NoDataTicks, noDataLimit, which)
 				if pr.NoDataTicks >= noDataLimit {
 					fired = true
-					reason = fmt.Sprintf("no data for %d consecutive ticks (on_no_data: fail)", pr.NoDataTicks)
+					reason = fmt.Sprintf("no data for %d consecutive ticks (on_no_data: fail)%s", pr.NoDataTicks, which)
+					if fire == "" {
+						fireSilent = silent
+					}
+				} else if hold.why == "" {
+					// A stage never passes on missing data: it goes on
+					// until the data comes back or the ticks run out.
+					hold = holding{p.Name + ": " + reason, silent}
 				}
 			}
 		}
@@ -113,13 +136,40 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		bracket(abbreviate(degraded, 5)), strings.Join(line, " | "))
 
 	if x.errTicks >= x.Spec.Metrics.ErrorLimit && fire == "" {
-		return x.metricsError(ctx, w, now), ""
+		return x.metricsError(ctx, w, now), holding{}
 	}
 	if fire != "" {
 		x.firedAfter(fire, now, x.carrying())
-		return x.fire(ctx, w, fire, fireReason), ""
+		return x.fire(ctx, w, fire, fireReason, fireSilent...), holding{}
 	}
 	return verdict{}, hold
+}
+
+// silent returns the hosts carrying the change that have no value of a
+// metric policy p reads at this tick, and ": web-1 has no latency_p95"
+// naming them for a reason ("" when none has).
+func (x *execution) silent(p *policies.Policy) ([]string, string) {
+	used := p.UsesMetrics()
+	var hosts, parts []string
+	for _, h := range x.eng.Env().Hosts {
+		if i, ok := x.index[h.Name]; !ok || !x.hosts[i].carries() {
+			continue
+		}
+		var missing []string
+		for _, q := range x.queries {
+			if m := h.Metrics[q.Name]; m != nil && m.NoData && (used == nil || slices.Contains(used, q.Name)) {
+				missing = append(missing, q.Name)
+			}
+		}
+		if len(missing) > 0 {
+			hosts = append(hosts, h.Name)
+			parts = append(parts, h.Name+" has no "+strings.Join(missing, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return nil, ""
+	}
+	return hosts, ": " + abbreviate(parts, 5)
 }
 
 // fleetGap names the metrics policy p reads that no reference host had a
@@ -183,10 +233,18 @@ func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Ti
 }
 
 // fire ends the rollout after a fleet-level fire: it reverts per
-// revert.scope (or freezes) and says how the rollout ends.
-func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string) verdict {
+// revert.scope (or freezes) and says how the rollout ends. also are hosts
+// reverted whatever the scope: the changed hosts without data that a
+// no-data fire is for (a host of a wave that passed, whose data stopped
+// since, is in no known state).
+func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string, also ...string) verdict {
 	scope := x.Spec.Revert.Scope
 	hosts := x.scopeHosts(w)
+	for _, h := range also {
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
 	if x.Spec.Revert.Mode == ModeFreeze {
 		if c := x.causes(); c != "" {
 			reason += "; degraded: " + c

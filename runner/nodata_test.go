@@ -83,6 +83,11 @@ func TestFleetWideGapHolds(t *testing.T) {
 			"a gap in the metrics, not the change", nil},
 		{"canary only, 8 minutes", start.Add(9 * time.Minute), []string{"web-1"}, report.OutcomeRolledBack,
 			"no data for 4 consecutive ticks (on_no_data: fail)", "", nil},
+		// The canary's data stopping in the last ticks of its monitoring
+		// period: the stage does not pass on missing data, it waits for
+		// no_data_ticks and fires in the canary, on the canary.
+		{"canary only, from its last 2 ticks", time.Time{}, []string{"web-1"}, report.OutcomeRolledBack,
+			"no data for 4 consecutive ticks (on_no_data: fail)", "no data for 2 of 4 allowed ticks", nil},
 		// Untouched hosts that never reported latency (no exporter for
 		// it) tell nothing about its collection: the canary's no data is
 		// its own.
@@ -97,8 +102,20 @@ func TestFleetWideGapHolds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ro, _, _ := execRollout(t, execSpec, changedAll)
-			ro.Metrics = gapMetrics{from: start.Add(time.Minute), to: tt.to, missing: tt.missing, silent: tt.silent}
+			from := start.Add(time.Minute)
+			if strings.Contains(tt.name, "last 2 ticks") {
+				// A dry run, whose apply ends as it starts: the monitoring
+				// period ends at the tick 5m after start.
+				ro.Applier = nil
+				from = start.Add(5*time.Minute - 15*time.Second)
+			}
+			ro.Metrics = gapMetrics{from: from, to: tt.to, missing: tt.missing, silent: tt.silent}
 			r := executeGap(t, ro, "canary", tt.outcome, tt.reason, tt.decision)
+			if tt.outcome == report.OutcomeRolledBack && tt.missing != nil {
+				if r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, tt.missing) || r.Waves[0].Outcome != report.WaveFired || r.Waves[1].Outcome != report.WaveNotStarted {
+					t.Errorf("rollback %+v, waves %+v: want the canary fired and reverted on %v, no later wave started", r.Rollback, r.Waves, tt.missing)
+				}
+			}
 			if tt.outcome != report.OutcomeRolledBack {
 				// Held past its 5m until the data came back (9m after the
 				// apply began), then passed.
@@ -108,6 +125,28 @@ func TestFleetWideGapHolds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A canary whose data stops after it passed, in the last wave: there are
+// no untouched hosts left, and the canary is one of the hosts of the
+// waves that passed that would tell a gap in the collection; but the last
+// wave's hosts report, so the collection works and the silence is the
+// canary's own. The no-data fire names it and reverts it beside the last
+// wave (revert.scope wave): it is in no known state.
+func TestPassedHostGoesSilentInTheLastWave(t *testing.T) {
+	start := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
+	ro, _, _ := execRollout(t, execSpec, changedAll)
+	ro.Applier = nil // a dry run: the canary's monitoring ends at 12:05
+	ro.Metrics = gapMetrics{from: start.Add(6 * time.Minute), missing: []string{"web-1"}}
+	r := executeGap(t, ro, "wave-1", report.OutcomeRolledBack,
+		"no data for 4 consecutive ticks (on_no_data: fail): web-1 has no latency", "no data for 1 of 4 allowed ticks (on_no_data: fail): web-1 has no latency")
+	if r.Waves[0].Outcome != report.WavePassed || r.Waves[1].Outcome != report.WaveFired {
+		t.Errorf("waves %+v: want the canary passed, wave-1 fired", r.Waves)
+	}
+	got := slices.Sorted(slices.Values(r.Rollback.Hosts))
+	if want := []string{"web-1", "web-2", "web-3", "web-4"}; !slices.Equal(got, want) {
+		t.Errorf("reverted %v, want %v (wave-1, and the silent canary)", got, want)
 	}
 }
 

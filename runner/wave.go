@@ -329,7 +329,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		}
 		if phase == policies.PhaseMonitor && !applyEnd.IsZero() {
 			past := now.Sub(applyEnd)
-			if past >= monitor && hold == "" {
+			if past >= monitor && hold.why == "" {
 				// The end of the stage: the window test over every poll
 				// since each host's apply (policies.Engine.Verdict).
 				res := x.eng.Verdict(phase, now.Sub(start).Seconds())
@@ -339,10 +339,10 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 				x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
 				return verdict{}, nil
 			}
-			if hold != "" && past >= monitor+holdLimit {
-				reason := fmt.Sprintf("no data after holding %s past the monitoring period (%s)", fmtDuration(holdLimit), hold)
+			if hold.why != "" && past >= monitor+holdLimit {
+				reason := fmt.Sprintf("no data after holding %s past the monitoring period (%s)", fmtDuration(holdLimit), hold.why)
 				x.decided(report.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Fired: true, Reason: reason})
-				return x.fire(ctx, w, "on_no_data", reason), nil
+				return x.fire(ctx, w, "on_no_data", reason, hold.silent...), nil
 			}
 		}
 	}
