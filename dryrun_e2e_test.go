@@ -159,6 +159,62 @@ func TestDryRunScenariosPolledFasterThanRecorded(t *testing.T) {
 	}
 }
 
+// A latency that reads +Inf (histogram_quantile when every request is past
+// the top bucket) is the worst it can be, not missing: the canary is rolled
+// back on it whatever on_no_data says, and the report is written (JSON has
+// no infinity). It was no data: promoted under on_no_data: ignore, and
+// with --report-dir the run ended in exit 1 without a report.
+func TestDryRunInfiniteLatencyIsARegression(t *testing.T) {
+	raw, err := os.ReadFile("testdata/recordings/good.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2024, 1, 1, 12, 1, 0, 0, time.UTC).UnixMilli()
+	var out bytes.Buffer
+	infinite := 0
+	for line := range strings.Lines(string(raw)) {
+		var s struct {
+			Metric     map[string]string `json:"metric"`
+			Values     []any             `json:"values"`
+			Timestamps []int64           `json:"timestamps"`
+		}
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Metric["__name__"] == "latency_p95" && s.Metric["instance"] == "web-1" {
+			for i, ts := range s.Timestamps {
+				if ts >= from {
+					s.Values[i] = "+Inf"
+					infinite++
+				}
+			}
+		}
+		b, _ := json.Marshal(s)
+		out.Write(append(b, '\n'))
+	}
+	if infinite == 0 {
+		t.Fatal("no sample made infinite")
+	}
+	rec := filepath.Join(t.TempDir(), "latency-inf.jsonl")
+	if err := os.WriteFile(rec, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []string{"good", "nodata-ignore"} {
+		t.Run(spec, func(t *testing.T) {
+			dir := t.TempDir()
+			code, stdout, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/"+spec+".yaml", "--metrics", rec,
+				"--change-at", "2024-01-01T12:00:00Z", "--report-dir", dir)
+			if code != 3 {
+				t.Fatalf("exit %d, want 3\nstdout:\n%s\nstderr:\n%s", code, stdout, errOut)
+			}
+			r := readReport(t, dir)
+			if r.Outcome != "rolled_back" || r.Rollback == nil || !slices.Equal(r.Rollback.Hosts, []string{"web-1"}) || strings.Contains(r.Reason, "no data") {
+				t.Errorf("outcome %s (%s), rollback %+v: want web-1 rolled back on its latency, not on no data", r.Outcome, r.Reason, r.Rollback)
+			}
+		})
+	}
+}
+
 // check dry-runs spec over the scenario's recording, checks the verdict
 // and the report, and returns stdout and stderr.
 func (tc dryRunScenario) check(t *testing.T, spec string) (string, string) {

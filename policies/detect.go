@@ -530,6 +530,28 @@ func (s *metricState) restart() {
 // observe takes one tick's value (NaN = no data) into the smoothing window
 // and computes the deviation from the host's own baseline, without any
 // control adjustment (judge adds it for the hosts that are judged).
+// infScales is how far beyond its baseline, in the larger of its level,
+// spread and tolerance, an infinite value counts (see finite).
+const infScales = 1000
+
+// finite is v, or, for an infinity, a value infScales times the
+// baseline's scale beyond it on the infinity's side: histogram_quantile
+// answers +Inf when every observation is past its top bucket, the worst a
+// latency can read, and never a missing value. That far is past every
+// bound of the detector (the burst's, the CUSUM's winsorization, the
+// window test's ranks); on the better side it is no evidence. Without a
+// baseline there is no scale, and an infinity is no data.
+func (s *metricState) finite(v float64) float64 {
+	if !math.IsInf(v, 0) || !s.hasBaseline {
+		return v
+	}
+	far := infScales * max(math.Abs(s.Baseline), s.Stddev, s.Tolerance)
+	if v > 0 {
+		return s.Baseline + far
+	}
+	return s.Baseline - far
+}
+
 func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 	s.age++
 	if !s.hasBaseline || math.IsNaN(v) || math.IsInf(v, 0) {

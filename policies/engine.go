@@ -730,7 +730,7 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		passed := e.changed[h] && !e.excluded[h] && e.waveOf[h] != e.env.Wave.Index
 		for m := range nm {
 			st := &e.states[h*nm+m]
-			v := e.obs[m*nh+h]
+			v := st.finite(e.obs[m*nh+h])
 			e.obs[m*nh+h] = math.NaN()
 			if control || passed {
 				seen := &e.ctrlSeen[m]

@@ -420,6 +420,43 @@ func TestEngineNoDataOutcomes(t *testing.T) {
 	}
 }
 
+// An infinity is a value, never no data: +Inf on a higher-is-worse metric
+// (histogram_quantile when every request is past the top bucket) is the
+// worst it can read, and two such polls are a burst; -Inf there is no
+// evidence. The host's metrics stay finite, so that a report can say them.
+func TestEngineInfinityIsAValue(t *testing.T) {
+	inf := math.Inf(1)
+	e := testEngine(t, 3, []string{"latency"}, degradedPolicy)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for h := range 3 {
+		base := make([]float64, 48)
+		for i := range base {
+			base[i] = 100 + 5*rng.NormFloat64()
+		}
+		e.SetBaseline(0, h, base)
+	}
+	e.StartWave("canary", 0, []int{0, 1})
+	var res *TickResult
+	for i := range 3 { // past the warm-up, then two polls
+		e.Observe(0, []float64{inf, -inf, 100})
+		res = e.Tick(PhaseMonitor, float64(i))
+	}
+	worst, better := e.Host(0).Metrics["latency"], e.Host(1).Metrics["latency"]
+	if worst.NoData || !e.Host(0).Degraded || res.Policies[0].Outcome != OutcomeFire {
+		t.Errorf("+Inf: nodata %v, degraded %v, policy %v: want a value, degraded, fired", worst.NoData, e.Host(0).Degraded, res.Policies[0].Outcome)
+	}
+	if better.NoData || e.Host(1).Degraded || better.Score > 0 {
+		t.Errorf("-Inf on a higher-is-worse metric: nodata %v, degraded %v, score %v: want a value, no evidence", better.NoData, e.Host(1).Degraded, better.Score)
+	}
+	for _, m := range []*Metric{worst, better} {
+		for _, v := range []float64{m.Current, m.Delta, m.Ratio, m.Z, m.Score} {
+			if math.IsInf(v, 0) || math.IsNaN(v) {
+				t.Errorf("metric %+v holds %v: want finite figures", m, v)
+			}
+		}
+	}
+}
+
 // No data on the changed hosts AND on every untouched host is a gap in
 // the metrics' collection, not the change: it is still no data, flagged
 // FleetNoData, and does not count towards on_no_data: fail's ticks. No data

@@ -57,8 +57,8 @@ func (x *execution) recordSeries(query string, now time.Time, values []float64) 
 		return
 	}
 	for h, v := range values {
-		if math.IsNaN(v) {
-			continue // a gap in the plot, not a zero
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue // a gap in the plot, not a zero (JSON has no infinity)
 		}
 		name := x.hosts[h].Name
 		if x.report.Series[name] == nil {
@@ -83,7 +83,7 @@ func (x *execution) recordBaseline(host int, query string, s ports.Samples) {
 	pts := x.report.BaselineSeries[name][query]
 	for j, ms := range s.Timestamps {
 		t := time.UnixMilli(ms).UTC()
-		if n := len(pts); (n > 0 && !t.After(pts[n-1].T)) || math.IsNaN(s.Values[j]) {
+		if n := len(pts); (n > 0 && !t.After(pts[n-1].T)) || math.IsNaN(s.Values[j]) || math.IsInf(s.Values[j], 0) {
 			continue
 		}
 		pts = append(pts, report.Point{T: t, V: s.Values[j]})
