@@ -211,6 +211,22 @@ func TestDryRunWarnsOfAShortRecording(t *testing.T) {
 	}
 }
 
+// A --change-at whose stages run past the recording's end: the polls past
+// it have no data, and dry-run says so before its verdict (the good
+// recording is then rolled back on no data in its last wave).
+func TestDryRunWarnsOfARecordingThatEndsEarly(t *testing.T) {
+	const warning = "rollguard: warning: the recording ends 25m after --change-at, and the rollout's 3 stage(s) run 30m: the polls past its end have no data, and on_no_data decides the verdict there"
+	for _, tt := range []struct {
+		at   string
+		code int
+	}{{"2024-01-01T13:35:00Z", 3}, {"2024-01-01T13:30:00Z", 0}} {
+		code, out, errOut := rollguard(t, "dry-run", "-q", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl", "--change-at", tt.at)
+		if code != tt.code || strings.Contains(errOut, warning) != (tt.code == 3) {
+			t.Errorf("--change-at %s: exit %d, stdout %q, stderr %q: want exit %d, warning %v", tt.at, code, out, errOut, tt.code, tt.code == 3)
+		}
+	}
+}
+
 // The verdict is coloured on a terminal only, never under NO_COLOR or
 // TERM=dumb, never into a pipe or a file.
 func TestVerdictColour(t *testing.T) {

@@ -44,7 +44,9 @@ metrics.baseline window right before it. Time is simulated, so hours replay in
 milliseconds. It prints a timeline (tick, wave, degraded hosts, each policy's
 outcome and reason) and writes report.json, report.md and report.html into
 --report-dir when given. --change-at must fall within the recording, after
-its first sample (exit 2 names the recording's time range otherwise).
+its first sample (exit 2 names the recording's time range otherwise); a
+recording that starts less than metrics.baseline before it, or ends before
+the plan's stages do, is replayed with what it holds, with a warning.
 
 --output json prints report.json's document on stdout, and the timeline and
 the verdict on stderr.
@@ -100,6 +102,9 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
 			plan, err := runner.MakePlan(spec, hosts)
 			if err != nil {
 				return badInput(err)
+			}
+			if w := recordingEndsEarly(plan, rec, at); w != "" {
+				fmt.Fprintln(c.ErrOrStderr(), w)
 			}
 			var check *report.Preflight
 			if checkResult != "" {
@@ -165,6 +170,23 @@ func shortRecording(spec *runner.Spec, rec *victoriametrics.Recording, at time.T
 		runner.FormatDuration(held), runner.FormatDuration(base), int((held+iv-1)/iv), runner.FormatDuration(iv), int(base/iv))
 }
 
+// recordingEndsEarly warns when the recording ends before the plan's
+// stages do (each stage's monitoring period, then the bake, from
+// --change-at): the polls past its end have no data, and on_no_data
+// decides the verdict there ("" when the recording holds the plan).
+func recordingEndsEarly(plan *runner.Plan, rec *victoriametrics.Recording, at time.Time) string {
+	need := plan.Bake
+	for _, w := range plan.Waves {
+		need += w.Monitor
+	}
+	_, last := rec.Span()
+	if held := last.Sub(at); held < need {
+		return fmt.Sprintf("rollguard: warning: the recording ends %s after --change-at, and the rollout's %d stage(s) run %s: the polls past its end have no data, and on_no_data decides the verdict there",
+			runner.FormatDuration(held), len(plan.Waves), runner.FormatDuration(need))
+	}
+	return ""
+}
+
 // coarseRecording warns when the recording holds a query's samples less
 // often than metrics.interval polls, one warning per resolution: each
 // poll between two samples then reads the last one again, as a live
@@ -204,6 +226,9 @@ func parseChangeAt(s string) (time.Time, error) {
 		return t, nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.Abs(f) >= 1e11 { // past the year 5000: milliseconds, most likely
+			return time.Time{}, fmt.Errorf("--change-at %s as unix seconds is in the year %d: give seconds (%.0f), not milliseconds", s, time.Unix(int64(f), 0).UTC().Year(), f/1000)
+		}
 		sec := int64(f)
 		return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC(), nil
 	}

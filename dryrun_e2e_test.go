@@ -278,6 +278,8 @@ func TestDryRunBadInput(t *testing.T) {
 	}{
 		{"no change-at", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl"}, "--change-at is required"},
 		{"bad change-at", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl", "--change-at", "noon"}, "RFC 3339"},
+		{"change-at in milliseconds", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl", "--change-at", "1704110400000"},
+			"--change-at 1704110400000 as unix seconds is in the year 55971: give seconds (1704110400), not milliseconds"},
 		{"missing recording", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/nope.jsonl", "--change-at", "1704110400"}, "nope.jsonl"},
 		{"unknown flag", []string{"dry-run", "--bogus"}, "unknown flag"},
 	}
