@@ -527,9 +527,6 @@ func (s *metricState) restart() {
 	s.age = 0
 }
 
-// observe takes one tick's value (NaN = no data) into the smoothing window
-// and computes the deviation from the host's own baseline, without any
-// control adjustment (judge adds it for the hosts that are judged).
 // infScales is how far beyond its baseline, in the larger of its level,
 // spread and tolerance, an infinite value counts (see finite).
 const infScales = 1000
@@ -552,6 +549,9 @@ func (s *metricState) finite(v float64) float64 {
 	return s.Baseline - far
 }
 
+// observe takes one tick's value (NaN = no data) into the smoothing window
+// and computes the deviation from the host's own baseline, without any
+// control adjustment (judge adds it for the hosts that are judged).
 func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 	s.age++
 	if !s.hasBaseline || math.IsNaN(v) || math.IsInf(v, 0) {
