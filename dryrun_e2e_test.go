@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -62,13 +63,42 @@ func readReport(t *testing.T, dir string) report.Report {
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	// The contract's keys are all there, whatever their values.
+	// The contract's keys (DESIGN.md) are all there, whatever their
+	// values, at every level.
 	var raw map[string]any
 	json.Unmarshal(data, &raw)
-	for _, k := range []string{"run_id", "name", "outcome", "started_at", "finished_at", "waves", "hosts", "decisions", "rollback"} {
-		if _, ok := raw[k]; !ok {
-			t.Errorf("report.json lacks %q", k)
+	has := func(where string, obj any, keys ...string) {
+		m, ok := obj.(map[string]any)
+		if !ok {
+			t.Errorf("report.json %s is %T, want an object", where, obj)
+			return
 		}
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				t.Errorf("report.json %s lacks %q", where, k)
+			}
+		}
+	}
+	has("", raw, "run_id", "name", "outcome", "started_at", "finished_at", "waves", "hosts", "decisions", "rollback")
+	each := func(key string, keys ...string) {
+		list, _ := raw[key].([]any)
+		for i, e := range list {
+			has(fmt.Sprintf("%s[%d]", key, i), e, keys...)
+		}
+	}
+	each("waves", "name", "index", "hosts", "outcome", "apply_started_at", "finished_at")
+	each("hosts", "name", "wave", "applied", "changed_tasks", "reverted", "snapshot", "max_score", "metrics")
+	each("decisions", "at", "policy", "scope", "host", "fired", "reason", "values")
+	for i, h := range raw["hosts"].([]any) {
+		for q, m := range h.(map[string]any)["metrics"].(map[string]any) {
+			has(fmt.Sprintf("hosts[%d].metrics.%s", i, q), m, "baseline", "stddev", "current", "z", "score", "samples")
+		}
+	}
+	for i, d := range raw["decisions"].([]any) {
+		has(fmt.Sprintf("decisions[%d].values", i), d.(map[string]any)["values"])
+	}
+	if rb := raw["rollback"]; rb != nil {
+		has("rollback", rb, "trigger", "reason", "hosts", "methods", "started_at", "finished_at", "verified")
 	}
 	for _, f := range []string{"report.md", "report.html"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {

@@ -239,12 +239,23 @@ type Decision struct {
 	Policy string    `json:"policy"`
 	// Scope: fleet | host.
 	Scope string `json:"scope"`
-	Host  string `json:"host,omitempty"`
+	// Host is the host judged ("" for a fleet decision).
+	Host string `json:"host"`
 	// Outcome: pass | fire | nodata | error.
 	Outcome string             `json:"outcome"`
 	Fired   bool               `json:"fired"`
 	Reason  string             `json:"reason"`
-	Values  map[string]float64 `json:"values,omitempty"`
+	Values  map[string]float64 `json:"values"`
+}
+
+// MarshalJSON writes every key of report.json's contract (DESIGN.md),
+// values as {} when the decision quoted none.
+func (d Decision) MarshalJSON() ([]byte, error) {
+	type plain Decision
+	if d.Values == nil {
+		d.Values = map[string]float64{}
+	}
+	return json.Marshal(plain(d))
 }
 
 // Rollback triggers that are not a policy's judgement of the metrics:
