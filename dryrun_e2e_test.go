@@ -89,13 +89,18 @@ func readReport(t *testing.T, dir string) report.Report {
 	each("waves", "name", "index", "hosts", "outcome", "apply_started_at", "finished_at")
 	each("hosts", "name", "wave", "applied", "changed_tasks", "reverted", "snapshot", "max_score", "metrics")
 	each("decisions", "at", "policy", "scope", "host", "fired", "reason", "values")
-	for i, h := range raw["hosts"].([]any) {
-		for q, m := range h.(map[string]any)["metrics"].(map[string]any) {
+	hosts, _ := raw["hosts"].([]any)
+	for i, h := range hosts {
+		h, _ := h.(map[string]any)
+		metrics, _ := h["metrics"].(map[string]any)
+		for q, m := range metrics {
 			has(fmt.Sprintf("hosts[%d].metrics.%s", i, q), m, "baseline", "stddev", "current", "z", "score", "samples")
 		}
 	}
-	for i, d := range raw["decisions"].([]any) {
-		has(fmt.Sprintf("decisions[%d].values", i), d.(map[string]any)["values"])
+	decisions, _ := raw["decisions"].([]any)
+	for i, d := range decisions {
+		d, _ := d.(map[string]any)
+		has(fmt.Sprintf("decisions[%d].values", i), d["values"])
 	}
 	if rb := raw["rollback"]; rb != nil {
 		has("rollback", rb, "trigger", "reason", "hosts", "methods", "started_at", "finished_at", "verified")
