@@ -688,6 +688,9 @@ func (e *Engine) FleetNoData(metric int) bool { return e.fleetNoData[metric] }
 // the untouched hosts (true) or on the hosts of passed stages.
 func (e *Engine) UntouchedReference(metric int) bool { return e.untouchedRef[metric] }
 
+// minReference is the fewest hosts whose median sets the fleet level.
+const minReference = 3
+
 // refSeen is what a tick saw of a group of reference hosts for one
 // metric: none that can report it, some with a value, or some that can
 // report it and none with a value.
@@ -768,10 +771,15 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		}
 	}
 	// The fleet level of each metric at this tick, from the controls.
-	// Without any (the last wave, the bake), the hosts of the stages that
-	// passed stand in for them: their change was judged harmless, so how
-	// they move is how the fleet moves. Without either (a one-stage
-	// rollout of every host) it stays the last one measured.
+	// Without enough of them (the last wave, the bake), the hosts of the
+	// stages that passed stand in for them: their change was judged
+	// harmless, so how they move is how the fleet moves. Without either
+	// (a one-stage rollout of every host) it stays the last one measured.
+	// A group of fewer than minReference hosts is no reference: its
+	// median is one of them, or the mean of two, so one host's spike or
+	// its own late regression would set every judged host's expectation
+	// (a canary that tripled after it passed made the last wave's
+	// doubling read as an improvement).
 	for m := range nm {
 		// A gap in the collection is told from the change by the
 		// untouched hosts that can report the metric; without any, by
@@ -785,12 +793,15 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 			ref = e.passSeen[m]
 		}
 		e.fleetNoData[m] = ref == refSilent && e.changedSeen[m] != refReporting
-		switch n, k := e.ctrlN[m], e.passN[m]; {
-		case n > 0:
+		n, k := e.ctrlN[m], e.passN[m]
+		if n > 0 {
 			e.ctrlMean[m] /= float64(n)
+		}
+		switch {
+		case n >= minReference:
 			e.levels[m].level = medianInPlace(e.ctrlBuf[m*nh : m*nh+n])
 			e.levels[m].seen = true
-		case k > 0:
+		case k >= minReference:
 			e.levels[m].level = medianInPlace(e.ctrlBuf[(m+1)*nh-k : (m+1)*nh])
 			e.levels[m].seen = true
 		}

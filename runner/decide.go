@@ -103,7 +103,9 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 			fire, fireReason = p.Name, reason
 		}
 	}
-	// Host-level fires revert one host each; the rollout goes on.
+	// Host-level fires revert one host each; the rollout goes on. Under
+	// revert.mode: freeze nothing is reverted: a host fire halts the
+	// rollout as a fleet fire does.
 	for _, hf := range res.HostFires {
 		if x.hosts[hf.Host].excluded || slices.Contains(x.notJournaled, x.hosts[hf.Host].Name) {
 			continue
@@ -114,8 +116,14 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 		x.decided(report.Decision{
 			At: now, Wave: w.Name, Policy: p.Name, Scope: "host", Host: h.Name, Outcome: "fire", Fired: true, Reason: reason, Values: jsonSafeMap(values),
 		})
-		x.firedAfter(p.Name, now, []int{hf.Host})
 		line = append(line, fmt.Sprintf("%s[%s]: FIRE (%s)", p.Name, h.Name, reason))
+		if x.Spec.Revert.Mode == ModeFreeze {
+			if fire == "" {
+				fire, fireReason = p.Name, "on "+h.Name+": "+reason
+			}
+			continue
+		}
+		x.firedAfter(p.Name, now, []int{hf.Host})
 		x.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy", true)
 	}
 	var degraded, fresh []string
@@ -198,30 +206,47 @@ func (x *execution) fleetGap(p *policies.Policy) string {
 	return strings.Join(parts, "; ")
 }
 
-// scopeHosts are the hosts a fleet-level fire in wave w reverts, per
-// revert.scope: every host carrying the change (all), those of the wave
-// (wave), or the degraded and failed ones (host).
-func (x *execution) scopeHosts(w PlannedWave) []string {
-	var hosts []string
+// scopeHosts are the hosts a fleet-level fire in w reverts: revert.scope's
+// (the wave's hosts, the bake's being the last wave's; every changed
+// host; the degraded and failed ones) and, whatever the scope, every
+// degraded host that carries the change: the fire's cause, in whichever
+// wave it was changed. A scope: host fire that no degraded host explains
+// (a rule on z or current) reverts the wave's hosts, and note says so.
+func (x *execution) scopeHosts(w PlannedWave) (hosts []string, note string) {
+	wave := w.Name
+	if w.Hosts == nil && w.Name == "bake" && len(x.Plan.Waves) > 0 {
+		wave = x.Plan.Waves[len(x.Plan.Waves)-1].Name
+	}
 	for i := range x.hosts {
 		h := &x.hosts[i]
 		if !h.carries() {
 			continue
 		}
+		degraded := x.eng.Host(i).Degraded
 		switch x.Spec.Revert.Scope {
 		case ScopeAll:
 		case ScopeHost:
-			if !x.eng.Host(i).Degraded && !h.failed {
+			if !degraded && !h.failed {
 				continue
 			}
 		default: // wave
-			if h.wave != w.Name {
+			if h.wave != wave && !degraded {
 				continue
 			}
 		}
 		hosts = append(hosts, h.Name)
 	}
-	return hosts
+	if len(hosts) == 0 && x.Spec.Revert.Scope == ScopeHost {
+		for i := range x.hosts {
+			if h := &x.hosts[i]; h.carries() && h.wave == wave {
+				hosts = append(hosts, h.Name)
+			}
+		}
+		if len(hosts) > 0 {
+			note = fmt.Sprintf("no host is degraded or failed, so scope host reverts %s's hosts", wave)
+		}
+	}
+	return hosts, note
 }
 
 // metricsError ends the rollout after error_limit ticks without metrics:
@@ -239,7 +264,10 @@ func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Ti
 // since, is in no known state).
 func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string, also ...string) verdict {
 	scope := x.Spec.Revert.Scope
-	hosts := x.scopeHosts(w)
+	hosts, note := x.scopeHosts(w)
+	if note != "" {
+		reason += "; " + note
+	}
 	for _, h := range also {
 		if !slices.Contains(hosts, h) {
 			hosts = append(hosts, h)

@@ -232,7 +232,7 @@ func (h *hostState) appliedStatus() bool {
 // hosts were reverted already (exit 3): what is wrong (the play's hosts:
 // pattern, the inventory, SSH) needs a person.
 func (x *execution) stageFailed(ctx context.Context, w PlannedWave, reason string) verdict {
-	if len(x.scopeHosts(w)) > 0 {
+	if hosts, _ := x.scopeHosts(w); len(hosts) > 0 {
 		return x.fire(ctx, w, report.TriggerApplyFailed, reason)
 	}
 	for _, wh := range w.Hosts {

@@ -202,11 +202,17 @@ func TestStageJudgement(t *testing.T) {
 			}
 			tel := &recordedTelemetry{}
 			ro.Telemetry = tel
+			var out strings.Builder
+			ro.Out = &out
 			res, err := ro.Execute(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := res.Report
+			if r.Waves[0].Outcome != report.WavePassed && strings.Contains(out.String(), "canary passed") {
+				// The timeline never says passed of a stage that ended the run.
+				t.Errorf("the timeline says the canary passed, and the report says it %s:\n%s", r.Waves[0].Outcome, out.String())
+			}
 			if tc.telemetry != nil {
 				var hosts []string
 				for _, c := range tel.calls {

@@ -336,7 +336,12 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 				if v, _ := x.decide(ctx, w, now, phaseVerdict, res); v.ends() {
 					return v, nil
 				}
-				x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
+				if len(w.Hosts) > 0 && x.stageEmptied(w).ends() {
+					// wave() ends the rollout on it: not a pass.
+					x.logf("   %s ended its monitoring after %s with no host carrying the change", w.Name, fmtDuration(past))
+				} else {
+					x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
+				}
 				return verdict{}, nil
 			}
 			if hold.why != "" && past >= monitor+holdLimit {
