@@ -265,9 +265,6 @@ func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Ti
 func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason string, also ...string) verdict {
 	scope := x.Spec.Revert.Scope
 	hosts, note := x.scopeHosts(w)
-	if note != "" {
-		reason += "; " + note
-	}
 	for _, h := range also {
 		if !slices.Contains(hosts, h) {
 			hosts = append(hosts, h)
@@ -279,6 +276,9 @@ func (x *execution) fire(ctx context.Context, w PlannedWave, trigger, reason str
 		}
 		x.logf("   %s fired: %s — freezing (revert.mode: freeze), %d hosts keep the change", trigger, reason, len(hosts))
 		return verdict{report.OutcomeHalted, fmt.Sprintf("%s fired: %s; frozen without revert (revert.mode: freeze), a person must decide", trigger, reason)}
+	}
+	if note != "" {
+		reason += "; " + note
 	}
 	if c := x.causes(); c != "" {
 		reason += "; degraded: " + c
