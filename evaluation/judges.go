@@ -584,21 +584,20 @@ func holdSlack(c *Case, spec *runner.Spec) int {
 
 // decided is what a tick's result does, as runner.execution.decide reads
 // it: fire when a policy fired or failed, or had no data for noData ticks
-// with on_no_data: fail; hold when a policy has no data with on_no_data:
-// hold, or with on_no_data: fail and none on the untouched hosts either (in
-// the last wave: on the hosts of the waves that passed)
-// (PolicyResult.FleetNoData).
+// with on_no_data: fail (and some untouched host, in the last wave some
+// host of the waves that passed, had data: PolicyResult.FleetNoData);
+// hold when a policy has no data with on_no_data: hold, or with
+// on_no_data: fail otherwise (a stage never passes on missing data).
 func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fire, hold bool) {
 	for i, pr := range res.Policies {
 		nd := pr.Outcome == policies.OutcomeNoData
 		switch {
 		case pr.Outcome == policies.OutcomeFire, pr.Outcome == policies.OutcomeError:
 			return true, false
-		case nd && pols[i].OnNoData == policies.NoDataHold,
-			nd && pols[i].OnNoData == policies.NoDataFail && pr.FleetNoData:
-			hold = true
-		case nd && pols[i].OnNoData == policies.NoDataFail && pr.NoDataTicks >= noData:
+		case nd && pols[i].OnNoData == policies.NoDataFail && !pr.FleetNoData && pr.NoDataTicks >= noData:
 			return true, false
+		case nd && pols[i].OnNoData != policies.NoDataIgnore:
+			hold = true
 		}
 	}
 	return false, hold

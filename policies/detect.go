@@ -549,12 +549,14 @@ func (s *metricState) finite(v float64) float64 {
 	return s.Baseline - far
 }
 
-// observe takes one tick's value (NaN = no data) into the smoothing window
-// and computes the deviation from the host's own baseline, without any
-// control adjustment (judge adds it for the hosts that are judged).
+// observe takes one tick's value (NaN = no data, an infinity as finite
+// makes it) into the smoothing window and computes the deviation from the
+// host's own baseline, without any control adjustment (judge adds it for
+// the hosts that are judged).
 func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 	s.age++
-	if !s.hasBaseline || math.IsNaN(v) || math.IsInf(v, 0) {
+	v = s.finite(v)
+	if !s.hasBaseline || math.IsNaN(v) {
 		s.fresh = false
 		s.NoData = true
 		s.noDataTicks++

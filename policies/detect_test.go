@@ -660,3 +660,18 @@ func TestRecentLevel(t *testing.T) {
 		t.Errorf("Recent 0: +30%% over the baseline median held for 12 polls was not degraded (score %.2f)", d.Metric().Score)
 	}
 }
+
+// The single-metric Detector takes an infinity as the Engine does (see
+// TestEngineInfinityIsAValue): +Inf on a higher-is-worse metric is a value,
+// and two polls of it past the warm-up degrade the metric.
+func TestDetectorInfinityIsAValue(t *testing.T) {
+	d := newTestDetector(t, mediumConfig(t), true)
+	d.SetBaseline(noise(5, 48, 100, 5))
+	degraded := false
+	for range 3 {
+		degraded = d.Observe(math.Inf(1))
+	}
+	if m := d.Metric(); m.NoData || !degraded || math.IsInf(m.Current, 0) {
+		t.Errorf("+Inf: nodata %v, degraded %v, current %v: want a finite value, degraded", m.NoData, degraded, m.Current)
+	}
+}

@@ -733,6 +733,8 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		passed := e.changed[h] && !e.excluded[h] && e.waveOf[h] != e.env.Wave.Index
 		for m := range nm {
 			st := &e.states[h*nm+m]
+			// observe takes an infinity as finite makes it; the
+			// reference bookkeeping below reads the same value.
 			v := st.finite(e.obs[m*nh+h])
 			e.obs[m*nh+h] = math.NaN()
 			if control || passed {

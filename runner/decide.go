@@ -157,7 +157,6 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 // metric policy p reads at this tick, and ": web-1 has no latency_p95"
 // naming them for a reason ("" when none has).
 func (x *execution) silent(p *policies.Policy) ([]string, string) {
-	used := p.UsesMetrics()
 	var hosts, parts []string
 	for _, h := range x.eng.Env().Hosts {
 		if i, ok := x.index[h.Name]; !ok || !x.hosts[i].carries() {
@@ -165,29 +164,43 @@ func (x *execution) silent(p *policies.Policy) ([]string, string) {
 		}
 		var missing []string
 		for _, q := range x.queries {
-			if m := h.Metrics[q.Name]; m != nil && m.NoData && (used == nil || slices.Contains(used, q.Name)) {
+			if m := h.Metrics[q.Name]; m != nil && m.NoData && reads(p, q.Name) {
 				missing = append(missing, q.Name)
 			}
 		}
-		if len(missing) > 0 {
-			hosts = append(hosts, h.Name)
-			parts = append(parts, h.Name+" has no "+strings.Join(missing, ", "))
+		if len(missing) == 0 {
+			continue
 		}
+		hosts = append(hosts, h.Name)
+		part := h.Name // past the first silentShown, only counted
+		if len(parts) < silentShown {
+			part += " has no " + strings.Join(missing, ", ")
+		}
+		parts = append(parts, part)
 	}
 	if len(parts) == 0 {
 		return nil, ""
 	}
-	return hosts, ": " + abbreviate(parts, 5)
+	return hosts, ": " + abbreviate(parts, silentShown)
+}
+
+// silentShown is how many hosts without data a reason names.
+const silentShown = 5
+
+// reads reports whether policy p reads metric (every metric when it names
+// none).
+func reads(p *policies.Policy, metric string) bool {
+	used := p.UsesMetrics()
+	return used == nil || slices.Contains(used, metric)
 }
 
 // fleetGap names the metrics policy p reads that no reference host had a
 // value of at the last tick, with the hosts that were the reference
 // ("latency_p95, errors on the untouched hosts").
 func (x *execution) fleetGap(p *policies.Policy) string {
-	used := p.UsesMetrics()
 	var untouched, passed []string
 	for m, q := range x.queries {
-		if !x.eng.FleetNoData(m) || used != nil && !slices.Contains(used, q.Name) {
+		if !x.eng.FleetNoData(m) || !reads(p, q.Name) {
 			continue
 		}
 		if x.eng.UntouchedReference(m) {
@@ -217,34 +230,30 @@ func (x *execution) scopeHosts(w PlannedWave) (hosts []string, note string) {
 	if w.Hosts == nil && w.Name == "bake" && len(x.Plan.Waves) > 0 {
 		wave = x.Plan.Waves[len(x.Plan.Waves)-1].Name
 	}
+	var waveHosts []string
 	for i := range x.hosts {
 		h := &x.hosts[i]
 		if !h.carries() {
 			continue
 		}
-		degraded := x.eng.Host(i).Degraded
+		if h.wave == wave {
+			waveHosts = append(waveHosts, h.Name)
+		}
+		in := x.eng.Host(i).Degraded
 		switch x.Spec.Revert.Scope {
 		case ScopeAll:
+			in = true
 		case ScopeHost:
-			if !degraded && !h.failed {
-				continue
-			}
+			in = in || h.failed
 		default: // wave
-			if h.wave != wave && !degraded {
-				continue
-			}
+			in = in || h.wave == wave
 		}
-		hosts = append(hosts, h.Name)
+		if in {
+			hosts = append(hosts, h.Name)
+		}
 	}
-	if len(hosts) == 0 && x.Spec.Revert.Scope == ScopeHost {
-		for i := range x.hosts {
-			if h := &x.hosts[i]; h.carries() && h.wave == wave {
-				hosts = append(hosts, h.Name)
-			}
-		}
-		if len(hosts) > 0 {
-			note = fmt.Sprintf("no host is degraded or failed, so scope host reverts %s's hosts", wave)
-		}
+	if len(hosts) == 0 && len(waveHosts) > 0 && x.Spec.Revert.Scope == ScopeHost {
+		hosts, note = waveHosts, fmt.Sprintf("no host is degraded or failed, so scope host reverts %s's hosts", wave)
 	}
 	return hosts, note
 }
