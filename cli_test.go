@@ -51,6 +51,36 @@ func TestEveryCommandHasExamples(t *testing.T) {
 	}
 }
 
+// The "Exit codes:" paragraph of a command's help names every exit code
+// the command-line contract (README, Commands and exit codes) gives it.
+func TestHelpNamesEveryExitCode(t *testing.T) {
+	for cmd, codes := range map[string][]string{
+		"dry-run": {"0", "1", "2", "3", "4"},
+		"run":     {"0", "1", "2", "3", "4"},
+		"plan":    {"0", "1", "2", "4"},
+	} {
+		root := newRoot()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetArgs([]string{cmd, "--help"})
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%s --help: %v", cmd, err)
+		}
+		help := out.String()
+		i := strings.Index(help, "Exit codes:")
+		if i < 0 {
+			t.Errorf("%s --help has no Exit codes paragraph", cmd)
+			continue
+		}
+		para, _, _ := strings.Cut(help[i:], "\n\n")
+		for _, code := range codes {
+			if !regexp.MustCompile(`[:,]\s+` + code + ` `).MatchString(para) {
+				t.Errorf("%s --help: exit code %s missing from %q", cmd, code, para)
+			}
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	code, byFlag, _ := rollguard(t, "--version")
 	_, byCommand, _ := rollguard(t, "version")

@@ -56,7 +56,8 @@ the verdict on stderr.
 spec's preflight limits before the canary, as a run does with the check
 it runs: a check that breaks a limit makes the dry run halt (exit 4).
 
-Exit codes: 0 would promote, 3 would roll back, 4 would halt, 2 bad input.`,
+Exit codes: 0 would promote, 3 would roll back, 4 would halt, 1 a canary
+host without a baseline in the recording (nothing judged), 2 bad input.`,
 		Example: `  rollguard dry-run -f rollout.yaml --metrics export.jsonl.gz --change-at 2024-01-01T12:00:00Z --report-dir out/
   rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 1704110400 -q
   rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 2024-01-01T12:00:00Z -o json | jq -r .outcome`,
