@@ -434,8 +434,8 @@ type Alert struct {
 	Type string `yaml:"type" json:"type"`
 	// URL of the webhook, Slack webhook or Alertmanager (secret: never logged).
 	URL string `yaml:"url,omitempty" json:"url,omitempty"`
-	// On lists the events to send: degraded, rollback, halted, promoted
-	// (default: degraded, rollback, halted).
+	// On lists the events to send: degraded, rollback, halted, promoted,
+	// verify_failed (default: ports.DefaultEvents, every one but promoted).
 	On []string `yaml:"on,omitempty" json:"on,omitempty"`
 }
 
