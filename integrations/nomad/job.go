@@ -199,7 +199,7 @@ func RenderJob(opts JobOptions) (*api.Job, error) {
 	switch opts.StateStore {
 	case "", "local":
 		if !opts.NoReschedule {
-			errs = append(errs, errors.New("state.store is local, but a rescheduled allocation starts on another node without the journal and could not resume or revert: use state.store consul or nomad, or disable rescheduling"))
+			errs = append(errs, errors.New("state.store is local, but a rescheduled allocation starts on another node without the journal and could not resume or revert: use state.store consul or nomad, or disable rescheduling (--no-reschedule)"))
 		}
 	case "consul", "nomad":
 	default:

@@ -172,7 +172,7 @@ func TestRenderJobVariants(t *testing.T) {
 			}
 		}},
 		{name: "local store refused when reschedulable", mod: func(o *JobOptions) { o.StateStore = "" },
-			wantErr: []string{"state.store is local", "rescheduled"}},
+			wantErr: []string{"state.store is local", "rescheduled", "--no-reschedule"}},
 		{name: "every problem at once", mod: func(o *JobOptions) {
 			o.JobID, o.Crons, o.Driver, o.Items = "", nil, "podman", []Item{{Name: "BAD-NAME"}}
 		}, wantErr: []string{"job ID is required", "cron schedule is required", `unknown driver "podman"`, `variable item "BAD-NAME"`}},
