@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -361,5 +362,58 @@ func readPTY(tty, ctl *os.File) string {
 		if err != nil {
 			return out.String()
 		}
+	}
+}
+
+// history only reads: where no run has written, it says there is no
+// history, for the rollout and for one host, and creates no state
+// directory (a read-only checkout works too).
+func TestHistoryChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "rollout.yaml")
+	files := map[string]string{
+		"site.yml": "- hosts: all\n  tasks: []\n",
+		"rollout.yaml": `name: web
+targets: {static: [web-1, web-2]}
+apply: {playbook: site.yml}
+metrics:
+  queries: {latency_p95: {query: up}}
+policies:
+  - {name: p, rollback_when: 'top_mean(hosts, 0.30) > 5'}
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{}, {"--host", "web-1"}, {"--json"}, {"--host", "web-1", "--json"}} {
+		code, out, errOut := rollguard(t, append([]string{"history", "-f", spec}, args...)...)
+		if code != 0 {
+			t.Fatalf("history %v: exit %d: %s", args, code, errOut)
+		}
+		want := "no history yet for rollout \"web\""
+		if len(args) > 0 && args[0] == "--host" {
+			want = "no history yet for host \"web-1\" of rollout \"web\""
+		}
+		if slices.Contains(args, "--json") {
+			var doc struct{ Hosts map[string][]any }
+			if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Hosts["web-1"]) != 0 {
+				t.Errorf("history %v: %q (%v), want no record", args, out, err)
+			}
+		} else if !strings.Contains(out, want) {
+			t.Errorf("history %v printed %q, want %q", args, out, want)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(files) {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("history left %v in the spec's directory, want only %d files it had", names, len(files))
 	}
 }

@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rollguard/rollguard/history"
+	"github.com/rollguard/rollguard/runner"
 )
 
 func newHistoryCmd() *cobra.Command {
@@ -29,32 +35,25 @@ revert.known_good re-applies. It changes nothing.`,
 			if err != nil {
 				return err
 			}
-			st, err := openState(c.Context(), spec, slog.New(slog.DiscardHandler))
+			hosts, out, where, err := readHistory(c.Context(), spec, host)
 			if err != nil {
 				return failed(err)
-			}
-			h := history.History{Store: st.store}
-			hosts := []string{host}
-			if host == "" {
-				if hosts, err = h.Hosts(c.Context()); err != nil {
-					return failed(err)
-				}
-			}
-			out := map[string][]history.VersionRecord{}
-			for _, n := range hosts {
-				recs, err := h.For(c.Context(), n)
-				if err != nil {
-					return failed(err)
-				}
-				out[n] = recs
 			}
 			if asJSON {
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(map[string]any{"hosts": out})
 			}
-			if len(hosts) == 0 {
-				fmt.Fprintf(c.OutOrStdout(), "no history yet for rollout %q (%s)\n", spec.Name, st.where)
+			records := 0
+			for _, recs := range out {
+				records += len(recs)
+			}
+			if records == 0 {
+				if host != "" {
+					fmt.Fprintf(c.OutOrStdout(), "no history yet for host %q of rollout %q (%s)\n", host, spec.Name, where)
+				} else {
+					fmt.Fprintf(c.OutOrStdout(), "no history yet for rollout %q (%s)\n", spec.Name, where)
+				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -85,4 +84,44 @@ revert.known_good re-applies. It changes nothing.`,
 	c.Flags().StringVar(&host, "host", "", "show one host only")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: {\"hosts\": {\"web-1\": [records...]}}")
 	return c
+}
+
+// readHistory reads the records of host (every host when empty) from the
+// spec's state store, and where that is. A local state directory that no
+// run has created holds no history, and is not created: history only
+// reads.
+func readHistory(ctx context.Context, spec *runner.Spec, host string) ([]string, map[string][]history.VersionRecord, string, error) {
+	out := map[string][]history.VersionRecord{}
+	if spec.State.Store == "local" {
+		dir := filepath.Join(stateDir(spec), spec.Name)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			if host != "" {
+				out[host] = []history.VersionRecord{}
+				return []string{host}, out, dir, nil
+			}
+			return nil, out, dir, nil
+		}
+	}
+	st, err := openState(ctx, spec, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, nil, "", err
+	}
+	h := history.History{Store: st.store}
+	hosts := []string{host}
+	if host == "" {
+		if hosts, err = h.Hosts(ctx); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	for _, n := range hosts {
+		recs, err := h.For(ctx, n)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if recs == nil {
+			recs = []history.VersionRecord{} // [] in --json, as for a host never written
+		}
+		out[n] = recs
+	}
+	return hosts, out, st.where, nil
 }
