@@ -14,6 +14,7 @@ import (
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -139,11 +140,17 @@ func compileExpr(fileName string, e Expr, role string, opts CompileOptions) (*pr
 		return fail(1, 0, err.Error()+" (a policy must be a condition, e.g. `x > 5`)")
 	}
 
-	tree, err := checker.ParseCheck(text, cfg)
+	tree, err := parser.ParseWithConfig(text, cfg)
 	if err != nil {
 		return nil, failWith(err)
 	}
-	if errs := checkRefs(fileName, e, role, tree.Node, opts, text); len(errs) > 0 {
+	// Before the checker, which turns an integer argument into a float
+	// without its position.
+	shares := badShares(tree.Node)
+	if _, err := new(checker.Checker).PatchAndCheck(tree, cfg); err != nil {
+		return nil, failWith(err)
+	}
+	if errs := checkRefs(fileName, e, role, shares, tree.Node, opts, text); len(errs) > 0 {
 		return nil, errs
 	}
 	pr.metrics = usedMetrics(tree.Node)
@@ -256,12 +263,16 @@ var (
 // checkRefs finds what expr's type checker cannot: host used where it is
 // not set, and metric names (map keys, unchecked by expr) that no query
 // defines.
-func checkRefs(fileName string, e Expr, role string, root ast.Node, opts CompileOptions, text string) ErrorList {
+func checkRefs(fileName string, e Expr, role string, shares []badShare, root ast.Node, opts CompileOptions, text string) ErrorList {
 	var errs ErrorList
-	add := func(n ast.Node, format string, args ...any) {
-		line, col := runeLineCol(text, n.Location().From)
+	addAt := func(at file.Location, format string, args ...any) {
+		line, col := runeLineCol(text, at.From)
 		fl, fc := e.filePos(line, col)
 		errs = append(errs, &PosError{File: fileName, Line: fl, Col: fc, Msg: role + ": " + fmt.Sprintf(format, args...)})
+	}
+	add := func(n ast.Node, format string, args ...any) { addAt(n.Location(), format, args...) }
+	for _, b := range shares {
+		addAt(b.at, "top_mean: share %v is outside (0, 1]: it is the share of the hosts, worst first, whose scores are averaged (0.30: the worst 30%%)", b.share)
 	}
 	known := slices.Sorted(slices.Values(opts.Metrics))
 	walk(root, func(n ast.Node) {
@@ -287,6 +298,47 @@ func checkRefs(fileName string, e Expr, role string, root ast.Node, opts Compile
 	})
 	sortByPos(errs)
 	return errs
+}
+
+// badShare is a top_mean share written as a number outside (0, 1]: it
+// would fail every tick, and a policy that fails fires.
+type badShare struct {
+	at    file.Location
+	share float64
+}
+
+// badShares finds the top_mean calls of a parsed (not yet checked) tree
+// whose share is a number outside (0, 1].
+func badShares(root ast.Node) []badShare {
+	var out []badShare
+	walk(root, func(n ast.Node) {
+		if n, ok := n.(*ast.CallNode); ok && len(n.Arguments) == 2 {
+			if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "top_mean" {
+				if share, ok := constNumber(n.Arguments[1]); ok && !(share > 0 && share <= 1) {
+					out = append(out, badShare{n.Arguments[1].Location(), share})
+				}
+			}
+		}
+	})
+	return out
+}
+
+// constNumber is the value of a number literal, negated or not.
+func constNumber(n ast.Node) (float64, bool) {
+	switch n := n.(type) {
+	case *ast.IntegerNode:
+		return float64(n.Value), true
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.UnaryNode:
+		if v, ok := constNumber(n.Node); ok && (n.Operator == "-" || n.Operator == "+") {
+			if n.Operator == "-" {
+				v = -v
+			}
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // walk calls fn for every node of the tree rooted at n, parents first.
