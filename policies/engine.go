@@ -14,7 +14,8 @@ type Evaluator interface {
 	HasFleet() bool
 	// HasHost reports whether the policy has a host_rollback_when program.
 	HasHost() bool
-	// EvalFleet runs rollback_when against env.
+	// EvalFleet runs rollback_when against env. An error of EvalFleet or
+	// EvalHost names the policy, its rule (and host) itself.
 	EvalFleet(env *Env) (bool, error)
 	// EvalHost runs host_rollback_when against env with env.Host = h.
 	EvalHost(env *Env, h *Host) (bool, error)
@@ -940,9 +941,7 @@ func (e *Engine) evaluate(i int, tick bool) {
 	fired := false
 	if ps.ev.HasFleet() {
 		ok, err := ps.ev.EvalFleet(&e.env)
-		if err != nil {
-			res.Err = fmt.Errorf("policy %q rollback_when: %w", ps.ev.PolicyName(), err)
-		}
+		res.Err = err
 		fired = ok && err == nil
 	}
 	if ps.ev.HasHost() {
@@ -951,7 +950,7 @@ func (e *Engine) evaluate(i int, tick bool) {
 			ok, err := ps.ev.EvalHost(&e.env, host)
 			if err != nil {
 				if res.Err == nil {
-					res.Err = fmt.Errorf("policy %q host_rollback_when on host %q: %w", ps.ev.PolicyName(), host.Name, err)
+					res.Err = err
 				}
 				continue
 			}
