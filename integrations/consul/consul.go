@@ -7,7 +7,8 @@
 // The client starts from api.DefaultConfig(), so CONSUL_HTTP_ADDR,
 // CONSUL_HTTP_TOKEN, CONSUL_CACERT and the other CONSUL_* variables work as
 // they do for the consul CLI. The token is sent as a header by the library;
-// it never appears in rollguard's errors or logs.
+// it never appears in rollguard's errors or logs, not even when a server
+// echoes it in an error answer (the library quotes those answers).
 package consul
 
 import (
@@ -16,6 +17,8 @@ import (
 	"log/slog"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/rollguard/rollguard/integrations/redact"
 )
 
 // Client is a Consul API client whose every call carries a context.
@@ -35,6 +38,9 @@ func New(cfg *api.Config, logger *slog.Logger) (*Client, error) {
 		// The config's address is not secret, its token is: name the address only.
 		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
 	}
+	// NewClient has read the token (from a CONSUL_HTTP_TOKEN_FILE too)
+	// and made the HTTP client it uses.
+	redact.Client(cfg.HttpClient, cfg.Token)
 	return FromAPI(c, logger), nil
 }
 

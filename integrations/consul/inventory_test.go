@@ -196,3 +196,23 @@ func TestDiscoverCancelled(t *testing.T) {
 		t.Errorf("Discover with a cancelled context = %v, want context.Canceled", err)
 	}
 }
+
+// A server (or a proxy in front of it) that echoes the token in an error
+// answer: the library quotes the answer in its error, rollguard's error
+// must not carry the token.
+func TestErrorAnswerEchoingTheTokenIsRedacted(t *testing.T) {
+	for _, code := range []int{http.StatusForbidden, http.StatusInternalServerError} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "ACL not found: "+r.Header.Get("X-Consul-Token"), code)
+		}))
+		t.Cleanup(srv.Close)
+		c, err := New(&api.Config{Address: srv.URL, Token: testToken}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Discover(context.Background(), c, Query{Service: "web", NameFrom: NameFromNode})
+		if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "ACL not found: [redacted]") {
+			t.Errorf("status %d: error %v, want the answer with the token redacted", code, err)
+		}
+	}
+}

@@ -161,3 +161,23 @@ func TestAllocationFromEnv(t *testing.T) {
 		t.Error("AllocationFromEnv outside Nomad reported an allocation")
 	}
 }
+
+// A server (or a proxy in front of it) that echoes the token in an error
+// answer: the library quotes the answer in its error, rollguard's error
+// must not carry the token.
+func TestErrorAnswerEchoingTheTokenIsRedacted(t *testing.T) {
+	for _, code := range []int{http.StatusForbidden, http.StatusInternalServerError} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Permission denied for token "+r.Header.Get("X-Nomad-Token"), code)
+		}))
+		t.Cleanup(srv.Close)
+		c, err := New(&api.Config{Address: srv.URL, SecretID: testToken}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = DiscoverNodes(context.Background(), c, NodeQuery{})
+		if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "token [redacted]") {
+			t.Errorf("status %d: error %v, want the answer with the token redacted", code, err)
+		}
+	}
+}

@@ -9,15 +9,22 @@
 // NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_REGION, NOMAD_CACERT and
 // the other NOMAD_* variables work as they do for the nomad CLI. The token
 // is sent as a header by the library and never appears in rollguard's
-// errors or logs.
+// errors or logs, not even when a server echoes it in an error answer
+// (the library quotes those answers).
 package nomad
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/rollguard/rollguard/integrations/redact"
 )
 
 // Client is a Nomad API client whose every call carries a context.
@@ -31,6 +38,19 @@ type Client struct {
 func New(cfg *api.Config, logger *slog.Logger) (*Client, error) {
 	if cfg == nil {
 		cfg = api.DefaultConfig()
+	}
+	if cfg.HttpClient == nil && !strings.HasPrefix(cfg.Address, "unix:") {
+		// The HTTP client NewClient would make, its transport wrapped
+		// so that an error answer echoing the token is redacted.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSHandshakeTimeout = 10 * time.Second
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		t.ForceAttemptHTTP2 = false
+		hc := &http.Client{Transport: t}
+		if err := api.ConfigureTLS(hc, cfg.TLSConfig); err != nil {
+			return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
+		}
+		cfg.HttpClient = redact.Client(hc, cfg.SecretID)
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
