@@ -349,6 +349,50 @@ func TestValidateCommand(t *testing.T) {
 	}
 }
 
+// The commands that change nothing leave the spec's directory as it
+// was, valid spec or not: no state directory, lock or report appears.
+func TestReadOnlyCommandsChangeNothing(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"dryrun", "playbooks", "policies"} {
+		if err := os.CopyFS(filepath.Join(dir, d), os.DirFS(filepath.Join("testdata", d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := filepath.Join(dir, "dryrun", "good.yaml")
+	bad := filepath.Join(dir, "dryrun", "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: x\nnope: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := func() []string {
+		var out []string
+		filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+			out = append(out, p)
+			return err
+		})
+		return out
+	}
+	before := files()
+	rec := "testdata/recordings/good.jsonl"
+	for _, spec := range []string{good, bad} {
+		for _, args := range [][]string{
+			{"validate", "-f", spec},
+			{"plan", "-f", spec},
+			{"history", "-f", spec},
+			{"history", "-f", spec, "--json"},
+			{"dry-run", "-f", spec, "--metrics", rec, "--change-at", "2024-01-01T12:00:00Z", "-q"},
+		} {
+			rollguard(t, args...)
+			if after := files(); !slices.Equal(before, after) {
+				t.Fatalf("%v changed the spec's directory:\nbefore %v\nafter  %v", args, before, after)
+			}
+		}
+	}
+	code, out, _ := rollguard(t, "history", "-f", good)
+	if code != 0 || !strings.Contains(out, "no history yet") {
+		t.Errorf("history of a rollout never run: exit %d, %q", code, out)
+	}
+}
+
 func TestSchemaCommand(t *testing.T) {
 	code, out, _ := rollguard(t, "schema")
 	var schema map[string]any
