@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,6 +76,10 @@ func YAMLError(file, what string, err error, data []byte) *PosError {
 		}
 	}
 	pe := &PosError{File: file, Line: max(line, 1), Col: 1, Msg: what + ": " + msg}
+	if at := aliasAt(data, msg); at >= 0 {
+		pe.Line, pe.Col = position(data, at)
+		return pe
+	}
 	if at := syntaxErrorAt(data, msg); at >= 0 {
 		if strings.HasPrefix(msg, "did not find expected ',' or ") {
 			// Unclosed: every prefix that ends inside the bracket fails
@@ -87,6 +92,35 @@ func YAMLError(file, what string, err error, data []byte) *PosError {
 		pe.Line, pe.Col = position(data, at)
 	}
 	return pe
+}
+
+// unknownAnchor is the parser's message for an alias to an anchor that
+// is not defined before it.
+var unknownAnchor = regexp.MustCompile(`^unknown anchor '(.+)' referenced$`)
+
+// aliasAt is the offset of the alias an "unknown anchor" message is
+// about (the first *name that fails alike, not one in a comment or a
+// quoted string), or -1. The parser reports that error only once it has
+// read the next token, often on a later line, and a prefix cut inside
+// that token fails with another message, so syntaxErrorAt cannot find
+// it.
+func aliasAt(data []byte, msg string) int {
+	m := unknownAnchor.FindStringSubmatch(msg)
+	if m == nil {
+		return -1
+	}
+	alias := []byte("*" + m[1])
+	for off := 0; ; {
+		i := bytes.Index(data[off:], alias)
+		if i < 0 {
+			return -1
+		}
+		end := off + i + len(alias)
+		if err := firstYAMLError(data[:end]); err != nil && strings.HasSuffix(err.Error(), msg) {
+			return off + i
+		}
+		off = end
+	}
 }
 
 // syntaxErrorAt is the offset of the last byte of the shortest prefix of

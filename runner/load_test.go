@@ -398,7 +398,7 @@ func TestLoadOddInputs(t *testing.T) {
 		{"null", "~\n", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"list", "- a\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got a list"},
 		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got \"hello\""},
-		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1:8: YAML syntax: unknown anchor 'x' referenced"},
+		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1:7: YAML syntax: unknown anchor 'x' referenced"},
 		{"merge key", "<<: {name: x}\n", "testdata/odd.yaml:1:1: merge keys (<<) are not supported"},
 		{"tab indent", "name: x\n\ttargets: {}\n", "testdata/odd.yaml:2:1: YAML syntax: found a tab character that violates indentation"},
 		{"deep nesting", "name: " + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
@@ -463,6 +463,10 @@ func TestLoadYAMLErrorPositions(t *testing.T) {
 		{"empty file", "", "x.yaml:1:1: the spec is empty"},
 		{"binary garbage", "\x7fELF\x02\x01\x01\x00\x00", "x.yaml:1:1:"},
 		{"NUL byte", "name: x\ntargets: \x00\n", "x.yaml:2:10:"},
+		// The parser reports an unknown alias once it has read the next
+		// token: the error was on the line after the alias.
+		{"unknown alias", "name: x\npolicies:\n  - name: *nope\n    rollback_when: 'fraction(hosts, .degraded) >= 0.3'\n", "x.yaml:3:11: YAML syntax: unknown anchor 'nope' referenced"},
+		{"unknown alias, a comment naming it first", "# *nope\nname: *nope\ntargets: {static: [a]}\n", "x.yaml:2:7: YAML syntax: unknown anchor 'nope' referenced"},
 		{"nesting too deep", "name: x\ntargets: " + strings.Repeat("{a: ", 10001), "x.yaml:2:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
