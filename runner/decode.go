@@ -348,7 +348,9 @@ func fieldsOf(t reflect.Type) []field {
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth int) {
 	t := v.Type()
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, "%sexpected a mapping with keys %s, got %s", label(path), strings.Join(keysOf(t), ", "), d.describe(n, false))
+		// A whole file that is one scalar is not quoted: it may be a
+		// secret given as the spec by mistake (-f vault-pass.txt).
+		d.errorf(n, "%sexpected a mapping with keys %s, got %s", label(path), strings.Join(keysOf(t), ", "), d.describe(n, path == ""))
 		return
 	}
 	fs := fieldsOf(t)

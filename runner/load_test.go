@@ -397,7 +397,9 @@ func TestLoadOddInputs(t *testing.T) {
 		{"comment only", "# nothing\n", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"null", "~\n", "testdata/odd.yaml:1:1: the spec is empty"},
 		{"list", "- a\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got a list"},
-		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got \"hello\""},
+		{"scalar", "hello\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got a string"},
+		// A password file given as the spec: its text is not printed.
+		{"password file", "hunter2\n", "testdata/odd.yaml:1:1: expected a mapping with keys name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state, got a string"},
 		{"unknown alias", "name: *x\n", "testdata/odd.yaml:1:7: YAML syntax: unknown anchor 'x' referenced"},
 		{"merge key", "<<: {name: x}\n", "testdata/odd.yaml:1:1: merge keys (<<) are not supported"},
 		{"tab indent", "name: x\n\ttargets: {}\n", "testdata/odd.yaml:2:1: YAML syntax: found a tab character that violates indentation"},
