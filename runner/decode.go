@@ -206,9 +206,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
+		// A scalar that does not decode leaves the field unset, so that
+		// the range checks of a set field (detection.threshold must be
+		// over 0) do not report it a second time as a zero. A mapping
+		// is kept with what did decode, for the checks of its other
+		// keys.
 		p := reflect.New(v.Type().Elem())
+		errs := len(d.errs)
 		d.value(n, p.Elem(), path, secret, depth+1)
-		v.Set(p)
+		if len(d.errs) == errs || p.Elem().Kind() == reflect.Struct {
+			v.Set(p)
+		}
 	case reflect.Struct:
 		d.structure(n, v, path, depth)
 	case reflect.Slice:
@@ -264,7 +272,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool,
 		}
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			d.errorf(n, "%sexpected a number, got %s", label(path), d.describe(n, secret))
+			// .inf, .nan and 1e400 are YAML numbers, not finite ones.
+			d.errorf(n, "%sexpected a finite number, got %s", label(path), d.describe(n, secret))
 			return
 		}
 		v.SetFloat(f)

@@ -303,6 +303,10 @@ policies:
 			"testdata/x.yaml:12:93: preflight.expect_changes[1]: \"\" is not a glob (path.Match: *, ?, [...])")
 	f("bake: 5\n", "testdata/x.yaml:12:7: bake: expected a duration like \"90s\" or \"5m\", got \"5\" (a duration needs a unit)")
 	f("detection: {threshold: 0, allowance: -1}\n", "testdata/x.yaml:12:24: detection.threshold must be over 0\ntestdata/x.yaml:12:38: detection.allowance must not be negative")
+	// One problem, not a second one for the zero the bad value is not.
+	f("detection: {threshold: abc}\n", "testdata/x.yaml:12:24: detection.threshold: expected a number, got \"abc\"")
+	f("detection: {threshold: .inf, abs_floor: .nan}\n", "testdata/x.yaml:12:24: detection.threshold: expected a finite number, got \".inf\"\n"+
+		"testdata/x.yaml:12:41: detection.abs_floor: expected a finite number, got \".nan\"")
 	f("detection: {smoothing: 1.5}\n", "testdata/x.yaml:12:24: detection.smoothing: expected an integer, got \"1.5\"")
 	f("revert: {snapshot: {create: [x]}}\n", "testdata/x.yaml:12:20: revert.snapshot: create and restore go together (a snapshot that is never restored, or restored without being taken, is a mistake)")
 	f("revert: {known_good: yes}\n", "testdata/x.yaml:12:22: revert.known_good: expected true or false, got \"yes\"")
