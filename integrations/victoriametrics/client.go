@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rollguard/rollguard/integrations/redact"
 	"github.com/rollguard/rollguard/ports"
 )
 
@@ -102,6 +103,24 @@ func New(cfg Config) (*Client, error) {
 		pass, _ := u.User.Password()
 		c.auth = basicAuth(u.User.Username(), pass)
 	}
+	// An error answer is quoted in errors: a server or a proxy may echo
+	// the credentials there, so they are redacted from it (a copy of
+	// the caller's client is wrapped, not the client).
+	hc := http.Client{}
+	if c.hc != nil {
+		hc = *c.hc
+	}
+	secrets := []string{cfg.BearerToken, cfg.BasicAuthPassword, c.auth, strings.TrimPrefix(c.auth, "Basic ")}
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		secrets = append(secrets, pass)
+	}
+	for _, v := range cfg.Headers {
+		if len(v) >= 4 { // "1" is a tenant, not a secret
+			secrets = append(secrets, v)
+		}
+	}
+	c.hc = redact.Client(&hc, secrets...)
 	u.User = nil
 	u.Fragment = ""
 	u.Path = strings.TrimSuffix(u.Path, "/")
@@ -112,9 +131,6 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
-	}
-	if c.hc == nil {
-		c.hc = &http.Client{}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

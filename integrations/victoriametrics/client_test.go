@@ -366,6 +366,13 @@ func TestClientNeverLeaksCredentials(t *testing.T) {
 	refusedURL := refused.URL
 	refused.Close()
 	denied := newAPIServer(t, serve(403, []byte(`{"status":"error","errorType":"forbidden","error":"access denied"}`)))
+	// A proxy that echoes the credentials in its error answer, which the
+	// client quotes in its error.
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		http.Error(w, fmt.Sprintf("denied: %s %s:%s %s", r.Header.Get("Authorization"), user, pass, r.Header.Get("X-Token")), 500)
+	}))
+	t.Cleanup(echo.Close)
 
 	tests := []struct {
 		name string
@@ -376,6 +383,10 @@ func TestClientNeverLeaksCredentials(t *testing.T) {
 		{"basic, denied", Config{URL: denied.URL, BasicAuthUser: "ops", BasicAuthPassword: secret}},
 		{"userinfo, denied", Config{URL: strings.Replace(denied.URL, "http://", "http://ops:"+secret+"@", 1)}},
 		{"bad URL with userinfo", Config{URL: "http://ops:" + secret + "@host:port:bad/"}},
+		{"bearer, echoed", Config{URL: echo.URL, BearerToken: secret}},
+		{"basic, echoed", Config{URL: echo.URL, BasicAuthUser: "ops", BasicAuthPassword: secret}},
+		{"userinfo, echoed", Config{URL: strings.Replace(echo.URL, "http://", "http://ops:"+secret+"@", 1)}},
+		{"header, echoed", Config{URL: echo.URL, Headers: map[string]string{"X-Token": secret}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
