@@ -301,6 +301,10 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	const secret = "T0SECRET/B0SECRET/xoxsecret"
 	rec := newRecorder(t, 500, 500)
 	rec.answer = "no_service for /services/" + secret
+	// An answer that echoes a part of the URL alone: the hook's token, a
+	// query parameter's value.
+	echo := newRecorder(t, 403)
+	echo.answer = "unknown hook h00kSECRET, invalid token qSECRETq"
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	down := httptest.NewServer(http.NotFoundHandler())
@@ -311,6 +315,7 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 		{Type: TypeSlack, URL: rec.srv.URL + "/services/" + secret},
 		{Type: TypeWebhook, URL: downURL + "/hook/" + secret + "?token=" + secret},
 		{Type: TypeAlertmanager, URL: strings.Replace(downURL, "http://", "http://admin:pwSECRET@", 1)},
+		{Type: TypeWebhook, URL: echo.srv.URL + "/hooks/h00kSECRET?token=qSECRETq"},
 	}, Options{Clock: &fakeClock{now: t0}, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +325,8 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 		t.Fatal("Send to failing destinations succeeded")
 	}
 	host := strings.TrimPrefix(rec.srv.URL, "http://")
-	for _, want := range []string{"alerts[0] slack http://" + host + "/…", "HTTP 500", "alerts[1] webhook", "alerts[2] alertmanager"} {
+	for _, want := range []string{"alerts[0] slack http://" + host + "/…", "HTTP 500", "alerts[1] webhook", "alerts[2] alertmanager",
+		"alerts[3] webhook", "HTTP 403: unknown hook …, invalid token …"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %q", err, want)
 		}

@@ -100,7 +100,9 @@ func (p *poster) attempt(ctx context.Context, u *url.URL, body []byte, header ht
 }
 
 // scrub removes u's secret parts from s, in case an answer or an error
-// echoes them.
+// echoes them: the whole URL, its path and query, and each of their
+// parts alone (a hook's token, a ?token= value), but for the words that
+// name an endpoint (endpointWords).
 func scrub(u *url.URL, s string) string {
 	secrets := []string{u.String(), u.RawQuery}
 	if u.Path != "" && u.Path != "/" {
@@ -109,12 +111,31 @@ func scrub(u *url.URL, s string) string {
 	if pw, ok := u.User.Password(); ok && pw != "" {
 		secrets = append(secrets, pw)
 	}
+	for _, part := range strings.Split(u.Path, "/") {
+		if !endpointWord(part) {
+			secrets = append(secrets, part)
+		}
+	}
+	for _, vs := range u.Query() {
+		secrets = append(secrets, vs...)
+	}
 	for _, sec := range secrets {
 		if sec != "" {
 			s = strings.ReplaceAll(s, sec, "…")
 		}
 	}
 	return s
+}
+
+// endpointWords name the endpoints of the services alerts go to
+// (Slack's /services/, Alertmanager's /api/v2/alerts): they are the
+// parts of a path that are not secret, and an answer that names them
+// stays readable.
+var endpointWords = map[string]bool{"api": true, "v1": true, "v2": true, "alerts": true, "services": true,
+	"hooks": true, "hook": true, "webhooks": true, "webhook": true}
+
+func endpointWord(part string) bool {
+	return part == "" || endpointWords[strings.ToLower(part)]
 }
 
 // scrubErr keeps err's chain (errors.Is still sees ctx errors) but not its
