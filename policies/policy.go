@@ -125,6 +125,9 @@ var policyKeys = []string{"name", "rollback_when", "host_rollback_when", "on_no_
 // reporting every problem with file:line:col. The error, when not nil, is
 // an ErrorList of *PosError.
 func ParseFile(file string, data []byte) ([]Source, error) {
+	if pe := OddLineBreak(file, data); pe != nil {
+		return nil, ErrorList{pe}
+	}
 	var errs ErrorList
 	var out []Source
 	dec := yaml.NewDecoder(bytes.NewReader(data))

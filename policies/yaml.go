@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"slices"
@@ -121,6 +122,24 @@ func aliasAt(data []byte, msg string) int {
 		}
 		off = end
 	}
+}
+
+// OddLineBreak reports the first character that the YAML parser reads as
+// a line break and an editor does not: NEL (U+0085), LINE SEPARATOR
+// (U+2028) and PARAGRAPH SEPARATOR (U+2029), YAML 1.1's extra breaks,
+// invisible in most editors (pasted from a web page or a chat). Left in,
+// it splits a key or a comment where nothing shows, and every line
+// number after it is one more than the editor's. nil when there is none.
+func OddLineBreak(file string, data []byte) *PosError {
+	for i, r := range string(data) {
+		switch r {
+		case '\u0085', '\u2028', '\u2029':
+			line, col := position(data, i)
+			return &PosError{File: file, Line: line, Col: col,
+				Msg: fmt.Sprintf("invisible character U+%04X: YAML reads it as a line break, an editor does not; remove it", r)}
+		}
+	}
+	return nil
 }
 
 // syntaxErrorAt is the offset of the last byte of the shortest prefix of

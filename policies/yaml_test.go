@@ -23,6 +23,11 @@ var yamlLevelCases = []struct {
 	{"invalid UTF-8", "name: caf\xe9\n", 1, 10},
 	{"nesting too deep", "name: " + strings.Repeat("[", 10001), 1, 10007},
 	{"unclosed quote", "name: 'x\n", 1, 7},
+	// YAML 1.1's invisible line breaks: reported where they are, not
+	// read as a line break that shifts every later line.
+	{"line separator in a key", "name: x\nrollback_when: y\non_no\u2028_data: fail\n", 3, 6},
+	{"NEL in a comment", "# a\u0085b\nname: x\n", 1, 4},
+	{"paragraph separator", "name: x\u2029\n", 1, 8},
 }
 
 func TestYAMLErrorPositions(t *testing.T) {

@@ -216,6 +216,10 @@ func (d *decoder) warnBaseline(s *Spec) {
 // parse reads the single YAML document of data, reporting syntax errors
 // with their line.
 func (d *decoder) parse(data []byte) *yaml.Node {
+	if pe := policies.OddLineBreak(d.file, data); pe != nil {
+		d.errs = append(d.errs, pe)
+		return nil
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	if err := dec.Decode(&doc); err != nil {

@@ -474,6 +474,9 @@ func TestLoadYAMLErrorPositions(t *testing.T) {
 		{"unknown alias", "name: x\npolicies:\n  - name: *nope\n    rollback_when: 'fraction(hosts, .degraded) >= 0.3'\n", "x.yaml:3:11: YAML syntax: unknown anchor 'nope' referenced"},
 		{"unknown alias, a comment naming it first", "# *nope\nname: *nope\ntargets: {static: [a]}\n", "x.yaml:2:7: YAML syntax: unknown anchor 'nope' referenced"},
 		{"nesting too deep", "name: x\ntargets: " + strings.Repeat("{a: ", 10001), "x.yaml:2:"},
+		// An invisible U+2028 split the key in two (unknown key "ries"
+		// at 4:1, a line the editor does not have).
+		{"line separator", "name: x\nmetrics:\n  que\u2028ries: {}\n", "x.yaml:3:6: invisible character U+2028: YAML reads it as a line break, an editor does not; remove it"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, _, err := load("x.yaml", []byte(c.data), testEnv, os.ReadFile)
