@@ -43,14 +43,18 @@ type decoder struct {
 	// that hold one, whose problems are then not reported.
 	allowUnset bool
 	unknown    map[[2]int]bool
+	// unexpanded holds the errors of values whose ${...} did not expand;
+	// no other problem is reported at their position.
+	unexpanded map[*policies.PosError]bool
 }
 
 func newDecoder(file string) *decoder {
 	return &decoder{
-		file:    file,
-		nodes:   map[string]*yaml.Node{},
-		keys:    map[string]*yaml.Node{},
-		unknown: map[[2]int]bool{},
+		file:       file,
+		nodes:      map[string]*yaml.Node{},
+		keys:       map[string]*yaml.Node{},
+		unknown:    map[[2]int]bool{},
+		unexpanded: map[*policies.PosError]bool{},
 	}
 }
 

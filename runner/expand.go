@@ -79,7 +79,11 @@ func (d *decoder) expandTree(n *yaml.Node, env func(string) (string, bool), path
 			}
 		}
 		if err != nil {
-			d.errorf(n, "%v", err)
+			pe := d.posf(n, "%v", err)
+			d.errs = append(d.errs, pe)
+			// The value stays as written: its other problems would be
+			// about the text ${NAME}, not about a value.
+			d.unexpanded[pe] = true
 			return
 		}
 		if out != n.Value {

@@ -131,6 +131,7 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 			return errors.As(err, &e) && e.File == d.file && d.unknown[[2]int{e.Line, e.Col}]
 		})
 	}
+	d.dropUnexpanded()
 	if len(d.errs) > 0 {
 		return nil, nil, policies.SortErrors(d.errs)
 	}
@@ -152,6 +153,23 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 		s.Apply.Version = v
 	}
 	return &s, pols, nil
+}
+
+// dropUnexpanded drops the problems found in a value whose ${NAME} did
+// not expand ("${NAME}" is not one of higher, lower; file ${NAME} does
+// not exist): the expansion's error says what is wrong there.
+func (d *decoder) dropUnexpanded() {
+	if len(d.unexpanded) == 0 {
+		return
+	}
+	at := map[[2]int]bool{}
+	for pe := range d.unexpanded {
+		at[[2]int{pe.Line, pe.Col}] = true
+	}
+	d.errs = slices.DeleteFunc(d.errs, func(err error) bool {
+		e, ok := err.(*policies.PosError)
+		return ok && !d.unexpanded[e] && e.File == d.file && at[[2]int{e.Line, e.Col}]
+	})
 }
 
 // validateStages refuses, never silently accepts, a stage that cannot roll
