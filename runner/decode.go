@@ -46,6 +46,9 @@ type decoder struct {
 	// unexpanded holds the errors of values whose ${...} did not expand;
 	// no other problem is reported at their position.
 	unexpanded map[*policies.PosError]bool
+	// suggested holds the key paths an unknown key was taken for ("did
+	// you mean"): that key is not also reported missing.
+	suggested map[string]bool
 }
 
 func newDecoder(file string) *decoder {
@@ -55,6 +58,7 @@ func newDecoder(file string) *decoder {
 		keys:       map[string]*yaml.Node{},
 		unknown:    map[[2]int]bool{},
 		unexpanded: map[*policies.PosError]bool{},
+		suggested:  map[string]bool{},
 	}
 }
 
@@ -390,6 +394,8 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth in
 	for _, req := range required[t.Name()] {
 		p := joinPath(path, req)
 		switch {
+		case !present[req] && d.suggested[p]:
+			// "unknown key "queries2" (did you mean "queries"?)" says it.
 		case !present[req]:
 			d.errorf(n, "missing required key %q in %s", req, where(path))
 		case isNull(d.nodes[p]) || isEmpty(v.Field(byKey[req].index)):
@@ -448,6 +454,7 @@ func keysOf(t reflect.Type) []string {
 
 func (d *decoder) unknownKey(k *yaml.Node, path string, allowed []string) {
 	if c := closest(k.Value, allowed); c != "" {
+		d.suggested[joinPath(path, c)] = true
 		d.errorf(k, "unknown key %q in %s (did you mean %q?)", k.Value, where(path), c)
 		return
 	}

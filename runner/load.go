@@ -375,12 +375,14 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	if t.Nomad != nil {
 		sources = append(sources, "nomad")
 	}
+	misspelt := d.suggested["targets.static"] || d.suggested["targets.inventory"] || d.suggested["targets.consul"] || d.suggested["targets.nomad"]
 	if d.has("targets") || d.nodes["targets"] != nil {
-		switch len(sources) {
-		case 0:
+		switch {
+		case len(sources) == 0 && misspelt:
+			// "unknown key "stati" in targets (did you mean "static"?)" says it.
+		case len(sources) == 0:
 			d.errorf(d.at("targets"), "targets: give exactly one source: static, inventory, consul or nomad")
-		case 1:
-		default:
+		case len(sources) > 1:
 			d.errorf(d.at("targets"), "targets: give exactly one source, not %s", strings.Join(sources, " and "))
 		}
 	}
@@ -703,7 +705,8 @@ func (d *decoder) compilePolicies(s *Spec, readFile func(string) ([]byte, error)
 				OnNoData:         onNoData,
 			})
 		default:
-			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode {
+			misspelt := d.suggested[p+".file"] || d.suggested[p+".name"] || d.suggested[p+".rollback_when"] || d.suggested[p+".host_rollback_when"]
+			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode && !misspelt {
 				d.errorf(d.at(p), "%s: give file or an inline policy (name, rollback_when, ...)", p)
 			}
 		}
