@@ -87,6 +87,13 @@ func (f *runFlags) run(c *cobra.Command) error {
 	if spec.Metrics.URL == "" {
 		return badInput(fmt.Errorf("%s: metrics.url is required for a live run", spec.File))
 	}
+	// Bad input changes nothing: the flags are checked before the state
+	// directory, the lock and the journal are opened.
+	if u := pushURL(spec, f.pushMetrics); u != "" {
+		if _, err := selfmetrics.CheckURL(u); err != nil {
+			return badInput(err)
+		}
+	}
 	ctx, stop := signalContext(c.Context())
 	defer stop()
 	log := newLogger(f.verbose)
@@ -161,10 +168,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 // the telemetry is nil and pushed does nothing.
 func selfMetrics(ctx context.Context, spec *runner.Spec, flagURL, runID string, src ports.MetricsSource, log *slog.Logger) (
 	tel ports.Telemetry, wrapped ports.MetricsSource, pushed func(io.Writer), err error) {
-	u := flagURL
-	if u == "" {
-		u = spec.Metrics.PushURL
-	}
+	u := pushURL(spec, flagURL)
 	if u == "" {
 		return nil, src, func(io.Writer) {}, nil
 	}
@@ -184,6 +188,15 @@ func selfMetrics(ctx context.Context, spec *runner.Spec, flagURL, runID string, 
 			fmt.Fprintln(w, "rollguard:", err)
 		}
 	}, nil
+}
+
+// pushURL is where rollguard's own metrics go: --push-metrics, else
+// metrics.push_url ("": nowhere).
+func pushURL(spec *runner.Spec, flagURL string) string {
+	if flagURL != "" {
+		return flagURL
+	}
+	return spec.Metrics.PushURL
 }
 
 // liveMetrics connects to metrics.url, checks that it answers, and with

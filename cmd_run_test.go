@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -84,5 +86,51 @@ func TestSelfMetricsPushTarget(t *testing.T) {
 	_, _, _, err = selfMetrics(t.Context(), spec, "ftp://user:hunter2@vm/x", "run-4", nil, nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") || errorDocument(err).ExitCode != exitBadInput {
 		t.Errorf("bad URL: %v, want bad input without the credential", err)
+	}
+}
+
+// Bad input of a live run changes nothing: a flag found bad after the
+// spec loaded (--push-metrics) is refused before the state directory,
+// the lock and the journal are opened (it used to leave
+// <state>/locks/<name>.lock behind).
+func TestRunBadInputChangesNothing(t *testing.T) {
+	vm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	t.Cleanup(vm.Close)
+	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, url string
+		args      []string
+		want      string
+	}{
+		{"push-metrics not http", vm.URL, []string{"--push-metrics", "ftp://ops:hunter2@vm/x"}, "push-metrics URL ftp://vm/…: scheme must be http or https"},
+		{"push-metrics without a host", vm.URL, []string{"--push-metrics", "http:///x"}, "push-metrics URL http:///…: no host"},
+		{"no metrics.url", "", nil, "metrics.url is required for a live run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			spec := filepath.Join(dir, "rollout.yaml")
+			url := ""
+			if tc.url != "" {
+				url = "  url: " + tc.url + "\n"
+			}
+			data := "name: web\ntargets: {static: [web-1]}\napply: {playbook: " + playbook + ", version: v1}\n" +
+				"metrics:\n" + url + "  queries: {q: {query: up}}\npolicies: [{name: p, rollback_when: 'fleet.degraded > 0'}]\n"
+			if err := os.WriteFile(spec, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errOut := rollguard(t, append([]string{"run", "-f", spec}, tc.args...)...)
+			if code != exitBadInput || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "hunter2") {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, errOut, tc.want)
+			}
+			if files, _ := os.ReadDir(dir); len(files) != 1 {
+				t.Errorf("the spec's directory holds %v, want the spec alone", files)
+			}
+		})
 	}
 }

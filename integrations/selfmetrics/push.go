@@ -27,19 +27,30 @@ type Pusher struct {
 	log      *slog.Logger
 }
 
-// NewPusher checks the URL (http or https, with a host) and returns a
-// pusher of m to it. log receives failed periodic pushes (nil: discarded).
-func NewPusher(m *Metrics, rawURL string, log *slog.Logger) (*Pusher, error) {
+// CheckURL checks a push URL (http or https, with a host) and returns
+// it redacted for messages (scheme://host/…). A caller checks it before
+// it changes anything; NewPusher checks it again.
+func CheckURL(rawURL string) (redacted string, err error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, errors.New("push-metrics URL is malformed")
+		return "", errors.New("push-metrics URL is malformed")
 	}
-	redacted := u.Scheme + "://" + u.Host + "/…"
+	redacted = u.Scheme + "://" + u.Host + "/…"
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("push-metrics URL %s: scheme must be http or https", redacted)
+		return "", fmt.Errorf("push-metrics URL %s: scheme must be http or https", redacted)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("push-metrics URL %s: no host", redacted)
+		return "", fmt.Errorf("push-metrics URL %s: no host", redacted)
+	}
+	return redacted, nil
+}
+
+// NewPusher checks the URL (CheckURL) and returns a pusher of m to it.
+// log receives failed periodic pushes (nil: discarded).
+func NewPusher(m *Metrics, rawURL string, log *slog.Logger) (*Pusher, error) {
+	redacted, err := CheckURL(rawURL)
+	if err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
