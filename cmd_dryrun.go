@@ -80,7 +80,7 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 				return badInput(err)
 			}
 			rec.HostLabel = spec.Metrics.HostLabel
-			if err := changeWithin(at, rec); err != nil {
+			if err := changeWithin(at, metrics, rec); err != nil {
 				return badInput(err)
 			}
 			if w := shortRecording(spec, rec, at); w != "" {
@@ -144,10 +144,10 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 
 // changeWithin refuses a change time the recording cannot replay: before
 // or at its first sample (no baseline) or after its last.
-func changeWithin(at time.Time, rec *victoriametrics.Recording) error {
+func changeWithin(at time.Time, path string, rec *victoriametrics.Recording) error {
 	first, last := rec.Span()
 	if first.IsZero() {
-		return fmt.Errorf("the recording has no samples")
+		return fmt.Errorf("recording %s has no samples", path)
 	}
 	if !at.After(first) || at.After(last) {
 		return fmt.Errorf("--change-at %s is outside the recording, which runs from %s to %s: the first apply must start after its first sample and by its last",

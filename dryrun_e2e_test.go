@@ -306,6 +306,20 @@ func (tc dryRunScenario) check(t *testing.T, spec string) (string, string) {
 }
 
 func TestDryRunBadInput(t *testing.T) {
+	// Recordings that do not read: each problem at file:line:column.
+	dir := t.TempDir()
+	badRec := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const line1 = `{"metric":{"__name__":"latency_p95","instance":"web-1"},"values":[0.2],"timestamps":[1704110400000]}` + "\n"
+	badValue := badRec("value.jsonl", line1+`{"metric":{"__name__":"cpu","instance":"web-1"},"values":[0.2,"high"],"timestamps":[1704110400000,1704110460000]}`+"\n")
+	badCount := badRec("count.jsonl", line1+line1+`  {"metric":{"__name__":"cpu","instance":"web-1"},"values":[1,2],"timestamps":[1704110400000]}`+"\n")
+	badType := badRec("type.jsonl", `{"metric":{"__name__":"cpu"},"values":[1],"timestamps":["now"]}`+"\n")
+	empty := badRec("empty.jsonl", "")
 	cases := []struct {
 		name string
 		args []string
@@ -317,6 +331,12 @@ func TestDryRunBadInput(t *testing.T) {
 			"--change-at 1704110400000 as unix seconds is in the year 55971: give seconds (1704110400), not milliseconds"},
 		{"missing recording", []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/nope.jsonl", "--change-at", "1704110400"}, "nope.jsonl"},
 		{"unknown flag", []string{"dry-run", "--bogus"}, "unknown flag"},
+		{"recording not JSON", dryRunWith("testdata/dryrun/good.yaml"), "testdata/dryrun/good.yaml:1:1: recording: invalid character '#' looking for beginning of value"},
+		{"recording value not a number", dryRunWith(badValue), badValue + `:2:64: recording: value "high" is not a number`},
+		{"recording values and timestamps", dryRunWith(badCount), badCount + `:3:51: recording: series cpu{instance="web-1"} has 2 values but 1 timestamps`},
+		{"recording timestamp a string", dryRunWith(badType), badType + ":1:43: recording: timestamps: got a JSON string, want a number"},
+		{"recording empty", dryRunWith(empty), "recording " + empty + " has no samples"},
+		{"recording a directory", dryRunWith("testdata/recordings"), "recording testdata/recordings is a directory, not a file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -329,6 +349,11 @@ func TestDryRunBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dryRunWith is a dry run of the good scenario over the recording rec.
+func dryRunWith(rec string) []string {
+	return []string{"dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", rec, "--change-at", "1704110400"}
 }
 
 func TestValidateCommand(t *testing.T) {

@@ -10,11 +10,14 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rollguard/rollguard/policies"
 )
 
 // NameLabel is the label holding a series' metric name; in a recording it is
@@ -90,18 +93,101 @@ type Recording struct {
 	HostLabel string
 }
 
-// OpenRecording reads the recording at path (plain or gzip).
+// OpenRecording reads the recording at path (plain or gzip). A line that
+// does not read is a policies.ErrorList of one *policies.PosError at
+// path:line:column, as a spec's problems are.
 func OpenRecording(path string) (*Recording, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open recording: %w", err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("recording %s is a directory, not a file", path)
+	}
 	rec, err := ReadRecording(f)
+	var le *LineError
+	if errors.As(err, &le) {
+		return nil, policies.ErrorList{&policies.PosError{File: path, Line: le.Line, Col: le.Col, Msg: "recording: " + le.Err.Error()}}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recording %s: %w", path, err)
 	}
 	return rec, nil
+}
+
+// LineError is a line of a recording that does not read: its 1-based
+// line and column (in bytes of the uncompressed data) and what is wrong.
+type LineError struct {
+	Line, Col int
+	Err       error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// column is where in line (trimmed of the indent before it) err is: a
+// JSON syntax or type error's offset, a bad value's text, else the
+// line's start.
+func column(line []byte, indent int, err error) int {
+	var se *json.SyntaxError
+	var te *typeError
+	var ve *valueError
+	switch {
+	case errors.As(err, &se):
+		return indent + max(int(se.Offset), 1)
+	case errors.As(err, &te):
+		// At the key: the offset is past the value.
+		field := te.te.Field[strings.LastIndex(te.te.Field, ".")+1:]
+		if i := bytes.Index(line, []byte(`"`+field+`"`)); i >= 0 && field != "" {
+			return indent + i + 1
+		}
+		return indent + max(int(te.te.Offset), 1)
+	case errors.As(err, &ve):
+		if i := bytes.Index(line, []byte(`"values"`)); i >= 0 {
+			if j := bytes.Index(line[i:], ve.text); j >= 0 {
+				return indent + i + j + 1
+			}
+		}
+	case errors.As(err, new(*countError)):
+		if i := bytes.Index(line, []byte(`"values"`)); i >= 0 {
+			return indent + i + 1
+		}
+	}
+	return indent + 1
+}
+
+// typeError is a JSON value of the wrong type, named by its key.
+type typeError struct{ te *json.UnmarshalTypeError }
+
+func (e *typeError) Error() string {
+	want := "a number"
+	switch e.te.Type.Kind() {
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	case reflect.Slice:
+		want = "a list"
+	case reflect.String:
+		want = "a string"
+	}
+	return fmt.Sprintf("%s: got a JSON %s, want %s", e.te.Field, e.te.Value, want)
+}
+
+func (e *typeError) Unwrap() error { return e.te }
+
+// valueError is a sample value that is not a number.
+type valueError struct{ text []byte }
+
+func (e *valueError) Error() string { return fmt.Sprintf("value %q is not a number", e.text) }
+
+// countError is a series whose values and timestamps differ in number.
+type countError struct {
+	series             string
+	values, timestamps int
+}
+
+func (e *countError) Error() string {
+	return fmt.Sprintf("series %s has %d values but %d timestamps", e.series, e.values, e.timestamps)
 }
 
 // exportLine is one line of the export format.
@@ -125,7 +211,7 @@ func (v *exportValue) UnmarshalJSON(b []byte) error {
 	}
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil {
-		return fmt.Errorf("value %q is not a number", b)
+		return &valueError{text: bytes.Clone(b)}
 	}
 	*v = exportValue(f)
 	return nil
@@ -152,11 +238,12 @@ func ReadRecording(r io.Reader) (*Recording, error) {
 	for lineNo := 1; ; lineNo++ {
 		line, err := br.ReadBytes('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("line %d: %w", lineNo, err)
+			return nil, &LineError{Line: lineNo, Col: 1, Err: err}
 		}
 		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
 			if perr := addLine(rec, byKey, trimmed); perr != nil {
-				return nil, fmt.Errorf("line %d: %w", lineNo, perr)
+				indent := len(line) - len(bytes.TrimLeft(line, " \t\r\n"))
+				return nil, &LineError{Line: lineNo, Col: column(trimmed, indent, perr), Err: perr}
 			}
 		}
 		if err != nil { // io.EOF
@@ -173,14 +260,19 @@ func ReadRecording(r io.Reader) (*Recording, error) {
 func addLine(rec *Recording, byKey map[string]*Series, line []byte) error {
 	var l exportLine
 	if err := json.Unmarshal(line, &l); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Not "cannot unmarshal string into Go struct field
+			// exportLine.timestamps of type int64".
+			return &typeError{te: te}
+		}
 		return err
 	}
 	if l.Metric[NameLabel] == "" {
 		return errors.New(`series has no "__name__" label`)
 	}
 	if len(l.Values) != len(l.Timestamps) {
-		return fmt.Errorf("series %s has %d values but %d timestamps",
-			formatLabels(l.Metric), len(l.Values), len(l.Timestamps))
+		return &countError{series: formatLabels(l.Metric), values: len(l.Values), timestamps: len(l.Timestamps)}
 	}
 	key := formatLabels(l.Metric)
 	s := byKey[key]
