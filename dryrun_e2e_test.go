@@ -372,6 +372,15 @@ func TestValidateCommand(t *testing.T) {
 	if !strings.Contains(errOut, `unknown key "monitr" in canary (did you mean "monitor"?)`) {
 		t.Errorf("the typo is not reported with a suggestion:\n%s", errOut)
 	}
+	// A spec that cannot be read names the file once, and why.
+	for path, want := range map[string]string{
+		"testdata":  "rollguard: read spec testdata: is a directory\n",
+		"nope.yaml": "rollguard: read spec nope.yaml: no such file or directory\n",
+	} {
+		if code, _, errOut := rollguard(t, "validate", "-f", path); code != 2 || errOut != want {
+			t.Errorf("validate -f %s: exit %d, %q; want 2, %q", path, code, errOut, want)
+		}
+	}
 }
 
 // The commands that change nothing leave the spec's directory as it

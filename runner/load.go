@@ -93,6 +93,12 @@ func loadFile(path string, env func(string) (string, bool), allowUnset bool) (*S
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
+		// "read spec x: is a directory", not "read spec x: read x: is a
+		// directory": the path is said once.
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == path {
+			err = pe.Err
+		}
 		return nil, nil, fmt.Errorf("read spec %s: %w", path, err)
 	}
 	return loadData(path, data, env, os.ReadFile, allowUnset)
