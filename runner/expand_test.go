@@ -135,4 +135,12 @@ alerts:
 		strings.Contains(err.Error(), "FORKS_N") || strings.Contains(err.Error(), "url") {
 		t.Errorf("LoadAllowUnset of a bad spec: %v; want the missing playbook and the unknown key only", err)
 	}
+
+	// A monitor is not judged on the default of an unknown interval (at
+	// 15s, 14s holds 1 poll: "too short"; at ${INTERVAL}, unknown).
+	short := strings.Replace(spec, "  queries:", "  interval: ${INTERVAL}\n  queries:", 1) + "canary: {monitor: 14s}\ndetection: {warmup: 0s}\n"
+	os.WriteFile(file, []byte(short), 0o644)
+	if _, _, err = LoadAllowUnset(file, none); err != nil {
+		t.Errorf("LoadAllowUnset with an unset interval: %v; want the monitor unchecked", err)
+	}
 }

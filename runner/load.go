@@ -139,13 +139,21 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 	}
 	d.dropUnexpanded()
 	if len(d.errs) > 0 {
+		// Every problem at once: a stage too short is reported with the
+		// others, unless a value it is judged on is itself wrong.
+		if !d.stageInputWrong(len(s.Waves)) {
+			applyDefaults(&s, d.has)
+			d.validateStages(&s)
+		}
 		return nil, nil, policies.SortErrors(d.errs)
 	}
 	if abs, err := filepath.Abs(s.Dir); err == nil {
 		s.Dir = abs
 	}
 	applyDefaults(&s, d.has)
-	d.validateStages(&s)
+	if !d.stageInputWrong(len(s.Waves)) {
+		d.validateStages(&s)
+	}
 	d.warnBaseline(&s)
 	if len(d.errs) > 0 {
 		return nil, nil, policies.SortErrors(d.errs)
@@ -176,6 +184,40 @@ func (d *decoder) dropUnexpanded() {
 		e, ok := err.(*policies.PosError)
 		return ok && !d.unexpanded[e] && e.File == d.file && at[[2]int{e.Line, e.Col}]
 	})
+}
+
+// stageInputWrong says whether a problem was found in a value that
+// validateStages reads (an interval, a warm-up, a monitor) or in a
+// mapping that holds one, or the value is unknown (an unset ${NAME}
+// under LoadAllowUnset): judged on a default instead, a stage could be
+// reported too short for no reason.
+func (d *decoder) stageInputWrong(waves int) bool {
+	paths := []string{"metrics", "metrics.interval", "detection", "detection.warmup", "canary", "canary.monitor", "bake", "waves"}
+	for i := range waves {
+		paths = append(paths, fmt.Sprintf("waves[%d]", i), fmt.Sprintf("waves[%d].monitor", i))
+	}
+	at := map[[2]int]bool{}
+	for _, p := range paths {
+		if n := d.nodes[p]; n != nil {
+			at[[2]int{n.Line, n.Column}] = true
+		}
+		if k := d.keys[p]; k != nil {
+			at[[2]int{k.Line, k.Column}] = true
+		}
+	}
+	for _, err := range d.errs {
+		if pe, ok := err.(*policies.PosError); ok && pe.File == d.file && at[[2]int{pe.Line, pe.Col}] {
+			return true
+		}
+	}
+	// With LoadAllowUnset, a value that holds an unset ${NAME} is
+	// unknown: it is not judged on the default either.
+	for pos := range at {
+		if d.unknown[pos] {
+			return true
+		}
+	}
+	return false
 }
 
 // validateStages refuses, never silently accepts, a stage that cannot roll

@@ -334,6 +334,11 @@ policies:
 	f("waves: [{size: 100%, monitor: 0s}]\n", "")
 	f("waves: [{size: 100%, monitor: 1m}]\n", "testdata/x.yaml:12:31: waves[0].monitor 1m is too short to roll back a clear step: at metrics.interval 15s it holds 4 poll(s), and a decision needs 9 (two polls in a row, the second after detection.warmup 2m (8 poll(s))); the smallest monitor that can is 2m15s")
 	f("bake: 15s\n", "testdata/x.yaml:12:7: bake 15s is too short to roll back a clear step: at metrics.interval 15s it holds 1 poll(s), and a decision needs 2 (two polls in a row); the smallest monitor that can is 30s")
+	// Every problem at once: a stage too short is reported with the
+	// others, unless a value it is judged on is wrong itself.
+	f("canary: {monitor: 30s}\nrevert: {scope: none}\n", "testdata/x.yaml:12:19: canary.monitor 30s is too short to roll back a clear step: at metrics.interval 15s it holds 2 poll(s), and a decision needs 9 (two polls in a row, the second after detection.warmup 2m (8 poll(s))); the smallest monitor that can is 2m15s\n"+
+		"testdata/x.yaml:13:17: revert.scope: \"none\" is not one of host, wave, all")
+	f("canary: {monitor: 30s}\ndetection: {warmup: 1x}\n", "testdata/x.yaml:13:21: detection.warmup: expected a duration like \"90s\" or \"5m\", got \"1x\"")
 	f("x: &a [*a]\n", "testdata/x.yaml:12:1: unknown key \"x\" in the spec (allowed: name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state)")
 }
 
