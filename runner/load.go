@@ -254,7 +254,32 @@ func (d *decoder) validateStages(s *Spec) {
 		}
 	}
 	check("bake", s.Bake.D(), 0)
+
+	// Too long: a dry run replays every poll of a window, and a report
+	// keeps every poll of a stage; 300000h at 1m ran for hours and took
+	// gigabytes. A window that long is a slip of the unit.
+	long := func(path string, window time.Duration) {
+		if polls := window / interval; d.has(path) && polls > maxWindowPolls {
+			d.errorf(d.at(path), "%s %s holds %d polls at metrics.interval %s, more than %d (%s): a dry run replays, and a report keeps, every poll",
+				path, fmtDuration(window), polls, fmtDuration(interval), maxWindowPolls, fmtDuration(maxWindowPolls*interval))
+		}
+	}
+	long("canary.monitor", s.Canary.Monitor.D())
+	for i, w := range s.Waves {
+		long(fmt.Sprintf("waves[%d].monitor", i), w.Monitor.D())
+	}
+	long("bake", s.Bake.D())
+	long("detection.hold_limit", s.Detection.HoldLimit.D())
+	long("metrics.baseline", s.Metrics.Baseline.D())
 }
+
+// maxWindowPolls bounds a monitoring period, a bake, a hold and a
+// baseline, in polls of metrics.interval: 100000 is 17 days at 15s.
+const maxWindowPolls = 100_000
+
+// minInterval is the shortest metrics.interval: every poll queries the
+// metrics source once per query.
+const minInterval = time.Second
 
 // shortBaselinePolls: a written metrics.baseline that holds fewer polls
 // draws a warning (warnBaseline).
@@ -339,6 +364,9 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 		if d.has(p) && d.nodes[p].Kind == yaml.ScalarNode && d.nodes[p].Value != "" && isZeroDuration(d.nodes[p].Value) {
 			d.errorf(d.nodes[p], "%s must be longer than 0s", p)
 		}
+	}
+	if iv := s.Metrics.Interval.D(); iv > 0 && iv < minInterval {
+		d.errorf(d.at("metrics.interval"), "metrics.interval %s is shorter than %s: every poll queries the metrics source once per query", fmtDuration(iv), fmtDuration(minInterval))
 	}
 	for _, f := range []struct {
 		path     string
