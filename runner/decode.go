@@ -398,10 +398,25 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth in
 			// "unknown key "queries2" (did you mean "queries"?)" says it.
 		case !present[req]:
 			d.errorf(n, "missing required key %q in %s", req, where(path))
+		case d.hasErrorAt(d.nodes[p]):
+			// "name: expected a string, got a mapping" says it.
 		case isNull(d.nodes[p]) || isEmpty(v.Field(byKey[req].index)):
 			d.errorf(d.nodes[p], "%s must not be empty", p)
 		}
 	}
+}
+
+// hasErrorAt says whether a problem was reported at n's position.
+func (d *decoder) hasErrorAt(n *yaml.Node) bool {
+	if n == nil {
+		return false
+	}
+	for _, err := range d.errs {
+		if pe, ok := err.(*policies.PosError); ok && pe.File == d.file && pe.Line == n.Line && pe.Col == n.Column {
+			return true
+		}
+	}
+	return false
 }
 
 func isEmpty(v reflect.Value) bool {
@@ -437,7 +452,8 @@ func (d *decoder) enum(n *yaml.Node, v reflect.Value, path string, allowed []str
 			return
 		}
 		for i := 0; i < v.Len() && i < len(n.Content); i++ {
-			if item := policies.ResolveAlias(n.Content[i]); item.Kind == yaml.ScalarNode {
+			// An empty entry is reported as one by the decoder.
+			if item := policies.ResolveAlias(n.Content[i]); item.Kind == yaml.ScalarNode && !isNull(item) {
 				check(item, v.Index(i).String(), fmt.Sprintf("%s[%d]", path, i))
 			}
 		}

@@ -454,8 +454,9 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	misspelt := d.suggested["targets.static"] || d.suggested["targets.inventory"] || d.suggested["targets.consul"] || d.suggested["targets.nomad"]
 	if d.has("targets") || d.nodes["targets"] != nil {
 		switch {
-		case len(sources) == 0 && misspelt:
-			// "unknown key "stati" in targets (did you mean "static"?)" says it.
+		case len(sources) == 0 && (misspelt || isNull(d.nodes["targets"])):
+			// "unknown key "stati" in targets (did you mean "static"?)"
+			// or "targets must not be empty" says it.
 		case len(sources) == 0:
 			d.errorf(d.at("targets"), "targets: give exactly one source: static, inventory, consul or nomad")
 		case len(sources) > 1:
@@ -754,11 +755,15 @@ func (d *decoder) compilePolicies(s *Spec, readFile func(string) ([]byte, error)
 		case inline:
 			ok := true
 			if ref.Name == "" {
-				d.errorf(d.at(p), "missing required key \"name\" in %s", p)
+				if !d.suggested[p+".name"] { // else "did you mean "name"?" says it
+					d.errorf(d.at(p), "missing required key \"name\" in %s", p)
+				}
 				ok = false
 			}
 			if ref.RollbackWhen == "" && ref.HostRollbackWhen == "" {
-				d.errorf(d.at(p), "%s: an inline policy needs rollback_when or host_rollback_when", p)
+				if !d.suggested[p+".rollback_when"] && !d.suggested[p+".host_rollback_when"] {
+					d.errorf(d.at(p), "%s: an inline policy needs rollback_when or host_rollback_when", p)
+				}
 				ok = false
 			}
 			if ref.OnNoData != "" && !contains(enums["PolicyRef.on_no_data"], ref.OnNoData) {
