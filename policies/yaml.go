@@ -81,13 +81,18 @@ func YAMLError(file, what string, err error, data []byte) *PosError {
 		pe.Line, pe.Col = position(data, at)
 		return pe
 	}
-	if at := syntaxErrorAt(data, msg); at >= 0 {
+	if at := syntaxErrorAt(data, msg, line); at >= 0 {
 		if strings.HasPrefix(msg, "did not find expected ',' or ") {
 			// Unclosed: every prefix that ends inside the bracket fails
 			// alike, the shortest at its first character; name the
 			// bracket itself.
 			if i := bytes.LastIndexAny(data[:at], "[{"); i >= 0 && len(bytes.TrimSpace(data[i+1:at])) == 0 {
 				at = i
+			}
+			// url: ${ALERT_URL} inside [...] or {...}: the { of ${
+			// opens a mapping there.
+			if rest, _, _ := bytes.Cut(data[at:], []byte("\n")); bytes.Contains(rest, []byte("${")) {
+				pe.Msg += ` (inside [...] or {...}, quote a value that holds ${...}: "${VAR}")`
 			}
 		}
 		pe.Line, pe.Col = position(data, at)
@@ -145,8 +150,12 @@ func OddLineBreak(file string, data []byte) *PosError {
 // syntaxErrorAt is the offset of the last byte of the shortest prefix of
 // data whose YAML stream fails with msg, or -1. Parsing is left to right,
 // so a prefix that fails does not succeed again when it grows: a binary
-// search finds it in log2(len(data)) parses.
-func syntaxErrorAt(data []byte, msg string) int {
+// search finds it in log2(len(data)) parses. An answer before the
+// parser's line (0: unknown), where the problem begins, is a prefix cut
+// inside an earlier, closed bracket, which fails with the same message
+// ("did not find expected ',' or '}'"): the search is done again from
+// that line.
+func syntaxErrorAt(data []byte, msg string, line int) int {
 	fails := func(n int) bool {
 		err := firstYAMLError(data[:n])
 		return err != nil && strings.HasSuffix(err.Error(), msg)
@@ -154,7 +163,17 @@ func syntaxErrorAt(data []byte, msg string) int {
 	if !fails(len(data)) {
 		return -1
 	}
-	lo, hi := 0, len(data) // fails(hi); the answer is in (lo, hi]
+	at := shortestFailing(fails, 0, len(data))
+	if start := lineStart(data, line); at < start && !fails(start) {
+		at = shortestFailing(fails, start, len(data))
+	}
+	return at
+}
+
+// shortestFailing binary-searches (lo, hi] for the shortest prefix length
+// that fails, given fails(hi) and not fails(lo), and returns its last
+// byte's offset.
+func shortestFailing(fails func(int) bool, lo, hi int) int {
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
 		if fails(mid) {
@@ -164,6 +183,20 @@ func syntaxErrorAt(data []byte, msg string) int {
 		}
 	}
 	return hi - 1
+}
+
+// lineStart is the offset of the start of 1-based line in data (0 when
+// line is 1 or less, or past the end).
+func lineStart(data []byte, line int) int {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			return 0
+		}
+		off += i + 1
+	}
+	return off
 }
 
 // firstYAMLError is the first error of data's YAML stream (nil at its

@@ -479,6 +479,13 @@ func TestLoadYAMLErrorPositions(t *testing.T) {
 		{"unknown alias", "name: x\npolicies:\n  - name: *nope\n    rollback_when: 'fraction(hosts, .degraded) >= 0.3'\n", "x.yaml:3:11: YAML syntax: unknown anchor 'nope' referenced"},
 		{"unknown alias, a comment naming it first", "# *nope\nname: *nope\ntargets: {static: [a]}\n", "x.yaml:2:7: YAML syntax: unknown anchor 'nope' referenced"},
 		{"nesting too deep", "name: x\ntargets: " + strings.Repeat("{a: ", 10001), "x.yaml:2:"},
+		{"${VAR} unquoted in a flow mapping", "name: x\napply: {playbook: p.yml}\nalerts: [{type: webhook, url: ${ALERT_URL}}]\n",
+			"x.yaml:3:31: YAML syntax: did not find expected ',' or '}' (inside [...] or {...}, quote a value that holds ${...}: \"${VAR}\")"},
+		// A prefix cut inside the closed mapping of line 3 fails with the
+		// same message: the problem was put there, not on line 6.
+		{"${VAR} unquoted in a flow mapping, after others", "name: x\ntargets: {static: [a]}\napply: {playbook: /srv/ansible/web/playbooks/site.yml}\nmetrics: {queries: {q: {query: up}}}\n" +
+			"policies: [{name: p, rollback_when: \"fleet.size > 0\"}]\nalerts: [{type: webhook, url: ${ALERT_URL}}]\n",
+			"x.yaml:6:"},
 		// An invisible U+2028 split the key in two (unknown key "ries"
 		// at 4:1, a line the editor does not have).
 		{"line separator", "name: x\nmetrics:\n  que\u2028ries: {}\n", "x.yaml:3:6: invisible character U+2028: YAML reads it as a line break, an editor does not; remove it"},
