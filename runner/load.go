@@ -410,7 +410,7 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 	if s.Metrics.URL != "" {
 		d.checkURL("metrics.url", s.Metrics.URL)
 	}
-	if s.Metrics.BearerToken != "" && s.Metrics.BasicAuth != nil {
+	if s.Metrics.BearerToken != "" && s.Metrics.BasicAuth != nil && !d.hasErrorAt(d.nodes["metrics.basic_auth"]) {
 		d.errorf(d.at("metrics.basic_auth"), "metrics: set bearer_token or basic_auth, not both")
 	}
 	for i, a := range s.Alerts {
@@ -454,9 +454,9 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	misspelt := d.suggested["targets.static"] || d.suggested["targets.inventory"] || d.suggested["targets.consul"] || d.suggested["targets.nomad"]
 	if d.has("targets") || d.nodes["targets"] != nil {
 		switch {
-		case len(sources) == 0 && (misspelt || isNull(d.nodes["targets"])):
-			// "unknown key "stati" in targets (did you mean "static"?)"
-			// or "targets must not be empty" says it.
+		case len(sources) == 0 && (misspelt || isNull(d.nodes["targets"]) || d.hasErrorAt(d.nodes["targets"])):
+			// "unknown key "stati" in targets (did you mean "static"?)",
+			// "targets must not be empty" or a type error says it.
 		case len(sources) == 0:
 			d.errorf(d.at("targets"), "targets: give exactly one source: static, inventory, consul or nomad")
 		case len(sources) > 1:
@@ -578,7 +578,7 @@ func (d *decoder) validateWaves(s *Spec) {
 		case w.By != "" && (w.SpreadBy != "" || d.has(p+".max_per_value") || d.has(p+".never_whole")):
 			d.errorf(d.at(p+".by"), "%s: by takes each value's hosts in a wave of their own; spread_by, max_per_value and never_whole go with size", p)
 		case w.By == "" && !d.has(p+".size"):
-			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode {
+			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode && !d.suggested[p+".size"] {
 				d.errorf(d.at(p), "missing required key \"size\" in %s (or by: <meta key>, one wave per value)", p)
 			}
 			shaped = false
