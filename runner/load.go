@@ -234,7 +234,11 @@ func (d *decoder) validateStages(s *Spec) {
 	warm := warmupPolls(s.Detection.Warmup.D(), interval)
 	check := func(path string, monitor time.Duration, warm int) {
 		need := max(2, warm+1)
-		polls := int((monitor + interval - 1) / interval)
+		// Rounded up, without overflowing at the longest duration.
+		polls := int(monitor / interval)
+		if monitor%interval != 0 {
+			polls++
+		}
 		if monitor == 0 || polls >= need {
 			return
 		}
@@ -556,7 +560,7 @@ func (d *decoder) validateWaves(s *Spec) {
 	if d.has("canary.pin") {
 		hs := s.Canary.Hosts
 		switch {
-		case len(s.Canary.Pin) == 0:
+		case len(s.Canary.Pin) == 0 && !d.hasErrorAt(d.nodes["canary.pin"]):
 			d.errorf(d.at("canary.pin"), "canary.pin: give the meta key and value to pin the canary to, e.g. {zone: eu-1a}")
 		case len(hs.Names) > 0 || hs.Tag != "" || len(hs.Meta) > 0:
 			d.errorf(d.at("canary.pin"), "canary.pin: pins a count or share of hosts (canary.hosts: 1, \"10%%\"); names, {tag} and {meta} already say which hosts")
