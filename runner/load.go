@@ -122,6 +122,10 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 		d.errorf(root, "the spec is empty")
 		return nil, nil, policies.SortErrors(d.errs)
 	}
+	if isPolicyFile(root) {
+		d.errorf(root, "this is a policy file, not a rollout spec: name it in a rollout.yaml's policies (policies: [{file: %s}]) and validate that spec", filepath.Base(file))
+		return nil, nil, policies.SortErrors(d.errs)
+	}
 	d.expandTree(root, env, "", 0)
 	d.nodes[""] = root
 	var s Spec
@@ -216,6 +220,41 @@ func (d *decoder) stageInputWrong(waves int) bool {
 		if d.unknown[pos] {
 			return true
 		}
+	}
+	return false
+}
+
+// isPolicyFile reports whether root is a policy file's document (one
+// policy, or a list of them) rather than a spec: a mapping with a rule
+// and neither targets nor apply, or a list whose entries all have a rule.
+func isPolicyFile(root *yaml.Node) bool {
+	rule := func(n *yaml.Node) (rule, spec bool) {
+		n = policies.ResolveAlias(n)
+		if n == nil || n.Kind != yaml.MappingNode {
+			return false, false
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			switch n.Content[i].Value {
+			case "rollback_when", "host_rollback_when":
+				rule = true
+			case "targets", "apply":
+				spec = true
+			}
+		}
+		return rule, spec
+	}
+	root = policies.ResolveAlias(root)
+	switch root.Kind {
+	case yaml.MappingNode:
+		r, s := rule(root)
+		return r && !s
+	case yaml.SequenceNode:
+		for _, n := range root.Content {
+			if r, _ := rule(n); !r {
+				return false
+			}
+		}
+		return len(root.Content) > 0
 	}
 	return false
 }

@@ -416,6 +416,12 @@ func TestLoadOddInputs(t *testing.T) {
 		{"alias bomb", bomb + "name: x\n", "testdata/odd.yaml:1:1: unknown key \"a\" in the spec (allowed: name, targets, canary, waves, bake, apply, preflight, revert, metrics, detection, policies, alerts, state)"},
 		{"binary", "name: !!binary aGk=\n", "testdata/odd.yaml:1:1: missing required key \"targets\" in the spec"},
 		{"key is a list", "[a]: b\n", "testdata/odd.yaml:1:1: keys must be strings"},
+		// A policy file given as the spec: one problem that says so, not
+		// six missing and unknown keys.
+		{"policy file", "# latency\nname: p\nrollback_when: 'fleet.degraded > 0'\n", "testdata/odd.yaml:2:1: this is a policy file, not a rollout spec: name it in a rollout.yaml's policies (policies: [{file: odd.yaml}]) and validate that spec"},
+		{"policy list", "- {name: p, rollback_when: 'fleet.degraded > 0'}\n- {name: q, host_rollback_when: 'host.score > 9'}\n", "testdata/odd.yaml:1:1: this is a policy file, not a rollout spec: name it in a rollout.yaml's policies (policies: [{file: odd.yaml}]) and validate that spec"},
+		// A spec with a stray rule key is still a spec.
+		{"spec with a rule", "name: x\ntargets: {static: [a]}\nrollback_when: y\n", "testdata/odd.yaml:1:1: missing required key \"apply\" in the spec"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
