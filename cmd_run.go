@@ -85,7 +85,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 	}
 	warnSpec(c.ErrOrStderr(), spec)
 	if spec.Metrics.URL == "" {
-		return badInput(fmt.Errorf("%s: metrics.url is required for a live run", spec.File))
+		return badInput(spec.Problem("metrics.url", "metrics.url is required for a live run (dry-run replays a recording without it)"))
 	}
 	// Bad input changes nothing: the flags are checked before the state
 	// directory, the lock and the journal are opened.

@@ -110,7 +110,7 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 	}{
 		{"push-metrics not http", vm.URL, []string{"--push-metrics", "ftp://ops:hunter2@vm/x"}, "push-metrics URL ftp://vm/…: scheme must be http or https"},
 		{"push-metrics without a host", vm.URL, []string{"--push-metrics", "http:///x"}, "push-metrics URL http:///…: no host"},
-		{"no metrics.url", "", nil, "metrics.url is required for a live run"},
+		{"no metrics.url", "", nil, "rollout.yaml:5:3: metrics.url is required for a live run (dry-run replays a recording without it)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

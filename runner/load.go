@@ -154,6 +154,12 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 	if abs, err := filepath.Abs(s.Dir); err == nil {
 		s.Dir = abs
 	}
+	s.pos = make(map[string]policies.Pos, len(d.nodes))
+	for p, n := range d.nodes {
+		if n != nil && n.Line > 0 {
+			s.pos[p] = policies.Pos{Line: n.Line, Col: n.Column}
+		}
+	}
 	applyDefaults(&s, d.has)
 	if !d.stageInputWrong(len(s.Waves)) {
 		d.validateStages(&s)

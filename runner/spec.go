@@ -55,6 +55,23 @@ type Spec struct {
 	// Warnings are what the spec allows and a user should know (a
 	// baseline too short to judge on well), each where it is written.
 	Warnings []*policies.PosError `yaml:"-" json:"-"`
+
+	// pos holds where each written key path is ("metrics", "waves[1].size").
+	pos map[string]policies.Pos
+}
+
+// Problem is msg at path's place in the spec, or its nearest written
+// parent's (the spec's first line for one written nowhere): for a problem
+// a command finds after the spec loaded (run's metrics.url).
+func (s *Spec) Problem(path, msg string) *policies.PosError {
+	at := policies.Pos{Line: 1, Col: 1}
+	for p := path; p != ""; p = parentPath(p) {
+		if q, ok := s.pos[p]; ok {
+			at = q
+			break
+		}
+	}
+	return &policies.PosError{File: s.File, Line: at.Line, Col: at.Col, Msg: msg}
 }
 
 // Duration is a Go duration written as a string ("90s", "5m").
