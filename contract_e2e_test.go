@@ -185,6 +185,13 @@ func TestContractCommandLine(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d\n%s", tc.name, code, tc.exit, errOut)
 		}
 	}
+	// A run whose metrics source does not answer stops at preflight,
+	// exit 1, before its lock or any host.
+	preflight := filepath.Join(dir, "preflight.yaml")
+	os.WriteFile(preflight, []byte(strings.Replace(designSpec, "http://127.0.0.1:8428", "http://127.0.0.1:1", 1)), 0o644)
+	if code, _, errOut := rollguard(t, "run", "-f", preflight, "--report-dir", filepath.Join(dir, "reports")); code != 1 || !strings.Contains(errOut, "preflight: the metrics source does not answer") {
+		t.Errorf("run with no metrics source: exit %d, %q: want 1 at preflight", code, errOut)
+	}
 	// plan and history change nothing: no state directory appears
 	// (history made the local one, and its locks, to read it), and
 	// neither does one for a spec that does not load.
@@ -506,6 +513,51 @@ func TestContractRecordedMetrics(t *testing.T) {
 				t.Errorf("%s: %s latency_p95 baseline %v of %d samples: the recording's series was not read as %s's", rec, h.Name, m.Baseline, m.Samples, h.Name)
 			}
 		}
+	}
+}
+
+// VictoriaMetrics' export may write one series on several lines, one per
+// block it reads, in any order: the replay is the same as of the series
+// in one line.
+func TestContractRecordingSplitSeries(t *testing.T) {
+	data, err := os.ReadFile("testdata/recordings/latency-50.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var split strings.Builder
+	for line := range strings.Lines(string(data)) {
+		var s struct {
+			Metric     map[string]string `json:"metric"`
+			Values     []float64         `json:"values"`
+			Timestamps []int64           `json:"timestamps"`
+		}
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatal(err)
+		}
+		n := len(s.Values) / 3
+		// the last block first
+		split.WriteString(exportLine(s.Metric, s.Values[2*n:], s.Timestamps[2*n:]))
+		split.WriteString(exportLine(s.Metric, s.Values[:n], s.Timestamps[:n]))
+		split.WriteString(exportLine(s.Metric, s.Values[n:2*n], s.Timestamps[n:2*n]))
+	}
+	rec := filepath.Join(t.TempDir(), "split.jsonl")
+	if err := os.WriteFile(rec, []byte(split.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var reports []string
+	for _, file := range []string{"testdata/recordings/latency-50.jsonl", rec} {
+		dir := t.TempDir()
+		code, _, errOut := rollguard(t, "dry-run", "-q", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", file, "--change-at", "2024-01-01T12:00:00Z", "--report-dir", dir)
+		if code != 3 {
+			t.Fatalf("%s: exit %d, want 3\n%s", file, code, errOut)
+		}
+		r := readReport(t, dir)
+		r.RunID = ""
+		b, _ := json.Marshal(r)
+		reports = append(reports, string(b))
+	}
+	if reports[0] != reports[1] {
+		t.Errorf("the series split over lines replays differently")
 	}
 }
 
