@@ -203,17 +203,20 @@ func TestContractCommandLine(t *testing.T) {
 	// Consul and Nomad are found through CONSUL_HTTP_ADDR and NOMAD_ADDR.
 	t.Setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1")
 	t.Setenv("NOMAD_ADDR", "http://127.0.0.1:2")
+	const secret = "c0ffee-not-for-your-eyes"
+	t.Setenv("CONSUL_HTTP_TOKEN", secret)
+	t.Setenv("NOMAD_TOKEN", secret)
 	consulSpec := strings.Replace(designSpec, "  static: [web-1, web-2, web-3]", "  consul: {service: web, tags: [prod], datacenter: dc1, passing_only: true, node_meta: {rack: r1}}", 1)
 	nomadSpec := strings.Replace(designSpec, "  static: [web-1, web-2, web-3]", "  nomad:  {node_pool: default, node_class: web, meta: {role: web}}", 1)
 	dir = contractDir(t, map[string]string{"consul.yaml": consulSpec, "nomad.yaml": nomadSpec,
 		"consul-state.yaml": designSpec + "state: {store: consul}\n"})
 	for file, addr := range map[string]string{"consul.yaml": "127.0.0.1:1", "nomad.yaml": "127.0.0.1:2"} {
 		code, _, errOut := rollguard(t, "plan", "-f", filepath.Join(dir, file))
-		if code != 1 || !strings.Contains(errOut, addr) {
-			t.Errorf("plan %s with nothing at %s: exit %d, %q: want 1 naming the address", file, addr, code, errOut)
+		if code != 1 || !strings.Contains(errOut, addr) || strings.Contains(errOut, secret) {
+			t.Errorf("plan %s with nothing at %s: exit %d, %q: want 1 naming the address, not the token", file, addr, code, errOut)
 		}
 	}
-	if code, _, errOut := rollguard(t, "history", "-f", filepath.Join(dir, "consul-state.yaml")); code != 1 {
+	if code, _, errOut := rollguard(t, "history", "-f", filepath.Join(dir, "consul-state.yaml")); code != 1 || strings.Contains(errOut, secret) {
 		t.Errorf("history with Consul state and no Consul: exit %d, want 1\n%s", code, errOut)
 	}
 }
