@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +65,10 @@ func readReport(t *testing.T, dir string) report.Report {
 		t.Fatalf("report.json: %v", err)
 	}
 	// The contract's keys (DESIGN.md) are all there, whatever their
-	// values, at every level.
+	// values, at every level, each of its JSON type: a string, a number,
+	// a bool, a list, an object, a time (an RFC 3339 string); "?" allows
+	// null (a wave not started has no times, a run without a rollback
+	// has "rollback": null).
 	var raw map[string]any
 	json.Unmarshal(data, &raw)
 	has := func(where string, obj any, keys ...string) {
@@ -73,37 +77,71 @@ func readReport(t *testing.T, dir string) report.Report {
 			t.Errorf("report.json %s is %T, want an object", where, obj)
 			return
 		}
-		for _, k := range keys {
-			if _, ok := m[k]; !ok {
+		for _, kt := range keys {
+			k, kind, _ := strings.Cut(kt, ":")
+			v, ok := m[k]
+			if !ok {
 				t.Errorf("report.json %s lacks %q", where, k)
+				continue
+			}
+			if kind != "" && !jsonKind(v, kind) {
+				t.Errorf("report.json %s.%s is %#v, want %s", where, k, v, kind)
 			}
 		}
 	}
-	has("", raw, "run_id", "name", "outcome", "started_at", "finished_at", "waves", "hosts", "decisions", "rollback")
+	has("", raw, "run_id:string", "name:string", "outcome:string", "started_at:time", "finished_at:time", "waves:list", "hosts:list", "decisions:list", "rollback:object?")
+	if o, _ := raw["outcome"].(string); !slices.Contains([]string{"promoted", "rolled_back", "halted", "error"}, o) {
+		t.Errorf("report.json outcome %q, want promoted, rolled_back, halted or error", o)
+	}
 	each := func(key string, keys ...string) {
 		list, _ := raw[key].([]any)
 		for i, e := range list {
 			has(fmt.Sprintf("%s[%d]", key, i), e, keys...)
 		}
 	}
-	each("waves", "name", "index", "hosts", "outcome", "apply_started_at", "finished_at")
-	each("hosts", "name", "wave", "applied", "changed_tasks", "reverted", "snapshot", "max_score", "metrics")
-	each("decisions", "at", "policy", "scope", "host", "fired", "reason", "values")
+	each("waves", "name:string", "index:integer", "hosts:list", "outcome:string", "apply_started_at:time?", "finished_at:time?")
+	each("hosts", "name:string", "wave:string", "applied:bool", "changed_tasks:list", "reverted:bool", "snapshot:string", "max_score:number", "metrics:object")
+	each("decisions", "at:time", "policy:string", "scope:string", "host:string", "fired:bool", "reason:string", "values:object")
+	for key, lists := range map[string][]string{"waves": {"hosts"}, "hosts": {"changed_tasks"}} {
+		list, _ := raw[key].([]any)
+		for i, e := range list {
+			e, _ := e.(map[string]any)
+			for _, l := range lists {
+				items, _ := e[l].([]any)
+				for j, item := range items {
+					if !jsonKind(item, "string") {
+						t.Errorf("report.json %s[%d].%s[%d] is %#v, want a string", key, i, l, j, item)
+					}
+				}
+			}
+		}
+	}
 	hosts, _ := raw["hosts"].([]any)
 	for i, h := range hosts {
 		h, _ := h.(map[string]any)
 		metrics, _ := h["metrics"].(map[string]any)
 		for q, m := range metrics {
-			has(fmt.Sprintf("hosts[%d].metrics.%s", i, q), m, "baseline", "stddev", "current", "z", "score", "samples")
+			has(fmt.Sprintf("hosts[%d].metrics.%s", i, q), m, "baseline:number", "stddev:number", "current:number", "z:number", "score:number", "samples:integer")
 		}
 	}
 	decisions, _ := raw["decisions"].([]any)
 	for i, d := range decisions {
 		d, _ := d.(map[string]any)
-		has(fmt.Sprintf("decisions[%d].values", i), d["values"])
+		if s := d["scope"]; s != "fleet" && s != "host" {
+			t.Errorf("report.json decisions[%d].scope %v, want fleet or host", i, s)
+		}
+		if d["scope"] == "host" && d["host"] == "" {
+			t.Errorf("report.json decisions[%d] judged a host but names none", i)
+		}
+		values, _ := d["values"].(map[string]any)
+		for k, v := range values {
+			if !jsonKind(v, "number") {
+				t.Errorf("report.json decisions[%d].values[%q] is %#v, want a number", i, k, v)
+			}
+		}
 	}
 	if rb := raw["rollback"]; rb != nil {
-		has("rollback", rb, "trigger", "reason", "hosts", "methods", "started_at", "finished_at", "verified")
+		has("rollback", rb, "trigger:string", "reason:string", "hosts:list", "methods:list", "started_at:time", "finished_at:time", "verified:bool")
 	}
 	for _, f := range []string{"report.md", "report.html"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
@@ -111,6 +149,43 @@ func readReport(t *testing.T, dir string) report.Report {
 		}
 	}
 	return r
+}
+
+// jsonKind says whether v, decoded from JSON into any, is of kind:
+// string, number, integer, bool, list, object or time (an RFC 3339
+// string), with a trailing "?" also null.
+func jsonKind(v any, kind string) bool {
+	if k, ok := strings.CutSuffix(kind, "?"); ok {
+		if v == nil {
+			return true
+		}
+		kind = k
+	}
+	switch kind {
+	case "string":
+		_, ok := v.(string)
+		return ok
+	case "number":
+		_, ok := v.(float64)
+		return ok
+	case "integer":
+		f, ok := v.(float64)
+		return ok && f == math.Trunc(f)
+	case "bool":
+		_, ok := v.(bool)
+		return ok
+	case "list":
+		_, ok := v.([]any)
+		return ok
+	case "object":
+		_, ok := v.(map[string]any)
+		return ok
+	case "time":
+		s, ok := v.(string)
+		_, err := time.Parse(time.RFC3339Nano, s)
+		return ok && err == nil
+	}
+	panic("jsonKind: unknown kind " + kind)
 }
 
 // dryRunScenario is one spec of testdata/dryrun over its recording, and

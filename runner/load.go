@@ -561,7 +561,7 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	if hs.Tag != "" && !anyHost(t.Static, func(h Target) bool { return contains(h.Tags, hs.Tag) }) {
 		d.errorf(d.at("canary.hosts.tag"), "canary.hosts.tag: no host in targets.static has tag %q", hs.Tag)
 	}
-	if len(hs.Meta) > 0 && !anyHost(t.Static, func(h Target) bool { return metaMatch(h.Meta, hs.Meta) }) {
+	if len(hs.Meta) > 0 && !anyHost(t.Static, func(h Target) bool { return metaMatch(ports.Host{Meta: h.Meta, Vars: h.Vars}, hs.Meta) }) {
 		d.errorf(d.at("canary.hosts.meta"), "canary.hosts.meta: no host in targets.static has all of this meta")
 	}
 	if hs.Size != nil && hs.Size.Count > len(t.Static) {
@@ -1094,9 +1094,12 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-func metaMatch(have, want map[string]string) bool {
+// metaMatch says whether h has every value of want, each as a topology
+// key reads it: its meta, else its Ansible host variable (an inventory
+// host has no meta).
+func metaMatch(h ports.Host, want map[string]string) bool {
 	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
+		if hv, ok := topologyValue(h, k); !ok || hv != v {
 			return false
 		}
 	}

@@ -275,14 +275,7 @@ func selectCanary(c Canary, hosts []ports.Host) ([]ports.Host, error) {
 		}
 		return out, nil
 	case len(sel.Meta) > 0:
-		out := filterHosts(hosts, func(h ports.Host) bool {
-			for k, v := range sel.Meta {
-				if h.Meta[k] != v {
-					return false
-				}
-			}
-			return true
-		})
+		out := filterHosts(hosts, func(h ports.Host) bool { return metaMatch(h, sel.Meta) })
 		if len(out) == 0 {
 			return nil, fail("canary.hosts.meta", "no target host has the meta %v", sel.Meta)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,6 +70,18 @@ func Schema() ([]byte, error) {
 			t.OneOf = append(t.OneOf, &jsonschema.Schema{Required: []string{src}})
 		}
 		t.DependentRequired = map[string][]string{"group": {"inventory"}}
+		if prop, ok := t.Properties.Get("static"); ok {
+			prop.MinItems = uintPtr(1)
+		}
+	}
+	if s := defs["Snapshot"]; s != nil {
+		// A snapshot never restored, or restored without being taken.
+		s.DependentRequired = map[string][]string{"create": {"restore"}, "restore": {"create"}}
+	}
+	if s := defs["Spec"]; s != nil {
+		if prop, ok := s.Properties.Get("name"); ok {
+			prop.MinLength = uintPtr(1)
+		}
 	}
 	if r := defs["Revert"]; r != nil {
 		// What only the revert playbook uses.
@@ -120,6 +133,11 @@ func Schema() ([]byte, error) {
 		a.Then = &jsonschema.Schema{Not: &jsonschema.Schema{Required: []string{"url"}}}
 		a.Else = &jsonschema.Schema{Required: []string{"url"}}
 	}
+	// Only the types of rollout.yaml are reflected so far: the policy
+	// file's schema below stays strict, as its loader is.
+	for _, def := range defs {
+		scalarText(def, "", map[*jsonschema.Schema]bool{})
+	}
 	policy := &jsonschema.Schema{
 		Type:        "object",
 		Description: "A policy: when to roll back, as expr-lang expressions over hosts, host, fleet, wave, phase and elapsed.",
@@ -158,6 +176,37 @@ func Schema() ([]byte, error) {
 }
 
 func uintPtr(n uint64) *uint64 { return &n }
+
+// scalarText makes every plain text value of rollout.yaml accept a number
+// or a boolean too, as Load does: it reads any scalar where it wants text
+// as the text written, so `version: 42`, `name: 2024` and a
+// `version: ${BUILD_NUMBER}` that expands to digits are valid. A value
+// with a form (an enum, a duration's or a share's pattern) keeps it, and
+// so does a URL, which no number is. key is the property s describes.
+func scalarText(s *jsonschema.Schema, key string, seen map[*jsonschema.Schema]bool) {
+	if s == nil || seen[s] {
+		return
+	}
+	seen[s] = true
+	if s.Type == "string" && s.Enum == nil && s.Const == nil && s.Pattern == "" && s.Format == "" && key != "url" && key != "push_url" {
+		s.Type = ""
+		if s.Extras == nil {
+			s.Extras = map[string]any{}
+		}
+		s.Extras["type"] = []string{"string", "number", "boolean"}
+	}
+	if s.Properties != nil {
+		for pair := s.Properties.Oldest(); pair != nil; pair = pair.Next() {
+			scalarText(pair.Value, pair.Key, seen)
+		}
+	}
+	for _, sub := range slices.Concat(s.AllOf, s.AnyOf, s.OneOf, s.PrefixItems) {
+		scalarText(sub, key, seen)
+	}
+	for _, sub := range []*jsonschema.Schema{s.Items, s.AdditionalProperties} {
+		scalarText(sub, "", seen)
+	}
+}
 
 // props builds ordered properties from name, schema pairs.
 func props(kv ...any) *orderedmap.OrderedMap[string, *jsonschema.Schema] {

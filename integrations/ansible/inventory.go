@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/rollguard/rollguard/ports"
@@ -73,6 +74,12 @@ func Inventory(ctx context.Context, q InventoryQuery) ([]ports.Host, error) {
 	return parseInventoryList(stdout.Bytes(), q.Path, q.Group)
 }
 
+// inventoryGroup is one group of `ansible-inventory --list`.
+type inventoryGroup struct {
+	Hosts    []string `json:"hosts"`
+	Children []string `json:"children"`
+}
+
 // parseInventoryList walks `ansible-inventory --list` output.
 func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 	var doc map[string]json.RawMessage
@@ -87,16 +94,12 @@ func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 			return nil, fmt.Errorf("inventory %s: _meta: %w", path, err)
 		}
 	}
-	type groupDoc struct {
-		Hosts    []string `json:"hosts"`
-		Children []string `json:"children"`
-	}
-	groups := map[string]groupDoc{}
+	groups := map[string]inventoryGroup{}
 	for name, raw := range doc {
 		if name == "_meta" {
 			continue
 		}
-		var g groupDoc
+		var g inventoryGroup
 		if err := json.Unmarshal(raw, &g); err != nil {
 			return nil, fmt.Errorf("inventory %s: group %s: %w", path, name, err)
 		}
@@ -125,7 +128,7 @@ func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 			if a, ok := vars["ansible_host"].(string); ok && a != "" {
 				addr = a
 			}
-			hosts = append(hosts, ports.Host{Name: h, Address: addr, Vars: vars})
+			hosts = append(hosts, ports.Host{Name: h, Address: addr, Vars: vars, Tags: groupNames(groups, h)})
 		}
 		for _, c := range g.Children {
 			walk(c)
@@ -136,4 +139,28 @@ func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 		return nil, fmt.Errorf("inventory %s: group %q has no hosts", path, group)
 	}
 	return hosts, nil
+}
+
+// groupNames is the groups host is in, directly or through a child group,
+// in name order, as Ansible's group_names has them (without all and
+// ungrouped): an inventory host's tags, so canary.hosts {tag: canary}
+// selects the inventory's [canary] group.
+func groupNames(groups map[string]inventoryGroup, host string) []string {
+	var in func(name string, seen map[string]bool) bool
+	in = func(name string, seen map[string]bool) bool {
+		if seen[name] {
+			return false
+		}
+		seen[name] = true
+		g := groups[name]
+		return slices.Contains(g.Hosts, host) || slices.ContainsFunc(g.Children, func(c string) bool { return in(c, seen) })
+	}
+	var names []string
+	for name := range groups {
+		if name != "all" && name != "ungrouped" && in(name, map[string]bool{}) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }

@@ -38,6 +38,12 @@ func TestInventory(t *testing.T) {
 	f("canary", []string{"web-1"}, nil)
 
 	hosts, _ := Inventory(context.Background(), InventoryQuery{Path: "testdata/inventory.ini", Group: "web"})
+	// An inventory host's tags are its groups, as group_names has them
+	// (through child groups too), so canary.hosts {tag: canary} selects
+	// the [canary] group.
+	if got := strings.Join(hosts[0].Tags, ","); got != "canary,prod,web" {
+		t.Errorf("web-1 tags %q, want canary,prod,web", got)
+	}
 	if hosts[1].Vars["rack"] != "r2" {
 		t.Errorf("web-2 vars %v, want rack=r2", hosts[1].Vars)
 	}
