@@ -111,13 +111,20 @@ func scrub(u *url.URL, s string) string {
 	if pw, ok := u.User.Password(); ok && pw != "" {
 		secrets = append(secrets, pw)
 	}
+	// A part shorter than 4 characters (v=1) is no secret, and taking it
+	// out of an answer would garble it ("code 4041" to "code …0…1"), as
+	// the metrics client leaves short header values.
 	for _, part := range strings.Split(u.Path, "/") {
-		if !endpointWord(part) {
+		if len(part) >= 4 && !endpointWord(part) {
 			secrets = append(secrets, part)
 		}
 	}
 	for _, vs := range u.Query() {
-		secrets = append(secrets, vs...)
+		for _, v := range vs {
+			if len(v) >= 4 {
+				secrets = append(secrets, v)
+			}
+		}
 	}
 	for _, sec := range secrets {
 		if sec != "" {
@@ -131,11 +138,10 @@ func scrub(u *url.URL, s string) string {
 // (Slack's /services/, Alertmanager's /api/v2/alerts): they are the
 // parts of a path that are not secret, and an answer that names them
 // stays readable.
-var endpointWords = map[string]bool{"api": true, "v1": true, "v2": true, "alerts": true, "services": true,
-	"hooks": true, "hook": true, "webhooks": true, "webhook": true}
+var endpointWords = map[string]bool{"alerts": true, "services": true, "hooks": true, "hook": true, "webhooks": true, "webhook": true}
 
 func endpointWord(part string) bool {
-	return part == "" || endpointWords[strings.ToLower(part)]
+	return endpointWords[strings.ToLower(part)]
 }
 
 // scrubErr keeps err's chain (errors.Is still sees ctx errors) but not its
