@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -92,14 +91,17 @@ revert.known_good re-applies. It changes nothing.`,
 // reads.
 func readHistory(ctx context.Context, spec *runner.Spec, host string) ([]string, map[string][]history.VersionRecord, string, error) {
 	out := map[string][]history.VersionRecord{}
-	if spec.State.Store == "local" {
-		dir := filepath.Join(stateDir(spec), spec.Name)
+	var hosts []string
+	if host != "" {
+		hosts = []string{host}
+	}
+	if spec.State.Store == "" || spec.State.Store == "local" {
+		dir := localStateDir(spec)
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			if host != "" {
-				out[host] = []history.VersionRecord{}
-				return []string{host}, out, dir, nil
+			for _, n := range hosts {
+				out[n] = []history.VersionRecord{}
 			}
-			return nil, out, dir, nil
+			return hosts, out, dir, nil
 		}
 	}
 	st, err := openState(ctx, spec, slog.New(slog.DiscardHandler))
@@ -107,7 +109,6 @@ func readHistory(ctx context.Context, spec *runner.Spec, host string) ([]string,
 		return nil, nil, "", err
 	}
 	h := history.History{Store: st.store}
-	hosts := []string{host}
 	if host == "" {
 		if hosts, err = h.Hosts(ctx); err != nil {
 			return nil, nil, "", err

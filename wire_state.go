@@ -33,11 +33,16 @@ func stateDir(spec *runner.Spec) string {
 	return filepath.Join(spec.Dir, ".rollguard")
 }
 
+// localStateDir is the directory of the rollout's local state store.
+func localStateDir(spec *runner.Spec) string {
+	return filepath.Join(stateDir(spec), spec.Name)
+}
+
 // openState opens the spec's state store (state.store).
 func openState(ctx context.Context, spec *runner.Spec, log *slog.Logger) (*stateBackend, error) {
 	switch spec.State.Store {
 	case "", "local":
-		dir := filepath.Join(stateDir(spec), spec.Name)
+		dir := localStateDir(spec)
 		store, err := localstate.New(dir)
 		if err != nil {
 			return nil, fmt.Errorf("state directory %s: %w", dir, err)

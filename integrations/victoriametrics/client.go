@@ -94,14 +94,14 @@ func New(cfg Config) (*Client, error) {
 		hc:        cfg.HTTPClient,
 		log:       cfg.Logger,
 	}
+	urlPass, _ := u.User.Password() // "" without one
 	switch {
 	case cfg.BearerToken != "":
 		c.auth = "Bearer " + cfg.BearerToken
 	case cfg.BasicAuthUser != "":
 		c.auth = basicAuth(cfg.BasicAuthUser, cfg.BasicAuthPassword)
 	case u.User != nil:
-		pass, _ := u.User.Password()
-		c.auth = basicAuth(u.User.Username(), pass)
+		c.auth = basicAuth(u.User.Username(), urlPass)
 	}
 	// An error answer is quoted in errors: a server or a proxy may echo
 	// the credentials there, so they are redacted from it (a copy of
@@ -110,11 +110,7 @@ func New(cfg Config) (*Client, error) {
 	if c.hc != nil {
 		hc = *c.hc
 	}
-	secrets := []string{cfg.BearerToken, cfg.BasicAuthPassword, c.auth, strings.TrimPrefix(c.auth, "Basic ")}
-	if u.User != nil {
-		pass, _ := u.User.Password()
-		secrets = append(secrets, pass)
-	}
+	secrets := []string{cfg.BearerToken, cfg.BasicAuthPassword, urlPass, c.auth, strings.TrimPrefix(c.auth, "Basic ")}
 	for _, v := range cfg.Headers {
 		if len(v) >= 4 { // "1" is a tenant, not a secret
 			secrets = append(secrets, v)
