@@ -208,6 +208,9 @@ var dryRunScenarios = []dryRunScenario{
 		notChanged: []string{"web-2", "web-10"}},
 	{spec: "errors-from-zero", metrics: "errors-from-zero.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
 		notChanged: []string{"web-2"}},
+	{spec: "availability", metrics: "good.jsonl", exit: 0, outcome: "promoted"},
+	{spec: "availability", metrics: "availability-drop.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
+		notChanged: []string{"web-2"}},
 	{spec: "traffic-shift", metrics: "traffic-shift.jsonl.gz", exit: 0, outcome: "promoted"},
 	{spec: "noisy-host", metrics: "noisy-host.jsonl", exit: 0, outcome: "promoted", reverted: []string{"web-7"}, trigger: "host-policy"},
 	{spec: "nodata-fail", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: fail"},
@@ -262,8 +265,12 @@ func TestDryRunScenariosPolledFasterThanRecorded(t *testing.T) {
 			if err := os.WriteFile(path, []byte(fast), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, errOut := tc.check(t, path); errOut != warning {
-				t.Errorf("stderr %q, want %q", errOut, warning)
+			want := warning
+			if tc.spec == "availability" {
+				want = strings.Replace(warning, "latency_p95, error_rate, cpu", "latency_p95, availability", 1)
+			}
+			if _, errOut := tc.check(t, path); errOut != want {
+				t.Errorf("stderr %q, want %q", errOut, want)
 			}
 		})
 	}
@@ -517,15 +524,19 @@ func TestSchemaCommand(t *testing.T) {
 // Nothing changes in good.jsonl: the README's policies, the seed rule
 // top_mean(hosts, 0.30) > 5 among them, promote every replay of it, with
 // the change at every 5 minutes from 11:00 to 13:25 (30 replays, each with
-// its own baseline hour and its own half hour of waves).
+// its own baseline hour and its own half hour of waves); so does the
+// availability scenario, whose availability sits just under 100% with its
+// tolerance at 1 point.
 func TestSeedRulePromotesEveryNoChangeReplay(t *testing.T) {
 	at := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
-	for i := range 30 {
-		change := at.Add(time.Duration(5*i) * time.Minute).Format(time.RFC3339)
-		code, stdout, stderr := rollguard(t, "dry-run", "-f", "testdata/dryrun/good.yaml",
-			"--metrics", "testdata/recordings/good.jsonl", "--change-at", change, "-q")
-		if code != 0 {
-			t.Errorf("change at %s: exit %d, want 0 (promoted)\n%s%s", change, code, stdout, stderr)
+	for _, spec := range []string{"good", "availability"} {
+		for i := range 30 {
+			change := at.Add(time.Duration(5*i) * time.Minute).Format(time.RFC3339)
+			code, stdout, stderr := rollguard(t, "dry-run", "-f", "testdata/dryrun/"+spec+".yaml",
+				"--metrics", "testdata/recordings/good.jsonl", "--change-at", change, "-q")
+			if code != 0 {
+				t.Errorf("%s, change at %s: exit %d, want 0 (promoted)\n%s%s", spec, change, code, stdout, stderr)
+			}
 		}
 	}
 }

@@ -21,10 +21,12 @@ import (
 // Tolerance. The smallest change that matters, in the metric's own unit:
 // Tolerance x |median| (10% by default, like Kayenta's allowed increase),
 // and never less than the query's absolute tolerance. A lower-is-worse
-// baseline that sits at one value (availability at 100%: its spread before
-// the floors is 0) is at a cap, where a share of the level means nothing
-// (3 points of availability are an outage, and 5% of 100 would hide it):
-// its default relative tolerance is BoundTolerance (1%: 1 point). A count
+// ratio at its cap (a percentage or fraction never above 100 or 1 in its
+// baseline, within 1% of it at best and 10% at its median: availability at
+// 99.93%), or a lower-is-worse baseline that sits at one value, is at a
+// bound, where a share of the level means nothing (3 points of
+// availability are an outage, and 10% of 99.93 would hide it): its
+// default tolerance is BoundTolerance (1%) of the cap (1 point). A count
 // that sits at 0 has no level: only the absolute tolerance applies. Every
 // kind of evidence below counts only what lies beyond the tolerance. (The
 // evaluation harness chose 10%: the smallest change its visibility oracle
@@ -380,6 +382,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	}
 	slices.Sort(scratch)
 	med := median(scratch)
+	lo, hi := scratch[0], scratch[n-1]
 	// The sketch: sketchSize quantiles of the baseline in the worse
 	// direction, ascending.
 	for i := range sketch {
@@ -405,14 +408,19 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	raw := max(mad, tail)
 	spread := max(raw, p.relFloor*math.Abs(med), p.absFloor)
 	s.madSpread = max(mad, p.absFloor)
-	rel := p.tolerance
-	if raw == 0 && p.dir < 0 {
-		// A cap: the baseline sits at the best value it takes, and worse
-		// is lower (availability at 100%).
-		rel = p.boundTol
+	rel, level := p.tolerance, math.Abs(med)
+	if p.dir < 0 {
+		if c := ratioCap(lo, med, hi); c > 0 {
+			// A ratio at its cap (availability at 99.93%): what matters
+			// is a share of the cap, as the errors it lets through.
+			rel, level = p.boundTol, c
+		} else if raw == 0 {
+			// The baseline sits at the best value it takes.
+			rel = p.boundTol
+		}
 	}
 	s.Baseline, s.Stddev = med, spread
-	s.Tolerance = max(rel*math.Abs(med), p.tolAbs, p.absFloor)
+	s.Tolerance = max(rel*level, p.tolAbs, p.absFloor)
 	s.pair = pairExcess(p, samples, med)
 	s.lift = recentLift(p, samples, med, scratch)
 	s.limit = p.limit
@@ -420,6 +428,22 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
 	}
 	return scratch
+}
+
+// ratioCap is the best value of a lower-is-worse metric whose baseline
+// (lowest lo, median med, highest hi) reads as a ratio at its cap: 1 (a
+// fraction) or 100 (a percentage) when the baseline never passes it, comes
+// within 1% of it and has its median within 10% of it (availability at
+// 99.93%, an apdex at 0.97), else 0. There a share of the level is no
+// tolerance: 10% of 99.93% is 10 points, and availability falling to 97%
+// lets 40 times the errors through.
+func ratioCap(lo, med, hi float64) float64 {
+	for _, c := range [...]float64{1, 100} {
+		if lo >= 0 && hi <= c && hi >= 0.99*c && med >= 0.9*c {
+			return c
+		}
+	}
+	return 0
 }
 
 // recentLift is how far the median of the last p.recent valid samples is

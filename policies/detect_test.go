@@ -39,6 +39,14 @@ func noise(seed uint64, n int, centre, sd float64) []float64 {
 	return out
 }
 
+// below clips xs at top, as a ratio is.
+func below(top float64, xs []float64) []float64 {
+	for i, x := range xs {
+		xs[i] = min(x, top)
+	}
+	return xs
+}
+
 func repeat(pattern []float64, n int) []float64 {
 	out := make([]float64, n)
 	for i := range out {
@@ -98,9 +106,10 @@ func TestBaselineSpreadAndFloors(t *testing.T) {
 }
 
 // Tolerance: the smallest change that matters, in the metric's unit. 10%
-// of the level by default; at a cap (a lower-is-worse metric sitting at
-// one value, availability at 100%) 1% of it; at 0 nothing but the
-// absolute tolerance; a query may set both.
+// of the level by default; at a cap (a lower-is-worse ratio near 100% or
+// 1, availability at 99.93% or 100%, or a lower-is-worse metric sitting at
+// one value) 1% of the cap; at 0 nothing but the absolute tolerance; a
+// query may set both.
 func TestTolerance(t *testing.T) {
 	cfg := mediumConfig(t)
 	pct := func(f float64) *float64 { return &f }
@@ -112,7 +121,12 @@ func TestTolerance(t *testing.T) {
 	}{
 		{"latency: 10% of the median", MetricConfig{HigherIsWorse: true}, noise(1, 48, 200, 10), 20},
 		{"availability at 100%: 1 point", MetricConfig{}, repeat([]float64{100}, 48), 1},
-		{"availability that moves: 10%", MetricConfig{}, noise(2, 48, 99, 0.5), 9.9},
+		{"availability that moves below 100%: 1 point", MetricConfig{}, below(100, noise(2, 48, 99.93, 0.03)), 1},
+		{"availability as a fraction: 0.01", MetricConfig{}, below(1, noise(2, 48, 0.9993, 0.0003)), 0.01},
+		{"a rate that passes 100: 10%", MetricConfig{}, noise(2, 48, 99, 5), 9.9},
+		{"a rate under 100 that never nears it: 10%", MetricConfig{}, below(100, noise(3, 48, 94, 1)), 9.4},
+		{"a lower-is-worse percentage at 60%: 10%", MetricConfig{}, below(100, noise(4, 48, 60, 3)), 6},
+		{"higher-is-worse at 99.93%: 10%", MetricConfig{HigherIsWorse: true}, below(100, noise(2, 48, 99.93, 0.03)), 9.993},
 		{"errors at 0: the absolute floor", MetricConfig{HigherIsWorse: true}, repeat([]float64{0}, 48), cfg.AbsFloor},
 		{"errors at 0, tolerance_abs 0.01", MetricConfig{HigherIsWorse: true, ToleranceAbs: 0.01}, repeat([]float64{0}, 48), 0.01},
 		{"query tolerance 25%", MetricConfig{HigherIsWorse: true, Tolerance: pct(0.25)}, noise(1, 48, 200, 10), 50},
@@ -159,6 +173,8 @@ func TestToleranceIsTheChangeThatMatters(t *testing.T) {
 		{"quiet latency +20%", true, noise(1, 48, 200, 1), noise(2, 12, 240, 1), 2},
 		{"availability 100% to 97%", false, repeat([]float64{100}, 48), repeat([]float64{97}, 12), 2},
 		{"availability 100% to 99.5%", false, repeat([]float64{100}, 48), repeat([]float64{99.5}, 12), 0},
+		{"availability 99.93% (never 100%) to 97%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 97, 0.2), 2},
+		{"availability 99.93% (never 100%) to 99.5%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 99.5, 0.05), 0},
 		{"errors from exactly 0 to 2%", true, repeat([]float64{0}, 48), repeat([]float64{0.02, 0.01, 0.03}, 12), 2},
 	}
 	for _, tt := range tests {

@@ -23,7 +23,8 @@ const (
 //     and `.degraded` agree at every preset; the presets differ in how much
 //     evidence it takes to reach 5.
 //   - Tolerance 10%, BoundTolerance 1%: the smallest change the harness's
-//     oracle calls a regression; at a cap (availability at 100%) 1 point.
+//     oracle calls a regression; at a cap (availability at 99.93% or 100%)
+//     1% of the cap: 1 point.
 //     Lower tolerances roll back drifting metrics that nobody would call
 //     regressed.
 //   - Burst 1.7 x the baseline's largest pair, growing by 1 + 0.7 ln n

@@ -123,6 +123,18 @@ func TestCommittedRecordings(t *testing.T) {
 				t.Errorf("web-1 error_rate after T = %v, want about 0.02", after)
 			}
 		}},
+		{"availability-drop.jsonl", func(t *testing.T, r *Replay) {
+			// Just under 100% before T (never 100%), about 97% after on web-1.
+			if before := meanOver(t, r, "availability", "web-1", -120, -1); before < 99.88 || before > 99.96 {
+				t.Errorf("web-1 availability before T = %v, want about 99.93", before)
+			}
+			if after := meanOver(t, r, "availability", "web-1", 1, 60); after < 96 || after > 98 {
+				t.Errorf("web-1 availability after T = %v, want about 97", after)
+			}
+			if after := meanOver(t, r, "availability", "web-2", 1, 60); after < 99.88 {
+				t.Errorf("web-2 availability after T = %v, want about 99.93", after)
+			}
+		}},
 		{"traffic-shift.jsonl.gz", func(t *testing.T, r *Replay) {
 			for _, h := range []string{"web-1", "web-5", "web-10"} {
 				if ratio := meanOver(t, r, "latency_p95", h, 1, 30) / meanOver(t, r, "latency_p95", h, -60, -1); ratio < 1.25 || ratio > 1.55 {
@@ -143,7 +155,7 @@ func TestCommittedRecordings(t *testing.T) {
 		}},
 		{"nodata.jsonl", func(t *testing.T, r *Replay) {
 			out := make([]float64, 2)
-			for _, q := range []string{"latency_p95", "error_rate", "cpu"} {
+			for _, q := range []string{"latency_p95", "error_rate", "cpu", "availability"} {
 				if err := r.Instant(context.Background(), ports.Query{Name: q}, []string{"web-1", "web-2"}, at(10*time.Minute), out); err != nil {
 					t.Fatal(err)
 				}
@@ -159,7 +171,7 @@ func TestCommittedRecordings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := rec.Names(), []string{"cpu", "error_rate", "latency_p95"}; !slices.Equal(got, want) {
+			if got, want := rec.Names(), []string{"availability", "cpu", "error_rate", "latency_p95"}; !slices.Equal(got, want) {
 				t.Errorf("names = %v, want %v", got, want)
 			}
 			if got := len(rec.Hosts()); got != 10 || rec.HostLabel != "instance" {

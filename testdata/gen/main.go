@@ -47,6 +47,7 @@ var metrics = []struct {
 	{"latency_p95", 0.200},
 	{"error_rate", 0},
 	{"cpu", 0.35},
+	{"availability", 100},
 }
 
 // nabFiles are the NAB series the noise is cut from: CPU utilisation of
@@ -90,6 +91,12 @@ var scenarios = []scenario{
 		}
 		return v, true
 	}},
+	{"availability-drop.jsonl", "web-1's availability falls from about 99.93% to about 97% (40 times the errors) from T+1m", func(h, m string, t time.Time, v float64, _ *rand.Rand) (float64, bool) {
+		if h == "web-1" && m == "availability" && after(t, time.Minute) {
+			return 100 - 40*(100-v), true
+		}
+		return v, true
+	}},
 	{"traffic-shift.jsonl.gz", "every host's latency_p95 +40% and cpu +30% from T+1m (fleet-wide)", func(_, m string, t time.Time, v float64, _ *rand.Rand) (float64, bool) {
 		if after(t, time.Minute) {
 			switch m {
@@ -112,7 +119,7 @@ var scenarios = []scenario{
 		}
 		return v, true
 	}},
-	{"nodata.jsonl", "web-1's series (all three metrics) stop from T+1m to the end", func(h, _ string, t time.Time, v float64, _ *rand.Rand) (float64, bool) {
+	{"nodata.jsonl", "web-1's series (every metric) stop from T+1m to the end", func(h, _ string, t time.Time, v float64, _ *rand.Rand) (float64, bool) {
 		if h == "web-1" && after(t, time.Minute) {
 			return 0, false
 		}
@@ -192,6 +199,10 @@ func baseSeries(nab [][]float64, hosts []string, n int) [][][]float64 {
 					}
 				case "cpu":
 					vs[k] = min(max(m.base*f[k], 0.02), 0.98)
+				case "availability":
+					// A percentage just under its cap: 0.04-0.11% of
+					// requests fail, with the noise.
+					vs[k] = m.base - 0.07*f[k]
 				default:
 					vs[k] = m.base * f[k]
 				}
