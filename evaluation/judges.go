@@ -519,6 +519,10 @@ func (r *Rollguard) Decide(v *View) int {
 		var untreated *View // built when the stage is held past next
 		monitor := v.Interval * time.Duration(st.Polls)
 		holdLimit := l.spec.Detection.HoldFor(monitor)
+		// The hosts without data when the monitoring period ended, until
+		// they report: the stage waits for them only (runner/wave.go).
+		var waitFor []int
+		ended := false
 		k := 1
 		for ; ; k++ {
 			i := start + k - 1
@@ -545,8 +549,17 @@ func (r *Rollguard) Decide(v *View) int {
 			if r.Trace != nil {
 				r.Trace(eng, s, k)
 			}
-			fire, hold := decided(res, l.pols, cfg.NoDataTicks)
+			fire, hold, gap := decided(res, l.pols, cfg.NoDataTicks)
 			past := v.Interval * time.Duration(k)
+			if past >= monitor {
+				if !ended {
+					ended, waitFor = true, silentHosts(eng, changed)
+				}
+				waitFor = slices.DeleteFunc(waitFor, func(h int) bool { return !silent(eng, h) })
+				if hold && !gap && len(waitFor) == 0 {
+					hold = false
+				}
+			}
 			if fire || hold && past >= monitor+holdLimit {
 				if r.Inspect != nil {
 					r.Inspect(eng, view, s, k, false)
@@ -557,7 +570,7 @@ func (r *Rollguard) Decide(v *View) int {
 				break
 			}
 		}
-		if fire, _ := decided(eng.Verdict(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks); fire {
+		if fire, _, _ := decided(eng.Verdict(policies.PhaseMonitor, float64(k)*v.Interval.Seconds()), l.pols, cfg.NoDataTicks); fire {
 			if r.Inspect != nil {
 				r.Inspect(eng, view, s, k, true)
 			}
@@ -587,20 +600,47 @@ func holdSlack(c *Case, spec *runner.Spec) int {
 // with on_no_data: fail (and some untouched host, in the last wave some
 // host of the waves that passed, had data: PolicyResult.FleetNoData);
 // hold when a policy has no data with on_no_data: hold, or with
-// on_no_data: fail otherwise (a stage never passes on missing data).
-func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fire, hold bool) {
+// on_no_data: fail otherwise (a stage never passes on missing data); gap
+// when the first hold is a gap in the metrics (it waits for no host).
+func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fire, hold, gap bool) {
 	for i, pr := range res.Policies {
 		nd := pr.Outcome == policies.OutcomeNoData
 		switch {
 		case pr.Outcome == policies.OutcomeFire, pr.Outcome == policies.OutcomeError:
-			return true, false
+			return true, false, false
 		case nd && pols[i].OnNoData == policies.NoDataFail && !pr.FleetNoData && pr.NoDataTicks >= noData:
-			return true, false
+			return true, false, false
 		case nd && pols[i].OnNoData != policies.NoDataIgnore:
+			if !hold {
+				gap = pols[i].OnNoData == policies.NoDataFail && pr.FleetNoData
+			}
 			hold = true
 		}
 	}
-	return false, hold
+	return false, hold, gap
+}
+
+// silentHosts returns the changed hosts without a value of some metric at
+// the engine's last tick (the harness's policies read every metric).
+func silentHosts(eng *policies.Engine, changed []bool) []int {
+	var out []int
+	for h, c := range changed {
+		if c && silent(eng, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// silent reports whether host h had no value of some metric at the last
+// tick.
+func silent(eng *policies.Engine, h int) bool {
+	for _, m := range eng.Host(h).Metrics {
+		if m.NoData {
+			return true
+		}
+	}
+	return false
 }
 
 // Judges returns every judge, the peers first; dir is where rollguard's

@@ -71,9 +71,11 @@ type PolicyResult struct {
 	// NoData is true when a metric the policy uses had no data for some
 	// changed host at this tick, whether or not the policy fired.
 	NoData bool
-	// NoDataTicks is the number of consecutive ticks, this one included,
-	// with NoData true (0 when NoData is false). Ticks with FleetNoData
-	// are not counted, and do not break the count either.
+	// NoDataTicks is the longest silence of one changed host: the number
+	// of consecutive ticks, this one included, at which that host had no
+	// value of a metric the policy reads (0 when NoData is false). Hosts
+	// that each miss a poll in turn are no silence longer than 1. Ticks
+	// with FleetNoData are not counted, and do not break the count either.
 	NoDataTicks int
 	// FleetNoData is true when NoData is, and every metric the policy
 	// misses is missing on every untouched host too (there is at least
@@ -120,9 +122,13 @@ type EngineConfig struct {
 }
 
 type policyState struct {
-	ev          Evaluator
-	metrics     []int // indices into EngineConfig.Metrics; nil = all
-	noDataTicks int
+	ev      Evaluator
+	metrics []int // indices into EngineConfig.Metrics; nil = all
+	// silent counts, per host, the consecutive counted ticks at which
+	// the host had no value of a metric the policy reads; silentAny says
+	// whether any count may be above 0.
+	silent    []int32
+	silentAny bool
 }
 
 // Difference in differences across waves: the fleet level.
@@ -394,7 +400,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, nh: len(cfg.Hosts), nm: len(cfg.Metrics)}
 	for _, ev := range cfg.Policies {
-		ps := policyState{ev: ev}
+		ps := policyState{ev: ev, silent: make([]int32, len(cfg.Hosts))}
 		if used := ev.UsesMetrics(); used != nil {
 			ps.metrics = make([]int, 0, len(used))
 			for _, name := range used {
@@ -906,6 +912,44 @@ func (e *Engine) decide(phase string, elapsed float64, tick bool) *TickResult {
 	return &e.result
 }
 
+// countSilence counts this tick towards the silence of every changed
+// host that has no value of a metric policy ps reads, ends it on every
+// other host, and returns the longest silence: a fleet in which every
+// host misses one scrape now and then is not a fleet without data.
+func (e *Engine) countSilence(ps *policyState) int {
+	longest := int32(0)
+	for h := range e.nh {
+		if !e.changed[h] || e.excluded[h] || !e.misses(h, ps.metrics) {
+			ps.silent[h] = 0
+			continue
+		}
+		ps.silent[h]++
+		longest = max(longest, ps.silent[h])
+	}
+	ps.silentAny = true
+	return int(longest)
+}
+
+// misses reports whether host h has no value of one of metrics (every
+// metric when nil).
+func (e *Engine) misses(h int, metrics []int) bool {
+	states := e.states[h*e.nm : (h+1)*e.nm]
+	if metrics == nil {
+		for m := range states {
+			if states[m].NoData {
+				return true
+			}
+		}
+		return false
+	}
+	for _, m := range metrics {
+		if states[m].NoData {
+			return true
+		}
+	}
+	return false
+}
+
 // evaluate runs policy i and fills its result; tick counts this
 // evaluation's no data towards the policy's consecutive no-data ticks,
 // unless every metric it misses is missing fleet-wide (FleetNoData).
@@ -929,14 +973,20 @@ func (e *Engine) evaluate(i int, tick bool) {
 		}
 	}
 	fleetGap = fleetGap && noData
+	ticks := 0
 	switch {
+	case !noData:
+		if ps.silentAny {
+			clear(ps.silent)
+			ps.silentAny = false
+		}
 	case !tick, fleetGap:
-	case noData:
-		ps.noDataTicks++
+		// Neither counted nor broken.
+		ticks = int(slices.Max(ps.silent))
 	default:
-		ps.noDataTicks = 0
+		ticks = e.countSilence(ps)
 	}
-	res.NoData, res.FleetNoData, res.NoDataTicks, res.Err = noData, fleetGap, ps.noDataTicks, nil
+	res.NoData, res.FleetNoData, res.NoDataTicks, res.Err = noData, fleetGap, ticks, nil
 
 	fired := false
 	if ps.ev.HasFleet() {

@@ -420,6 +420,32 @@ func TestEngineNoDataOutcomes(t *testing.T) {
 	}
 }
 
+// Four changed hosts each miss ONE poll (one failed scrape each), at four
+// consecutive ticks, while the untouched hosts report: no host has been
+// silent for more than a tick, so on_no_data (detection.no_data_ticks 4)
+// has nothing to fire on. A fleet of 200 hosts with 1% of scrapes failing
+// has some host missing at most ticks, and rolled back 12 of 12 no-change
+// dry runs on "no data for 4 consecutive ticks" when every such tick
+// counted.
+func TestEngineNoDataTicksAreOneHostsSilence(t *testing.T) {
+	allMetrics := &funcEvaluator{name: "seed", fleet: func(*Env) (bool, error) { return false, nil }}
+	const n = 6 // hosts 0-3 changed, 4-5 untouched
+	e := testEngine(t, n, []string{"latency"}, allMetrics)
+	for h := range n {
+		e.SetBaseline(0, h, fill(48, 100))
+	}
+	e.StartWave("wave-1", 1, []int{0, 1, 2, 3})
+	for tick := range 4 {
+		v := fill(n, 100)
+		v[tick] = math.NaN() // host `tick` misses this poll only
+		e.Observe(0, v)
+		got := e.Tick(PhaseMonitor, float64(tick)).Policies[0]
+		if got.NoDataTicks > 1 {
+			t.Errorf("tick %d: the policy counts %d consecutive no-data ticks, but no host has missed more than 1 poll in a row", tick, got.NoDataTicks)
+		}
+	}
+}
+
 // An infinity is a value, never no data: +Inf on a higher-is-worse metric
 // (histogram_quantile when every request is past the top bucket) is the
 // worst it can read, and two such polls are a burst; -Inf there is no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
@@ -288,6 +289,12 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		phase = policies.PhaseMonitor
 	}
 	holdLimit := x.Spec.Detection.HoldFor(monitor)
+	// waitFor holds the hosts that had no data when the monitoring period
+	// ended and have not reported since: the stage waits for them, not
+	// for hosts that miss a poll after it (in a large fleet some host
+	// misses nearly every poll, and the stage would never pass).
+	var waitFor []string
+	periodEnded := false
 	for {
 		// The dry run's apply is instantaneous: take its result before
 		// the first tick so the first tick already monitors.
@@ -329,6 +336,17 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		}
 		if phase == policies.PhaseMonitor && !applyEnd.IsZero() {
 			past := now.Sub(applyEnd)
+			if past >= monitor {
+				if !periodEnded {
+					periodEnded, waitFor = true, slices.Clone(hold.silent)
+				}
+				waitFor = slices.DeleteFunc(waitFor, func(h string) bool { return !slices.Contains(hold.silent, h) })
+				if hold.why != "" && hold.silent != nil && len(waitFor) == 0 {
+					// Only hosts that went silent after the period: they
+					// are watched in the next stage.
+					hold = holding{}
+				}
+			}
 			if past >= monitor && hold.why == "" {
 				// The end of the stage: the window test over every poll
 				// since each host's apply (policies.Engine.Verdict).
