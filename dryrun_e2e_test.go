@@ -198,6 +198,7 @@ type dryRunScenario struct {
 	trigger       string   // substring of rollback.trigger
 	reason        string   // substring of the outcome's reason
 	notChanged    []string // hosts that must never have been applied
+	verdict       string   // in the verdict line the dry run prints
 }
 
 var dryRunScenarios = []dryRunScenario{
@@ -212,7 +213,10 @@ var dryRunScenarios = []dryRunScenario{
 	{spec: "availability", metrics: "availability-drop.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"},
 		notChanged: []string{"web-2"}},
 	{spec: "traffic-shift", metrics: "traffic-shift.jsonl.gz", exit: 0, outcome: "promoted"},
-	{spec: "noisy-host", metrics: "noisy-host.jsonl", exit: 0, outcome: "promoted", reverted: []string{"web-7"}, trigger: "host-policy"},
+	// The verdict line names the host a host policy reverted: "9 hosts
+	// carry the change" alone left the tenth unexplained.
+	{spec: "noisy-host", metrics: "noisy-host.jsonl", exit: 0, outcome: "promoted", reverted: []string{"web-7"}, trigger: "host-policy",
+		verdict: "Would promote: web-tuning-noisy-host — every wave passed; 9 hosts carry the change; web-7 reverted (host policy extreme-host: host.metrics.error_rate.z = "},
 	{spec: "nodata-fail", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: fail"},
 	{spec: "nodata-hold", metrics: "nodata.jsonl", exit: 3, outcome: "rolled_back", reverted: []string{"web-1"}, reason: "on_no_data: hold"},
 	{spec: "nodata-ignore", metrics: "nodata.jsonl", exit: 0, outcome: "promoted"},
@@ -371,6 +375,9 @@ func (tc dryRunScenario) check(t *testing.T, spec string) (string, string) {
 		if tc.trigger != "" && !strings.Contains(r.Rollback.Trigger, tc.trigger) {
 			t.Errorf("rollback trigger %q, want it to contain %q", r.Rollback.Trigger, tc.trigger)
 		}
+	}
+	if tc.verdict != "" && !strings.Contains(out, tc.verdict) {
+		t.Errorf("stdout lacks the verdict %q:\n%s", tc.verdict, out)
 	}
 	if tc.reason != "" && !strings.Contains(r.Reason, tc.reason) {
 		t.Errorf("reason %q, want it to contain %q", r.Reason, tc.reason)

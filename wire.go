@@ -280,7 +280,7 @@ func finish(c *cobra.Command, o *outputFlag, res *runner.Result, reportDir strin
 	w := o.progress(c)
 	verdict := report.Verdict(r)
 	head := paint(colourful(w, os.Getenv), r.Outcome, strings.ToUpper(verdict[:1])+verdict[1:])
-	fmt.Fprintf(w, "\n%s: %s — %s\n", head, r.Name, r.Reason)
+	fmt.Fprintf(w, "\n%s: %s — %s\n", head, r.Name, report.Summary(r))
 	if rb := r.Rollback; rb != nil && r.Outcome == report.OutcomeRolledBack {
 		fmt.Fprintf(w, "rollback: %s on %s (verified: %v)\n", rb.Trigger, strings.Join(rb.Hosts, ", "), rb.Verified)
 	}
