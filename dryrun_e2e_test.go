@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -621,5 +624,124 @@ func TestDryRunBrokenPipe(t *testing.T) {
 	r := readReport(t, dir)
 	if r.Outcome != report.OutcomeRolledBack || r.FinishedAt.IsZero() || len(r.Timeline) == 0 {
 		t.Errorf("report: outcome %q, finished %v, %d timeline lines", r.Outcome, r.FinishedAt, len(r.Timeline))
+	}
+}
+
+// sparsePods are TrainTicket pods of the Nezha data set whose latency has
+// no value in the minutes they serve no request (up to 2 to 8 minutes in
+// a row; evaluation/testdata/nezha, MIT).
+var sparsePods = []string{
+	"ts-auth-service-7f8d7d756d-kzp47", "ts-verification-code-service-7b6dc75c45-r66rb",
+	"ts-travel-service-64469b5b48-5rjvb", "ts-travel2-service-5c66d57d58-zxw8n",
+	"ts-order-other-service-6cdbf9b4cc-swvb5", "ts-order-service-5b67c48447-fj8b7",
+}
+
+// sparseRecording writes the pods' server_latency_p90_s as a recording
+// (query latency, hosts svc-1..svc-6; a minute without a value has no
+// sample) and returns its path and its first and last unix second.
+func sparseRecording(t *testing.T, dir string) (string, int64, int64) {
+	t.Helper()
+	var b strings.Builder
+	var first, last int64
+	for i, pod := range sparsePods {
+		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/nezha/train_ticket/2023-01-30/pods", pod+".csv.gz"))
+		col := slices.Index(rows[0], "server_latency_p90_s")
+		var ts []int64
+		var vs []float64
+		for _, row := range rows[1:] {
+			sec, err := strconv.ParseInt(row[0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == 0 || sec < first {
+				first = sec
+			}
+			last = max(last, sec)
+			v, err := strconv.ParseFloat(row[col], 64)
+			if row[col] == "" || err != nil || math.IsNaN(v) {
+				continue
+			}
+			ts, vs = append(ts, sec*1000), append(vs, v)
+		}
+		line, err := json.Marshal(map[string]any{"metric": map[string]string{"__name__": "latency", "instance": fmt.Sprintf("svc-%d", i+1)}, "values": vs, "timestamps": ts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	path := filepath.Join(dir, "sparse.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, first, last
+}
+
+func readGzipCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(z).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// A service that serves no request in some minutes has no latency then:
+// a silence as long as ones its baseline window holds is that metric's
+// own, and on_no_data counts only the ticks beyond it. Replayed with no
+// change every 10 minutes over real sparse latency (Nezha's TrainTicket),
+// 5 of 60 rollouts rolled back on "no data for 4 consecutive ticks" when
+// every silent tick counted; now only a silence longer than the host's
+// baseline held does (2).
+func TestDryRunSparseLatencyIsNotNoData(t *testing.T) {
+	dir := t.TempDir()
+	rec, first, last := sparseRecording(t, dir)
+	spec := `name: sparse
+targets:
+  static: [svc-1, svc-2, svc-3, svc-4, svc-5, svc-6]
+canary:
+  hosts: 1
+  monitor: 10m
+waves:
+  - {size: 100%}
+apply:
+  playbook: site.yml
+metrics:
+  interval: 1m
+  baseline: 2h
+  queries:
+    latency: {query: latency}
+policies:
+  - name: seed
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`
+	for name, body := range map[string]string{"rollout.yaml": spec, "site.yml": "- hosts: all\n  tasks: []\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs, noData := 0, 0
+	for at := first + 7200; at <= last-1800; at += 600 {
+		runs++
+		code, out, errOut := rollguard(t, "dry-run", "-f", filepath.Join(dir, "rollout.yaml"), "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
+		if code != 0 && code != 3 {
+			t.Fatalf("change at %d: exit %d\n%s%s", at, code, out, errOut)
+		}
+		if strings.Contains(out, "no data for") {
+			noData++
+			t.Logf("change at %d: %s", at, strings.TrimSpace(out))
+		}
+	}
+	if runs != 60 || noData > 2 {
+		t.Errorf("%d of %d no-change rollouts rolled back on no data, want at most 2 of 60", noData, runs)
 	}
 }

@@ -620,8 +620,8 @@ func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fir
 	return false, hold, gap
 }
 
-// silentHosts returns the changed hosts without a value of some metric at
-// the engine's last tick (the harness's policies read every metric).
+// silentHosts returns the changed hosts silent on some metric at the
+// engine's last tick (the harness's policies read every metric).
 func silentHosts(eng *policies.Engine, changed []bool) []int {
 	var out []int
 	for h, c := range changed {
@@ -632,11 +632,11 @@ func silentHosts(eng *policies.Engine, changed []bool) []int {
 	return out
 }
 
-// silent reports whether host h had no value of some metric at the last
-// tick.
+// silent reports whether host h was silent (policies.Metric.Silent) on
+// some metric at the last tick.
 func silent(eng *policies.Engine, h int) bool {
 	for _, m := range eng.Host(h).Metrics {
-		if m.NoData {
+		if m.Silent {
 			return true
 		}
 	}

@@ -286,6 +286,10 @@ type metricState struct {
 	age int32
 	// noDataTicks counts consecutive ticks without a value.
 	noDataTicks int32
+	// gap is the longest run of polls without a value in the baseline
+	// window: a silence that long is the metric's own (a latency of a
+	// service that serves no request in some minutes), not no data.
+	gap int32
 	// ringN is how many observations the ring holds, ringPos where the
 	// next one goes.
 	ringN, ringPos int32
@@ -376,6 +380,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.restart()
 	s.Current, s.Delta, s.Ratio, s.Z = 0, 0, 0, 0
 	s.noDataTicks = 0
+	s.gap = longestGap(samples)
 	if n == 0 {
 		s.Baseline, s.Stddev, s.Tolerance = 0, 0, 0
 		return scratch
@@ -444,6 +449,21 @@ func ratioCap(lo, med, hi float64) float64 {
 		}
 	}
 	return 0
+}
+
+// longestGap is the longest run of samples without a value (NaN; an
+// infinity is a value).
+func longestGap(samples []float64) int32 {
+	var run, longest int32
+	for _, v := range samples {
+		if !math.IsNaN(v) {
+			run = 0
+			continue
+		}
+		run++
+		longest = max(longest, run)
+	}
+	return longest
 }
 
 // recentLift is how far the median of the last p.recent valid samples is
@@ -584,6 +604,7 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 		s.fresh = false
 		s.NoData = true
 		s.noDataTicks++
+		s.Silent = !s.hasBaseline || s.noDataTicks > s.gap
 		return
 	}
 	if p.warm > 0 && int(s.age) == p.warm+1 {
@@ -591,7 +612,7 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 		s.ringN, s.ringPos = 0, 0
 	}
 	s.fresh = true
-	s.NoData = false
+	s.NoData, s.Silent = false, false
 	s.noDataTicks = 0
 	w := int32(len(ring))
 	ring[s.ringPos] = v

@@ -69,7 +69,8 @@ type PolicyResult struct {
 	// with only a host program is Pass, NoData or Error here.
 	Outcome Outcome
 	// NoData is true when a metric the policy uses had no data for some
-	// changed host at this tick, whether or not the policy fired.
+	// changed host at this tick, longer than that host's baseline window
+	// went without it (Metric.Silent), whether or not the policy fired.
 	NoData bool
 	// NoDataTicks is the longest silence of one changed host: the number
 	// of consecutive ticks, this one included, at which that host had no
@@ -348,7 +349,7 @@ type Engine struct {
 	// levels are the per-metric fleet levels (see fleetLevel).
 	levels []fleetLevel
 	// Per-metric scratch of a tick: the control group's mean current value
-	// and size, and whether some changed host had no data.
+	// and size, and whether some changed host was silent (Metric.Silent).
 	ctrlMean     []float64
 	ctrlN        []int
 	metricNoData []bool
@@ -457,7 +458,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		host.Metrics = make(map[string]*Metric, nm)
 		for m, mc := range cfg.Metrics {
 			st := &e.states[h*nm+m]
-			st.NoData = true
+			st.NoData, st.Silent = true, true
 			host.Metrics[mc.Name] = &st.Metric
 		}
 	}
@@ -883,7 +884,7 @@ func (e *Engine) decide(phase string, elapsed float64, tick bool) *TickResult {
 				degraded = true
 			}
 			score = max(score, st.Score)
-			if st.NoData {
+			if st.Silent {
 				e.metricNoData[m] = true
 			}
 		}
@@ -930,20 +931,20 @@ func (e *Engine) countSilence(ps *policyState) int {
 	return int(longest)
 }
 
-// misses reports whether host h has no value of one of metrics (every
-// metric when nil).
+// misses reports whether host h is silent (Metric.Silent) on one of
+// metrics (every metric when nil).
 func (e *Engine) misses(h int, metrics []int) bool {
 	states := e.states[h*e.nm : (h+1)*e.nm]
 	if metrics == nil {
 		for m := range states {
-			if states[m].NoData {
+			if states[m].Silent {
 				return true
 			}
 		}
 		return false
 	}
 	for _, m := range metrics {
-		if states[m].NoData {
+		if states[m].Silent {
 			return true
 		}
 	}

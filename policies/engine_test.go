@@ -446,6 +446,41 @@ func TestEngineNoDataTicksAreOneHostsSilence(t *testing.T) {
 	}
 }
 
+// A silence as long as the longest in a host's own baseline window is
+// that metric's own (a latency of a service that serves no request in
+// some minutes): on_no_data counts only the ticks beyond it. A host whose
+// baseline went 3 polls without a value at times is not in no data for
+// its first 3 silent ticks, and reaches detection.no_data_ticks (4) on
+// its 7th; a host with a full baseline is in no data on its first.
+func TestEngineSilenceBeyondTheBaselinesOwn(t *testing.T) {
+	nan := math.NaN()
+	seed := &funcEvaluator{name: "seed", fleet: func(*Env) (bool, error) { return false, nil }}
+	e := testEngine(t, 3, []string{"latency"}, seed)
+	sparse := fill(48, 100)
+	for i := 10; i < 13; i++ {
+		sparse[i], sparse[i+20] = nan, nan
+	}
+	e.SetBaseline(0, 0, sparse)
+	e.SetBaseline(0, 1, fill(48, 100))
+	e.SetBaseline(0, 2, fill(48, 100))
+	e.StartWave("canary", 0, []int{0, 1})
+	for tick := 1; tick <= 7; tick++ {
+		e.Observe(0, []float64{nan, 100, 100})
+		got := e.Tick(PhaseMonitor, float64(tick)).Policies[0]
+		want := max(0, tick-3)
+		if got.NoDataTicks != want || got.NoData != (want > 0) {
+			t.Errorf("sparse host silent for %d ticks: nodata %v, %d ticks; want %v, %d", tick, got.NoData, got.NoDataTicks, want > 0, want)
+		}
+	}
+	if m := e.Host(0).Metrics["latency"]; !m.NoData {
+		t.Error("host.metrics.latency.nodata is false on a tick without a value")
+	}
+	e.Observe(0, []float64{100, nan, 100})
+	if got := e.Tick(PhaseMonitor, 8).Policies[0]; !got.NoData || got.NoDataTicks != 1 {
+		t.Errorf("full host silent for 1 tick: nodata %v, %d ticks; want true, 1", got.NoData, got.NoDataTicks)
+	}
+}
+
 // An infinity is a value, never no data: +Inf on a higher-is-worse metric
 // (histogram_quantile when every request is past the top bucket) is the
 // worst it can read, and two such polls are a burst; -Inf there is no

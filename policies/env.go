@@ -28,11 +28,12 @@ type Metric struct {
 	// severity x duration (CUSUM) and, at the end of a stage, the window
 	// test, each scaled to detection.threshold (5): over it means
 	// degraded, on every host, whatever that host's self-calibrated
-	// limit. It is capped at twice the threshold.
+	// limit. It is capped at 1.01 times the threshold.
 	Score float64 `expr:"score"`
-	// Tolerance is the smallest change that matters, in the metric's
-	// unit: the query's tolerance, or by default 10% of the baseline
-	// median (1% when the baseline sits at one value, a bound).
+	// Tolerance is the largest change allowed, in the metric's unit: the
+	// query's tolerance, or by default 10% of the baseline median (1% of
+	// the cap for a lower-is-worse ratio at its cap, 1% of the level for a
+	// lower-is-worse baseline that sits at one value).
 	Tolerance float64 `expr:"tolerance"`
 	// Control is the same metric's mean current value over untouched hosts,
 	// or 0 when every host has been changed (see HasControl).
@@ -41,6 +42,13 @@ type Metric struct {
 	Samples int `expr:"samples"`
 	// NoData is true when the latest tick brought no value for this host.
 	NoData bool `expr:"nodata"`
+	// Silent is true when NoData is and the host has had no value for
+	// more consecutive ticks than the longest silence in its baseline
+	// window (or has no baseline): the no data that on_no_data counts. A
+	// metric whose baseline goes without a value for 3 polls now and then
+	// (a latency of a service that serves no request in some minutes) is
+	// not silent for its first 3 polls without one.
+	Silent bool `expr:"-"`
 	// HasControl is true when untouched hosts existed to compute Control.
 	HasControl bool `expr:"has_control"`
 	// LowConfidence is true when the baseline had fewer samples than

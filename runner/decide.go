@@ -164,7 +164,7 @@ func (x *execution) silent(p *policies.Policy) ([]string, string) {
 		}
 		var missing []string
 		for _, q := range x.queries {
-			if m := h.Metrics[q.Name]; m != nil && m.NoData && reads(p, q.Name) {
+			if m := h.Metrics[q.Name]; m != nil && m.Silent && reads(p, q.Name) {
 				missing = append(missing, q.Name)
 			}
 		}
