@@ -287,8 +287,9 @@ type metricState struct {
 	// noDataTicks counts consecutive ticks without a value.
 	noDataTicks int32
 	// gap is the longest run of polls without a value in the baseline
-	// window: a silence that long is the metric's own (a latency of a
-	// service that serves no request in some minutes), not no data.
+	// window between two with one: a silence that long is the metric's
+	// own (a latency of a service that serves no request in some
+	// minutes), not no data.
 	gap int32
 	// ringN is how many observations the ring holds, ringPos where the
 	// next one goes.
@@ -452,16 +453,21 @@ func ratioCap(lo, med, hi float64) float64 {
 }
 
 // longestGap is the longest run of samples without a value (NaN; an
-// infinity is a value).
+// infinity is a value) between two with one: a silence the metric came
+// back from. Runs at the window's start (before the series existed) or
+// end (silent since) are not the metric's own.
 func longestGap(samples []float64) int32 {
 	var run, longest int32
+	seen := false
 	for _, v := range samples {
-		if !math.IsNaN(v) {
-			run = 0
+		if math.IsNaN(v) {
+			run++
 			continue
 		}
-		run++
-		longest = max(longest, run)
+		if seen {
+			longest = max(longest, run)
+		}
+		seen, run = true, 0
 	}
 	return longest
 }

@@ -914,8 +914,8 @@ func (e *Engine) decide(phase string, elapsed float64, tick bool) *TickResult {
 }
 
 // countSilence counts this tick towards the silence of every changed
-// host that has no value of a metric policy ps reads, ends it on every
-// other host, and returns the longest silence: a fleet in which every
+// host that is silent (Metric.Silent) on a metric policy ps reads, ends
+// it on every other host, and returns the longest silence: a fleet in which every
 // host misses one scrape now and then is not a fleet without data.
 func (e *Engine) countSilence(ps *policyState) int {
 	longest := int32(0)

@@ -461,7 +461,14 @@ func TestEngineSilenceBeyondTheBaselinesOwn(t *testing.T) {
 		sparse[i], sparse[i+20] = nan, nan
 	}
 	e.SetBaseline(0, 0, sparse)
-	e.SetBaseline(0, 1, fill(48, 100))
+	// A host whose series began late, or went silent just before the
+	// change, has no silence of its own: those runs end or start no
+	// value.
+	late := fill(48, 100)
+	for i := range 20 {
+		late[i], late[47-i/5] = nan, nan
+	}
+	e.SetBaseline(0, 1, late)
 	e.SetBaseline(0, 2, fill(48, 100))
 	e.StartWave("canary", 0, []int{0, 1})
 	for tick := 1; tick <= 7; tick++ {

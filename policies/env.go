@@ -44,7 +44,8 @@ type Metric struct {
 	NoData bool `expr:"nodata"`
 	// Silent is true when NoData is and the host has had no value for
 	// more consecutive ticks than the longest silence in its baseline
-	// window (or has no baseline): the no data that on_no_data counts. A
+	// window that it came back from (or has no baseline): the no data
+	// that on_no_data counts. A
 	// metric whose baseline goes without a value for 3 polls now and then
 	// (a latency of a service that serves no request in some minutes) is
 	// not silent for its first 3 polls without one.
