@@ -22,8 +22,8 @@ import (
 // Tolerance x |median| (10% by default, like Kayenta's allowed increase),
 // and never less than the query's absolute tolerance. A lower-is-worse
 // ratio at its cap (a percentage or fraction never above 100 or 1 in its
-// baseline, within 1% of it at best and 10% at its median: availability at
-// 99.93%), or a lower-is-worse baseline that sits at one value, is at a
+// baseline, its median within 10% of it: availability at 99.93% or 98%),
+// or a lower-is-worse baseline that sits at one value, is at a
 // bound, where a share of the level means nothing (3 points of
 // availability are an outage, and 10% of 99.93 would hide it): its
 // default tolerance is BoundTolerance (1%) of the cap (1 point). A count
@@ -438,14 +438,14 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 
 // ratioCap is the best value of a lower-is-worse metric whose baseline
 // (lowest lo, median med, highest hi) reads as a ratio at its cap: 1 (a
-// fraction) or 100 (a percentage) when the baseline never passes it, comes
-// within 1% of it and has its median within 10% of it (availability at
-// 99.93%, an apdex at 0.97), else 0. There a share of the level is no
-// tolerance: 10% of 99.93% is 10 points, and availability falling to 97%
-// lets 40 times the errors through.
+// fraction) or 100 (a percentage) when the baseline never passes it and
+// has its median within 10% of it (availability at 99.93% or at 98%, an
+// apdex at 0.97), else 0. There a share of the level is no tolerance: 10%
+// of 99.93% is 10 points, and availability falling to 97% lets 40 times
+// the errors through.
 func ratioCap(lo, med, hi float64) float64 {
 	for _, c := range [...]float64{1, 100} {
-		if lo >= 0 && hi <= c && hi >= 0.99*c && med >= 0.9*c {
+		if lo >= 0 && hi <= c && med >= 0.9*c {
 			return c
 		}
 	}

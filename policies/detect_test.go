@@ -124,7 +124,8 @@ func TestTolerance(t *testing.T) {
 		{"availability that moves below 100%: 1 point", MetricConfig{}, below(100, noise(2, 48, 99.93, 0.03)), 1},
 		{"availability as a fraction: 0.01", MetricConfig{}, below(1, noise(2, 48, 0.9993, 0.0003)), 0.01},
 		{"a rate that passes 100: 10%", MetricConfig{}, noise(2, 48, 99, 5), 9.9},
-		{"a rate under 100 that never nears it: 10%", MetricConfig{}, below(100, noise(3, 48, 94, 1)), 9.4},
+		{"availability at 98%: 1 point", MetricConfig{}, below(100, noise(3, 48, 98, 0.3)), 1},
+		{"a rate under 100, median under 90: 10%", MetricConfig{}, below(100, noise(3, 48, 85, 2)), 8.5},
 		{"a lower-is-worse percentage at 60%: 10%", MetricConfig{}, below(100, noise(4, 48, 60, 3)), 6},
 		{"higher-is-worse at 99.93%: 10%", MetricConfig{HigherIsWorse: true}, below(100, noise(2, 48, 99.93, 0.03)), 9.993},
 		{"errors at 0: the absolute floor", MetricConfig{HigherIsWorse: true}, repeat([]float64{0}, 48), cfg.AbsFloor},
@@ -174,6 +175,7 @@ func TestToleranceIsTheChangeThatMatters(t *testing.T) {
 		{"availability 100% to 97%", false, repeat([]float64{100}, 48), repeat([]float64{97}, 12), 2},
 		{"availability 100% to 99.5%", false, repeat([]float64{100}, 48), repeat([]float64{99.5}, 12), 0},
 		{"availability 99.93% (never 100%) to 97%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 97, 0.2), 2},
+		{"availability 98% to 95%", false, below(100, noise(1, 48, 98, 0.3)), noise(2, 12, 95, 0.3), 2},
 		{"availability 99.93% (never 100%) to 99.5%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 99.5, 0.05), 0},
 		{"errors from exactly 0 to 2%", true, repeat([]float64{0}, 48), repeat([]float64{0.02, 0.01, 0.03}, 12), 2},
 	}
