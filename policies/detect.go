@@ -18,7 +18,7 @@ import (
 // by RelFloor x |median| and by AbsFloor, so a flat or quantised series
 // (a CPU that reads 0.066 three times out of four) still has a scale.
 //
-// Tolerance. The smallest change that matters, in the metric's own unit:
+// Tolerance. The largest change allowed, in the metric's own unit:
 // Tolerance x |median| (10% by default, like Kayenta's allowed increase),
 // and never less than the query's absolute tolerance. A lower-is-worse
 // ratio at its cap (a percentage or fraction never above 100 or 1 in its

@@ -105,7 +105,7 @@ func TestBaselineSpreadAndFloors(t *testing.T) {
 	}
 }
 
-// Tolerance: the smallest change that matters, in the metric's unit. 10%
+// Tolerance: the largest change allowed, in the metric's unit. 10%
 // of the level by default; at a cap (a lower-is-worse ratio near 100% or
 // 1, availability at 99.93% or 100%, or a lower-is-worse metric sitting at
 // one value) 1% of the cap; at 0 nothing but the absolute tolerance; a

@@ -223,8 +223,8 @@ type MetricReport struct {
 	WorstZ  float64 `json:"worst_z,omitempty"`
 	Samples int     `json:"samples"`
 	NoData  bool    `json:"nodata,omitempty"`
-	// Tolerance is the smallest change that matters, in the metric's
-	// unit: the band is the tolerance and Detection.Band spreads.
+	// Tolerance is the largest change allowed, in the metric's unit:
+	// the band is the tolerance and Detection.Band spreads.
 	Tolerance     float64 `json:"tolerance,omitempty"`
 	LowConfidence bool    `json:"low_confidence,omitempty"`
 	// Class is the verdict on this metric, as Kayenta gives one per

@@ -387,12 +387,14 @@ type Query struct {
 	// AbsFloor is the smallest spread in the metric's unit (default from
 	// detection).
 	AbsFloor *float64 `yaml:"abs_floor,omitempty" json:"abs_floor,omitempty"`
-	// Tolerance is the smallest change that matters, as a share of the
-	// baseline level ("10%"); default detection.tolerance, and 1% where
-	// the baseline sits at one value (a bound) unless set here.
+	// Tolerance is the largest change allowed (only what lies beyond it
+	// counts), as a share of the baseline level ("10%"); default
+	// detection.tolerance, and 1% of the cap for a lower-is-worse ratio at
+	// its cap or of the level where a lower-is-worse baseline sits at one
+	// value (a bound), unless set here.
 	Tolerance *Share `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
-	// ToleranceAbs is the smallest change that matters in the metric's
-	// unit (default 0): the tolerance is never below it.
+	// ToleranceAbs is the largest change allowed in the metric's unit
+	// (default 0): the tolerance is never below it.
 	ToleranceAbs *float64 `yaml:"tolerance_abs,omitempty" json:"tolerance_abs,omitempty"`
 }
 
