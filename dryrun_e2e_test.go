@@ -663,12 +663,7 @@ func sparseRecording(t *testing.T, dir string) (string, int64, int64) {
 			}
 			ts, vs = append(ts, sec*1000), append(vs, v)
 		}
-		line, err := json.Marshal(map[string]any{"metric": map[string]string{"__name__": "latency", "instance": fmt.Sprintf("svc-%d", i+1)}, "values": vs, "timestamps": ts})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Write(line)
-		b.WriteByte('\n')
+		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": fmt.Sprintf("svc-%d", i+1)}, vs, ts))
 	}
 	path := filepath.Join(dir, "sparse.jsonl")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -703,9 +698,7 @@ func readGzipCSV(t *testing.T, path string) [][]string {
 // every silent tick counted; now only a silence longer than the host's
 // baseline held does (2).
 func TestDryRunSparseLatencyIsNotNoData(t *testing.T) {
-	dir := t.TempDir()
-	rec, first, last := sparseRecording(t, dir)
-	spec := `name: sparse
+	spec := writeSpec(t, `name: sparse
 targets:
   static: [svc-1, svc-2, svc-3, svc-4, svc-5, svc-6]
 canary:
@@ -714,7 +707,7 @@ canary:
 waves:
   - {size: 100%}
 apply:
-  playbook: site.yml
+  playbook: playbooks/site.yml
 metrics:
   interval: 1m
   baseline: 2h
@@ -723,16 +716,12 @@ metrics:
 policies:
   - name: seed
     rollback_when: 'top_mean(hosts, 0.30) > 5'
-`
-	for name, body := range map[string]string{"rollout.yaml": spec, "site.yml": "- hosts: all\n  tasks: []\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+`)
+	rec, first, last := sparseRecording(t, filepath.Dir(spec))
 	runs, noData := 0, 0
 	for at := first + 7200; at <= last-1800; at += 600 {
 		runs++
-		code, out, errOut := rollguard(t, "dry-run", "-f", filepath.Join(dir, "rollout.yaml"), "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
+		code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
 		if code != 0 && code != 3 {
 			t.Fatalf("change at %d: exit %d\n%s%s", at, code, out, errOut)
 		}

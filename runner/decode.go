@@ -406,6 +406,17 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string, depth in
 	}
 }
 
+// misspelt says whether an unknown key under path was taken for one of
+// keys ("did you mean"): that message already says the key is missing.
+func (d *decoder) misspelt(path string, keys ...string) bool {
+	for _, k := range keys {
+		if d.suggested[joinPath(path, k)] {
+			return true
+		}
+	}
+	return false
+}
+
 // hasErrorAt says whether a problem was reported at n's position.
 func (d *decoder) hasErrorAt(n *yaml.Node) bool {
 	if n == nil {

@@ -142,17 +142,17 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 		})
 	}
 	d.dropUnexpanded()
-	if len(d.errs) > 0 {
-		// Every problem at once: a stage too short is reported with the
-		// others, unless a value it is judged on is itself wrong.
-		if !d.stageInputWrong(len(s.Waves)) {
-			applyDefaults(&s, d.has)
-			d.validateStages(&s)
-		}
-		return nil, nil, policies.SortErrors(d.errs)
-	}
 	if abs, err := filepath.Abs(s.Dir); err == nil {
 		s.Dir = abs
+	}
+	applyDefaults(&s, d.has)
+	// Every problem at once: a stage too short is reported with the
+	// others, unless a value it is judged on is itself wrong.
+	if !d.stageInputWrong(len(s.Waves)) {
+		d.validateStages(&s)
+	}
+	if len(d.errs) > 0 {
+		return nil, nil, policies.SortErrors(d.errs)
 	}
 	s.pos = make(map[string]policies.Pos, len(d.nodes))
 	for p, n := range d.nodes {
@@ -160,14 +160,7 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 			s.pos[p] = policies.Pos{Line: n.Line, Col: n.Column}
 		}
 	}
-	applyDefaults(&s, d.has)
-	if !d.stageInputWrong(len(s.Waves)) {
-		d.validateStages(&s)
-	}
 	d.warnBaseline(&s)
-	if len(d.errs) > 0 {
-		return nil, nil, policies.SortErrors(d.errs)
-	}
 	if s.Apply.Version == "" {
 		v, err := defaultVersion(&s.Apply)
 		if err != nil {
@@ -206,25 +199,13 @@ func (d *decoder) stageInputWrong(waves int) bool {
 	for i := range waves {
 		paths = append(paths, fmt.Sprintf("waves[%d]", i), fmt.Sprintf("waves[%d].monitor", i))
 	}
-	at := map[[2]int]bool{}
 	for _, p := range paths {
-		if n := d.nodes[p]; n != nil {
-			at[[2]int{n.Line, n.Column}] = true
-		}
-		if k := d.keys[p]; k != nil {
-			at[[2]int{k.Line, k.Column}] = true
-		}
-	}
-	for _, err := range d.errs {
-		if pe, ok := err.(*policies.PosError); ok && pe.File == d.file && at[[2]int{pe.Line, pe.Col}] {
-			return true
-		}
-	}
-	// With LoadAllowUnset, a value that holds an unset ${NAME} is
-	// unknown: it is not judged on the default either.
-	for pos := range at {
-		if d.unknown[pos] {
-			return true
+		for _, n := range []*yaml.Node{d.nodes[p], d.keys[p]} {
+			// With LoadAllowUnset, a value that holds an unset ${NAME}
+			// is unknown: it is not judged on the default either.
+			if d.hasErrorAt(n) || n != nil && d.unknown[[2]int{n.Line, n.Column}] {
+				return true
+			}
 		}
 	}
 	return false
@@ -500,7 +481,7 @@ func (d *decoder) validateTargets(s *Spec, readFile func(string) ([]byte, error)
 	if t.Nomad != nil {
 		sources = append(sources, "nomad")
 	}
-	misspelt := d.suggested["targets.static"] || d.suggested["targets.inventory"] || d.suggested["targets.consul"] || d.suggested["targets.nomad"]
+	misspelt := d.misspelt("targets", "static", "inventory", "consul", "nomad")
 	if d.has("targets") || d.nodes["targets"] != nil {
 		switch {
 		case len(sources) == 0 && (misspelt || isNull(d.nodes["targets"]) || d.hasErrorAt(d.nodes["targets"])):
@@ -627,7 +608,7 @@ func (d *decoder) validateWaves(s *Spec) {
 		case w.By != "" && (w.SpreadBy != "" || d.has(p+".max_per_value") || d.has(p+".never_whole")):
 			d.errorf(d.at(p+".by"), "%s: by takes each value's hosts in a wave of their own; spread_by, max_per_value and never_whole go with size", p)
 		case w.By == "" && !d.has(p+".size"):
-			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode && !d.suggested[p+".size"] {
+			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode && !d.misspelt(p, "size") {
 				d.errorf(d.at(p), "missing required key \"size\" in %s (or by: <meta key>, one wave per value)", p)
 			}
 			shaped = false
@@ -804,13 +785,13 @@ func (d *decoder) compilePolicies(s *Spec, readFile func(string) ([]byte, error)
 		case inline:
 			ok := true
 			if ref.Name == "" {
-				if !d.suggested[p+".name"] { // else "did you mean "name"?" says it
+				if !d.misspelt(p, "name") { // else "did you mean "name"?" says it
 					d.errorf(d.at(p), "missing required key \"name\" in %s", p)
 				}
 				ok = false
 			}
 			if ref.RollbackWhen == "" && ref.HostRollbackWhen == "" {
-				if !d.suggested[p+".rollback_when"] && !d.suggested[p+".host_rollback_when"] {
+				if !d.misspelt(p, "rollback_when", "host_rollback_when") {
 					d.errorf(d.at(p), "%s: an inline policy needs rollback_when or host_rollback_when", p)
 				}
 				ok = false
@@ -835,7 +816,7 @@ func (d *decoder) compilePolicies(s *Spec, readFile func(string) ([]byte, error)
 				OnNoData:         onNoData,
 			})
 		default:
-			misspelt := d.suggested[p+".file"] || d.suggested[p+".name"] || d.suggested[p+".rollback_when"] || d.suggested[p+".host_rollback_when"]
+			misspelt := d.misspelt(p, "file", "name", "rollback_when", "host_rollback_when")
 			if d.nodes[p] != nil && d.nodes[p].Kind == yaml.MappingNode && !misspelt {
 				d.errorf(d.at(p), "%s: give file or an inline policy (name, rollback_when, ...)", p)
 			}

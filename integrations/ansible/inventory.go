@@ -108,6 +108,7 @@ func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 	if _, ok := groups[group]; !ok {
 		return nil, fmt.Errorf("inventory %s has no group %q", path, group)
 	}
+	tags := groupNames(groups)
 	var hosts []ports.Host
 	seenHost := map[string]bool{}
 	seenGroup := map[string]bool{}
@@ -128,7 +129,7 @@ func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 			if a, ok := vars["ansible_host"].(string); ok && a != "" {
 				addr = a
 			}
-			hosts = append(hosts, ports.Host{Name: h, Address: addr, Vars: vars, Tags: groupNames(groups, h)})
+			hosts = append(hosts, ports.Host{Name: h, Address: addr, Vars: vars, Tags: tags[h]})
 		}
 		for _, c := range g.Children {
 			walk(c)
@@ -141,26 +142,39 @@ func parseInventoryList(data []byte, path, group string) ([]ports.Host, error) {
 	return hosts, nil
 }
 
-// groupNames is the groups host is in, directly or through a child group,
-// in name order, as Ansible's group_names has them (without all and
-// ungrouped): an inventory host's tags, so canary.hosts {tag: canary}
-// selects the inventory's [canary] group.
-func groupNames(groups map[string]inventoryGroup, host string) []string {
-	var in func(name string, seen map[string]bool) bool
-	in = func(name string, seen map[string]bool) bool {
-		if seen[name] {
-			return false
-		}
-		seen[name] = true
-		g := groups[name]
-		return slices.Contains(g.Hosts, host) || slices.ContainsFunc(g.Children, func(c string) bool { return in(c, seen) })
-	}
-	var names []string
+// groupNames maps each host to the groups it is in, directly or through
+// a child group, in name order, as Ansible's group_names has them
+// (without all and ungrouped): an inventory host's tags, so canary.hosts
+// {tag: canary} selects the inventory's [canary] group. One walk per
+// group, not per host and group: an inventory of 10,000 hosts in large
+// groups is read at every plan and run.
+func groupNames(groups map[string]inventoryGroup) map[string][]string {
+	out := map[string][]string{}
 	for name := range groups {
-		if name != "all" && name != "ungrouped" && in(name, map[string]bool{}) {
-			names = append(names, name)
+		if name == "all" || name == "ungrouped" {
+			continue
 		}
+		seenGroup, seenHost := map[string]bool{}, map[string]bool{}
+		var walk func(string)
+		walk = func(g string) {
+			if seenGroup[g] {
+				return
+			}
+			seenGroup[g] = true
+			for _, h := range groups[g].Hosts {
+				if !seenHost[h] {
+					seenHost[h] = true
+					out[h] = append(out[h], name)
+				}
+			}
+			for _, c := range groups[g].Children {
+				walk(c)
+			}
+		}
+		walk(name)
 	}
-	slices.Sort(names)
-	return names
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
 }

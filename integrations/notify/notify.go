@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rollguard/rollguard/integrations/redact"
 	"github.com/rollguard/rollguard/ports"
 )
 
@@ -130,17 +131,17 @@ func newFanout(cfg []AlertConfig, opts Options) (*Fanout, error) {
 		switch c.Type {
 		case TypeWebhook:
 			if u != nil {
-				d.name = "webhook " + redact(u)
+				d.name = "webhook " + redact.URL(u)
 				d.s = &webhook{url: u, post: p}
 			}
 		case TypeSlack:
 			if u != nil {
-				d.name = "slack " + redact(u)
+				d.name = "slack " + redact.URL(u)
 				d.s = &slack{url: u, post: p}
 			}
 		case TypeAlertmanager:
 			if u != nil {
-				d.name = "alertmanager " + redact(u)
+				d.name = "alertmanager " + redact.URL(u)
 				d.s = &alertmanager{url: alertmanagerEndpoint(u), post: p}
 			}
 		case TypeGitHub:
@@ -235,20 +236,10 @@ func parseURL(raw string) (*url.URL, error) {
 		return nil, errors.New("url is malformed")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("url %s: scheme must be http or https", redact(u))
+		return nil, fmt.Errorf("url %s: scheme must be http or https", redact.URL(u))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("url %s: no host", redact(u))
+		return nil, fmt.Errorf("url %s: no host", redact.URL(u))
 	}
 	return u, nil
-}
-
-// redact keeps what identifies a destination and drops what may be a
-// credential (user info, path, query): scheme://host/….
-func redact(u *url.URL) string {
-	scheme := u.Scheme
-	if scheme == "" {
-		scheme = "?"
-	}
-	return scheme + "://" + u.Host + "/…"
 }

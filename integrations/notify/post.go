@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollguard/rollguard/integrations/redact"
 	"github.com/rollguard/rollguard/ports"
 )
 
@@ -111,17 +112,14 @@ func scrub(u *url.URL, s string) string {
 	if pw, ok := u.User.Password(); ok && pw != "" {
 		secrets = append(secrets, pw)
 	}
-	// A part shorter than 4 characters (v=1) is no secret, and taking it
-	// out of an answer would garble it ("code 4041" to "code …0…1"), as
-	// the metrics client leaves short header values.
 	for _, part := range strings.Split(u.Path, "/") {
-		if len(part) >= 4 && !endpointWord(part) {
+		if redact.Worth(part) && !endpointWord(part) {
 			secrets = append(secrets, part)
 		}
 	}
 	for _, vs := range u.Query() {
 		for _, v := range vs {
-			if len(v) >= 4 {
+			if redact.Worth(v) {
 				secrets = append(secrets, v)
 			}
 		}

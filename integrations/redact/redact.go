@@ -8,10 +8,28 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/url"
 )
 
 // Mask replaces a secret in an answer.
 const Mask = "[redacted]"
+
+// URL keeps what identifies a destination and drops what may be a
+// credential (user info, path, query): scheme://host/… ("?" for a
+// missing scheme).
+func URL(u *url.URL) string {
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = "?"
+	}
+	return scheme + "://" + u.Host + "/…"
+}
+
+// Worth says whether s is long enough to be a secret worth taking out of
+// a message: a value shorter than 4 characters (a tenant "1", ?v=1) is no
+// secret, and taking it out would garble the rest ("code 4041" would read
+// "code …0…1").
+func Worth(s string) bool { return len(s) >= 4 }
 
 // maxErrorBody is how much of an error answer is read to redact it; the
 // API clients print a few hundred bytes at most.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/rollguard/rollguard/integrations/redact"
 )
 
 // pushTimeout bounds one push, so that a store that does not answer
@@ -35,7 +37,7 @@ func CheckURL(rawURL string) (redacted string, err error) {
 	if err != nil {
 		return "", errors.New("push-metrics URL is malformed")
 	}
-	redacted = u.Scheme + "://" + u.Host + "/…"
+	redacted = redact.URL(u)
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", fmt.Errorf("push-metrics URL %s: scheme must be http or https", redacted)
 	}

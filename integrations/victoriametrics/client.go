@@ -112,7 +112,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	secrets := []string{cfg.BearerToken, cfg.BasicAuthPassword, urlPass, c.auth, strings.TrimPrefix(c.auth, "Basic ")}
 	for _, v := range cfg.Headers {
-		if len(v) >= 4 { // "1" is a tenant, not a secret
+		if redact.Worth(v) {
 			secrets = append(secrets, v)
 		}
 	}
