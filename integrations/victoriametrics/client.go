@@ -82,10 +82,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("metrics client: URL is not a valid URL")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("metrics client: URL %s: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("metrics client: URL %s: scheme must be http or https", redact.URL(u))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("metrics client: URL %s has no host", u.Redacted())
+		return nil, fmt.Errorf("metrics client: URL %s has no host", redact.URL(u))
 	}
 	c := &Client{
 		hostLabel: cfg.HostLabel,
@@ -121,7 +121,12 @@ func New(cfg Config) (*Client, error) {
 	u.Fragment = ""
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	c.base = u
-	c.redacted = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	// A hosted service may carry a key in the path or the query: messages
+	// name the scheme and host alone (scheme://host/… when there is more).
+	c.redacted = u.Scheme + "://" + u.Host
+	if u.Path != "" || u.RawQuery != "" {
+		c.redacted = redact.URL(u)
+	}
 	if c.hostLabel == "" {
 		c.hostLabel = DefaultHostLabel
 	}

@@ -387,6 +387,12 @@ func TestClientNeverLeaksCredentials(t *testing.T) {
 		{"basic, echoed", Config{URL: echo.URL, BasicAuthUser: "ops", BasicAuthPassword: secret}},
 		{"userinfo, echoed", Config{URL: strings.Replace(echo.URL, "http://", "http://ops:"+secret+"@", 1)}},
 		{"header, echoed", Config{URL: echo.URL, Headers: map[string]string{"X-Token": secret}}},
+		// A hosted service may carry its key in the path or the query.
+		{"path, refused", Config{URL: refusedURL + "/tenant/" + secret}},
+		{"path, denied", Config{URL: denied.URL + "/" + secret}},
+		{"query, refused", Config{URL: refusedURL + "/?key=" + secret}},
+		{"query, bad scheme", Config{URL: "ftp://host/?key=" + secret}},
+		{"path, no host", Config{URL: "http:///" + secret}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
