@@ -171,6 +171,9 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 		}
 	}
 	d.warnBaseline(&s)
+	for _, p := range pols {
+		s.Warnings = append(s.Warnings, p.Warnings...)
+	}
 	if s.Apply.Version == "" {
 		v, err := defaultVersion(&s.Apply)
 		if err != nil {
