@@ -417,3 +417,44 @@ policies:
 		t.Errorf("history left %v in the spec's directory, want only %d files it had", names, len(files))
 	}
 }
+
+// A policy whose expression never changes (`rollback_when: true`, inline
+// or in a policy file) is valid and warned about where it is written:
+// validate prints the warning and exits 0, -o json lists it, and plan
+// prints it on stderr, as every command that loads the spec does.
+func TestConstantPolicyIsWarnedAbout(t *testing.T) {
+	dir := t.TempDir()
+	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"rollout.yaml": "name: web\ntargets: {static: [web-1, web-2]}\napply: {playbook: " + playbook + ", version: v1}\n" +
+			"metrics:\n  queries: {q: {query: up}}\npolicies:\n  - name: always\n    rollback_when: true\n  - file: never.yaml\n" +
+			"  - {name: fine, rollback_when: 'top_mean(hosts, 0.30) > 5'}\n",
+		"never.yaml": "name: never\nhost_rollback_when: '1 > 2'\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := filepath.Join(dir, "rollout.yaml")
+	const reads = "it reads nothing of the rollout (hosts, host, fleet, wave, phase, elapsed), so the policy "
+	want := spec + `:8:20: warning: rollback_when of policy "always" is always true: ` + reads + "rolls back every rollout\n" +
+		filepath.Join(dir, "never.yaml") + `:2:22: warning: host_rollback_when of policy "never" is always false: ` + reads + "never reverts a host\n"
+	code, out, errOut := rollguard(t, "validate", "-f", spec)
+	if code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, spec+": valid:") || errOut != "" {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q; want exit 0, then\n%s", code, out, errOut, want)
+	}
+	code, out, _ = rollguard(t, "validate", "-f", spec, "-o", "json")
+	var doc validDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || !doc.Valid || len(doc.Warnings) != 2 ||
+		doc.Warnings[0].Line != 8 || doc.Warnings[0].Column != 20 || doc.Warnings[1].File != filepath.Join(dir, "never.yaml") {
+		t.Errorf("validate -o json: exit %d, %+v (%v); want valid with both warnings placed", code, doc, err)
+	}
+	code, _, errOut = rollguard(t, "plan", "-f", spec)
+	if code != 0 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("plan: exit %d, stderr %q; want exit 0 and the warnings", code, errOut)
+	}
+}

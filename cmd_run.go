@@ -106,6 +106,16 @@ func (f *runFlags) run(c *cobra.Command) error {
 		return err
 	}
 	defer closeSrc()
+	// What the spec alone decides (alert destinations, snapshot hooks,
+	// the detection engine) is built and checked before the state is
+	// opened: a value found bad there changes nothing either.
+	ro, err := newRollout(spec, pols, plan, rolloutOptions{clock: runner.WallClock{}, out: out, log: log, live: true})
+	if err != nil {
+		return err
+	}
+	if err := ro.Check(); err != nil {
+		return badInput(err)
+	}
 	st, err := openState(ctx, spec, log)
 	if err != nil {
 		return failed(err)
@@ -144,10 +154,8 @@ func (f *runFlags) run(c *cobra.Command) error {
 		return err
 	}
 	defer pushed(c.ErrOrStderr())
-	ro, err := newRollout(spec, pols, plan, rolloutOptions{metrics: src, clock: runner.WallClock{}, out: out, log: log, runID: runID, live: live, telemetry: tel})
-	if err != nil {
-		return err
-	}
+	live.attach(ro)
+	ro.Plan, ro.Metrics, ro.RunID, ro.Telemetry = plan, src, runID, tel
 	fmt.Fprintf(out, "rollguard run %s: rollout %q, %d hosts\n", runID, spec.Name, len(hosts))
 	plan.WriteText(out)
 	res, err := ro.Execute(ctx)

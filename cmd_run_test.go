@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollguard/rollguard/integrations/consul/consultest"
 	"github.com/rollguard/rollguard/runner"
 )
 
@@ -130,6 +131,112 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 			}
 			if files, _ := os.ReadDir(dir); len(files) != 1 {
 				t.Errorf("the spec's directory holds %v, want the spec alone", files)
+			}
+		})
+	}
+}
+
+// A value of the spec that a live run used to find bad only after it had
+// opened its state and taken its lock (building the snapshot hooks, the
+// detection engine, the hosts' label values) is refused before: exit 2
+// at its file:line:col (exit 1 for a discovered host the spec cannot
+// render), by `validate` too where the spec alone decides, and the run
+// leaves no state directory, no lock file, no journal, no report, and
+// takes no Consul session.
+func TestRunRefusesBeforeTheLock(t *testing.T) {
+	vm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	t.Cleanup(vm.Close)
+	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		// targets, extra metrics lines (after url, line 6) and extra
+		// top-level lines (from line 8, or 9 after a metrics line).
+		targets, metrics, extra string
+		validate, run           int
+		want                    string
+	}{
+		{name: "snapshot program renders empty", extra: `revert: {snapshot: {create: ["{{if false}}x{{end}}", a], restore: [b]}}`,
+			validate: 2, run: 2, want: `rollout.yaml:8:30: revert.snapshot.create[0]: the program name is empty`},
+		{name: "snapshot template fails on every host", extra: `revert: {snapshot: {create: [a], restore: [b, '{{template "x"}}']}}`,
+			validate: 2, run: 2, want: `rollout.yaml:8:47: revert.snapshot.restore[1]: at <{{template "x"}}>: template "x" not defined`},
+		{name: "detection.abs_floor 0", extra: "detection: {abs_floor: 0}",
+			validate: 2, run: 2, want: "rollout.yaml:8:24: detection.abs_floor must be over 0"},
+		{name: "detection.allowance at z_cap", extra: "detection: {sensitivity: low, allowance: 5}",
+			validate: 2, run: 2, want: "rollout.yaml:8:42: detection.allowance 5 must be below 5, the most one poll adds to a score at sensitivity low"},
+		{name: "host_value a static host cannot render", metrics: "  host_value: '{{.Host.Meta.rack}}:9100'",
+			validate: 2, run: 2, want: `rollout.yaml:6:15: metrics.host_value: cannot be rendered for host web-1: at <.Host.Meta.rack>: map has no entry for key "rack"`},
+		{name: "host_value a discovered host cannot render", targets: "{inventory: hosts.ini}", metrics: "  host_value: '{{.Host.Meta.rack}}:9100'",
+			validate: 0, run: 1, want: `metrics.host_value for host web-1: template: host_value:1:7: executing "host_value" at <.Host.Meta.rack>: map has no entry for key "rack"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The fake Consul agent behind a recorder: a run refused
+			// before its lock asks Consul nothing (a session released
+			// on the way out would leave no key to find afterwards).
+			consul := consultest.New("s3cr3t-consul-token")
+			t.Cleanup(consul.Close)
+			var mu sync.Mutex
+			var asked []string
+			agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				asked = append(asked, r.Method+" "+r.URL.Path)
+				mu.Unlock()
+				consul.ServeHTTP(w, r)
+			}))
+			t.Cleanup(agent.Close)
+			for _, kv := range consul.Env() {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			t.Setenv("CONSUL_HTTP_ADDR", agent.URL)
+			targets := tc.targets
+			if targets == "" {
+				targets = "{static: [web-1]}"
+			}
+			metrics := ""
+			if tc.metrics != "" {
+				metrics = tc.metrics + "\n"
+			}
+			for store, state := range map[string]string{"local": "", "consul": "state: {store: consul}\n"} {
+				dir := t.TempDir()
+				mu.Lock()
+				asked = nil
+				mu.Unlock()
+				data := "name: web\ntargets: " + targets + "\napply: {playbook: " + playbook + ", version: v1}\n" +
+					"metrics:\n  url: " + vm.URL + "\n" + metrics + "  queries: {q: {query: up}}\npolicies: [{name: p, rollback_when: 'fleet.degraded > 0'}]\n" +
+					tc.extra + "\n" + state
+				files := map[string]string{"rollout.yaml": data, "hosts.ini": "[web]\nweb-1 ansible_connection=local\n"}
+				for name, body := range files {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				spec := filepath.Join(dir, "rollout.yaml")
+				code, _, errOut := rollguard(t, "validate", "-f", spec)
+				if code != tc.validate || tc.validate != 0 && !strings.Contains(errOut, filepath.Join(dir, tc.want)) {
+					t.Errorf("%s store: validate: exit %d, stderr %q; want %d and %s", store, code, errOut, tc.validate, tc.want)
+				}
+				code, out, errOut := rollguard(t, "run", "-f", spec)
+				want := tc.want
+				if tc.run == exitBadInput {
+					want = filepath.Join(dir, tc.want)
+				}
+				if code != tc.run || !strings.Contains(errOut, want) || strings.Contains(out+errOut, "s3cr3t") {
+					t.Errorf("%s store: run: exit %d, stdout %q, stderr %q; want %d and %s", store, code, out, errOut, tc.run, want)
+				}
+				if entries, _ := os.ReadDir(dir); len(entries) != len(files) {
+					t.Errorf("%s store: the run left %v in the spec's directory, want only the %d files there before", store, entries, len(files))
+				}
+				mu.Lock()
+				if len(asked) > 0 {
+					t.Errorf("%s store: the run asked Consul %v; want nothing", store, asked)
+				}
+				mu.Unlock()
 			}
 		})
 	}

@@ -41,8 +41,9 @@ type rolloutOptions struct {
 	log   *slog.Logger
 	runID string
 	// live makes a live run: Ansible applies, alerts go out, snapshots
-	// are taken, the journal and the history are kept. nil is a dry run.
-	live *liveState
+	// are taken. false is a dry run. The journal and the history come
+	// later, with the lock (liveState.attach).
+	live bool
 	// telemetry receives what the run does (nil: nothing).
 	telemetry ports.Telemetry
 }
@@ -57,14 +58,24 @@ type liveState struct {
 	abort  bool
 }
 
+// attach gives a live rollout the journal and the history it keeps
+// under the lock.
+func (l *liveState) attach(ro *runner.Rollout) {
+	ro.Journal, ro.History = l.journal, &history.History{Store: l.state.store}
+	ro.Resume, ro.Abort = l.resume, l.abort
+}
+
 // newRollout builds the rollout of a spec: the one place where the
-// integrations are wired into the runner.
+// integrations are wired into the runner. Everything it builds comes from
+// the spec alone (alert destinations, snapshot hooks), so a live run
+// calls it before it opens its state and takes its lock: a value they
+// refuse is bad input that changes nothing.
 func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o rolloutOptions) (*runner.Rollout, error) {
 	ro := &runner.Rollout{
 		Spec: spec, Policies: pols, Plan: plan,
 		Metrics: o.metrics, Clock: o.clock, Out: o.out, Logger: o.log, RunID: o.runID, Telemetry: o.telemetry,
 	}
-	if o.live == nil {
+	if !o.live {
 		return ro, nil
 	}
 	alerter, err := newAlerter(spec)
@@ -77,9 +88,7 @@ func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o
 	}
 	ro.Applier = newApplier(spec, o.log)
 	ro.Alerter, ro.ReportURL, ro.Context = alerter, github.RunURL(os.Getenv), runContext()
-	ro.Journal, ro.History = o.live.journal, &history.History{Store: o.live.state.store}
 	ro.Snapshots, ro.SnapshotSkipHost = snaps, skipHost
-	ro.Resume, ro.Abort = o.live.resume, o.live.abort
 	return ro, nil
 }
 
@@ -137,6 +146,12 @@ func discoverPlan(ctx context.Context, spec *runner.Spec) ([]ports.Host, *runner
 		return nil, nil, failed(err)
 	}
 	plan, err := runner.MakePlan(spec, hosts)
+	if err == nil {
+		// A run renders metrics.host_value for every host when it
+		// starts: a discovered host it cannot render is refused now,
+		// before anything is locked.
+		err = runner.CheckHostValues(spec, hosts)
+	}
 	switch {
 	case err != nil && len(spec.Targets.Static) > 0:
 		return nil, nil, badInput(err)

@@ -44,6 +44,9 @@ type program struct {
 	metrics []string
 	// scratch is top_mean's buffer.
 	scratch []float64
+	// constant is the expression's value when it reads nothing that
+	// changes between ticks (readsEnv), nil otherwise.
+	constant *bool
 }
 
 // Compile compiles src once, against Env: every expression is parsed and
@@ -88,6 +91,7 @@ func Compile(src Source, opts CompileOptions) (*Policy, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	p.Warnings = constantWarnings(src, p)
 	p.uses = []string{}
 	for _, pr := range []*program{p.fleet, p.host} {
 		switch {
@@ -103,6 +107,37 @@ func Compile(src Source, opts CompileOptions) (*Policy, error) {
 		p.uses = slices.Compact(p.uses)
 	}
 	return p, nil
+}
+
+// constantWarnings warns of each expression of p whose value is fixed
+// (program.constant): valid, but a policy that fires on every tick, or
+// never, is surely a mistake (`rollback_when: true` written for "roll
+// back when it degrades"). A warning never fails the load.
+func constantWarnings(src Source, p *Policy) []*PosError {
+	var warns []*PosError
+	for _, x := range []struct {
+		pr         *program
+		role, what string
+	}{
+		{p.fleet, roleFleet, "rolls back every rollout"},
+		{p.host, roleHost, "reverts every host it judges"},
+	} {
+		if x.pr == nil || x.pr.constant == nil {
+			continue
+		}
+		what := x.what
+		if !*x.pr.constant {
+			what = "never fires"
+			if x.role == roleHost {
+				what = "never reverts a host"
+			}
+		}
+		line, col := x.pr.expr.filePos(1, 0)
+		warns = append(warns, &PosError{File: src.File, Line: line, Col: col,
+			Msg: fmt.Sprintf("%s of policy %q is always %v: it reads nothing of the rollout (hosts, host, fleet, wave, phase, elapsed), so the policy %s",
+				x.role, src.Name, *x.pr.constant, what)})
+	}
+	return warns
 }
 
 // compileExpr parses, checks and compiles one expression, and prepares
@@ -154,6 +189,7 @@ func compileExpr(fileName string, e Expr, role string, opts CompileOptions) (*pr
 		return nil, errs
 	}
 	pr.metrics = usedMetrics(tree.Node)
+	reads := readsEnv(tree.Node)
 	// Explain's programs come from the tree as written, before expr's
 	// optimizer folds constants away from where the user wrote them.
 	if pr.explain, err = explainPlan(tree, cfg, e.Text); err != nil {
@@ -165,7 +201,35 @@ func compileExpr(fileName string, e Expr, role string, opts CompileOptions) (*pr
 	if pr.prog, err = compiler.Compile(tree, cfg); err != nil {
 		return nil, fail(1, 0, err.Error())
 	}
+	if !reads {
+		// Nothing in it changes from tick to tick: its value now is its
+		// value on every tick of every rollout.
+		v, err := pr.eval(&Env{})
+		if err == nil {
+			pr.constant = &v
+		}
+	}
 	return pr, nil
+}
+
+// envNames are the names an expression reads the rollout through (Env's
+// fields), and now, the one builtin whose value changes by itself.
+var envNames = []string{"hosts", "host", "fleet", "wave", "phase", "elapsed", "now"}
+
+// readsEnv says whether a checked expression refers to anything that
+// changes between ticks: without such a reference (`true`, `1 > 0`,
+// `all([1, 2], # > 0)`) its value is the same on every tick.
+func readsEnv(root ast.Node) bool {
+	reads := false
+	walk(root, func(n ast.Node) {
+		switch n := n.(type) {
+		case *ast.IdentifierNode:
+			reads = reads || slices.Contains(envNames, n.Value)
+		case *ast.BuiltinNode:
+			reads = reads || slices.Contains(envNames, n.Name)
+		}
+	})
+	return reads
 }
 
 // envTypes are the environment's struct types, by the name expr's

@@ -156,3 +156,35 @@ func BenchmarkEvalFleet(b *testing.B) {
 		})
 	}
 }
+
+// An expression that reads nothing of the rollout has the same value on
+// every tick: valid, with a warning at the expression that says which
+// value and what the policy then does. One that reads the rollout, even
+// a tautology over it (len(hosts) >= 0), or now(), is not warned about.
+func TestConstantExpressionWarns(t *testing.T) {
+	f := func(fleet, host string, want ...string) {
+		t.Helper()
+		p := mustCompile(t, fleet, host)
+		var got []string
+		for _, w := range p.Warnings {
+			got = append(got, w.Error())
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%q / %q: warnings\n%s\nwant\n%s", fleet, host, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	const reads = "it reads nothing of the rollout (hosts, host, fleet, wave, phase, elapsed), so the policy "
+	f("true", "", `t.yaml:2:16: rollback_when of policy "t" is always true: `+reads+"rolls back every rollout")
+	f("false", "", `t.yaml:2:16: rollback_when of policy "t" is always false: `+reads+"never fires")
+	f("2 * 3 > 5 && not false", "", `t.yaml:2:16: rollback_when of policy "t" is always true: `+reads+"rolls back every rollout")
+	f("all([1, 2], # > 1)", "", `t.yaml:2:16: rollback_when of policy "t" is always false: `+reads+"never fires")
+	f("", "1 < 2", `t.yaml:3:21: host_rollback_when of policy "t" is always true: `+reads+"reverts every host it judges")
+	f("let x = 1; x > 2", "1 > 2",
+		`t.yaml:2:16: rollback_when of policy "t" is always false: `+reads+"never fires",
+		`t.yaml:3:21: host_rollback_when of policy "t" is always false: `+reads+"never reverts a host")
+	f("top_mean(hosts, 0.30) > 5", "host.metrics.latency_p95.z > 12")
+	f("len(hosts) >= 0 || true", "")
+	f("fleet.size > 0", "")
+	f("phase == 'apply' or elapsed > 60 or wave.index > 0", "")
+	f("now().Year() > 2000", "")
+}

@@ -57,6 +57,10 @@ type Policy struct {
 	host  *program // host_rollback_when, nil when absent
 	// uses is UsesMetrics' answer, computed once at compile time.
 	uses []string
+	// Warnings are what compiles but is surely a mistake: an expression
+	// whose value never changes (always true: the policy fires on the
+	// first tick; always false: never). They never fail a load.
+	Warnings []*PosError
 }
 
 // CompileOptions are what compilation checks references against.

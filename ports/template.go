@@ -1,6 +1,7 @@
 package ports
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"text/template"
@@ -103,4 +104,39 @@ func templateBranch(b *parse.BranchNode, f func(string)) {
 	TemplateFields(b.Pipe, f)
 	TemplateFields(b.List, f)
 	TemplateFields(b.ElseList, f)
+}
+
+// SnapshotData is what a snapshot hook's argv templates render over: only
+// the fields SnapshotFields names, so a template naming any other field is
+// refused when the spec loads rather than when a host is about to be
+// changed.
+type SnapshotData struct {
+	Host     SnapshotHost
+	RunID    string
+	Snapshot string
+}
+
+// SnapshotHost is the host a snapshot hook runs for.
+type SnapshotHost struct {
+	Name string
+	// Address is the host's address, its name when it has none.
+	Address string
+}
+
+// TrySnapshotArg renders element i of a snapshot hook's argv on sample
+// data, to find what would fail on every host before any is touched: an
+// error in executing it (an index out of range, an undefined template)
+// or, for the program (i == 0), a name that renders empty. The spec's
+// loader and the hooks' constructor both call it, so `validate` refuses
+// what a run would.
+func TrySnapshotArg(t *template.Template, i int) error {
+	var b strings.Builder
+	sample := SnapshotData{Host: SnapshotHost{Name: "web-1", Address: "10.0.0.1"}, RunID: "run", Snapshot: "rollguard-run"}
+	if err := t.Execute(&b, sample); err != nil {
+		return err
+	}
+	if i == 0 && strings.TrimSpace(b.String()) == "" {
+		return errors.New("the program name is empty")
+	}
+	return nil
 }

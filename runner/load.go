@@ -151,6 +151,16 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 	if !d.stageInputWrong(len(s.Waves)) {
 		d.validateStages(&s)
 	}
+	if len(d.errs) == 0 {
+		// The detection engine's own check, which a run makes when it
+		// builds the engine: anything the checks above let through is
+		// refused here, before a run takes its lock.
+		if cfg, err := detectorConfig(&s); err == nil {
+			if err := cfg.Validate(); err != nil {
+				d.errorf(d.at("detection"), "detection: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
+		}
+	}
 	if len(d.errs) > 0 {
 		return nil, nil, policies.SortErrors(d.errs)
 	}
@@ -161,6 +171,9 @@ func loadData(file string, data []byte, env func(string) (string, bool), readFil
 		}
 	}
 	d.warnBaseline(&s)
+	for _, p := range pols {
+		s.Warnings = append(s.Warnings, p.Warnings...)
+	}
 	if s.Apply.Version == "" {
 		v, err := defaultVersion(&s.Apply)
 		if err != nil {
@@ -406,10 +419,11 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 		{"detection.allowance", s.Detection.Allowance, false},
 		{"detection.threshold", s.Detection.Threshold, true},
 		{"detection.rel_floor", s.Detection.RelFloor, false},
-		{"detection.abs_floor", s.Detection.AbsFloor, false},
+		{"detection.abs_floor", s.Detection.AbsFloor, true},
 	} {
 		d.checkFloat(f.path, f.v, f.positive)
 	}
+	d.checkAllowance(s)
 	for _, q := range s.Metrics.Queries {
 		d.checkFloat("metrics.queries."+q.Name+".rel_floor", q.RelFloor, false)
 		d.checkFloat("metrics.queries."+q.Name+".abs_floor", q.AbsFloor, false)
@@ -427,12 +441,28 @@ func (d *decoder) validate(s *Spec, readFile func(string) ([]byte, error)) {
 		}{{"create", sn.Create}, {"restore", sn.Restore}, {"delete", sn.Delete}} {
 			for i, arg := range hook.argv {
 				p := fmt.Sprintf("revert.snapshot.%s[%d]", hook.name, i)
-				d.checkTemplate(p, arg, ports.SnapshotFields())
+				// What fails on the sample fails on every host: refused
+				// here, not by the run after it took its lock.
+				if t := d.checkTemplate(p, arg, ports.SnapshotFields()); t != nil {
+					if err := ports.TrySnapshotArg(t, i); err != nil {
+						d.errorf(d.at(p), "%s: %s", p, templateExecMsg(err))
+					}
+				}
 			}
 		}
 	}
 	if d.has("metrics.host_value") {
-		d.checkTemplate("metrics.host_value", s.Metrics.HostValue, hostValueFields)
+		// Static hosts are known now: one the template cannot render
+		// (a meta key it lacks) is refused here, not by the run after
+		// it took its lock (discovered hosts: discoverPlan).
+		if t := d.checkTemplate("metrics.host_value", s.Metrics.HostValue, hostValueFields); t != nil {
+			for _, h := range StaticHosts(s) {
+				if _, err := hostKey(t, h); err != nil {
+					d.errorf(d.at("metrics.host_value"), "metrics.host_value: cannot be rendered for host %s: %s", h.Name, templateExecMsg(err))
+					break
+				}
+			}
+		}
 	}
 	if s.Metrics.PushURL != "" {
 		d.checkURL("metrics.push_url", s.Metrics.PushURL)
@@ -737,21 +767,58 @@ func (d *decoder) checkURL(path, raw string) {
 }
 
 // checkTemplate parses a text/template and reports fields outside allowed
-// (sorted; ".Host.Meta.*" allows any key under .Host.Meta).
-func (d *decoder) checkTemplate(path, text string, allowed []string) {
+// (sorted; ".Host.Meta.*" allows any key under .Host.Meta). It returns
+// the template when it has no problem, nil otherwise.
+func (d *decoder) checkTemplate(path, text string, allowed []string) *template.Template {
 	t, err := template.New("t").Option("missingkey=error").Parse(text)
 	if err != nil {
 		// "template: t:1: unclosed action" -> "unclosed action"
 		msg := templateErrPrefix.ReplaceAllString(err.Error(), "")
 		d.errorf(d.at(path), "%s: bad template: %s", path, msg)
-		return
+		return nil
 	}
 	if bad := ports.UnknownFields(t, allowed); len(bad) > 0 {
 		d.errorf(d.at(path), "%s: unknown field %s in template (allowed: %s)", path, strings.Join(bad, ", "), strings.Join(allowed, " "))
+		return nil
 	}
+	return t
 }
 
-var templateErrPrefix = regexp.MustCompile(`^template: t:\d+:(\d+:)? `)
+var (
+	templateErrPrefix  = regexp.MustCompile(`^template: t:\d+:(\d+:)? `)
+	templateExecPrefix = regexp.MustCompile(`^template: \S+:\d+:\d+: executing "[^"]*" `)
+)
+
+// templateExecMsg is an execution error of a template checked by
+// checkTemplate without the template's name and position, which name
+// nothing the user wrote: `template: t:1:2: executing "t" at <index .Host.Name
+// 99>: error calling index: …` -> `at <index .Host.Name 99>: error calling index: …`.
+func templateExecMsg(err error) string {
+	return templateExecPrefix.ReplaceAllString(err.Error(), "")
+}
+
+// checkAllowance refuses a detection.allowance at or above the preset's
+// z_cap, the most one poll adds to a score before the allowance is taken
+// off it: no deviation could ever accumulate, and the detection engine
+// refuses such a configuration (it did so only once a run held its lock).
+func (d *decoder) checkAllowance(s *Spec) {
+	a := s.Detection.Allowance
+	if a == nil || *a < 0 || d.hasErrorAt(d.nodes["detection.allowance"]) {
+		return
+	}
+	sens := s.Detection.Sensitivity
+	cfg, err := policies.Preset(sens)
+	if err != nil {
+		return // reported as a bad sensitivity
+	}
+	if sens == "" {
+		sens = policies.SensitivityMedium
+	}
+	if *a >= cfg.ZCap {
+		d.errorf(d.at("detection.allowance"), "detection.allowance %g must be below %g, the most one poll adds to a score at sensitivity %s: at or above it no deviation ever counts",
+			*a, cfg.ZCap, sens)
+	}
+}
 
 // compilePolicies parses the policy files, builds the inline policies and
 // compiles every one against the query names, merging their errors.

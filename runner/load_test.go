@@ -309,6 +309,14 @@ policies:
 		"testdata/x.yaml:12:41: detection.abs_floor: expected a finite number, got \".nan\"")
 	f("detection: {smoothing: 1.5}\n", "testdata/x.yaml:12:24: detection.smoothing: expected an integer, got \"1.5\"")
 	f("revert: {snapshot: {create: [x]}}\n", "testdata/x.yaml:12:20: revert.snapshot: create and restore go together (a snapshot that is never restored, or restored without being taken, is a mistake)")
+	// What a run found bad only after it took its lock is refused here,
+	// at its place: a hook that fails on every host, a detection the
+	// engine refuses.
+	f("revert: {snapshot: {create: [x], restore: [y], delete: [' {{- \"\" -}} ']}}\n", "testdata/x.yaml:12:57: revert.snapshot.delete[0]: the program name is empty")
+	f("revert: {snapshot: {create: [x, '{{index .Host.Name 99}}'], restore: [y]}}\n", "testdata/x.yaml:12:33: revert.snapshot.create[1]: at <index .Host.Name 99>: error calling index: index out of range: 99")
+	f("detection: {abs_floor: 0}\n", "testdata/x.yaml:12:24: detection.abs_floor must be over 0")
+	f("detection: {allowance: 4}\n", "testdata/x.yaml:12:24: detection.allowance 4 must be below 4, the most one poll adds to a score at sensitivity medium: at or above it no deviation ever counts")
+	f("detection: {sensitivity: low, allowance: 4}\n", "")
 	f("revert: {known_good: yes}\n", "testdata/x.yaml:12:22: revert.known_good: expected true or false, got \"yes\"")
 	f("revert: {known_good: true, extra_vars: {a: 1}, forks: 2}\n",
 		"testdata/x.yaml:12:40: revert.extra_vars: only the revert playbook uses it; set revert.playbook\n"+

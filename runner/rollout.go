@@ -92,6 +92,14 @@ type verdict struct {
 // ends reports whether the rollout stops here.
 func (v verdict) ends() bool { return v.outcome != "" }
 
+// Check builds what Execute builds before it starts (the hosts' label
+// values, the detection engine) and returns what Execute would fail on,
+// without running anything: a live run calls it before it takes its lock.
+func (r *Rollout) Check() error {
+	_, err := newExecution(r)
+	return err
+}
+
 // Execute runs the rollout wave by wave and returns its report. An error
 // is returned only when the rollout could not run at all; a run that
 // started always yields a report, with outcome "error" if it broke.

@@ -53,7 +53,8 @@ type Spec struct {
 	// Env lists the spec's ${NAME} references in file order.
 	Env []EnvRef `yaml:"-" json:"-"`
 	// Warnings are what the spec allows and a user should know (a
-	// baseline too short to judge on well), each where it is written.
+	// baseline too short to judge on well, a policy expression whose
+	// value never changes), each where it is written.
 	Warnings []*policies.PosError `yaml:"-" json:"-"`
 
 	// pos holds where each written key path is ("metrics", "waves[1].size").

@@ -236,13 +236,29 @@ func hostKeys(tmpl string, hosts []ports.Host) ([]string, error) {
 		return nil, fmt.Errorf("metrics.host_value: %w", err)
 	}
 	keys := make([]string, len(hosts))
-	var b bytes.Buffer
 	for i, h := range hosts {
-		b.Reset()
-		if err := t.Execute(&b, map[string]any{"Host": h}); err != nil {
+		if keys[i], err = hostKey(t, h); err != nil {
 			return nil, fmt.Errorf("metrics.host_value for host %s: %w", h.Name, err)
 		}
-		keys[i] = b.String()
 	}
 	return keys, nil
+}
+
+// hostKey renders metrics.host_value (parsed) for host h.
+func hostKey(t *template.Template, h ports.Host) (string, error) {
+	var b bytes.Buffer
+	if err := t.Execute(&b, map[string]any{"Host": h}); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// CheckHostValues renders metrics.host_value for every host, as the run does
+// when it starts: called on discovered hosts before a run takes its lock,
+// so a host the template cannot render (a meta key it lacks) is refused
+// before anything is locked or written. (Static hosts are checked when
+// the spec loads.)
+func CheckHostValues(spec *Spec, hosts []ports.Host) error {
+	_, err := hostKeys(spec.Metrics.HostValue, hosts)
+	return err
 }

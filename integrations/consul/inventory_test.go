@@ -3,6 +3,8 @@ package consul
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -200,19 +202,37 @@ func TestDiscoverCancelled(t *testing.T) {
 // A server (or a proxy in front of it) that echoes the token in an error
 // answer: the library quotes the answer in its error, rollguard's error
 // must not carry the token.
+// So does an agent on a unix socket (CONSUL_HTTP_ADDR=unix://…), for
+// which the library remakes its HTTP client.
 func TestErrorAnswerEchoingTheTokenIsRedacted(t *testing.T) {
-	for _, code := range []int{http.StatusForbidden, http.StatusInternalServerError} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	dir, err := os.MkdirTemp("", "rg-consul") // a socket path must stay short
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for i, code := range []int{http.StatusForbidden, http.StatusInternalServerError} {
+		handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "ACL not found: "+r.Header.Get("X-Consul-Token"), code)
-		}))
+		})
+		srv := httptest.NewServer(handler)
 		t.Cleanup(srv.Close)
-		c, err := New(&api.Config{Address: srv.URL, Token: testToken}, nil)
+		sock := filepath.Join(dir, fmt.Sprintf("agent-%d.sock", i))
+		ln, err := net.Listen("unix", sock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Discover(context.Background(), c, Query{Service: "web", NameFrom: NameFromNode})
-		if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "ACL not found: [redacted]") {
-			t.Errorf("status %d: error %v, want the answer with the token redacted", code, err)
+		unix := &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
+		unix.Start()
+		t.Cleanup(unix.Close)
+		for _, addr := range []string{srv.URL, "unix://" + sock} {
+			c, err := New(&api.Config{Address: addr, Token: testToken}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Discover(context.Background(), c, Query{Service: "web", NameFrom: NameFromNode})
+			if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "ACL not found: [redacted]") {
+				t.Errorf("status %d from %s: error %v, want the answer with the token redacted", code, addr, err)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -179,5 +180,95 @@ func TestErrorAnswerEchoingTheTokenIsRedacted(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "token [redacted]") {
 			t.Errorf("status %d: error %v, want the answer with the token redacted", code, err)
 		}
+	}
+}
+
+// Every address form redacts the token: http://, a unix:// socket (the
+// task API a workload identity is given, NOMAD_ADDR=unix://…/api.sock,
+// which took another path without the redacting transport) and a caller's
+// own HTTP client. The server answers the recorded /v1/nodes (Nomad 1.6.1)
+// to the right token, so the socket is known to carry the requests, and
+// echoes any other token in a 403 (a 500 for Variables), as a proxy may.
+func TestEveryAddressRedactsTheToken(t *testing.T) {
+	const wrong = "s3cr3t-stolen-token"
+	nodes, err := os.ReadFile(filepath.Join("testdata", "nodes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := os.ReadFile(filepath.Join("testdata", "node_vm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.Header.Get("X-Nomad-Token")
+		switch {
+		case token != testToken && r.URL.Path == "/v1/nodes":
+			http.Error(w, "Permission denied for token "+token, http.StatusForbidden)
+		case token != testToken:
+			http.Error(w, "rpc error: token "+token+" is not allowed here", http.StatusInternalServerError)
+		case r.URL.Path == "/v1/nodes":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Nomad-Index", "11")
+			_, _ = w.Write(nodes)
+		case strings.HasPrefix(r.URL.Path, "/v1/node/"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(node)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	web := httptest.NewServer(handler)
+	t.Cleanup(web.Close)
+	dir, err := os.MkdirTemp("", "rg-nomad") // a socket path must stay short
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ln, err := net.Listen("unix", filepath.Join(dir, "api.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
+	sock.Start()
+	t.Cleanup(sock.Close)
+
+	for _, form := range []struct {
+		name string
+		cfg  func(token string) *api.Config
+	}{
+		{"http", func(token string) *api.Config { return &api.Config{Address: web.URL, SecretID: token} }},
+		{"unix socket", func(token string) *api.Config {
+			return &api.Config{Address: "unix://" + filepath.Join(dir, "api.sock"), SecretID: token}
+		}},
+		{"the caller's HTTP client", func(token string) *api.Config {
+			return &api.Config{Address: web.URL, SecretID: token, HttpClient: &http.Client{}}
+		}},
+	} {
+		t.Run(form.name, func(t *testing.T) {
+			c, err := New(form.cfg(testToken), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hosts, err := DiscoverNodes(t.Context(), c, NodeQuery{})
+			if err != nil || len(hosts) != 1 || hosts[0].Name != "vm" {
+				t.Fatalf("with the token: %v, %v; want the recorded node vm", hosts, err)
+			}
+			c, err = New(form.cfg(wrong), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = DiscoverNodes(t.Context(), c, NodeQuery{})
+			if err == nil || strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), "token [redacted]") {
+				t.Errorf("403: %v; want the answer with the token redacted", err)
+			}
+			store, err := NewVarStore(c, "web", "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = store.Get(t.Context(), "journal.json")
+			if err == nil || strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), "token [redacted]") {
+				t.Errorf("500: %v; want the answer with the token redacted", err)
+			}
+		})
 	}
 }

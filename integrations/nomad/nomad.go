@@ -16,9 +16,12 @@ package nomad
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -35,28 +38,70 @@ type Client struct {
 
 // New returns a client configured by cfg, or by api.DefaultConfig() (the
 // NOMAD_* environment variables) when cfg is nil. A nil logger discards.
+//
+// Whatever the address (http://, https://, or unix:// as a task's
+// workload-identity API socket is given), the HTTP client's transport
+// redacts the token from error answers: New builds the client that
+// api.NewClient would (for a unix address, one that dials the socket),
+// and wraps a copy of a client given in cfg rather than leaving it bare.
 func New(cfg *api.Config, logger *slog.Logger) (*Client, error) {
 	if cfg == nil {
 		cfg = api.DefaultConfig()
 	}
-	if cfg.HttpClient == nil && !strings.HasPrefix(cfg.Address, "unix:") {
-		// The HTTP client NewClient would make, its transport wrapped
-		// so that an error answer echoing the token is redacted.
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSHandshakeTimeout = 10 * time.Second
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		t.ForceAttemptHTTP2 = false
-		hc := &http.Client{Transport: t}
-		if err := api.ConfigureTLS(hc, cfg.TLSConfig); err != nil {
+	if cfg.HttpClient == nil {
+		hc, err := httpClient(cfg)
+		if err != nil {
 			return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
 		}
-		cfg.HttpClient = redact.Client(hc, cfg.SecretID)
+		cfg.HttpClient = hc
+	} else {
+		hc := *cfg.HttpClient
+		cfg.HttpClient = &hc
 	}
+	secrets := []string{cfg.SecretID}
+	if cfg.HttpAuth != nil {
+		secrets = append(secrets, cfg.HttpAuth.Password)
+	}
+	cfg.HttpClient = redact.Client(cfg.HttpClient, secrets...)
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
 	}
 	return FromAPI(c, logger), nil
+}
+
+// httpClient is the HTTP client api.NewClient would make for cfg: TLS 1.2
+// at least, HTTP/1, cfg.TLSConfig; for a unix:// address, every
+// connection dials the socket (api.NewClient's requests then go to
+// http://127.0.0.1 over it).
+func httpClient(cfg *api.Config) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	t.ForceAttemptHTTP2 = false
+	if strings.HasPrefix(cfg.Address, "unix:") {
+		u, err := url.Parse(cfg.Address)
+		if err != nil {
+			return nil, fmt.Errorf("address: %w", err)
+		}
+		socket := u.Path
+		if socket == "" {
+			socket = u.Opaque // unix:api.sock, a relative path
+		}
+		if socket == "" {
+			return nil, errors.New("a unix:// address needs the socket's path")
+		}
+		t.Proxy = nil
+		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}
+	}
+	hc := &http.Client{Transport: t}
+	if err := api.ConfigureTLS(hc, cfg.TLSConfig); err != nil {
+		return nil, err
+	}
+	return hc, nil
 }
 
 // FromAPI wraps an existing api.Client. A nil logger discards.

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -73,26 +72,6 @@ type Snapshotter struct {
 
 var _ ports.Snapshotter = (*Snapshotter)(nil)
 
-// hostData and templateData are what the templates see: only the fields
-// the spec documents, so a template naming any other field is refused when
-// it is loaded rather than when a host is about to be changed.
-type hostData struct {
-	Name    string
-	Address string
-}
-
-type templateData struct {
-	Host     hostData
-	RunID    string
-	Snapshot string
-}
-
-// sample is what New renders each template with, to catch execution
-// errors before any host is touched.
-func sample() templateData {
-	return templateData{Host: hostData{Name: "web-1", Address: "10.0.0.1"}, RunID: "run", Snapshot: "rollguard-run"}
-}
-
 // New validates cfg, fills in its defaults and compiles its templates. Every
 // problem is reported at once, each naming the hook and the argv element
 // ("create[2]").
@@ -134,7 +113,7 @@ func New(cfg Config) (*Snapshotter, error) {
 	hookFields := ports.SnapshotFields()
 	nameFields := slices.DeleteFunc(ports.SnapshotFields(), func(f string) bool { return f == ".Snapshot" })
 	var err error
-	if s.name, err = compile("name", cfg.Name, nameFields); err != nil {
+	if s.name, err = compile("name", cfg.Name, nameFields, -1); err != nil {
 		errs = append(errs, err)
 	}
 	hooks := []struct {
@@ -155,17 +134,10 @@ func New(cfg Config) (*Snapshotter, error) {
 			continue
 		}
 		for i, arg := range h.argv {
-			where := fmt.Sprintf("%s[%d]", h.name, i)
-			t, err := compile(where, arg, hookFields)
+			t, err := compile(fmt.Sprintf("%s[%d]", h.name, i), arg, hookFields, i)
 			if err != nil {
 				errs = append(errs, err)
 				continue
-			}
-			if i == 0 {
-				var b strings.Builder
-				if err := t.Execute(&b, sample()); err == nil && strings.TrimSpace(b.String()) == "" {
-					errs = append(errs, fmt.Errorf("snapshot hook %s: the program name is empty", where))
-				}
 			}
 			*h.out = append(*h.out, t)
 		}
@@ -177,8 +149,9 @@ func New(cfg Config) (*Snapshotter, error) {
 }
 
 // compile parses one template and checks that it names only allowed fields
-// (sorted) and executes on sample data.
-func compile(where, text string, allowed []string) (*template.Template, error) {
+// (sorted) and renders on sample data (ports.TrySnapshotArg; i is its
+// place in the argv, -1 for the snapshot's name).
+func compile(where, text string, allowed []string, i int) (*template.Template, error) {
 	t, err := template.New(where).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
@@ -186,7 +159,7 @@ func compile(where, text string, allowed []string) (*template.Template, error) {
 	if bad := ports.UnknownFields(t, allowed); len(bad) > 0 {
 		return nil, fmt.Errorf("snapshot hook %s %q: unknown field %s (known: %s)", where, text, strings.Join(bad, ", "), strings.Join(allowed, " "))
 	}
-	if err := t.Execute(io.Discard, sample()); err != nil {
+	if err := ports.TrySnapshotArg(t, i); err != nil {
 		return nil, fmt.Errorf("snapshot hook %s %q: %w", where, text, err)
 	}
 	return t, nil
@@ -220,12 +193,12 @@ func (s *Snapshotter) SnapshotName(host ports.Host, runID string) (string, error
 	return b.String(), nil
 }
 
-func data(host ports.Host, runID, snapshot string) templateData {
+func data(host ports.Host, runID, snapshot string) ports.SnapshotData {
 	addr := host.Address
 	if addr == "" {
 		addr = host.Name
 	}
-	return templateData{Host: hostData{Name: host.Name, Address: addr}, RunID: runID, Snapshot: snapshot}
+	return ports.SnapshotData{Host: ports.SnapshotHost{Name: host.Name, Address: addr}, RunID: runID, Snapshot: snapshot}
 }
 
 // runAll runs hook for every host, at most Concurrency at once, and returns

@@ -42,7 +42,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"field hidden in a branch", snapshot.Config{Create: ok, Restore: ok, Delete: []string{"x", "{{if .RunID}}{{.Secret}}{{end}}"}},
 			[]string{"delete[1]", "unknown field .Secret"}},
 		{"parse error", snapshot.Config{Create: []string{"x", "{{.RunID"}, Restore: ok}, []string{"create[1]", "unclosed action"}},
-		{"empty program", snapshot.Config{Create: []string{"{{if false}}x{{end}}"}, Restore: ok}, []string{"create[0]: the program name is empty"}},
+		{"empty program", snapshot.Config{Create: []string{"{{if false}}x{{end}}"}, Restore: ok}, []string{`create[0] "{{if false}}x{{end}}": the program name is empty`}},
 		{"name may not use .Snapshot", snapshot.Config{Create: ok, Restore: ok, Name: "{{.Snapshot}}"}, []string{"name", "unknown field .Snapshot"}},
 		{"negative limits", snapshot.Config{Create: ok, Restore: ok, Concurrency: -1, Timeout: -time.Second},
 			[]string{"concurrency -1", "timeout -1s"}},
