@@ -135,10 +135,14 @@ func TestBaselineOnGrid(t *testing.T) {
 		{"one poll missing", []int64{0, 2 * min, 3 * min}, []float64{1, nan, 2, 3}},
 		{"three missing, jitter", []int64{0, 4*min + 20_000, 5*min - 10_000}, []float64{1, nan, nan, nan, 2, 3}},
 		{"denser than the polls", []int64{0, min / 4, min / 2}, []float64{1, 2, 3}},
+		// The window starts at 0: a series whose first sample is later
+		// missed the whole polls before it (born in the window).
+		{"born three polls in", []int64{3*min + 20_000, 4 * min, 5 * min}, []float64{nan, nan, nan, 1, 2, 3}},
+		{"first sample within a poll of the start", []int64{min - 1, 2 * min, 3 * min}, []float64{1, 2, 3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := onGrid(ports.Samples{Timestamps: tt.ts, Values: []float64{1, 2, 3}}, time.Minute)
+			got := onGrid(ports.Samples{Timestamps: tt.ts, Values: []float64{1, 2, 3}}, time.UnixMilli(0), time.Minute)
 			if len(got) != len(tt.want) {
 				t.Fatalf("onGrid = %v, want %v", got, tt.want)
 			}

@@ -223,7 +223,7 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 				if i < len(series) {
 					s = series[i]
 				}
-				x.eng.SetBaseline(m, h, onGrid(s, step))
+				x.eng.SetBaseline(m, h, onGrid(s, f, step))
 				x.recordBaseline(h, q.Name, s)
 			}
 		}
@@ -236,12 +236,24 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 // that the detector's consecutive polls (the burst's pairs, the recent
 // level, self-calibration's smoothing) are consecutive in time, as they
 // are when it judges live: two polls on either side of a gap in the
-// baseline are no pair.
-func onGrid(s ports.Samples, step time.Duration) []float64 {
+// baseline are no pair. The polls of the window from from before the
+// first sample are NaN too (whole steps missed): a series that begins late
+// in the window was born there, and the detector leaves its first polls,
+// a cold start, out of the baseline (see policies' pastBirth). A live
+// range query and a replay both answer from the first step where the
+// series has a value, so both read the same.
+func onGrid(s ports.Samples, from time.Time, step time.Duration) []float64 {
 	if step <= 0 || len(s.Timestamps) != len(s.Values) {
 		return s.Values
 	}
-	out := make([]float64, 0, len(s.Values))
+	lead := 0
+	if len(s.Timestamps) > 0 {
+		lead = max(0, int(time.UnixMilli(s.Timestamps[0]).Sub(from)/step))
+	}
+	out := make([]float64, lead, lead+len(s.Values))
+	for i := range lead {
+		out[i] = math.NaN()
+	}
 	for i, v := range s.Values {
 		if i > 0 {
 			gap := time.Duration(s.Timestamps[i]-s.Timestamps[i-1]) * time.Millisecond
