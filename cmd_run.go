@@ -144,7 +144,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 		return err
 	}
 	defer pushed(c.ErrOrStderr())
-	ro, err := newRollout(spec, pols, plan, rolloutOptions{metrics: src, clock: runner.WallClock{}, out: out, log: log, runID: runID, live: live, telemetry: tel})
+	ro, err := newRollout(spec, pols, plan, rolloutOptions{metrics: src, clock: runner.WallClock{}, out: out, warn: c.ErrOrStderr(), log: log, runID: runID, live: live, telemetry: tel})
 	if err != nil {
 		return err
 	}

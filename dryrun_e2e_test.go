@@ -836,3 +836,90 @@ policies:
 		t.Errorf("x1.5 rolled back %d of %d, no change promoted %d of %d: want at least %d of each", caught, n, promoted, n, n-1)
 	}
 }
+
+// A query that reads a counter without rate() draws a warning on stderr
+// and in report.json and report.md, once, naming the query and a host; a
+// flat series and a noisy gauge do not. The counter is JumpStarter's m18
+// (a request count per poll, evaluation/testdata/jumpstarter, MIT) summed
+// from a start that differs per host, the gauge its m00 latency, the flat
+// series a constant. The warning changes no decision: the counter's
+// baseline is the level it was judged as before.
+func TestDryRunCounterWithoutRateWarns(t *testing.T) {
+	spec := writeSpec(t, `name: counter
+targets:
+  static: [h01, h02, h03, h04]
+canary:
+  hosts: 1
+  monitor: 10m
+waves:
+  - {size: 100%, monitor: 10m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 5m
+  queries:
+    requests: {query: 'sum by (instance) (http_requests_total)', worse: lower}
+    latency: {query: latency}
+    queue: {query: queue_depth}
+policies:
+  - name: seed
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`)
+	dir := filepath.Dir(spec)
+	const at = 2000
+	var b strings.Builder
+	var change int64
+	for h := range 4 {
+		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", fmt.Sprintf("service%02d.csv.gz", h)))
+		req, lat := slices.Index(rows[0], "m18"), slices.Index(rows[0], "m00")
+		var ts []int64
+		var total, latency, flat []float64
+		sum := float64(1e6 * (h + 1))
+		for i := at - 60; i < at+30; i++ {
+			row := rows[1+i]
+			sec, _ := strconv.ParseInt(row[0], 10, 64)
+			if i == at {
+				change = sec
+			}
+			r, err1 := strconv.ParseFloat(row[req], 64)
+			l, err2 := strconv.ParseFloat(row[lat], 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("row %d: %v %v", i, err1, err2)
+			}
+			sum += r
+			ts = append(ts, sec*1000)
+			total, latency, flat = append(total, sum), append(latency, l), append(flat, 3)
+		}
+		host := fmt.Sprintf("h%02d", h+1)
+		b.WriteString(exportLine(map[string]string{"__name__": "requests", "instance": host}, total, ts))
+		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": host}, latency, ts))
+		b.WriteString(exportLine(map[string]string{"__name__": "queue", "instance": host}, flat, ts))
+	}
+	rec := filepath.Join(dir, "counter.jsonl")
+	if err := os.WriteFile(rec, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	code, stdout, stderr := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(change, 10), "-q", "--report-dir", out)
+	if code != 0 && code != 3 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	var warned []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "reads as a counter") {
+			warned = append(warned, l)
+		}
+	}
+	if len(warned) != 1 || !strings.HasPrefix(warned[0], "rollguard: warning: query requests (sum by (instance) (http_requests_total)) reads as a counter: its baseline on h01 ") ||
+		!strings.Contains(warned[0], "rate(") {
+		t.Fatalf("want one counter warning naming requests and h01 with rate(...), got %d:\n%s", len(warned), stderr)
+	}
+	r := readReport(t, out)
+	if len(r.Warnings) != 1 || "rollguard: warning: "+r.Warnings[0] != warned[0] {
+		t.Errorf("report.json warnings %q, want the one printed", r.Warnings)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil || !strings.Contains(string(md), "**Warning:** query requests") {
+		t.Errorf("report.md lacks the warning (%v)", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
@@ -225,6 +226,7 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 				}
 				x.eng.SetBaseline(m, h, onGrid(s, f, step))
 				x.recordBaseline(h, q.Name, s)
+				x.warnCounter(m, h, s.Values)
 			}
 		}
 	}
@@ -264,6 +266,63 @@ func onGrid(s ports.Samples, from time.Time, step time.Duration) []float64 {
 		out = append(out, v)
 	}
 	return out
+}
+
+// counterPolls is the fewest polls a baseline must hold for warnCounter
+// to call it a counter's.
+const counterPolls = 10
+
+// warnCounter warns, once per query, when host h's baseline of query m
+// reads as a counter (http_requests_total without rate()): at least
+// counterPolls values, none below the one before it, and more than half
+// above it. A counter is judged as a level, as every query is: the
+// restart an apply brings resets it (a drop), and a halved rate still
+// rises. A flat series (never rising) and a gauge (falling now and then)
+// draw nothing. Decisions are not changed.
+func (x *execution) warnCounter(m, h int, values []float64) {
+	if x.counterWarned[m] {
+		return
+	}
+	n, rises := 0, 0
+	prev := math.NaN()
+	for _, v := range values {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		n++
+		if !math.IsNaN(prev) {
+			if v < prev {
+				return
+			}
+			if v > prev {
+				rises++
+			}
+		}
+		prev = v
+	}
+	if n < counterPolls || 2*rises <= n-1 {
+		return
+	}
+	if x.counterWarned == nil {
+		x.counterWarned = map[int]bool{}
+	}
+	x.counterWarned[m] = true
+	q := x.queries[m]
+	fix := "rate(...[5m]) or increase(...[5m]) around the counter's selector"
+	if !strings.ContainsAny(q.Expr, "()[]") {
+		fix = fmt.Sprintf("rate(%s[5m]) or increase(%s[5m])", q.Expr, q.Expr)
+	}
+	x.warn(fmt.Sprintf("query %s (%s) reads as a counter: its baseline on %s never fell over %d polls and rose in %d of them. A query is judged as a level: a restart that resets the counter reads as a drop, and a halved rate still rises. Query its rate: %s",
+		q.Name, q.Expr, x.hosts[h].Name, n, rises, fix))
+}
+
+// warn records a warning drawn from the run's data in the report and
+// prints it on Warnings.
+func (x *execution) warn(msg string) {
+	x.report.Warnings = append(x.report.Warnings, msg)
+	if x.Warnings != nil {
+		fmt.Fprintf(x.Warnings, "rollguard: warning: %s\n", msg)
+	}
 }
 
 // lastChange is when an earlier run last applied a version to host h,
