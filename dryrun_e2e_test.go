@@ -922,4 +922,8 @@ policies:
 	if err != nil || !strings.Contains(string(md), "**Warning:** query requests") {
 		t.Errorf("report.md lacks the warning (%v)", err)
 	}
+	html, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil || !strings.Contains(string(html), "Warning: query requests") {
+		t.Errorf("report.html lacks the warning (%v)", err)
+	}
 }
