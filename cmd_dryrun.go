@@ -118,7 +118,7 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 				out = nil
 			}
 			ro, err := newRollout(spec, pols, plan, rolloutOptions{
-				metrics: replay, clock: runner.NewSimClock(at.UTC()), out: out,
+				metrics: replay, clock: runner.NewSimClock(at.UTC()), out: out, warn: c.ErrOrStderr(),
 				log: slog.New(slog.DiscardHandler), runID: newRunID(true),
 			})
 			if err != nil {

@@ -109,7 +109,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 	// What the spec alone decides (alert destinations, snapshot hooks,
 	// the detection engine) is built and checked before the state is
 	// opened: a value found bad there changes nothing either.
-	ro, err := newRollout(spec, pols, plan, rolloutOptions{clock: runner.WallClock{}, out: out, log: log, live: true})
+	ro, err := newRollout(spec, pols, plan, rolloutOptions{clock: runner.WallClock{}, out: out, warn: c.ErrOrStderr(), log: log, live: true})
 	if err != nil {
 		return err
 	}

@@ -734,3 +734,196 @@ policies:
 		t.Errorf("%d of %d no-change rollouts rolled back on no data, want at most 2 of 60", noData, runs)
 	}
 }
+
+// bornRecording writes the m00 latency of JumpStarter services 00 to 09
+// (evaluation/testdata/jumpstarter, MIT; 5-minute polls) as a recording of
+// query lat, hosts h01..h10, over rows [at-60, at+30) of the data, the
+// change at row at. h01, the canary, was born 60 minutes before the
+// change: its series begins 12 polls before it, and its first two polls
+// are a cold start (x1.5); after the change it runs at step times its
+// level. It returns the recording's path and the change's unix second.
+func bornRecording(t *testing.T, dir string, at int, step float64) (string, int64) {
+	t.Helper()
+	var b strings.Builder
+	var change int64
+	for h := range 10 {
+		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", fmt.Sprintf("service%02d.csv.gz", h)))
+		col := slices.Index(rows[0], "m00")
+		var ts []int64
+		var vs []float64
+		for i := at - 60; i < at+30; i++ {
+			row := rows[1+i]
+			sec, err := strconv.ParseInt(row[0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == at {
+				change = sec
+			}
+			v, err := strconv.ParseFloat(row[col], 64)
+			if err != nil || (h == 0 && i < at-12) {
+				continue
+			}
+			switch {
+			case h == 0 && i < at-10:
+				v *= 1.5
+			case h == 0 && i >= at:
+				v *= step
+			}
+			ts, vs = append(ts, sec*1000), append(vs, v)
+		}
+		b.WriteString(exportLine(map[string]string{"__name__": "lat", "instance": fmt.Sprintf("h%02d", h+1)}, vs, ts))
+	}
+	path := filepath.Join(dir, fmt.Sprintf("born-%d-%v.jsonl", at, step))
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, change
+}
+
+// A canary born 60 minutes before the change (12 polls of its 4-hour
+// baseline window) whose first two polls were a cold start within the
+// warm-up (10 minutes, two polls): the warm-up is left out of its
+// baseline, as after an apply, so x1.5 after the change rolls it back, and
+// its no-change twin is promoted. With the cold start in its baseline, the
+// canary's spread and self-calibration took it as normal and x1.5 was
+// promoted.
+func TestDryRunBornCanaryColdStartIsNotItsBaseline(t *testing.T) {
+	spec := writeSpec(t, `name: born
+targets:
+  static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
+canary:
+  hosts: 1
+  monitor: 20m
+waves:
+  - {size: 50%, monitor: 20m}
+  - {size: 100%, monitor: 20m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 5m
+  queries:
+    lat: {query: lat, worse: higher}
+detection:
+  warmup: 10m
+policies:
+  - name: latency-regression
+    rollback_when: 'fraction(hosts, .degraded) >= 0.3'
+  - name: fleet-threshold
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`)
+	dir := filepath.Dir(spec)
+	caught, promoted, n := 0, 0, 0
+	for at := 700; at < 7000; at += 700 {
+		n++
+		for _, step := range []float64{1.5, 1} {
+			rec, change := bornRecording(t, dir, at, step)
+			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(change, 10), "-q")
+			switch {
+			case code == 3 && step > 1:
+				caught++
+			case code == 0 && step == 1:
+				promoted++
+			case code != 0 && code != 3:
+				t.Fatalf("row %d, x%v: exit %d\n%s%s", at, step, code, out, errOut)
+			default:
+				t.Logf("row %d, x%v: exit %d: %s", at, step, code, strings.TrimSpace(out))
+			}
+		}
+	}
+	t.Logf("x1.5 rolled back %d of %d, no change promoted %d of %d", caught, n, promoted, n)
+	if caught < n-1 || promoted < n-1 {
+		t.Errorf("x1.5 rolled back %d of %d, no change promoted %d of %d: want at least %d of each", caught, n, promoted, n, n-1)
+	}
+}
+
+// A query that reads a counter without rate() draws a warning on stderr
+// and in report.json and report.md, once, naming the query and a host; a
+// flat series and a noisy gauge do not. The counter is JumpStarter's m18
+// (a request count per poll, evaluation/testdata/jumpstarter, MIT) summed
+// from a start that differs per host, the gauge its m00 latency, the flat
+// series a constant. The warning changes no decision: the counter's
+// baseline is the level it was judged as before.
+func TestDryRunCounterWithoutRateWarns(t *testing.T) {
+	spec := writeSpec(t, `name: counter
+targets:
+  static: [h01, h02, h03, h04]
+canary:
+  hosts: 1
+  monitor: 10m
+waves:
+  - {size: 100%, monitor: 10m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 5m
+  queries:
+    requests: {query: 'sum by (instance) (http_requests_total)', worse: lower}
+    latency: {query: latency}
+    queue: {query: queue_depth}
+policies:
+  - name: seed
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`)
+	dir := filepath.Dir(spec)
+	const at = 2000
+	var b strings.Builder
+	var change int64
+	for h := range 4 {
+		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", fmt.Sprintf("service%02d.csv.gz", h)))
+		req, lat := slices.Index(rows[0], "m18"), slices.Index(rows[0], "m00")
+		var ts []int64
+		var total, latency, flat []float64
+		sum := float64(1e6 * (h + 1))
+		for i := at - 60; i < at+30; i++ {
+			row := rows[1+i]
+			sec, _ := strconv.ParseInt(row[0], 10, 64)
+			if i == at {
+				change = sec
+			}
+			r, err1 := strconv.ParseFloat(row[req], 64)
+			l, err2 := strconv.ParseFloat(row[lat], 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("row %d: %v %v", i, err1, err2)
+			}
+			sum += r
+			ts = append(ts, sec*1000)
+			total, latency, flat = append(total, sum), append(latency, l), append(flat, 3)
+		}
+		host := fmt.Sprintf("h%02d", h+1)
+		b.WriteString(exportLine(map[string]string{"__name__": "requests", "instance": host}, total, ts))
+		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": host}, latency, ts))
+		b.WriteString(exportLine(map[string]string{"__name__": "queue", "instance": host}, flat, ts))
+	}
+	rec := filepath.Join(dir, "counter.jsonl")
+	if err := os.WriteFile(rec, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	code, stdout, stderr := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(change, 10), "-q", "--report-dir", out)
+	if code != 0 && code != 3 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	var warned []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "reads as a counter") {
+			warned = append(warned, l)
+		}
+	}
+	if len(warned) != 1 || !strings.HasPrefix(warned[0], "rollguard: warning: query requests (sum by (instance) (http_requests_total)) reads as a counter: its baseline on h01 ") ||
+		!strings.Contains(warned[0], "rate(") {
+		t.Fatalf("want one counter warning naming requests and h01 with rate(...), got %d:\n%s", len(warned), stderr)
+	}
+	r := readReport(t, out)
+	if len(r.Warnings) != 1 || "rollguard: warning: "+r.Warnings[0] != warned[0] {
+		t.Errorf("report.json warnings %q, want the one printed", r.Warnings)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil || !strings.Contains(string(md), "**Warning:** query requests") {
+		t.Errorf("report.md lacks the warning (%v)", err)
+	}
+	html, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil || !strings.Contains(string(html), "Warning: query requests") {
+		t.Errorf("report.html lacks the warning (%v)", err)
+	}
+}

@@ -37,7 +37,10 @@ type rolloutOptions struct {
 	metrics ports.MetricsSource
 	clock   ports.Clock
 	// out receives the timeline (nil: none).
-	out   io.Writer
+	out io.Writer
+	// warn receives the warnings the run's data draws (nil: the report's
+	// only).
+	warn  io.Writer
 	log   *slog.Logger
 	runID string
 	// live makes a live run: Ansible applies, alerts go out, snapshots
@@ -73,7 +76,7 @@ func (l *liveState) attach(ro *runner.Rollout) {
 func newRollout(spec *runner.Spec, pols []*policies.Policy, plan *runner.Plan, o rolloutOptions) (*runner.Rollout, error) {
 	ro := &runner.Rollout{
 		Spec: spec, Policies: pols, Plan: plan,
-		Metrics: o.metrics, Clock: o.clock, Out: o.out, Logger: o.log, RunID: o.runID, Telemetry: o.telemetry,
+		Metrics: o.metrics, Clock: o.clock, Out: o.out, Warnings: o.warn, Logger: o.log, RunID: o.runID, Telemetry: o.telemetry,
 	}
 	if !o.live {
 		return ro, nil

@@ -366,6 +366,8 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 // the rank test's sketch, and restarts the state: empty smoothing window,
 // zero score. scratch is reused for sorting; the grown buffer is returned.
 func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64, sketch []float32) []float64 {
+	s.gap = longestGap(samples)
+	samples = pastBirth(p, samples, s.gap)
 	scratch = scratch[:0]
 	for _, v := range samples {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
@@ -381,7 +383,6 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.restart()
 	s.Current, s.Delta, s.Ratio, s.Z = 0, 0, 0, 0
 	s.noDataTicks = 0
-	s.gap = longestGap(samples)
 	if n == 0 {
 		s.Baseline, s.Stddev, s.Tolerance = 0, 0, 0
 		return scratch
@@ -434,6 +435,42 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
 	}
 	return scratch
+}
+
+// birthSlack is how many polls at the start of a baseline window a series
+// may miss and still be one that existed when the window began: a range
+// query's first point can fall a poll after the window's start (step
+// alignment, a late first scrape).
+const birthSlack = 2
+
+// pastBirth is samples without the warm-up of a series born inside the
+// baseline window: one whose polls before its first value (a run of NaN at
+// the window's start) number more than birthSlack and more than its own
+// longest silence (gap, see longestGap: a sparse series that starts the
+// window silent has not been born then). A birth is an apply: the first
+// p.warm polls with a value after it are a cold start (caches, JIT,
+// connection pools) that a baseline must not take as the host's normal, as
+// the warm-up after a stage's apply is not judged. They are left out when
+// a value remains after them; otherwise samples are returned as they are.
+func pastBirth(p *detectorParams, samples []float64, gap int32) []float64 {
+	lead := 0
+	for lead < len(samples) && math.IsNaN(samples[lead]) {
+		lead++
+	}
+	if p.warm <= 0 || lead <= birthSlack || lead <= int(gap) {
+		return samples
+	}
+	seen := 0
+	for i := lead; i < len(samples); i++ {
+		if math.IsNaN(samples[i]) {
+			continue
+		}
+		if seen == p.warm {
+			return samples[i:]
+		}
+		seen++
+	}
+	return samples
 }
 
 // ratioCap is the best value of a lower-is-worse metric whose baseline

@@ -693,3 +693,56 @@ func TestDetectorInfinityIsAValue(t *testing.T) {
 		t.Errorf("+Inf: nodata %v, degraded %v, current %v: want a finite value, degraded", m.NoData, degraded, m.Current)
 	}
 }
+
+// A series that begins inside the baseline window was born there: its
+// first polls are a cold start, as after an apply, and the warm-up's
+// polls are left out of its baseline. A canary born 12 polls before the
+// change with a cold start of 1.5x over the warm-up catches a 1.5x step
+// within the warm-up and two polls, as the same host without the cold
+// start does; with the cold start in its baseline (a spread of 31, not
+// 4.8), the 1.5x step scored 4.11 and the window test did not reject. A
+// sparse series that starts the window silent for no longer than its own
+// silences keeps every sample, and so does one that starts within
+// birthSlack polls of the window.
+func TestBirthWarmupLeftOutOfTheBaseline(t *testing.T) {
+	cfg := mediumConfig(t)
+	cfg.Warmup = 2
+	nan := math.NaN()
+	born := func(cold float64) []float64 {
+		b := repeat([]float64{nan}, 36)
+		vals := noise(21, 12, 100, 4)
+		vals[0], vals[1] = vals[0]*cold, vals[1]*cold
+		return append(b, vals...)
+	}
+	step := repeat([]float64{150}, 4)
+	for _, cold := range []float64{1, 1.5} {
+		d := newTestDetector(t, cfg, true)
+		d.SetBaseline(born(cold))
+		if got := d.Metric().Samples; got != 10 {
+			t.Errorf("cold x%.1f: baseline of %d samples, want 10 (12 less the warm-up's 2)", cold, got)
+		}
+		if got := observeAll(d, step); got == 0 && !d.Verdict() {
+			t.Errorf("cold x%.1f: a 1.5x step on a host born in the baseline window not decided (score %.2f, spread %.2f)", cold, d.Metric().Score, d.Metric().Stddev)
+		}
+	}
+	sparse := born(1.8)
+	for i := range 36 { // a silence of 4 polls opens the window, as inside it
+		if i%10 >= 4 {
+			sparse[i] = 100
+		}
+	}
+	full := append(repeat([]float64{nan}, 2), born(1.8)[36:]...)
+	for name, b := range map[string][]float64{"sparse": sparse, "within the slack": full} {
+		d := newTestDetector(t, cfg, true)
+		d.SetBaseline(b)
+		want := 0
+		for _, v := range b {
+			if !math.IsNaN(v) {
+				want++
+			}
+		}
+		if got := d.Metric().Samples; got != want {
+			t.Errorf("%s: baseline of %d samples, want all %d", name, got, want)
+		}
+	}
+}

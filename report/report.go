@@ -49,6 +49,9 @@ type Report struct {
 	Series map[string]map[string][]Point `json:"series,omitempty"`
 	// Context records where the run ran (CI job, Nomad allocation).
 	Context map[string]string `json:"context,omitempty"`
+	// Warnings are what the run's data drew a warning for (a query that
+	// reads a counter), as printed on stderr: they changed no decision.
+	Warnings []string `json:"warnings,omitempty"`
 
 	// The fields below let a reader (report.md, report.html, a script)
 	// tell what decided without the spec at hand. All are optional:

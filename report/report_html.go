@@ -320,6 +320,7 @@ text.mark.apply{fill:var(--apply)}text.mark.fire{fill:var(--bad);font-weight:700
 {{end}}{{range $i, $g := .Missing}}<div class="deciding">{{if or $i $.Valued}}and {{else}}{{$lead}}{{end}}no data from {{$g.Host}} for {{range $j, $m := $g.Metrics}}{{if $j}}, {{end}}<code>{{$m}}</code>{{end}}{{with $g.Since}} since {{.}}{{end}} <span class="cls nodata">nodata</span></div>
 {{end}}{{with .Largest}}<div class="deciding">Largest score: <code>{{.Metric}}</code> on {{.Host}}: {{.Change}} ({{.Effect}}, z {{fixed .Z}}, <span class="cls {{.Class}}">{{.Class}}</span>)</div>
 {{end}}{{with .NotAppliedLead}}<div class="deciding">Did not apply: {{range $i, $h := .}}{{if $i}}, {{end}}{{$h.Name}} <span class="cls {{$h.Status}}">{{$h.Status}}</span>{{if $h.Reverted}} (reverted){{end}}{{end}}{{with $.NotAppliedLeadMore}} and {{.}} more{{end}}</div>
+{{end}}{{range .R.Warnings}}<div class="deciding">Warning: {{.}}</div>
 {{end}}{{if .Facts}}<div class="facts">{{range .Facts}}<div{{if .Bad}} class="bad"{{end}}><span class="k">{{.Label}}</span><span class="v">{{.Value}}</span></div>{{end}}</div>{{end}}
 {{range .Focus}}{{template "chart" .}}{{end}}
 </section>

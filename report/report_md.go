@@ -51,6 +51,10 @@ func Markdown(r *Report) string {
 		fmt.Fprintf(&b, "**Did not apply:** %s.\n\n", mdText(NotAppliedLine(notApplied, 5)))
 	}
 
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "**Warning:** %s\n\n", mdText(w))
+	}
+
 	if ms := Moments(r); len(ms) > 0 {
 		fmt.Fprintf(&b, "| when (UTC, %s) | what |\n|---|---|\n", day)
 		for _, m := range ms {

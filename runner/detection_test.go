@@ -135,10 +135,14 @@ func TestBaselineOnGrid(t *testing.T) {
 		{"one poll missing", []int64{0, 2 * min, 3 * min}, []float64{1, nan, 2, 3}},
 		{"three missing, jitter", []int64{0, 4*min + 20_000, 5*min - 10_000}, []float64{1, nan, nan, nan, 2, 3}},
 		{"denser than the polls", []int64{0, min / 4, min / 2}, []float64{1, 2, 3}},
+		// The window starts at 0: a series whose first sample is later
+		// missed the whole polls before it (born in the window).
+		{"born three polls in", []int64{3*min + 20_000, 4 * min, 5 * min}, []float64{nan, nan, nan, 1, 2, 3}},
+		{"first sample within a poll of the start", []int64{min - 1, 2 * min, 3 * min}, []float64{1, 2, 3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := onGrid(ports.Samples{Timestamps: tt.ts, Values: []float64{1, 2, 3}}, time.Minute)
+			got := onGrid(ports.Samples{Timestamps: tt.ts, Values: []float64{1, 2, 3}}, time.UnixMilli(0), time.Minute)
 			if len(got) != len(tt.want) {
 				t.Fatalf("onGrid = %v, want %v", got, tt.want)
 			}
@@ -146,6 +150,52 @@ func TestBaselineOnGrid(t *testing.T) {
 				if got[i] != tt.want[i] && !(math.IsNaN(got[i]) && math.IsNaN(tt.want[i])) {
 					t.Fatalf("onGrid = %v, want %v", got, tt.want)
 				}
+			}
+		})
+	}
+}
+
+// A baseline reads as a counter's when it never falls over at least 10
+// polls and rises in most of them; a flat series, a noisy gauge, a gauge
+// rising with noise, a counter reset inside the window, or a counter
+// seen for fewer polls draw nothing. The warning is given once per query.
+func TestWarnCounter(t *testing.T) {
+	ramp := func(n int, f func(i int) float64) []float64 {
+		out := make([]float64, n)
+		for i := range out {
+			out[i] = f(i)
+		}
+		return out
+	}
+	nan := math.NaN()
+	counter := ramp(48, func(i int) float64 { return 1e6 + 37*float64(i) + float64(i%3) })
+	counter[5], counter[6] = counter[4], nan // a quiet poll, a missed one
+	reset := ramp(48, func(i int) float64 { return float64((i + 30) % 48) })
+	tests := []struct {
+		name   string
+		values []float64
+		want   bool
+	}{
+		{"counter", counter, true},
+		{"flat", ramp(48, func(int) float64 { return 3 }), false},
+		{"noisy gauge", ramp(48, func(i int) float64 { return 100 + 5*math.Sin(float64(i)) }), false},
+		{"rising gauge", ramp(48, func(i int) float64 { return float64(i) + 3*math.Sin(float64(i)) }), false},
+		{"reset in the window", reset, false},
+		{"too few polls", counter[:9], false},
+		{"rises in half its polls", ramp(48, func(i int) float64 { return float64(i / 2) }), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w strings.Builder
+			x := &execution{Rollout: &Rollout{Warnings: &w}, report: &report.Report{},
+				queries: []ports.Query{{Name: "requests", Expr: "requests_total"}}, hosts: []hostState{{Host: ports.Host{Name: "web-1"}}}}
+			x.warnCounter(0, 0, tt.values)
+			x.warnCounter(0, 0, tt.values)
+			if got := len(x.report.Warnings); got != map[bool]int{true: 1}[tt.want] {
+				t.Fatalf("%d warnings %q, want %v", got, x.report.Warnings, tt.want)
+			}
+			if tt.want && !strings.Contains(w.String(), "rollguard: warning: query requests (requests_total) reads as a counter: its baseline on web-1 ") {
+				t.Errorf("printed %q", w.String())
 			}
 		})
 	}

@@ -27,9 +27,13 @@ type Rollout struct {
 	Applier ports.Applier
 	Clock   ports.Clock
 	// Out receives the human timeline (nil: discarded).
-	Out    io.Writer
-	Logger *slog.Logger
-	RunID  string
+	Out io.Writer
+	// Warnings receives what the run's data draws a warning for, one
+	// "rollguard: warning: ..." line each, as it is found (nil: the
+	// report's warnings only).
+	Warnings io.Writer
+	Logger   *slog.Logger
+	RunID    string
 	// Alerter sends alerts (nil: none; a dry run sends none).
 	Alerter ports.Alerter
 	// ReportURL links alerts to the report (a CI run URL); may be empty.

@@ -56,6 +56,9 @@ type execution struct {
 	notJournaledErr error
 
 	report *report.Report
+	// counterWarned holds the queries (by index) already warned of as
+	// reading a counter (see warnCounter).
+	counterWarned map[int]bool
 	// tel receives what the run does (never nil).
 	tel ports.Telemetry
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
@@ -223,8 +224,9 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 				if i < len(series) {
 					s = series[i]
 				}
-				x.eng.SetBaseline(m, h, onGrid(s, step))
+				x.eng.SetBaseline(m, h, onGrid(s, f, step))
 				x.recordBaseline(h, q.Name, s)
+				x.warnCounter(m, h, s.Values)
 			}
 		}
 	}
@@ -236,12 +238,24 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 // that the detector's consecutive polls (the burst's pairs, the recent
 // level, self-calibration's smoothing) are consecutive in time, as they
 // are when it judges live: two polls on either side of a gap in the
-// baseline are no pair.
-func onGrid(s ports.Samples, step time.Duration) []float64 {
+// baseline are no pair. The polls of the window from from before the
+// first sample are NaN too (whole steps missed): a series that begins late
+// in the window was born there, and the detector leaves its first polls,
+// a cold start, out of the baseline (see policies' pastBirth). A live
+// range query and a replay both answer from the first step where the
+// series has a value, so both read the same.
+func onGrid(s ports.Samples, from time.Time, step time.Duration) []float64 {
 	if step <= 0 || len(s.Timestamps) != len(s.Values) {
 		return s.Values
 	}
-	out := make([]float64, 0, len(s.Values))
+	lead := 0
+	if len(s.Timestamps) > 0 {
+		lead = max(0, int(time.UnixMilli(s.Timestamps[0]).Sub(from)/step))
+	}
+	out := make([]float64, lead, lead+len(s.Values))
+	for i := range lead {
+		out[i] = math.NaN()
+	}
 	for i, v := range s.Values {
 		if i > 0 {
 			gap := time.Duration(s.Timestamps[i]-s.Timestamps[i-1]) * time.Millisecond
@@ -252,6 +266,63 @@ func onGrid(s ports.Samples, step time.Duration) []float64 {
 		out = append(out, v)
 	}
 	return out
+}
+
+// counterPolls is the fewest polls a baseline must hold for warnCounter
+// to call it a counter's.
+const counterPolls = 10
+
+// warnCounter warns, once per query, when host h's baseline of query m
+// reads as a counter (http_requests_total without rate()): at least
+// counterPolls values, none below the one before it, and more than half
+// above it. A counter is judged as a level, as every query is: the
+// restart an apply brings resets it (a drop), and a halved rate still
+// rises. A flat series (never rising) and a gauge (falling now and then)
+// draw nothing. Decisions are not changed.
+func (x *execution) warnCounter(m, h int, values []float64) {
+	if x.counterWarned[m] {
+		return
+	}
+	n, rises := 0, 0
+	prev := math.NaN()
+	for _, v := range values {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		n++
+		if !math.IsNaN(prev) {
+			if v < prev {
+				return
+			}
+			if v > prev {
+				rises++
+			}
+		}
+		prev = v
+	}
+	if n < counterPolls || 2*rises <= n-1 {
+		return
+	}
+	if x.counterWarned == nil {
+		x.counterWarned = map[int]bool{}
+	}
+	x.counterWarned[m] = true
+	q := x.queries[m]
+	fix := "rate(...[5m]) or increase(...[5m]) around the counter's selector"
+	if !strings.ContainsAny(q.Expr, "()[]") {
+		fix = fmt.Sprintf("rate(%s[5m]) or increase(%s[5m])", q.Expr, q.Expr)
+	}
+	x.warn(fmt.Sprintf("query %s (%s) reads as a counter: its baseline on %s never fell over %d polls and rose in %d of them. A query is judged as a level: a restart that resets the counter reads as a drop, and a halved rate still rises. Query its rate: %s",
+		q.Name, q.Expr, x.hosts[h].Name, n, rises, fix))
+}
+
+// warn records a warning drawn from the run's data in the report and
+// prints it on Warnings.
+func (x *execution) warn(msg string) {
+	x.report.Warnings = append(x.report.Warnings, msg)
+	if x.Warnings != nil {
+		fmt.Fprintf(x.Warnings, "rollguard: warning: %s\n", msg)
+	}
 }
 
 // lastChange is when an earlier run last applied a version to host h,
