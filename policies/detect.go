@@ -702,7 +702,8 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 // bound grows with them (a multiple-testing correction for a tail that
 // falls off exponentially, where the largest of n grows as ln n): 1 on
 // the first poll that can decide, 1.49 on the second, 2.74 on the
-// twelfth at 0.7.
+// twelfth at 0.7. n counts polls with data, as the warm-up does: a
+// missed poll gave no excursion a chance.
 func (s *metricState) burstGrowth(p *detectorParams) float64 {
 	n := int(s.age) - max(p.warm, 1)
 	if p.burstGrowth <= 0 || n <= 1 {
