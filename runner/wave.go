@@ -367,6 +367,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 						continue
 					}
 					x.logf("   %s: %s after holding %s past the monitoring period: judged on them", w.Name, few, fmtDuration(holdLimit))
+					heldFor = nil // said just above: they never had them
 				}
 				// The end of the stage: the window test over every poll
 				// since each host's apply (policies.Engine.Verdict).
