@@ -462,9 +462,16 @@ func TestContractPolicyEnvironment(t *testing.T) {
 	}
 }
 
-// exportLine is one series in VictoriaMetrics' export format.
+// exportLine is one series in VictoriaMetrics' export format, a NaN as a
+// staleness marker (null: what a scraper writes when a scrape fails).
 func exportLine(labels map[string]string, values []float64, timestamps []int64) string {
-	b, _ := json.Marshal(map[string]any{"metric": labels, "values": values, "timestamps": timestamps})
+	vs := make([]any, len(values))
+	for i, v := range values {
+		if !math.IsNaN(v) {
+			vs[i] = v
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"metric": labels, "values": vs, "timestamps": timestamps})
 	return string(b) + "\n"
 }
 

@@ -927,3 +927,108 @@ policies:
 		t.Errorf("report.html lacks the warning (%v)", err)
 	}
 }
+
+
+// restartRecording is ten look-alike JumpStarter services (real 5-minute
+// noise, the committed copy's metric m00) as h01..h10 over the 4 hours
+// before row at and 100 minutes after, h01's exporter missing the poll
+// right after the change (restarted with the apply: a staleness marker),
+// and h01 changed by change(i, v) on the polls after it (i = 2 is the
+// first it reports).
+func restartRecording(t *testing.T, dir string, at int, change func(i int, v float64) float64) (string, int64) {
+	t.Helper()
+	var b strings.Builder
+	var changeAt int64
+	for j, svc := range []string{"service00", "service01", "service03", "service05", "service07", "service08", "service09", "service10", "service13", "service14"} {
+		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz"))
+		col := slices.Index(rows[0], "m00")
+		var ts []int64
+		var vs []float64
+		for r := at - 48; r < at+20; r++ {
+			sec, err := strconv.ParseInt(rows[r+1][0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := strconv.ParseFloat(rows[r+1][col], 64)
+			if err != nil {
+				v = math.NaN()
+			}
+			if r == at {
+				changeAt = sec
+			}
+			if i := r - at; j == 0 && i == 1 {
+				v = math.NaN()
+			} else if j == 0 && i > 1 {
+				v = change(i, v)
+			}
+			ts, vs = append(ts, sec*1000), append(vs, v)
+		}
+		b.WriteString(exportLine(map[string]string{"__name__": "m00", "instance": fmt.Sprintf("h%02d", j+1)}, vs, ts))
+	}
+	path := filepath.Join(dir, fmt.Sprintf("restart-%d.jsonl", at))
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, changeAt
+}
+
+// A canary whose exporter restarts with the apply and misses the first
+// poll after it, at 5-minute polls with a 10-minute canary: the period
+// ends on the first poll it reports, and one poll never decides. x1.5 on
+// it is rolled back once it has had the polls a decision needs (it passed
+// on that one poll, and the rollout promoted: at these four offsets, and
+// at 28 of 29 offsets 233 rows apart across the series, where 22 roll
+// back now); its no-change twin,
+// whose first poll is a x2 cold start (the one poll the 2m warm-up covers
+// at 5m), promotes.
+func TestDryRunRestartGapIsNoPass(t *testing.T) {
+	spec := writeSpec(t, `name: restart
+targets:
+  static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
+canary:
+  hosts: 1
+  monitor: 10m
+waves:
+  - {size: 50%, monitor: 20m}
+  - {size: 100%, monitor: 20m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 5m
+  queries:
+    m00: {query: m00, worse: higher}
+policies:
+  - name: latency-regression
+    rollback_when: 'fraction(hosts, .degraded) >= 0.3'
+  - name: fleet-threshold
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`)
+	for _, at := range []int{300, 1232, 2630, 4261} {
+		for _, tt := range []struct {
+			name   string
+			change func(i int, v float64) float64
+			code   int
+			want   string
+		}{
+			{"x1.5", func(_ int, v float64) float64 { return 1.5 * v }, 3, "fired in wave canary"},
+			{"no change, x2 cold start", func(i int, v float64) float64 {
+				if i == 2 {
+					return 2 * v
+				}
+				return v
+			}, 0, "Would promote"},
+		} {
+			rec, changeAt := restartRecording(t, filepath.Dir(spec), at, tt.change)
+			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(changeAt, 10))
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("row %d, %s: exit %d, want %d with %q\n%s%s", at, tt.name, code, tt.code, tt.want, lastLines(out, 12), errOut)
+			}
+		}
+	}
+}
+
+// lastLines is s's last n lines.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n") + "\n"
+}

@@ -566,7 +566,9 @@ func (r *Rollguard) Decide(v *View) int {
 				}
 				return start + k
 			}
-			if past >= monitor && !hold {
+			if past >= monitor && !hold && (past >= monitor+holdLimit || !fewPolls(eng, st.Hosts)) {
+				// Not before every stage host has had the polls a
+				// decision needs, up to the hold limit (runner/wave.go).
 				break
 			}
 		}
@@ -618,6 +620,16 @@ func decided(res *policies.TickResult, pols []*policies.Policy, noData int) (fir
 		}
 	}
 	return false, hold, gap
+}
+
+// fewPolls reports whether some host of hosts has had fewer polls with
+// data since its apply than a decision needs (policies.Engine.DataPolls),
+// as runner's execution.fewPolls does.
+func fewPolls(eng *policies.Engine, hosts []int) bool {
+	return slices.ContainsFunc(hosts, func(h int) bool {
+		have, need := eng.DataPolls(h)
+		return have < need
+	})
 }
 
 // silentHosts returns the changed hosts silent on some metric at the

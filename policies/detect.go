@@ -88,11 +88,14 @@ import (
 //     a moderate shift on a noisy host that the sequential score never
 //     crosses.
 //
-// Warm-up. The first Warmup polls after a host's apply (cold caches, JIT,
-// connection pools) are watched but cannot decide on their own: the CUSUM
-// and the window test start after them, and a burst needs its second poll
-// after them. A cold start that settles within the warm-up never rolls
-// back; a doubling is decided on the first poll after it.
+// Warm-up. The first Warmup polls with data after a host's apply (cold
+// caches, JIT, connection pools) are watched but cannot decide on their
+// own: the CUSUM and the window test start after them, and a burst needs
+// its second poll after them. A cold start that settles within the
+// warm-up never rolls back; a doubling is decided on the first poll after
+// it. Polls without data do not count: a process (or its exporter)
+// restarted by the apply misses the polls right after it, and its cold
+// start comes with the first ones it answers.
 //
 // No data (NaN) is its own state: the score is kept as it was, the metric
 // is marked NoData and consecutive no-data ticks are counted, so that the
@@ -165,8 +168,8 @@ type DetectorConfig struct {
 	// rank test rejects "no shift beyond the tolerance". Must be in
 	// (0.5, 1).
 	Confidence float64
-	// Warmup is the number of polls after a host's apply that cannot
-	// decide on their own. Must be >= 0.
+	// Warmup is the number of polls with data after a host's apply that
+	// cannot decide on their own. Must be >= 0.
 	Warmup int
 	// Recent is the number of last baseline polls whose median is the
 	// host's recent level: when that is worse than the baseline median
@@ -282,7 +285,11 @@ type metricState struct {
 	nw         int32
 	// nb is the number of baseline samples.
 	nb int32
-	// age counts the ticks since the host's apply.
+	// age counts the polls with data since the host's apply: the
+	// warm-up is its first Warmup of them, so a restart that costs the
+	// exporter the polls right after the apply does not push the cold
+	// start out of the warm-up (ticks without data are counted by
+	// noDataTicks, for on_no_data, and never shorten it).
 	age int32
 	// noDataTicks counts consecutive ticks without a value.
 	noDataTicks int32
@@ -641,7 +648,6 @@ func (s *metricState) finite(v float64) float64 {
 // host's own baseline, without any control adjustment (judge adds it for
 // the hosts that are judged).
 func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
-	s.age++
 	v = s.finite(v)
 	if !s.hasBaseline || math.IsNaN(v) {
 		s.fresh = false
@@ -650,6 +656,7 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 		s.Silent = !s.hasBaseline || s.noDataTicks > s.gap
 		return
 	}
+	s.age++
 	if p.warm > 0 && int(s.age) == p.warm+1 {
 		// The warm-up is over: its polls leave the smoothing window.
 		s.ringN, s.ringPos = 0, 0
@@ -732,7 +739,8 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 // bound grows with them (a multiple-testing correction for a tail that
 // falls off exponentially, where the largest of n grows as ln n): 1 on
 // the first poll that can decide, 1.49 on the second, 2.74 on the
-// twelfth at 0.7.
+// twelfth at 0.7. n counts polls with data, as the warm-up does: a
+// missed poll gave no excursion a chance.
 func (s *metricState) burstGrowth(p *detectorParams) float64 {
 	n := int(s.age) - max(p.warm, 1)
 	if p.burstGrowth <= 0 || n <= 1 {

@@ -333,6 +333,54 @@ func TestWarmup(t *testing.T) {
 	}
 }
 
+// The warm-up is the first polls WITH DATA after the apply: a process
+// (or its exporter) restarted by the apply misses the polls right after
+// it, and its cold start comes with the first ones it answers. Counted in
+// ticks, one missed poll put the cold start's second poll past a 2-poll
+// warm-up and the burst decided on it (the scenario hunt: a x2 cold start
+// of 2 polls, no change, rolled back 23 of 36 with one missed scrape, 2 of
+// 36 with none). A doubling is still decided on the first poll after the
+// warm-up, and a host that never reports counts its ticks without data
+// for on_no_data as before.
+func TestWarmupCountsPollsWithData(t *testing.T) {
+	cfg := mediumConfig(t)
+	cfg.Warmup = 2
+	base := noise(11, 48, 100, 3)
+	nan := math.NaN()
+	tests := []struct {
+		name     string
+		observed []float64
+		want     int
+	}{
+		{"a missed poll, then the cold start", append([]float64{nan, 250, 150}, noise(12, 10, 100, 3)...), 0},
+		{"three missed polls, then the cold start", append([]float64{nan, nan, nan, 250, 150}, noise(12, 10, 100, 3)...), 0},
+		{"a missed poll, then a doubling", append([]float64{nan}, repeat([]float64{200}, 12)...), 4},
+		{"a missed poll within the warm-up, then a cold start's tail", append([]float64{250, nan, 150}, noise(12, 10, 100, 3)...), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newTestDetector(t, cfg, true)
+			d.SetBaseline(base)
+			if got := observeAll(d, tt.observed); got != tt.want {
+				t.Errorf("decided at poll %d (score %.2f), want %d", got, d.Metric().Score, tt.want)
+			}
+			if tt.want == 0 && d.Verdict() {
+				t.Errorf("the window test counted the cold start (score %.2f)", d.Metric().Score)
+			}
+		})
+	}
+	t.Run("never reports", func(t *testing.T) {
+		d := newTestDetector(t, cfg, true)
+		d.SetBaseline(base)
+		if got := observeAll(d, repeat([]float64{nan}, 6)); got != 0 {
+			t.Fatalf("decided at poll %d without data", got)
+		}
+		if got := d.NoDataTicks(); got != 6 || !d.Metric().NoData {
+			t.Errorf("no data for %d ticks (NoData %v), want 6 (true)", got, d.Metric().NoData)
+		}
+	})
+}
+
 // The window test at the end of a stage, alone (the burst and the
 // sequential score off): a shift held for the whole stage on a noisy host
 // (+70% with a spread of 40% of the level) is caught; the same stage

@@ -684,6 +684,37 @@ func (e *Engine) Evidence(host, metric int) Evidence {
 // NoDataTicks is the configured tolerance (EngineConfig.NoDataTicks).
 func (e *Engine) NoDataTicks() int { return e.cfg.NoDataTicks }
 
+// DecisionPolls is the fewest polls on which detection can decide a clear
+// step after a warm-up of warm polls: two in a row beyond the baseline (one
+// spike never decides), the second after the warm-up.
+func DecisionPolls(warm int) int { return max(2, warm+1) }
+
+// DataPolls returns how many polls with data host has had since its apply
+// on the metric, of those it has a baseline of, that had fewest, and how
+// many a decision needs (DecisionPolls after the warm-up); 0, 0 when it
+// has no baseline. A stage that ends with have < need has judged the host
+// on polls no detector can decide on.
+func (e *Engine) DataPolls(host int) (have, need int) {
+	if !e.valid(host) {
+		return 0, 0
+	}
+	have = -1
+	for m := range e.nm {
+		st := &e.states[host*e.nm+m]
+		if !st.hasBaseline {
+			continue
+		}
+		if have < 0 || int(st.age) < have {
+			have = int(st.age)
+		}
+		need = max(need, DecisionPolls(e.params[m].warm))
+	}
+	if have < 0 {
+		return 0, 0
+	}
+	return have, need
+}
+
 // FleetNoData reports whether, at the last tick, metric had no value on
 // any of the reference hosts, and there was at least one: the untouched
 // hosts that can report it, or, without any, the hosts of passed stages

@@ -272,7 +272,7 @@ func (d *decoder) validateStages(s *Spec) {
 	}
 	warm := warmupPolls(s.Detection.Warmup.D(), interval)
 	check := func(path string, monitor time.Duration, warm int) {
-		need := max(2, warm+1)
+		need := policies.DecisionPolls(warm)
 		// Rounded up, without overflowing at the longest duration.
 		polls := int(monitor / interval)
 		if monitor%interval != 0 {

@@ -366,6 +366,9 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 	// misses nearly every poll, and the stage would never pass).
 	var waitFor []string
 	periodEnded := false
+	// heldFor holds the hosts the stage held for, short of polls with
+	// data (fewPolls).
+	var heldFor []string
 	for {
 		// The dry run's apply is instantaneous: take its result before
 		// the first tick so the first tick already monitors.
@@ -419,6 +422,24 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 				}
 			}
 			if past >= monitor && hold.why == "" {
+				// A host silent for most of the period has had fewer
+				// polls with data than a decision needs: the stage waits
+				// for them as for a silent host, up to the hold limit.
+				if short, few := x.fewPolls(w); few != "" {
+					if past < monitor+holdLimit {
+						reason := "too few polls with data to decide: " + few + "; holding (up to detection.hold_limit past the monitoring period)"
+						x.decided(report.Decision{At: now, Wave: w.Name, Policy: "on_no_data", Scope: "fleet", Outcome: "nodata", Reason: reason})
+						x.logf("   %s: %s", w.Name, reason)
+						for _, h := range short {
+							if !slices.Contains(heldFor, h) {
+								heldFor = append(heldFor, h)
+							}
+						}
+						continue
+					}
+					x.logf("   %s: %s after holding %s past the monitoring period: judged on them", w.Name, few, fmtDuration(holdLimit))
+					heldFor = nil // said just above: they never had them
+				}
 				// The end of the stage: the window test over every poll
 				// since each host's apply (policies.Engine.Verdict).
 				res := x.eng.Verdict(phase, now.Sub(start).Seconds())
@@ -429,7 +450,11 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 					// wave() ends the rollout on it: not a pass.
 					x.logf("   %s ended its monitoring after %s with no host carrying the change", w.Name, fmtDuration(past))
 				} else {
-					x.logf("   %s passed after %s of monitoring", w.Name, fmtDuration(past))
+					held := ""
+					if heldFor != nil {
+						held = fmt.Sprintf(" (held %s past it until %s had the polls a decision needs)", fmtDuration(past-monitor), abbreviate(heldFor, 8))
+					}
+					x.logf("   %s passed after %s of monitoring%s", w.Name, fmtDuration(past), held)
 				}
 				return verdict{}, nil
 			}
@@ -440,6 +465,28 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 			}
 		}
 	}
+}
+
+// fewPolls returns the hosts of stage w that carry the change and have
+// had fewer polls with data since their apply than a decision needs
+// (policies.Engine.DataPolls), and a reason naming them ("h01 had 1 of 2
+// polls with data since its apply"; "" when none has): a host whose
+// exporter restarted with the apply and missed the polls after it would
+// otherwise pass on the first poll it reports, which no detector can
+// decide on.
+func (x *execution) fewPolls(w PlannedWave) ([]string, string) {
+	var hosts, parts []string
+	for _, h := range w.Hosts {
+		i, ok := x.index[h.Name]
+		if !ok || !x.hosts[i].carries() {
+			continue
+		}
+		if have, need := x.eng.DataPolls(i); have < need {
+			hosts = append(hosts, h.Name)
+			parts = append(parts, fmt.Sprintf("%s had %d of %d polls with data since its apply", h.Name, have, need))
+		}
+	}
+	return hosts, abbreviate(parts, silentShown)
 }
 
 // observe queries every metric once for all hosts and feeds the engine.
