@@ -928,7 +928,6 @@ policies:
 	}
 }
 
-
 // restartRecording is ten look-alike JumpStarter services (real 5-minute
 // noise, the committed copy's metric m00) as h01..h10 over the 4 hours
 // before row at and 100 minutes after, h01's exporter missing the poll
