@@ -1031,3 +1031,103 @@ func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n") + "\n"
 }
+
+// troughReplicas are the JumpStarter services whose m18 has one daily
+// shape (a deep night trough: 0.42 of its median at 03:00, 0.64 at 01:00),
+// watched as ten replicas of one service.
+var troughReplicas = []string{"service00", "service01", "service03", "service05", "service07", "service08", "service09", "service10", "service13", "service14"}
+
+// troughRecording writes a recording of JumpStarter's m18 (query latency,
+// hosts h01..h10, one per troughReplicas service) over rows [from, to) of
+// the committed copy, the first two hosts times factor over rows
+// [bad, bad+12), and returns its path and the unix second of row bad.
+func troughRecording(t *testing.T, dir string, cols map[string][][]string, from, to, bad int, factor float64) (string, int64) {
+	t.Helper()
+	var b strings.Builder
+	var at int64
+	for k, svc := range troughReplicas {
+		rows := cols[svc]
+		col := slices.Index(rows[0], "m18")
+		var ts []int64
+		var vs []float64
+		for i := from; i < to; i++ {
+			sec, err := strconv.ParseInt(rows[1+i][0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == bad {
+				at = sec
+			}
+			v, err := strconv.ParseFloat(rows[1+i][col], 64)
+			if err != nil {
+				continue
+			}
+			if k < 2 && i >= bad && i < bad+12 {
+				v *= factor
+			}
+			ts, vs = append(ts, sec*1000), append(vs, v)
+		}
+		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": fmt.Sprintf("h%02d", k+1)}, vs, ts))
+	}
+	path := filepath.Join(dir, fmt.Sprintf("trough-%d-%v.jsonl", bad, factor))
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, at
+}
+
+// A change made in the daily trough: ten replicas of one service (real
+// JumpStarter noise), two canaries 1.5 times worse for their hour-long
+// stage, changed at 01:00, when the fleet has fallen to about 0.6 of the
+// 4-hour baseline's median (the baseline holds the evening). 1.5 times a
+// trough value is still under the canary's own median, so every poll's
+// excess over its own baseline was negative and 0 of 21 days rolled back;
+// against its median moved by the untouched hosts' fall just before the
+// change (it fell with them) the canaries are degraded: 19 of 21. The
+// no-change twins must not roll back (0 of 21, before and now).
+func TestDryRunTroughChangeAgainstTheFleet(t *testing.T) {
+	spec := writeSpec(t, `name: trough
+targets:
+  static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
+canary:
+  hosts: 2
+  monitor: 1h
+waves:
+  - {size: 100%, monitor: 30m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 5m
+  queries:
+    latency: {query: latency}
+policies:
+  - name: seed
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`)
+	cols := map[string][][]string{}
+	for _, svc := range troughReplicas {
+		cols[svc] = readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz"))
+	}
+	caught, falseAlarms, days := 0, 0, 0
+	for day := 1; day <= 21; day++ {
+		bad := 288*day + 12 // 01:00
+		days++
+		for _, factor := range []float64{1, 1.5} {
+			rec, at := troughRecording(t, filepath.Dir(spec), cols, bad-60, bad+30, bad, factor)
+			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
+			if code != 0 && code != 3 {
+				t.Fatalf("day %d x%v: exit %d\n%s%s", day, factor, code, out, errOut)
+			}
+			if code == 3 && factor == 1 {
+				falseAlarms++
+				t.Logf("day %d, no change: %s", day, strings.TrimSpace(out))
+			}
+			if code == 3 && factor > 1 {
+				caught++
+			}
+		}
+	}
+	if caught < 15 || falseAlarms > 0 {
+		t.Errorf("trough changes caught %d of %d, no-change rollouts rolled back %d; want at least 15 and 0", caught, days, falseAlarms)
+	}
+}

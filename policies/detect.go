@@ -51,6 +51,21 @@ import (
 // keeps the baseline median: a doubling is a regression whatever the host
 // did just before.
 //
+// The fleet's move just before the change. A change made as the daily
+// cycle falls lands under a baseline median that holds the evening: 1.5
+// times a trough value has no excess over it, whatever the fleet-adjusted
+// excess is. So, when the host's recent level is not worse than its median,
+// the CUSUM and the window test judge it against its median moved by the
+// untouched hosts' move over the last Recent baseline polls (engine.go,
+// fleetLevel.pre: their recent median relative to their baseline medians,
+// from minReference of them, not the wave's own hosts), when that move is
+// to the better side and beyond the host's tolerance and the host moved
+// so too over those polls (the reference moves by the smaller of the two;
+// a host that did not move with the fleet keeps its own baseline). The
+// move is fixed before the change: untouched hosts improving after it
+// cannot make the reference stricter, and the fleet-adjusted excess must
+// still agree.
+//
 // Three kinds of evidence, each scaled so that it crosses Threshold exactly
 // when it is enough to call the metric degraded; the metric's score is the
 // largest, and the host's the largest of its metrics':
@@ -174,7 +189,9 @@ type DetectorConfig struct {
 	// Recent is the number of last baseline polls whose median is the
 	// host's recent level: when that is worse than the baseline median
 	// (the host was already drifting before the change), the CUSUM and the
-	// window test count only excess beyond it. 0 = off.
+	// window test count only excess beyond it; the untouched hosts' move
+	// over the same polls can make the reference stricter (see the fleet's
+	// move just before the change, above). 0 = off.
 	Recent int
 }
 
@@ -263,6 +280,14 @@ type metricState struct {
 	// lift is how far the level of the last baseline polls is worse
 	// than the baseline median (0 or more): excess counts beyond it.
 	lift float64
+	// recent is the median of the last Recent baseline polls (NaN: none,
+	// or Recent is 0): an untouched host's level just before the change.
+	recent float64
+	// pre is how much stricter than the baseline median the host's own
+	// reference is (0 or more): the untouched hosts' move just before the
+	// host's change, in the better direction, when beyond the tolerance
+	// (see Engine.StartWave).
+	pre float64
 	// pair is the largest excess over the median, in the worse direction,
 	// that two consecutive baseline polls both reached (0 or more).
 	pair float64
@@ -436,7 +461,9 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.Baseline, s.Stddev = med, spread
 	s.Tolerance = max(rel*level, p.tolAbs, p.absFloor)
 	s.pair = pairExcess(p, samples, med)
-	s.lift = recentLift(p, samples, med, scratch)
+	s.recent = recentMedian(p, samples, scratch)
+	s.lift = recentLift(p, s.recent, med)
+	s.pre = 0
 	s.limit = p.limit
 	if p.selfCalibrate {
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
@@ -516,12 +543,11 @@ func longestGap(samples []float64) int32 {
 	return longest
 }
 
-// recentLift is how far the median of the last p.recent valid samples is
-// beyond med in the worse direction (0 when not, or when p.recent is 0).
-// buf is scratch space.
-func recentLift(p *detectorParams, samples []float64, med float64, buf []float64) float64 {
+// recentMedian is the median of the last p.recent valid samples (NaN when
+// there is none, or when p.recent is 0). buf is scratch space.
+func recentMedian(p *detectorParams, samples []float64, buf []float64) float64 {
 	if p.recent <= 0 {
-		return 0
+		return math.NaN()
 	}
 	buf = buf[:0]
 	for i := len(samples) - 1; i >= 0 && len(buf) < p.recent; i-- {
@@ -530,10 +556,19 @@ func recentLift(p *detectorParams, samples []float64, med float64, buf []float64
 		}
 	}
 	if len(buf) == 0 {
-		return 0
+		return math.NaN()
 	}
 	slices.Sort(buf)
-	return max(0, p.dir*(median(buf)-med))
+	return median(buf)
+}
+
+// recentLift is how far the recent level is beyond med in the worse
+// direction (0 when not, or when there is no recent level).
+func recentLift(p *detectorParams, recent, med float64) float64 {
+	if math.IsNaN(recent) {
+		return 0
+	}
+	return max(0, p.dir*(recent-med))
 }
 
 // pairExcess is the largest excess over med, in the worse direction, that
@@ -710,8 +745,9 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 	latest := s.latest(ring)
 	e := s.excess(p, latest, adj)
 	// The CUSUM's observation of this poll: its excess with this poll's
-	// adjustment, and beyond the recent level too (see accumulate).
-	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(e, p.dir*(latest-s.Baseline)-s.lift)
+	// adjustment, over the host's own reference (see reference).
+	ref := s.reference()
+	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(p.dir*(latest-s.Baseline)+ref, p.dir*(adj.apply(latest)-s.Baseline))
 	s.burst = 0
 	if !inWarmup && !math.IsNaN(s.last) {
 		bound := max(s.Tolerance, p.burst*s.pair*s.burstGrowth(p), p.burstZ*s.madSpread)
@@ -725,7 +761,7 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 	}
 	// The rank test's statistic: the share of the baseline below the
 	// poll less the tolerance.
-	s.uOwn += sketchRank(sketch, p.dir*latest-s.Tolerance-s.lift)
+	s.uOwn += sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
 	s.uDid += sketchRank(sketch, p.dir*adj.apply(latest)-s.Tolerance)
 	s.nw++
 }
@@ -764,6 +800,18 @@ var smallLogs = func() (t [64]float64) {
 // latest is the value of the latest poll in the ring.
 func (s *metricState) latest(ring []float64) float64 {
 	return ring[(int(s.ringPos)+len(ring)-1)%len(ring)]
+}
+
+// reference is how far the CUSUM and the window test move the host's own
+// reference from its baseline median, as the excess it adds: -lift when
+// the host's recent level is worse than its median (it was drifting before
+// the change), else pre (it moved to the better side just before the
+// change, and the untouched hosts with it).
+func (s *metricState) reference() float64 {
+	if s.lift > 0 {
+		return -s.lift
+	}
+	return s.pre
 }
 
 // excess is x's excess over the baseline median in the worse direction,

@@ -191,6 +191,34 @@ type fleetLevel struct {
 	// level is the fleet level at the latest tick with controls, or the
 	// latest L_w before any.
 	level float64
+	// pre is the untouched hosts' level over the last Recent polls of the
+	// latest wave's baseline window relative to their level over the
+	// whole window (a shift, see shift); hasPre is false when fewer than
+	// minReference untouched hosts had both.
+	pre    float64
+	hasPre bool
+}
+
+// preExcess is how much stricter than its baseline median host state st's
+// own reference is, in the worse direction: the untouched
+// hosts' move just before the change (pre) applied to st's median, when
+// it is to the better side and beyond st's tolerance (a smaller move is
+// no move), and no more than st's own move over the same polls, which must
+// be beyond its tolerance too: a host that did not move with the fleet is
+// judged against its own baseline. Else 0.
+func (l *fleetLevel) preExcess(st *metricState, p *detectorParams) float64 {
+	if !l.hasPre || !st.hasBaseline || math.IsNaN(st.recent) {
+		return 0
+	}
+	moved := st.Baseline + l.pre
+	if l.relative {
+		moved = st.Baseline * l.pre
+	}
+	fleet, own := p.dir*(st.Baseline-moved), p.dir*(st.Baseline-st.recent)
+	if !(fleet > st.Tolerance && own > st.Tolerance) {
+		return 0
+	}
+	return min(fleet, own)
 }
 
 // identity is the level of the reference window itself.
@@ -343,6 +371,9 @@ type Engine struct {
 	obs      []float64 // [metric*nh + host], NaN-filled after each tick
 
 	changed, excluded []bool
+	// inWave marks the hosts of the wave StartWave is starting, while it
+	// measures the untouched hosts' levels (see fleetLevel.pre).
+	inWave []bool
 	// envIdx[i] is the host index of env.Hosts[i].
 	envIdx []int
 
@@ -441,6 +472,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.changed = make([]bool, nh)
 	e.excluded = make([]bool, nh)
+	e.inWave = make([]bool, nh)
 	e.levels = make([]fleetLevel, nm)
 	e.ctrlMean = make([]float64, nm)
 	e.ctrlN = make([]int, nm)
@@ -502,8 +534,18 @@ func (e *Engine) sketch(host, metric int) []float32 {
 // call SetBaseline first, for the wave's hosts and every untouched host,
 // over one window.
 func (e *Engine) StartWave(name string, index int, hosts []int) {
+	for _, h := range hosts {
+		if e.valid(h) {
+			e.inWave[h] = true
+		}
+	}
 	for m := range e.nm {
 		e.recordWaveLevel(m)
+	}
+	for _, h := range hosts {
+		if e.valid(h) {
+			e.inWave[h] = false
+		}
 	}
 	e.env.Wave = Wave{Name: name, Index: index}
 	for _, h := range hosts {
@@ -528,10 +570,13 @@ func (e *Engine) StartWave(name string, index int, hosts []int) {
 // recordWaveLevel is StartWave's bookkeeping for metric m: decide the
 // metric's mode on its first baselines, measure the fleet level L_w of this
 // wave's baseline window over the hosts re-baselined since the last wave,
-// give hosts baselined for the first time their reference level, and stamp
-// every re-baselined host with L_w.
+// give hosts baselined for the first time their reference level, stamp
+// every re-baselined host with L_w, and give the wave's own re-baselined
+// hosts the untouched hosts' move over the window's last polls (see
+// fleetLevel.preExcess).
 func (e *Engine) recordWaveLevel(m int) {
 	lv := &e.levels[m]
+	lv.hasPre = false
 	var sumB, sumS float64
 	minB := math.Inf(1)
 	n := 0
@@ -565,6 +610,25 @@ func (e *Engine) recordWaveLevel(m int) {
 	if len(shifts) > 0 {
 		waveLevel = medianInPlace(shifts)
 	}
+	// The untouched hosts' move over the last Recent polls of the window,
+	// each relative to its own baseline median: not the wave's own hosts
+	// (a host's own recent level is its own noise), and only from
+	// minReference of them, as the fleet level at a tick.
+	pre := shifts[:0]
+	for h := range e.nh {
+		st := &e.states[h*e.nm+m]
+		if !st.rebased || !st.hasBaseline || e.changed[h] || e.excluded[h] || e.inWave[h] || math.IsNaN(st.recent) {
+			continue
+		}
+		if lv.relative && !(st.Baseline > 0) {
+			continue
+		}
+		pre = append(pre, lv.shift(st.recent, st.Baseline))
+	}
+	lv.pre, lv.hasPre = lv.identity(), len(pre) >= minReference
+	if lv.hasPre {
+		lv.pre = medianInPlace(pre)
+	}
 	for h := range e.nh {
 		st := &e.states[h*e.nm+m]
 		if !st.rebased {
@@ -579,6 +643,11 @@ func (e *Engine) recordWaveLevel(m int) {
 			st.hasRef = true
 		}
 		st.baseLevel = waveLevel
+		if e.inWave[h] {
+			// Baselined over this window: the untouched hosts' move over
+			// its last polls applies to it.
+			st.pre = lv.preExcess(st, &e.params[m])
+		}
 	}
 	if !lv.seen {
 		lv.level = waveLevel

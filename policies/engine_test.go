@@ -135,6 +135,73 @@ func TestEngineNeverInventsARegression(t *testing.T) {
 	}
 }
 
+// A change in the daily trough: the fleet fell to half its evening level in
+// the last polls of the baseline window, so the baseline median holds the
+// evening, and a canary at 1.5 times the fleet is still under its own
+// median. The host's own reference is its median moved by the untouched
+// hosts' fall just before the change, when the host fell with them: the
+// canary is degraded. A canary that did not fall with them and holds its
+// own median is not (its own baseline is its reference). The reference is
+// fixed before the change: a canary that holds the trough while the
+// untouched hosts get 30% better after it, or holds its flat baseline
+// while they do, is not.
+func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
+	tests := []struct {
+		name         string
+		trough       bool    // the fleet fell to half in the last 6 baseline polls
+		level        bool    // the canaries stayed at the evening level
+		canary       float64 // factor on the canaries after the change
+		controls     float64 // factor on the untouched hosts after the change
+		wantDegraded bool
+	}{
+		{"trough, canaries 1.5 times the fleet", true, false, 1.5, 1, true},
+		{"trough, canaries hold it, controls improve", true, false, 1, 0.7, false},
+		{"trough, canaries and controls hold it", true, false, 1, 1, false},
+		{"trough of the untouched hosts, canaries hold their median", true, true, 1, 1, false},
+		{"flat, canaries hold it, controls improve", false, false, 1, 0.7, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 48
+			level := func(h, i int) float64 { // host h's level at baseline poll i
+				if tt.trough && i >= nb-6 && (h >= 2 || !tt.level) {
+					return 50
+				}
+				return 100
+			}
+			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
+			for h := range n {
+				b := noise(uint64(h+1), nb, 0, 1)
+				for i := range b {
+					b[i] += level(h, i)
+				}
+				e.SetBaseline(0, h, b)
+			}
+			e.StartWave("canary", 0, []int{0, 1})
+			degraded := false
+			for tick := range 12 {
+				vals := noise(uint64(100+tick), n, 0, 1)
+				for h := range vals {
+					f := tt.controls
+					if h < 2 {
+						f = tt.canary
+					}
+					vals[h] += level(h, nb-1) * f
+				}
+				e.Observe(0, vals)
+				e.Tick(PhaseMonitor, float64(tick))
+				degraded = degraded || e.Host(0).Degraded
+			}
+			e.Verdict(PhaseMonitor, 12)
+			degraded = degraded || e.Host(0).Degraded
+			if degraded != tt.wantDegraded {
+				m := e.Host(0).Metrics["latency"]
+				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
+			}
+		})
+	}
+}
+
 // Difference in differences poll by poll: each of the canary's polls is
 // taken back by the untouched hosts' movement at that same poll, in the
 // burst, the CUSUM and the window test. A fleet whose level jumps from poll
