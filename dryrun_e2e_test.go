@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -690,6 +691,73 @@ func readGzipCSV(t *testing.T, path string) [][]string {
 	return rows
 }
 
+// jumpstarterServices are ten JumpStarter services whose m00 and m18 have
+// one daily shape, watched as ten replicas of one service (m18: a deep
+// night trough, 0.42 of its median at 03:00, 0.64 at 01:00).
+var jumpstarterServices = []string{"service00", "service01", "service03", "service05", "service07", "service08", "service09", "service10", "service13", "service14"}
+
+// jumpstarterRecording writes to path a recording of the committed
+// JumpStarter copy (evaluation/testdata/jumpstarter, MIT; 5-minute polls):
+// column col of each of services as query name on host h01, h02, …, over
+// rows [from, to), each value v of host index h at row i passed through
+// f (nil: as it is), which returns the value to write (NaN: a staleness
+// marker) or false for no sample. It returns the unix second of row at.
+func jumpstarterRecording(t *testing.T, path, name, col string, services []string, from, to, at int, f func(h, i int, v float64) (float64, bool)) int64 {
+	t.Helper()
+	var b strings.Builder
+	var atSec int64
+	for h, svc := range services {
+		rows := jumpstarterRows(t, svc)
+		c := slices.Index(rows[0], col)
+		var ts []int64
+		var vs []float64
+		for i := from; i < to; i++ {
+			sec, err := strconv.ParseInt(rows[1+i][0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == at {
+				atSec = sec
+			}
+			v, err := strconv.ParseFloat(rows[1+i][c], 64)
+			if err != nil {
+				v = math.NaN()
+			}
+			keep := true
+			if f != nil {
+				v, keep = f(h, i, v)
+			}
+			if keep {
+				ts, vs = append(ts, sec*1000), append(vs, v)
+			}
+		}
+		b.WriteString(exportLine(map[string]string{"__name__": name, "instance": fmt.Sprintf("h%02d", h+1)}, vs, ts))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return atSec
+}
+
+// jumpstarterRows reads a JumpStarter service's committed CSV once per
+// test binary.
+func jumpstarterRows(t *testing.T, svc string) [][]string {
+	t.Helper()
+	jumpstarterCache.Lock()
+	defer jumpstarterCache.Unlock()
+	if rows, ok := jumpstarterCache.rows[svc]; ok {
+		return rows
+	}
+	rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz"))
+	jumpstarterCache.rows[svc] = rows
+	return rows
+}
+
+var jumpstarterCache = struct {
+	sync.Mutex
+	rows map[string][][]string
+}{rows: map[string][][]string{}}
+
 // A service that serves no request in some minutes has no latency then:
 // a silence as long as ones its baseline window holds is that metric's
 // own, and on_no_data counts only the ticks beyond it. Replayed with no
@@ -736,48 +804,30 @@ policies:
 }
 
 // bornRecording writes the m00 latency of JumpStarter services 00 to 09
-// (evaluation/testdata/jumpstarter, MIT; 5-minute polls) as a recording of
-// query lat, hosts h01..h10, over rows [at-60, at+30) of the data, the
-// change at row at. h01, the canary, was born 60 minutes before the
-// change: its series begins 12 polls before it, and its first two polls
-// are a cold start (x1.5); after the change it runs at step times its
-// level. It returns the recording's path and the change's unix second.
+// as a recording of query lat, hosts h01..h10, over rows [at-60, at+30) of
+// the data, the change at row at. h01, the canary, was born 60 minutes
+// before the change: its series begins 12 polls before it, and its first
+// two polls are a cold start (x1.5); after the change it runs at step
+// times its level. It returns the recording's path and the change's unix
+// second.
 func bornRecording(t *testing.T, dir string, at int, step float64) (string, int64) {
 	t.Helper()
-	var b strings.Builder
-	var change int64
-	for h := range 10 {
-		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", fmt.Sprintf("service%02d.csv.gz", h)))
-		col := slices.Index(rows[0], "m00")
-		var ts []int64
-		var vs []float64
-		for i := at - 60; i < at+30; i++ {
-			row := rows[1+i]
-			sec, err := strconv.ParseInt(row[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == at {
-				change = sec
-			}
-			v, err := strconv.ParseFloat(row[col], 64)
-			if err != nil || (h == 0 && i < at-12) {
-				continue
-			}
-			switch {
-			case h == 0 && i < at-10:
-				v *= 1.5
-			case h == 0 && i >= at:
-				v *= step
-			}
-			ts, vs = append(ts, sec*1000), append(vs, v)
-		}
-		b.WriteString(exportLine(map[string]string{"__name__": "lat", "instance": fmt.Sprintf("h%02d", h+1)}, vs, ts))
+	services := make([]string, 10)
+	for h := range services {
+		services[h] = fmt.Sprintf("service%02d", h)
 	}
 	path := filepath.Join(dir, fmt.Sprintf("born-%d-%v.jsonl", at, step))
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	change := jumpstarterRecording(t, path, "lat", "m00", services, at-60, at+30, at, func(h, i int, v float64) (float64, bool) {
+		switch {
+		case math.IsNaN(v) || (h == 0 && i < at-12):
+			return v, false
+		case h == 0 && i < at-10:
+			return v * 1.5, true
+		case h == 0 && i >= at:
+			return v * step, true
+		}
+		return v, true
+	})
 	return path, change
 }
 
@@ -936,38 +986,15 @@ policies:
 // first it reports).
 func restartRecording(t *testing.T, dir string, at int, change func(i int, v float64) float64) (string, int64) {
 	t.Helper()
-	var b strings.Builder
-	var changeAt int64
-	for j, svc := range []string{"service00", "service01", "service03", "service05", "service07", "service08", "service09", "service10", "service13", "service14"} {
-		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz"))
-		col := slices.Index(rows[0], "m00")
-		var ts []int64
-		var vs []float64
-		for r := at - 48; r < at+20; r++ {
-			sec, err := strconv.ParseInt(rows[r+1][0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := strconv.ParseFloat(rows[r+1][col], 64)
-			if err != nil {
-				v = math.NaN()
-			}
-			if r == at {
-				changeAt = sec
-			}
-			if i := r - at; j == 0 && i == 1 {
-				v = math.NaN()
-			} else if j == 0 && i > 1 {
-				v = change(i, v)
-			}
-			ts, vs = append(ts, sec*1000), append(vs, v)
-		}
-		b.WriteString(exportLine(map[string]string{"__name__": "m00", "instance": fmt.Sprintf("h%02d", j+1)}, vs, ts))
-	}
 	path := filepath.Join(dir, fmt.Sprintf("restart-%d.jsonl", at))
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	changeAt := jumpstarterRecording(t, path, "m00", "m00", jumpstarterServices, at-48, at+20, at, func(h, r int, v float64) (float64, bool) {
+		if i := r - at; h == 0 && i == 1 {
+			return math.NaN(), true
+		} else if h == 0 && i > 1 {
+			return change(i, v), true
+		}
+		return v, true
+	})
 	return path, changeAt
 }
 
@@ -1032,47 +1059,19 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n") + "\n"
 }
 
-// troughReplicas are the JumpStarter services whose m18 has one daily
-// shape (a deep night trough: 0.42 of its median at 03:00, 0.64 at 01:00),
-// watched as ten replicas of one service.
-var troughReplicas = []string{"service00", "service01", "service03", "service05", "service07", "service08", "service09", "service10", "service13", "service14"}
-
 // troughRecording writes a recording of JumpStarter's m18 (query latency,
-// hosts h01..h10, one per troughReplicas service) over rows [from, to) of
-// the committed copy, the first two hosts times factor over rows
+// hosts h01..h10, one per jumpstarterServices service) over rows [from,
+// to) of the committed copy, the first two hosts times factor over rows
 // [bad, bad+12), and returns its path and the unix second of row bad.
-func troughRecording(t *testing.T, dir string, cols map[string][][]string, from, to, bad int, factor float64) (string, int64) {
+func troughRecording(t *testing.T, dir string, from, to, bad int, factor float64) (string, int64) {
 	t.Helper()
-	var b strings.Builder
-	var at int64
-	for k, svc := range troughReplicas {
-		rows := cols[svc]
-		col := slices.Index(rows[0], "m18")
-		var ts []int64
-		var vs []float64
-		for i := from; i < to; i++ {
-			sec, err := strconv.ParseInt(rows[1+i][0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == bad {
-				at = sec
-			}
-			v, err := strconv.ParseFloat(rows[1+i][col], 64)
-			if err != nil {
-				continue
-			}
-			if k < 2 && i >= bad && i < bad+12 {
-				v *= factor
-			}
-			ts, vs = append(ts, sec*1000), append(vs, v)
-		}
-		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": fmt.Sprintf("h%02d", k+1)}, vs, ts))
-	}
 	path := filepath.Join(dir, fmt.Sprintf("trough-%d-%v.jsonl", bad, factor))
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	at := jumpstarterRecording(t, path, "latency", "m18", jumpstarterServices, from, to, bad, func(h, i int, v float64) (float64, bool) {
+		if h < 2 && i >= bad && i < bad+12 {
+			v *= factor
+		}
+		return v, !math.IsNaN(v)
+	})
 	return path, at
 }
 
@@ -1104,16 +1103,12 @@ policies:
   - name: seed
     rollback_when: 'top_mean(hosts, 0.30) > 5'
 `)
-	cols := map[string][][]string{}
-	for _, svc := range troughReplicas {
-		cols[svc] = readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz"))
-	}
 	caught, falseAlarms, days := 0, 0, 0
 	for day := 1; day <= 21; day++ {
 		bad := 288*day + 12 // 01:00
 		days++
 		for _, factor := range []float64{1, 1.5} {
-			rec, at := troughRecording(t, filepath.Dir(spec), cols, bad-60, bad+30, bad, factor)
+			rec, at := troughRecording(t, filepath.Dir(spec), bad-60, bad+30, bad, factor)
 			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
 			if code != 0 && code != 3 {
 				t.Fatalf("day %d x%v: exit %d\n%s%s", day, factor, code, out, errOut)
