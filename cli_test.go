@@ -423,11 +423,7 @@ policies:
 // validate prints the warning and exits 0, -o json lists it, and plan
 // prints it on stderr, as every command that loads the spec does.
 func TestConstantPolicyIsWarnedAbout(t *testing.T) {
-	dir := t.TempDir()
-	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, playbook := t.TempDir(), sitePlaybook(t)
 	files := map[string]string{
 		"rollout.yaml": "name: web\ntargets: {static: [web-1, web-2]}\napply: {playbook: " + playbook + ", version: v1}\n" +
 			"metrics:\n  queries: {q: {query: up}}\npolicies:\n  - name: always\n    rollback_when: true\n  - file: never.yaml\n" +

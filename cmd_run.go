@@ -155,6 +155,7 @@ func (f *runFlags) run(c *cobra.Command) error {
 	}
 	defer pushed(c.ErrOrStderr())
 	live.attach(ro)
+	// A resumed run plans from its journal (above), after the check.
 	ro.Plan, ro.Metrics, ro.RunID, ro.Telemetry = plan, src, runID, tel
 	fmt.Fprintf(out, "rollguard run %s: rollout %q, %d hosts\n", runID, spec.Name, len(hosts))
 	plan.WriteText(out)

@@ -95,15 +95,7 @@ func TestSelfMetricsPushTarget(t *testing.T) {
 // the lock and the journal are opened (it used to leave
 // <state>/locks/<name>.lock behind).
 func TestRunBadInputChangesNothing(t *testing.T) {
-	vm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
-	}))
-	t.Cleanup(vm.Close)
-	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm, playbook := emptyMetricsStore(t), sitePlaybook(t)
 	for _, tc := range []struct {
 		name, url string
 		args      []string
@@ -144,15 +136,7 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 // leaves no state directory, no lock file, no journal, no report, and
 // takes no Consul session.
 func TestRunRefusesBeforeTheLock(t *testing.T) {
-	vm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
-	}))
-	t.Cleanup(vm.Close)
-	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm, playbook := emptyMetricsStore(t), sitePlaybook(t)
 	for _, tc := range []struct {
 		name string
 		// targets, extra metrics lines (after url, line 6) and extra
@@ -240,4 +224,26 @@ func TestRunRefusesBeforeTheLock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// emptyMetricsStore is a metrics store that answers every query with no
+// series: enough for a run to get past its metrics check.
+func emptyMetricsStore(t *testing.T) *httptest.Server {
+	t.Helper()
+	vm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	t.Cleanup(vm.Close)
+	return vm
+}
+
+// sitePlaybook is the absolute path of testdata/playbooks/site.yml.
+func sitePlaybook(t *testing.T) string {
+	t.Helper()
+	playbook, err := filepath.Abs("testdata/playbooks/site.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return playbook
 }

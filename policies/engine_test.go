@@ -90,6 +90,25 @@ func TestEngineDifferenceInDifferences(t *testing.T) {
 	}
 }
 
+// checkStage watches a 12-poll stage of latency on e, values(tick) at each
+// poll, then its end-of-stage window test, and checks whether host 0 was
+// degraded at any of them.
+func checkStage(t *testing.T, e *Engine, wantDegraded bool, values func(tick int) []float64) {
+	t.Helper()
+	degraded := false
+	for tick := range 12 {
+		e.Observe(0, values(tick))
+		e.Tick(PhaseMonitor, float64(tick))
+		degraded = degraded || e.Host(0).Degraded
+	}
+	e.Verdict(PhaseMonitor, 12)
+	degraded = degraded || e.Host(0).Degraded
+	if degraded != wantDegraded {
+		m := e.Host(0).Metrics["latency"]
+		t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, wantDegraded)
+	}
+}
+
 // Difference in differences may excuse a shift, never invent one: a canary
 // that holds its own baseline while the untouched hosts get 30% better is
 // not degraded, by its ticks or by the window test at the end of the
@@ -111,8 +130,7 @@ func TestEngineNeverInventsARegression(t *testing.T) {
 				e.SetBaseline(0, h, noise(uint64(h+1), 48, 100, 2))
 			}
 			e.StartWave("canary", 0, []int{0})
-			degraded := false
-			for tick := range 12 {
+			checkStage(t, e, tt.wantDegraded, func(tick int) []float64 {
 				vals := noise(uint64(100+tick), n, 100, 2)
 				for h := range vals {
 					if h == 0 {
@@ -121,16 +139,8 @@ func TestEngineNeverInventsARegression(t *testing.T) {
 						vals[h] *= 0.7
 					}
 				}
-				e.Observe(0, vals)
-				e.Tick(PhaseMonitor, float64(tick))
-				degraded = degraded || e.Host(0).Degraded
-			}
-			e.Verdict(PhaseMonitor, 12)
-			degraded = degraded || e.Host(0).Degraded
-			if degraded != tt.wantDegraded {
-				m := e.Host(0).Metrics["latency"]
-				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
-			}
+				return vals
+			})
 		})
 	}
 }
@@ -178,8 +188,7 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 				e.SetBaseline(0, h, b)
 			}
 			e.StartWave("canary", 0, []int{0, 1})
-			degraded := false
-			for tick := range 12 {
+			checkStage(t, e, tt.wantDegraded, func(tick int) []float64 {
 				vals := noise(uint64(100+tick), n, 0, 1)
 				for h := range vals {
 					f := tt.controls
@@ -188,16 +197,8 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 					}
 					vals[h] += level(h, nb-1) * f
 				}
-				e.Observe(0, vals)
-				e.Tick(PhaseMonitor, float64(tick))
-				degraded = degraded || e.Host(0).Degraded
-			}
-			e.Verdict(PhaseMonitor, 12)
-			degraded = degraded || e.Host(0).Degraded
-			if degraded != tt.wantDegraded {
-				m := e.Host(0).Metrics["latency"]
-				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
-			}
+				return vals
+			})
 		})
 	}
 }
