@@ -1075,6 +1075,61 @@ func troughRecording(t *testing.T, dir string, from, to, bad int, factor float64
 	return path, at
 }
 
+// A change made on the daily rise: the same ten replicas changed at 07:00,
+// when the fleet climbs through the hour, two canaries 1.2 times worse
+// (twice the tolerance) for their hour-long stage. Against the host's own
+// 4-hour baseline every host's hour reads worse (the rise), so the
+// comparison with the untouched hosts decides; it compared the canary's
+// polls taken back by the fleet's level with its baseline as observed,
+// whose polls the rise spreads over the quiet night's values and the
+// climbing morning's, and 1.2 times was inside that: 1 of 21 days rolled
+// back. Its baseline is taken back by the fleet poll by poll now, as the
+// window is (policies' didBaselines): 21 of 21. The no-change twins:
+// 0 of 21 before and now.
+func TestDryRunRiseChangeAgainstTheFleet(t *testing.T) {
+	spec := writeSpec(t, `name: rise
+targets:
+  static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
+canary:
+  hosts: 2
+  monitor: 1h
+waves:
+  - {size: 100%, monitor: 30m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 5m
+  queries:
+    latency: {query: latency}
+policies:
+  - name: seed
+    rollback_when: 'top_mean(hosts, 0.30) > 5'
+`)
+	caught, falseAlarms, days := 0, 0, 0
+	for day := 1; day <= 21; day++ {
+		bad := 288*day + 84 // 07:00
+		days++
+		for _, factor := range []float64{1, 1.2} {
+			rec, at := troughRecording(t, filepath.Dir(spec), bad-60, bad+30, bad, factor)
+			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
+			if code != 0 && code != 3 {
+				t.Fatalf("day %d x%v: exit %d\n%s%s", day, factor, code, out, errOut)
+			}
+			if code == 3 && factor == 1 {
+				falseAlarms++
+				t.Logf("day %d, no change: %s", day, strings.TrimSpace(out))
+			}
+			if code == 3 && factor > 1 {
+				caught++
+			}
+		}
+	}
+	t.Logf("rise changes caught %d of %d, no-change rollouts rolled back %d", caught, days, falseAlarms)
+	if caught < 18 || falseAlarms > 0 {
+		t.Errorf("rise changes caught %d of %d, no-change rollouts rolled back %d; want at least 18 and 0", caught, days, falseAlarms)
+	}
+}
+
 // A change made in the daily trough: ten replicas of one service (real
 // JumpStarter noise), two canaries 1.5 times worse for their hour-long
 // stage, changed at 01:00, when the fleet has fallen to about 0.6 of the

@@ -307,7 +307,11 @@ type metricState struct {
 	// less the tolerance (ties half), as observed and taken back by the
 	// fleet's movement. nw counts the polls.
 	uOwn, uDid float64
-	nw         int32
+	// didInfl divides the second test's z: how much the baseline's
+	// autocorrelation relative to the fleet inflates a window mean's
+	// variance, as a square root (1 without a DiD baseline).
+	didInfl float64
+	nw      int32
 	// nb is the number of baseline samples.
 	nb int32
 	// age counts the polls with data since the host's apply: the
@@ -422,15 +426,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	slices.Sort(scratch)
 	med := median(scratch)
 	lo, hi := scratch[0], scratch[n-1]
-	// The sketch: sketchSize quantiles of the baseline in the worse
-	// direction, ascending.
-	for i := range sketch {
-		q := (float64(i) + 0.5) / float64(len(sketch))
-		if p.dir < 0 {
-			q = 1 - q
-		}
-		sketch[i] = float32(p.dir * quantile(scratch, q))
-	}
+	fillSketch(p, scratch, sketch)
 	tail := 0.0
 	if p.tailQ > 0 {
 		if p.dir > 0 {
@@ -464,11 +460,24 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.recent = recentMedian(p, samples, scratch)
 	s.lift = recentLift(p, s.recent, med)
 	s.pre = 0
+	s.didInfl = 1
 	s.limit = p.limit
 	if p.selfCalibrate {
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
 	}
 	return scratch
+}
+
+// fillSketch sets sketch to sketchSize quantiles of sorted (ascending,
+// non-empty) in the worse direction, ascending: the rank test's baseline.
+func fillSketch(p *detectorParams, sorted []float64, sketch []float32) {
+	for i := range sketch {
+		q := (float64(i) + 0.5) / float64(len(sketch))
+		if p.dir < 0 {
+			q = 1 - q
+		}
+		sketch[i] = float32(p.dir * quantile(sorted, q))
+	}
 }
 
 // birthSlack is how many polls at the start of a baseline window a series
@@ -734,7 +743,7 @@ func (a adjust) apply(x float64) float64 { return x*a.mul + a.add }
 // expected and spread are what the host is expected at now (for Z). It
 // keeps the poll's excess, with its own poll's adjustment, in xring (the
 // CUSUM's window, beside ring). A tick without a value changes nothing.
-func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []float32, adj adjust, expected, spread float64) {
+func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, didSketch []float32, adj adjust, expected, spread float64) {
 	if !s.fresh {
 		return
 	}
@@ -759,10 +768,15 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch []f
 	if inWarmup {
 		return
 	}
-	// The rank test's statistic: the share of the baseline below the
-	// poll less the tolerance.
+	// The rank test's statistics: the share of the baseline below the
+	// poll less the tolerance, as observed against the host's own
+	// baseline, and taken back by the fleet's movement against its
+	// baseline taken back so too, poll by poll (didSketch, see
+	// Engine.didBaselines): both sides of the second are relative to the
+	// fleet, so a daily rise or fall that the untouched hosts share
+	// widens neither.
 	s.uOwn += sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
-	s.uDid += sketchRank(sketch, p.dir*adj.apply(latest)-s.Tolerance)
+	s.uDid += sketchRank(didSketch, p.dir*adj.apply(latest)-s.Tolerance)
 	s.nw++
 }
 
@@ -874,7 +888,7 @@ func (s *metricState) windowScore(p *detectorParams) float64 {
 	nw, nb := float64(s.nw), float64(s.nb)
 	mu := nw * nb / 2
 	sigma := math.Sqrt(nw * nb * (nw + nb + 1) / 12)
-	z := min(s.uOwn*nb-mu-0.5, s.uDid*nb-mu-0.5) / sigma
+	z := min(s.uOwn*nb-mu-0.5, (s.uDid*nb-mu-0.5)/s.didInfl) / sigma
 	if z <= 0 {
 		return 0
 	}
@@ -929,7 +943,7 @@ func (d *Detector) Observe(v float64) bool {
 	d.st.observe(&d.p, v, d.ring)
 	d.st.HasControl, d.st.Control = false, 0
 	d.st.verdict = 0
-	d.st.judge(&d.p, d.ring, d.xring, d.sketch, identity, d.st.Baseline, d.st.Stddev)
+	d.st.judge(&d.p, d.ring, d.xring, d.sketch, d.sketch, identity, d.st.Baseline, d.st.Stddev)
 	return d.st.accumulate(&d.p, d.xring)
 }
 

@@ -203,6 +203,86 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 	}
 }
 
+// A change made on the daily rise: the whole fleet climbs from 50 to 100
+// through the canary's 48 baseline polls and on to 112 through its stage.
+// Against its own baseline every host reads worse; against the untouched
+// hosts, the canary's polls taken back by the fleet's level were compared
+// with its baseline as observed, which the rise spreads from 50 to 100, so
+// 1.2 times the fleet (twice the tolerance) was inside it. Its baseline
+// is taken back by the fleet poll by poll too now (didBaselines), and
+// the canary is degraded; one that moves with the fleet is not, nor one
+// that holds while the fleet climbs.
+func TestEngineRiseChangeAgainstTheFleet(t *testing.T) {
+	tests := []struct {
+		name         string
+		canary       float64 // factor on the canary after the change
+		hold         bool    // the canary holds its last baseline level
+		wantDegraded bool
+	}{
+		{"canary 1.2 times the rising fleet", 1.2, false, true},
+		{"canary rises with the fleet", 1, false, false},
+		{"canary holds while the fleet rises", 1, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 48
+			level := func(i int) float64 { return 50 + 50*float64(i)/(nb-1) }
+			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
+			for h := range n {
+				b := noise(uint64(h+1), nb, 0, 1)
+				for i := range b {
+					b[i] += level(i)
+				}
+				e.SetBaseline(0, h, b)
+			}
+			e.StartWave("canary", 0, []int{0, 1})
+			checkStage(t, e, tt.wantDegraded, func(tick int) []float64 {
+				vals := noise(uint64(100+tick), n, 0, 1)
+				for h := range vals {
+					switch {
+					case h >= 2:
+						vals[h] += level(nb + tick)
+					case tt.hold:
+						vals[h] += level(nb - 1)
+					default:
+						vals[h] += level(nb+tick) * tt.canary
+					}
+				}
+				return vals
+			})
+		})
+	}
+}
+
+// inflation reads how much a window mean of a series wanders beyond one of
+// independent polls: 1 for noise and alternation, at most the bound's for
+// a trend.
+func TestInflation(t *testing.T) {
+	trend := make([]float64, 48)
+	for i := range trend {
+		trend[i] = float64(i)
+	}
+	alternating := make([]float64, 48)
+	for i := range alternating {
+		alternating[i] = float64(i % 2)
+	}
+	bound := math.Sqrt((1 + maxAutocorrelation) / (1 - maxAutocorrelation))
+	for _, tt := range []struct {
+		name   string
+		xs     []float64
+		lo, hi float64
+	}{
+		{"constant", []float64{3, 3, 3, 3}, 1, 1},
+		{"alternating", alternating, 1, 1},
+		{"noise", noise(7, 48, 100, 2), 1, 1.3},
+		{"trend", trend, bound, bound},
+	} {
+		if got := inflation(tt.xs); got < tt.lo-1e-9 || got > tt.hi+1e-9 {
+			t.Errorf("%s: inflation %.3f, want %.3f-%.3f", tt.name, got, tt.lo, tt.hi)
+		}
+	}
+}
+
 // Difference in differences poll by poll: each of the canary's polls is
 // taken back by the untouched hosts' movement at that same poll, in the
 // burst, the CUSUM and the window test. A fleet whose level jumps from poll
