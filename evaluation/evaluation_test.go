@@ -52,16 +52,22 @@ func TestDetectionFigures(t *testing.T) {
 		}
 	}, 2)
 	all := func(*Case) bool { return true }
+	// The window test's baseline relative to the fleet moved these along
+	// the curve (README, "The baseline relative to the fleet": chosen with
+	// the scenario hunt's replica fleets, +83 caught and -2 rolled back
+	// over both): 7 regressions caught fewer and 5 rollbacks fewer on dev,
+	// 5 and 1 held-out, so the floors came down by those and the ceilings
+	// down to what is reached.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10827, 379},
-			{"pooled, held-out", byHalf(HeldOut), 9574, 405},
+			{"pooled, dev", byHalf(Dev), 10820, 351},
+			{"pooled, held-out", byHalf(HeldOut), 9569, 404},
 			{"nab", byDataset("nab"), 10682, 367},
-			{"jumpstarter", byDataset("jumpstarter"), 7751, 331},
-			{"nezha", byDataset("nezha"), 1968, 84},
+			{"jumpstarter", byDataset("jumpstarter"), 7745, 304},
+			{"nezha", byDataset("nezha"), 1962, 84},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20398, 780},
+			{"pooled", all, 20386, 753},
 		},
 	}
 	for j, figs := range want {

@@ -749,13 +749,14 @@ func (e *Engine) didBaselines(m int) {
 		if !e.inWave[h] || !st.rebased || !st.hasBaseline || e.changed[h] || e.excluded[h] || e.blen[i] == 0 {
 			continue
 		}
-		samples := e.scratch[:0]
-		for _, v := range e.bsamples[e.boff[i] : e.boff[i]+e.blen[i]] {
+		// samples, then vals after it in the same buffer.
+		n := int(e.blen[i])
+		samples := slices.Grow(e.scratch[:0], 2*n)
+		for _, v := range e.bsamples[e.boff[i] : int(e.boff[i])+n] {
 			samples = append(samples, float64(v))
 		}
-		n := len(samples)
 		kept := pastBirth(p, samples, longestGap(samples))
-		vals := samples[n:]
+		vals := samples[n:n]
 		for j, v := range kept {
 			k := len(kept) - 1 - j
 			if k >= polls || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -773,7 +774,7 @@ func (e *Engine) didBaselines(m int) {
 		}
 		infl := inflation(vals)
 		slices.Sort(vals)
-		// samples[:len(vals)] is free: vals follows it, or was moved.
+		// samples[:len(vals)] is free now: vals follows it.
 		if madOf(vals, samples[:0]) >= st.madSpread {
 			continue // the fleet explains none of the host's movement
 		}
