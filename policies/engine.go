@@ -178,9 +178,10 @@ type policyState struct {
 //     therefore judges against its own baseline, unchanged.
 //
 // The mode is chosen per metric on its first baselines: relative when every
-// host's median is positive and the fleet's is at least two spreads above
-// zero (latency, CPU, throughput), additive otherwise (error rates that sit
-// at 0, where a ratio is undefined or swings on noise alone).
+// host's median is positive and most hosts' medians are at least two
+// spreads above zero (latency, CPU, throughput), additive otherwise (error
+// rates that sit at 0, where a ratio is undefined or swings on noise
+// alone).
 type fleetLevel struct {
 	// decided is true once the mode has been chosen.
 	decided bool
@@ -602,9 +603,8 @@ func (e *Engine) StartWave(name string, index int, hosts []int) {
 func (e *Engine) recordWaveLevel(m int) {
 	lv := &e.levels[m]
 	lv.hasPre = false
-	var sumB, sumS float64
 	minB := math.Inf(1)
-	n := 0
+	n, aboveZero := 0, 0
 	shifts := e.ctrlBuf[m*e.nh : m*e.nh : (m+1)*e.nh]
 	for h := range e.nh {
 		st := &e.states[h*e.nm+m]
@@ -612,9 +612,10 @@ func (e *Engine) recordWaveLevel(m int) {
 			continue
 		}
 		n++
-		sumB += st.Baseline
-		sumS += st.Stddev
 		minB = min(minB, st.Baseline)
+		if st.Baseline >= 2*st.Stddev {
+			aboveZero++
+		}
 		if st.hasRef && lv.decided && (!lv.relative || st.ref > 0) {
 			shifts = append(shifts, lv.shift(st.Baseline, st.ref))
 		}
@@ -623,11 +624,14 @@ func (e *Engine) recordWaveLevel(m int) {
 		return
 	}
 	if !lv.decided {
-		// Relative when every host's level is positive and the fleet's is
-		// at least two spreads above zero: a ratio to a level lost in its
-		// own noise (error rates near 0) would swing on noise alone.
+		// Relative when every host's level is positive and most hosts'
+		// levels are at least two spreads above zero: a ratio to a level
+		// lost in its own noise (error rates near 0) would swing on noise
+		// alone. Most hosts, not the fleet's sum: one spiky service of
+		// 0.5 s set the sum's spread, and the fleet's move in seconds
+		// (4 ms for it) then read as 70% on a 5 ms one.
 		lv.decided = true
-		lv.relative = minB > 0 && sumB >= 2*sumS
+		lv.relative = minB > 0 && 2*aboveZero > n
 		lv.level = lv.identity()
 		lv.seen = false
 	}

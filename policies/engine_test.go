@@ -254,6 +254,91 @@ func TestEngineRiseChangeAgainstTheFleet(t *testing.T) {
 	}
 }
 
+// The mode of a fleet of services of very different latencies: seven of
+// about 5 ms that barely move and three of 0.5 s whose spread is 70% of
+// their level. The fleet's summed spread (about 1 s) is more than half its
+// summed level (1.5 s), and the fleet was judged in differences, where the
+// median move of one set of services in seconds is no measure of
+// another's (the scenario hunt's OnlineBoutique fleet: in the last wave,
+// whose expectation is measured on the wave's own baselines and then on
+// the hosts of the waves that passed, cartservice 1.5 times slower read
+// as an improvement, z -24.8). Most hosts sit two spreads above zero, so
+// it is judged in ratios, each host's move its own share: the fast host's
+// step in the last wave is degraded, the same wave without it is not.
+func TestEngineModeOfMostHosts(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		step         float64
+		wantDegraded bool
+	}{
+		{"a fast host of the last wave 1.5 times slower", 1.5, true},
+		{"the last wave unchanged", 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 30
+			slow := func(h int) bool { return h >= 7 }
+			level := func(h int, late bool) float64 {
+				switch {
+				case !slow(h):
+					return 0.005
+				case late:
+					return 0.48
+				}
+				return 0.5
+			}
+			sd := func(h int) float64 {
+				if slow(h) {
+					return 0.35
+				}
+				return 0.00005
+			}
+			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
+			waves := [][]int{{0}, {1, 2, 3, 4, 5}, {6, 7, 8, 9}}
+			changed := map[int]bool{}
+			for w, hosts := range waves {
+				for h := range n {
+					if !changed[h] {
+						b := noise(uint64(10*w+h+1), nb, level(h, w == 2), sd(h))
+						for i := range b {
+							b[i] = max(b[i], 0.001)
+						}
+						e.SetBaseline(0, h, b)
+					}
+				}
+				e.StartWave(fmt.Sprint("wave-", w), w, hosts)
+				if !e.levels[0].relative {
+					t.Fatal("the fleet is judged in differences, want ratios")
+				}
+				for _, h := range hosts {
+					changed[h] = true
+				}
+				degraded := false
+				for tick := range 10 {
+					vals := noise(uint64(100*w+tick), n, 0, 1)
+					for h := range vals {
+						vals[h] = max(level(h, w == 2)+sd(h)*vals[h], 0.001)
+						if h == 6 && w == 2 {
+							vals[h] *= tt.step
+						}
+					}
+					e.Observe(0, vals)
+					e.Tick(PhaseMonitor, float64(tick))
+					degraded = degraded || e.Host(6).Degraded
+				}
+				if w < 2 {
+					continue
+				}
+				e.Verdict(PhaseMonitor, 10)
+				degraded = degraded || e.Host(6).Degraded
+				if degraded != tt.wantDegraded {
+					m := e.Host(6).Metrics["latency"]
+					t.Errorf("host 6 degraded %v (z %.1f, current %.4f, baseline %.4f), want %v", degraded, m.Z, m.Current, m.Baseline, tt.wantDegraded)
+				}
+			}
+		})
+	}
+}
+
 // inflation reads how much a window mean of a series wanders beyond one of
 // independent polls: 1 for noise and alternation, at most the bound's for
 // a trend.
