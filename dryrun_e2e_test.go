@@ -1075,6 +1075,136 @@ func troughRecording(t *testing.T, dir string, from, to, bad int, factor float64
 	return path, at
 }
 
+// obPods are ten OnlineBoutique pods of the Nezha data set
+// (evaluation/testdata/nezha, MIT; 1-minute polls), services whose p90
+// latencies range from 4.6 ms to 0.5 s, as hosts h01-h10.
+var obPods = []string{
+	"adservice-5f6585d649-fnmft", "emailservice-55fdc5b988-f6xth", "paymentservice-9cdb6588f-554sm",
+	"productcatalogservice-668d5f85fb-wckp8", "recommendationservice-6cfdd55578-gfj6q", "shippingservice-7b598fc7d-lmggd",
+	"cartservice-579f59597d-wc2lz", "checkoutservice-578fcf4766-9csqn", "frontend-579b9bff58-t2dbm", "currencyservice-cf787dd48-vpjrd",
+}
+
+// obRecording writes to path a recording of the pods' server_latency_p90_s
+// as query latency on hosts h01, h02, …, over rows [from, to) of the
+// committed copy, each value of host index h at row i passed through f,
+// and returns the unix second of row at.
+func obRecording(t *testing.T, path string, from, to, at int, f func(h, i int, v float64) float64) int64 {
+	t.Helper()
+	var b strings.Builder
+	var atSec int64
+	for h, pod := range obPods {
+		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/nezha/online_boutique/2022-08-22/pods", pod+".csv.gz"))
+		c := slices.Index(rows[0], "server_latency_p90_s")
+		var ts []int64
+		var vs []float64
+		for i := from; i < to; i++ {
+			sec, err := strconv.ParseInt(rows[1+i][0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == at {
+				atSec = sec
+			}
+			v, err := strconv.ParseFloat(rows[1+i][c], 64)
+			if rows[1+i][c] == "" || err != nil || math.IsNaN(v) {
+				continue
+			}
+			ts, vs = append(ts, sec*1000), append(vs, f(h, i, v))
+		}
+		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": fmt.Sprintf("h%02d", h+1)}, vs, ts))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return atSec
+}
+
+// obWaveSpec is a rollout of obPods at 1-minute polls: a canary of one pod,
+// then waves of 50% and 100%, 10 minutes each, a 30-minute baseline and
+// the README's share rule.
+func obWaveSpec(t *testing.T) string {
+	t.Helper()
+	return writeSpec(t, `name: ob
+targets:
+  static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
+canary:
+  hosts: 1
+  monitor: 10m
+waves:
+  - {size: 50%, monitor: 10m}
+  - {size: 100%, monitor: 10m}
+apply:
+  playbook: playbooks/site.yml
+metrics:
+  interval: 1m
+  baseline: 30m
+  queries:
+    latency: {query: latency}
+policies:
+  - name: share
+    rollback_when: 'fraction(hosts, .degraded) >= 0.3'
+`)
+}
+
+// obApply is the row at which host index h of obWaveSpec is applied when
+// the change is at row at.
+func obApply(h, at int) int {
+	switch {
+	case h == 0:
+		return at
+	case h <= 5:
+		return at + 10
+	}
+	return at + 20
+}
+
+// A cold start that outlasts the 2-minute warm-up: every pod's latency 2,
+// 1.67 and 1.33 times its own on the 3 polls after its apply, then as it
+// was (OnlineBoutique, 12 change times in the quiet window). The warm-up
+// holds the first two; the third paired with the second made a burst on
+// the pods whose latency barely moves, and 7 of 12 rolled back. A host
+// whose every poll after the warm-up has fallen below the one before by
+// more than the tolerance and its noise is settling, and no burst is made
+// of its polls while it falls: 0 of 12. A step of 1.5 times on every pod
+// from its apply is still rolled back (12 of 12 before and now), and the
+// no-change twins promote (0 of 12 rolled back).
+func TestDryRunColdStartPastTheWarmupPromotes(t *testing.T) {
+	spec := obWaveSpec(t)
+	counts := map[string]int{}
+	const n = 12
+	for k := range n {
+		at := 330 + 70*k
+		for _, shape := range []string{"no change", "cold start", "x1.5"} {
+			rec := filepath.Join(filepath.Dir(spec), fmt.Sprintf("ob-%d-%s.jsonl", at, strings.ReplaceAll(shape, " ", "-")))
+			sec := obRecording(t, rec, at-40, at+40, at, func(h, i int, v float64) float64 {
+				j := i - obApply(h, at)
+				switch {
+				case shape == "cold start" && j >= 1 && j <= 3:
+					return v * (1 + float64(4-j)/3)
+				case shape == "x1.5" && j >= 1:
+					return v * 1.5
+				}
+				return v
+			})
+			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(sec, 10), "-q")
+			if code != 0 && code != 3 {
+				t.Fatalf("%s at row %d: exit %d\n%s%s", shape, at, code, out, errOut)
+			}
+			if code == 3 {
+				counts[shape]++
+				if shape != "x1.5" {
+					t.Logf("%s at row %d: %s", shape, at, strings.TrimSpace(out))
+				}
+			}
+		}
+	}
+	t.Logf("rolled back of %d: %v", n, counts)
+	if counts["cold start"] > 1 || counts["no change"] > 1 || counts["x1.5"] < n-1 {
+		t.Errorf("rolled back: cold start %d, no change %d, x1.5 %d of %d; want at most 1, at most 1, at least %d",
+			counts["cold start"], counts["no change"], counts["x1.5"], n, n-1)
+	}
+}
+
 // A change made on the daily rise: the same ten replicas changed at 07:00,
 // when the fleet climbs through the hour, two canaries 1.2 times worse
 // (twice the tolerance) for their hour-long stage. Against the host's own

@@ -296,6 +296,13 @@ type metricState struct {
 	madSpread float64
 	// last is the excess of the latest poll (NaN: none since the apply).
 	last float64
+	// prev is the latest poll's value as observed (NaN: none since the
+	// apply), for falling.
+	prev float64
+	// falling counts the polls after the warm-up whose value fell below
+	// the one before by more than the tolerance, while every one has (a
+	// cold start on its way down).
+	falling int32
 	// cusum is the CUSUM in spreads, before self-calibration; limit is
 	// the host's own limit, max(Limit, M).
 	cusum, limit float64
@@ -661,7 +668,8 @@ func (s *metricState) restart() {
 	s.fresh = false
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
-	s.last = math.NaN()
+	s.last, s.prev = math.NaN(), math.NaN()
+	s.falling = 0
 	s.age = 0
 }
 
@@ -758,7 +766,21 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	ref := s.reference()
 	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(p.dir*(latest-s.Baseline)+ref, p.dir*(adj.apply(latest)-s.Baseline))
 	s.burst = 0
-	if !inWarmup && !math.IsNaN(s.last) {
+	past := s.age - int32(p.warm) // polls after the warm-up, this one included
+	if past > 0 && s.falling == past-1 && p.dir*(s.prev-latest) > max(s.Tolerance, p.burstZ*s.madSpread) {
+		s.falling++
+	}
+	s.prev = latest
+	// A cold start that outlasts a warm-up of two polls or more: every
+	// poll after the warm-up has fallen below the one before by more than
+	// the tolerance and BurstSpreads MAD spreads (as observed: the
+	// untouched hosts' noise is not the host's), the first below the
+	// warm-up's last; while it keeps
+	// falling, no two of its polls are a burst (the CUSUM still weighs
+	// them). A step holds its level and is decided on the first poll
+	// after the warm-up as before.
+	settling := p.warm >= 2 && past > 0 && s.falling == past
+	if !inWarmup && !settling && !math.IsNaN(s.last) {
 		bound := max(s.Tolerance, p.burst*s.pair*s.burstGrowth(p), p.burstZ*s.madSpread)
 		if both := min(s.last, e); both > 0 {
 			s.burst = p.threshold * both / bound

@@ -333,6 +333,8 @@ func TestWarmup(t *testing.T) {
 		{"three missed polls, then the cold start", append([]float64{nan, nan, nan, 250, 150}, noise(12, 10, 100, 3)...), 0},
 		{"a missed poll, then a doubling", append([]float64{nan}, repeat([]float64{200}, 12)...), 4},
 		{"a missed poll within the warm-up, then a cold start's tail", append([]float64{250, nan, 150}, noise(12, 10, 100, 3)...), 0},
+		{"a cold start that outlasts the warm-up, falling", append([]float64{200, 167, 133}, noise(12, 10, 100, 3)...), 0},
+		{"a cold start that outlasts the warm-up, then a regression", append([]float64{200, 167, 150}, repeat([]float64{150}, 10)...), 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
