@@ -57,17 +57,20 @@ func TestDetectionFigures(t *testing.T) {
 	// the scenario hunt's replica fleets, +83 caught and -2 rolled back
 	// over both): 7 regressions caught fewer and 5 rollbacks fewer on dev,
 	// 5 and 1 held-out, so the floors came down by those and the ceilings
-	// down to what is reached.
+	// down to what is reached. The mode of most hosts and the settling
+	// cold start then took 5 rollbacks off (Nezha 84 to 80) for 1 of
+	// Nezha's 2,420 regressions (held-out 9,569 to 9,567 caught, dev
+	// 10,820 to 10,821).
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10820, 351},
-			{"pooled, held-out", byHalf(HeldOut), 9569, 404},
+			{"pooled, dev", byHalf(Dev), 10821, 348},
+			{"pooled, held-out", byHalf(HeldOut), 9567, 402},
 			{"nab", byDataset("nab"), 10682, 367},
-			{"jumpstarter", byDataset("jumpstarter"), 7745, 304},
-			{"nezha", byDataset("nezha"), 1962, 84},
+			{"jumpstarter", byDataset("jumpstarter"), 7745, 303},
+			{"nezha", byDataset("nezha"), 1961, 80},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20386, 753},
+			{"pooled", all, 20385, 748},
 		},
 	}
 	for j, figs := range want {
