@@ -1205,19 +1205,14 @@ func TestDryRunColdStartPastTheWarmupPromotes(t *testing.T) {
 	}
 }
 
-// A change made on the daily rise: the same ten replicas changed at 07:00,
-// when the fleet climbs through the hour, two canaries 1.2 times worse
-// (twice the tolerance) for their hour-long stage. Against the host's own
-// 4-hour baseline every host's hour reads worse (the rise), so the
-// comparison with the untouched hosts decides; it compared the canary's
-// polls taken back by the fleet's level with its baseline as observed,
-// whose polls the rise spreads over the quiet night's values and the
-// climbing morning's, and 1.2 times was inside that: 1 of 21 days rolled
-// back. Its baseline is taken back by the fleet poll by poll now, as the
-// window is (policies' didBaselines): 21 of 21. The no-change twins:
-// 0 of 21 before and now.
-func TestDryRunRiseChangeAgainstTheFleet(t *testing.T) {
-	spec := writeSpec(t, `name: rise
+// replicaChanges replays the ten replicas (troughRecording) changed at
+// row 288*day + row of each of 21 days, two canaries factor times worse
+// for their hour-long stage beside a no-change twin, with the README's
+// seed rule, and returns how many changes were caught and how many twins
+// rolled back.
+func replicaChanges(t *testing.T, row int, factor float64) (caught, falseAlarms int) {
+	t.Helper()
+	spec := writeSpec(t, `name: replicas
 targets:
   static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
 canary:
@@ -1235,28 +1230,42 @@ policies:
   - name: seed
     rollback_when: 'top_mean(hosts, 0.30) > 5'
 `)
-	caught, falseAlarms, days := 0, 0, 0
 	for day := 1; day <= 21; day++ {
-		bad := 288*day + 84 // 07:00
-		days++
-		for _, factor := range []float64{1, 1.2} {
-			rec, at := troughRecording(t, filepath.Dir(spec), bad-60, bad+30, bad, factor)
+		bad := 288*day + row
+		for _, f := range []float64{1, factor} {
+			rec, at := troughRecording(t, filepath.Dir(spec), bad-60, bad+30, bad, f)
 			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
 			if code != 0 && code != 3 {
-				t.Fatalf("day %d x%v: exit %d\n%s%s", day, factor, code, out, errOut)
+				t.Fatalf("day %d x%v: exit %d\n%s%s", day, f, code, out, errOut)
 			}
-			if code == 3 && factor == 1 {
+			switch {
+			case code == 3 && f == 1:
 				falseAlarms++
 				t.Logf("day %d, no change: %s", day, strings.TrimSpace(out))
-			}
-			if code == 3 && factor > 1 {
+			case code == 3:
 				caught++
 			}
 		}
 	}
-	t.Logf("rise changes caught %d of %d, no-change rollouts rolled back %d", caught, days, falseAlarms)
+	return caught, falseAlarms
+}
+
+// A change made on the daily rise: the same ten replicas changed at 07:00,
+// when the fleet climbs through the hour, two canaries 1.2 times worse
+// (twice the tolerance) for their hour-long stage. Against the host's own
+// 4-hour baseline every host's hour reads worse (the rise), so the
+// comparison with the untouched hosts decides; it compared the canary's
+// polls taken back by the fleet's level with its baseline as observed,
+// whose polls the rise spreads over the quiet night's values and the
+// climbing morning's, and 1.2 times was inside that: 1 of 21 days rolled
+// back. Its baseline is taken back by the fleet poll by poll now, as the
+// window is (policies' didBaselines): 21 of 21. The no-change twins:
+// 0 of 21 before and now.
+func TestDryRunRiseChangeAgainstTheFleet(t *testing.T) {
+	caught, falseAlarms := replicaChanges(t, 84, 1.2) // 07:00
+	t.Logf("rise changes caught %d of 21, no-change rollouts rolled back %d", caught, falseAlarms)
 	if caught < 18 || falseAlarms > 0 {
-		t.Errorf("rise changes caught %d of %d, no-change rollouts rolled back %d; want at least 18 and 0", caught, days, falseAlarms)
+		t.Errorf("rise changes caught %d of 21, no-change rollouts rolled back %d; want at least 18 and 0", caught, falseAlarms)
 	}
 }
 
@@ -1270,44 +1279,8 @@ policies:
 // change (it fell with them) the canaries are degraded: 19 of 21. The
 // no-change twins must not roll back (0 of 21, before and now).
 func TestDryRunTroughChangeAgainstTheFleet(t *testing.T) {
-	spec := writeSpec(t, `name: trough
-targets:
-  static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
-canary:
-  hosts: 2
-  monitor: 1h
-waves:
-  - {size: 100%, monitor: 30m}
-apply:
-  playbook: playbooks/site.yml
-metrics:
-  interval: 5m
-  queries:
-    latency: {query: latency}
-policies:
-  - name: seed
-    rollback_when: 'top_mean(hosts, 0.30) > 5'
-`)
-	caught, falseAlarms, days := 0, 0, 0
-	for day := 1; day <= 21; day++ {
-		bad := 288*day + 12 // 01:00
-		days++
-		for _, factor := range []float64{1, 1.5} {
-			rec, at := troughRecording(t, filepath.Dir(spec), bad-60, bad+30, bad, factor)
-			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", rec, "--change-at", strconv.FormatInt(at, 10), "-q")
-			if code != 0 && code != 3 {
-				t.Fatalf("day %d x%v: exit %d\n%s%s", day, factor, code, out, errOut)
-			}
-			if code == 3 && factor == 1 {
-				falseAlarms++
-				t.Logf("day %d, no change: %s", day, strings.TrimSpace(out))
-			}
-			if code == 3 && factor > 1 {
-				caught++
-			}
-		}
-	}
+	caught, falseAlarms := replicaChanges(t, 12, 1.5) // 01:00
 	if caught < 15 || falseAlarms > 0 {
-		t.Errorf("trough changes caught %d of %d, no-change rollouts rolled back %d; want at least 15 and 0", caught, days, falseAlarms)
+		t.Errorf("trough changes caught %d of 21, no-change rollouts rolled back %d; want at least 15 and 0", caught, falseAlarms)
 	}
 }
