@@ -430,13 +430,20 @@ func (c *chaos) resume(ch change, first *proc, group string) []string {
 	var problems []string
 	resumed := strings.Contains(out, "resuming the unfinished run")
 	switch {
-	case first.killed && !doc.Finished && !resumed:
+	case first.killed && doc.RunID == "" && resumed:
+		problems = append(problems, "the second run resumed, but the killed run had journaled nothing")
+	case first.killed && doc.RunID != "" && !doc.Finished && !resumed:
+		// A kill in the first milliseconds, before the journal's first
+		// entry, leaves nothing to resume: the second run starts afresh.
 		problems = append(problems, "the second run did not resume the killed run's unfinished journal")
 	case doc.Finished && resumed:
 		problems = append(problems, "the second run resumed a finished journal")
 	}
 	if first.killed {
 		c.note(group, "killed")
+		if doc.RunID == "" {
+			c.note(group, "killed before its journal began")
+		}
 	}
 	c.note(group, "ended "+r.Outcome)
 	if want := wantOutcome(ch); r.Outcome != want {
