@@ -297,12 +297,11 @@ type metricState struct {
 	// last is the excess of the latest poll (NaN: none since the apply).
 	last float64
 	// prev is the latest poll's value as observed (NaN: none since the
-	// apply), for falling.
+	// apply), for settling.
 	prev float64
-	// falling counts the polls after the warm-up whose value fell below
-	// the one before by more than the tolerance, while every one has (a
-	// cold start on its way down).
-	falling int32
+	// settling is true while every poll after a warm-up of two polls or
+	// more has fallen below the one before (see judge).
+	settling bool
 	// cusum is the CUSUM in spreads, before self-calibration; limit is
 	// the host's own limit, max(Limit, M).
 	cusum, limit float64
@@ -442,11 +441,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 			tail = (med - quantile(scratch, 1-p.tailQ)) / p.tailZ
 		}
 	}
-	for i, v := range scratch {
-		scratch[i] = math.Abs(v - med)
-	}
-	slices.Sort(scratch)
-	mad := 1.4826 * median(scratch)
+	mad := madOf(scratch, scratch)
 	raw := max(mad, tail)
 	spread := max(raw, p.relFloor*math.Abs(med), p.absFloor)
 	s.madSpread = max(mad, p.absFloor)
@@ -642,6 +637,19 @@ func selfScore(p *detectorParams, samples []float64, med, spread, tol float64) f
 }
 
 // median of sorted, non-empty xs.
+// madOf is 1.4826 times the median absolute deviation of sorted
+// (ascending), the absolute deviations written into buf, which may be
+// sorted itself (its values are then replaced).
+func madOf(sorted, buf []float64) float64 {
+	med := median(sorted)
+	buf = buf[:0]
+	for _, v := range sorted {
+		buf = append(buf, math.Abs(v-med))
+	}
+	slices.Sort(buf)
+	return 1.4826 * median(buf)
+}
+
 func median(xs []float64) float64 {
 	n := len(xs)
 	if n%2 == 1 {
@@ -669,7 +677,7 @@ func (s *metricState) restart() {
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
 	s.last, s.prev = math.NaN(), math.NaN()
-	s.falling = 0
+	s.settling = false
 	s.age = 0
 }
 
@@ -766,21 +774,19 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	ref := s.reference()
 	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(p.dir*(latest-s.Baseline)+ref, p.dir*(adj.apply(latest)-s.Baseline))
 	s.burst = 0
-	past := s.age - int32(p.warm) // polls after the warm-up, this one included
-	if past > 0 && s.falling == past-1 && p.dir*(s.prev-latest) > max(s.Tolerance, p.burstZ*s.madSpread) {
-		s.falling++
+	// A cold start that outlasts a warm-up of two polls or more: every
+	// poll after the warm-up has fallen below the one before by more
+	// than the tolerance and BurstSpreads MAD spreads (as observed: the
+	// untouched hosts' noise is not the host's), the first below the
+	// warm-up's last. While it keeps falling, no two of its polls are a
+	// burst (the CUSUM still weighs them). A step holds its level and is
+	// decided on the first poll after the warm-up as before.
+	if past := s.age - int32(p.warm); past > 0 {
+		fell := p.dir*(s.prev-latest) > max(s.Tolerance, p.burstZ*s.madSpread)
+		s.settling = p.warm >= 2 && fell && (past == 1 || s.settling)
 	}
 	s.prev = latest
-	// A cold start that outlasts a warm-up of two polls or more: every
-	// poll after the warm-up has fallen below the one before by more than
-	// the tolerance and BurstSpreads MAD spreads (as observed: the
-	// untouched hosts' noise is not the host's), the first below the
-	// warm-up's last; while it keeps
-	// falling, no two of its polls are a burst (the CUSUM still weighs
-	// them). A step holds its level and is decided on the first poll
-	// after the warm-up as before.
-	settling := p.warm >= 2 && past > 0 && s.falling == past
-	if !inWarmup && !settling && !math.IsNaN(s.last) {
+	if !inWarmup && !s.settling && !math.IsNaN(s.last) {
 		bound := max(s.Tolerance, p.burst*s.pair*s.burstGrowth(p), p.burstZ*s.madSpread)
 		if both := min(s.last, e); both > 0 {
 			s.burst = p.threshold * both / bound

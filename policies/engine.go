@@ -709,15 +709,16 @@ func (e *Engine) didBaselines(m int) {
 		return
 	}
 	nh, nm := e.nh, e.nm
-	control := func(h int) bool {
-		st := &e.states[h*nm+m]
-		return st.rebased && st.hasBaseline && !e.changed[h] && !e.excluded[h] && !e.inWave[h] &&
-			e.blen[h*nm+m] > 0 && (!lv.relative || st.Baseline > 0)
-	}
+	// The untouched hosts' states with a baseline copy.
+	var controls []int
 	polls := 0
 	for h := range nh {
-		if control(h) {
-			polls = max(polls, int(e.blen[h*nm+m]))
+		i := h*nm + m
+		st := &e.states[i]
+		if st.rebased && st.hasBaseline && !e.changed[h] && !e.excluded[h] && !e.inWave[h] &&
+			e.blen[i] > 0 && (!lv.relative || st.Baseline > 0) {
+			controls = append(controls, i)
+			polls = max(polls, int(e.blen[i]))
 		}
 	}
 	if polls == 0 {
@@ -727,11 +728,7 @@ func (e *Engine) didBaselines(m int) {
 	buf := e.ctrlBuf[m*nh : m*nh : (m+1)*nh]
 	for k := range polls {
 		buf = buf[:0]
-		for h := range nh {
-			if !control(h) {
-				continue
-			}
-			i := h*nm + m
+		for _, i := range controls {
 			if int(e.blen[i]) <= k {
 				continue
 			}
@@ -816,18 +813,6 @@ func inflation(xs []float64) float64 {
 		r = min(max(num/den, 0), maxAutocorrelation)
 	}
 	return math.Sqrt((1 + r) / (1 - r))
-}
-
-// madOf is 1.4826 times the median absolute deviation of sorted (ascending),
-// using buf as scratch.
-func madOf(sorted, buf []float64) float64 {
-	med := median(sorted)
-	buf = buf[:0]
-	for _, v := range sorted {
-		buf = append(buf, math.Abs(v-med))
-	}
-	slices.Sort(buf)
-	return 1.4826 * median(buf)
 }
 
 // SetBaseline sets one host's baseline for one metric from the pre-change
