@@ -313,11 +313,12 @@ type metricState struct {
 	// less the tolerance (ties half), as observed and taken back by the
 	// fleet's movement. nw counts the polls.
 	uOwn, uDid float64
-	// didInfl divides the second test's z: how much the baseline's
-	// autocorrelation relative to the fleet inflates a window mean's
-	// variance, as a square root (1 without a DiD baseline).
-	didInfl float64
-	nw      int32
+	// didR is the lag-1 autocorrelation of the baseline relative to the
+	// fleet, held to [0, maxAutocorrelation] (0 without one): the second
+	// test's z is divided by how much it inflates the spread of the
+	// difference of the window's and the baseline's means (inflation).
+	didR float64
+	nw   int32
 	// nb is the number of baseline samples.
 	nb int32
 	// age counts the polls with data since the host's apply: the
@@ -462,7 +463,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.recent = recentMedian(p, samples, scratch)
 	s.lift = recentLift(p, s.recent, med)
 	s.pre = 0
-	s.didInfl = 1
+	s.didR = 0
 	s.limit = p.limit
 	if p.selfCalibrate {
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
@@ -916,7 +917,7 @@ func (s *metricState) windowScore(p *detectorParams) float64 {
 	nw, nb := float64(s.nw), float64(s.nb)
 	mu := nw * nb / 2
 	sigma := math.Sqrt(nw * nb * (nw + nb + 1) / 12)
-	z := min(s.uOwn*nb-mu-0.5, (s.uDid*nb-mu-0.5)/s.didInfl) / sigma
+	z := min(s.uOwn*nb-mu-0.5, (s.uDid*nb-mu-0.5)/inflation(s.didR, nw, nb)) / sigma
 	if z <= 0 {
 		return 0
 	}

@@ -351,20 +351,49 @@ func TestInflation(t *testing.T) {
 	for i := range alternating {
 		alternating[i] = float64(i % 2)
 	}
-	bound := math.Sqrt((1 + maxAutocorrelation) / (1 - maxAutocorrelation))
 	for _, tt := range []struct {
 		name   string
 		xs     []float64
 		lo, hi float64
 	}{
-		{"constant", []float64{3, 3, 3, 3}, 1, 1},
-		{"alternating", alternating, 1, 1},
-		{"noise", noise(7, 48, 100, 2), 1, 1.3},
-		{"trend", trend, bound, bound},
+		{"constant", []float64{3, 3, 3, 3}, 0, 0},
+		{"alternating", alternating, 0, 0},
+		{"noise", noise(7, 48, 100, 2), 0, 0.15},
+		{"trend", trend, maxAutocorrelation, maxAutocorrelation},
 	} {
-		if got := inflation(tt.xs); got < tt.lo-1e-9 || got > tt.hi+1e-9 {
-			t.Errorf("%s: inflation %.3f, want %.3f-%.3f", tt.name, got, tt.lo, tt.hi)
+		if got := autocorrelation(tt.xs); got < tt.lo-1e-9 || got > tt.hi+1e-9 {
+			t.Errorf("%s: autocorrelation %.3f, want %.3f-%.3f", tt.name, got, tt.lo, tt.hi)
 		}
+	}
+	// The variance factor of a mean of n AR(1) polls, summed term by
+	// term, against the closed form inflation uses.
+	factor := func(r float64, n int) float64 {
+		f := 1.0
+		for k := 1; k < n; k++ {
+			f += 2 * (1 - float64(k)/float64(n)) * math.Pow(r, float64(k))
+		}
+		return f
+	}
+	for _, tt := range []struct {
+		r      float64
+		nw, nb int
+	}{{0.5, 2, 48}, {0.5, 12, 48}, {0.3, 1, 48}, {0.5, 48, 48}, {0.2, 6, 12}} {
+		fw, fb := factor(tt.r, tt.nw), factor(tt.r, tt.nb)
+		nw, nb := float64(tt.nw), float64(tt.nb)
+		want := math.Sqrt((fw/nw + fb/nb) / (1/nw + 1/nb))
+		if got := inflation(tt.r, nw, nb); math.Abs(got-want) > 1e-9 {
+			t.Errorf("inflation(%v, %d, %d) = %.6f, want %.6f", tt.r, tt.nw, tt.nb, got, want)
+		}
+	}
+	// Two polls hold one correlated pair, twelve hold eleven: a canary's
+	// two polls are discounted less than a long window (and than the
+	// large-window bound the test used before, 1.73 at r = 0.5).
+	two, twelve := inflation(0.5, 2, 48), inflation(0.5, 12, 48)
+	if !(1 < two && two < 1.3 && two < twelve && twelve < math.Sqrt(3)) {
+		t.Errorf("inflation at r 0.5 against 48 baseline polls: %.3f at 2 polls, %.3f at 12; want 1 < 2 polls < 1.3, < 12 polls < 1.73", two, twelve)
+	}
+	if got := inflation(0, 2, 48); got != 1 {
+		t.Errorf("inflation at r 0: %v, want 1", got)
 	}
 }
 
