@@ -60,17 +60,21 @@ func TestDetectionFigures(t *testing.T) {
 	// down to what is reached. The mode of most hosts and the settling
 	// cold start then took 5 rollbacks off (Nezha 84 to 80) for 1 of
 	// Nezha's 2,420 regressions (held-out 9,569 to 9,567 caught, dev
-	// 10,820 to 10,821).
+	// 10,820 to 10,821). The burst's comparison with the fleet bounded by
+	// the relative baseline (README, "The burst against the fleet")
+	// caught 38 more on dev and 35 held-out (JumpStarter 7,745 to 7,819)
+	// for 6 and 3 rollbacks more (JumpStarter 303 to 311, Nezha 80 to 81
+	// and 1 regression fewer): the floors and ceilings follow.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10821, 348},
-			{"pooled, held-out", byHalf(HeldOut), 9567, 402},
+			{"pooled, dev", byHalf(Dev), 10859, 354},
+			{"pooled, held-out", byHalf(HeldOut), 9602, 405},
 			{"nab", byDataset("nab"), 10682, 367},
-			{"jumpstarter", byDataset("jumpstarter"), 7745, 303},
-			{"nezha", byDataset("nezha"), 1961, 80},
+			{"jumpstarter", byDataset("jumpstarter"), 7819, 311},
+			{"nezha", byDataset("nezha"), 1960, 81},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20385, 748},
+			{"pooled", all, 20458, 757},
 		},
 	}
 	for j, figs := range want {

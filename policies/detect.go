@@ -294,14 +294,26 @@ type metricState struct {
 	// madSpread is the spread without the tail and relative floors: a
 	// burst must reach BurstSpreads of it, beside the baseline's pairs.
 	madSpread float64
-	// last is the excess of the latest poll (NaN: none since the apply).
-	last float64
+	// last and lastRel are the excesses of the latest poll (NaN: none
+	// since the apply) as observed and taken back by the fleet's
+	// movement (see judge).
+	last, lastRel float64
+	// relMed, relPair and relMad are the median, the largest pair excess
+	// and the MAD spread of the baseline taken back by the fleet poll by
+	// poll, where it spreads less than as observed (relOK; see
+	// Engine.didBaselines): the burst's comparison with the fleet is
+	// bounded by them, as the one with the host's own baseline is by its
+	// own.
+	relMed, relPair, relMad float64
 	// prev is the latest poll's value as observed (NaN: none since the
 	// apply), for settling.
 	prev float64
 	// settling is true while every poll after a warm-up of two polls or
 	// more has fallen below the one before (see judge).
 	settling bool
+	// relOK: relMed, relPair and relMad hold a baseline relative to the
+	// fleet (beside settling, in the padding before cusum).
+	relOK bool
 	// cusum is the CUSUM in spreads, before self-calibration; limit is
 	// the host's own limit, max(Limit, M).
 	cusum, limit float64
@@ -464,6 +476,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.lift = recentLift(p, s.recent, med)
 	s.pre = 0
 	s.didR = 0
+	s.relOK = false
 	s.limit = p.limit
 	if p.selfCalibrate {
 		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
@@ -677,7 +690,7 @@ func (s *metricState) restart() {
 	s.fresh = false
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
-	s.last, s.prev = math.NaN(), math.NaN()
+	s.last, s.lastRel, s.prev = math.NaN(), math.NaN(), math.NaN()
 	s.settling = false
 	s.age = 0
 }
@@ -766,14 +779,16 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	}
 	s.Z = p.dir * (s.Current - expected) / spread
 	inWarmup := int(s.age) <= p.warm
-	// The poll's excess beyond the baseline median, as observed and
-	// with the fleet's movement taken out: the smaller counts.
+	// The poll's excess beyond the baseline median as observed, and
+	// with the fleet's movement taken out beyond the baseline's median
+	// taken out so too (relExcess).
 	latest := s.latest(ring)
-	e := s.excess(p, latest, adj)
-	// The CUSUM's observation of this poll: its excess with this poll's
-	// adjustment, over the host's own reference (see reference).
+	own, rel := p.dir*(latest-s.Baseline), s.relExcess(p, adj.apply(latest))
+	// The CUSUM's observation of this poll: the smaller of its excess
+	// over the host's own reference (see reference) and with this poll's
+	// adjustment, both over the baseline median and in its spreads.
 	ref := s.reference()
-	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(p.dir*(latest-s.Baseline)+ref, p.dir*(adj.apply(latest)-s.Baseline))
+	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(own+ref, p.dir*(adj.apply(latest)-s.Baseline))
 	s.burst = 0
 	// A cold start that outlasts a warm-up of two polls or more: every
 	// poll after the warm-up has fallen below the one before by more
@@ -788,12 +803,25 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	}
 	s.prev = latest
 	if !inWarmup && !s.settling && !math.IsNaN(s.last) {
-		bound := max(s.Tolerance, p.burst*s.pair*s.burstGrowth(p), p.burstZ*s.madSpread)
-		if both := min(s.last, e); both > 0 {
-			s.burst = p.threshold * both / bound
+		// Both polls beyond the bound, as observed and against the
+		// fleet, each comparison bounded by its own baseline's pairs
+		// and spread: as observed, the host's baseline; against the
+		// fleet, the baseline taken back by the fleet poll by poll
+		// where it is tighter (relOK), else the host's too. A change
+		// made on the daily rise is then measured against how far the
+		// host strays from the fleet, not against how far the rise
+		// took it within its baseline.
+		growth := s.burstGrowth(p)
+		bound := max(s.Tolerance, p.burst*s.pair*growth, p.burstZ*s.madSpread)
+		relBound := bound
+		if s.relOK {
+			relBound = max(s.Tolerance, p.burst*s.relPair*growth, p.burstZ*s.relMad)
+		}
+		if both := min(min(s.last, own)/bound, min(s.lastRel, rel)/relBound); both > 0 {
+			s.burst = p.threshold * both
 		}
 	}
-	s.last = e
+	s.last, s.lastRel = own, rel
 	if inWarmup {
 		return
 	}
@@ -857,10 +885,14 @@ func (s *metricState) reference() float64 {
 	return s.pre
 }
 
-// excess is x's excess over the baseline median in the worse direction,
-// the smaller of as observed and taken back by the fleet's movement.
-func (s *metricState) excess(p *detectorParams, x float64, adj adjust) float64 {
-	return min(p.dir*(x-s.Baseline), p.dir*(adj.apply(x)-s.Baseline))
+// relExcess is x's excess in the worse direction, x a poll taken back by
+// the fleet's movement: over the median of the baseline taken back so
+// too, where there is one (relOK), else over the baseline median.
+func (s *metricState) relExcess(p *detectorParams, x float64) float64 {
+	if s.relOK {
+		return p.dir * (x - s.relMed)
+	}
+	return p.dir * (x - s.Baseline)
 }
 
 // sketchRank is the share of the ascending sketch's values below v, ties

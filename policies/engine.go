@@ -702,7 +702,8 @@ func (e *Engine) recordWaveLevel(m int) {
 // comparison it had. The second test's z is divided by the inflation of
 // the relative baseline's autocorrelation: a host whose share of the
 // fleet drifts slowly (a daily shape of its own) reads a window's shift
-// less surely.
+// less surely. The same relative baseline bounds the burst's comparison
+// with the fleet: its median, its largest pair and its MAD (relOK).
 func (e *Engine) didBaselines(m int) {
 	lv := &e.levels[m]
 	if !lv.decided {
@@ -750,15 +751,18 @@ func (e *Engine) didBaselines(m int) {
 		if !e.inWave[h] || !st.rebased || !st.hasBaseline || e.changed[h] || e.excluded[h] || e.blen[i] == 0 {
 			continue
 		}
-		// samples, then vals after it in the same buffer.
+		// samples, then vals, then rel (each kept poll taken back, NaN
+		// where it is not known, in time order) in the same buffer.
 		n := int(e.blen[i])
-		samples := slices.Grow(e.scratch[:0], 2*n)
+		samples := slices.Grow(e.scratch[:0], 3*n)
 		for _, v := range e.bsamples[e.boff[i] : int(e.boff[i])+n] {
 			samples = append(samples, float64(v))
 		}
 		kept := pastBirth(p, samples, longestGap(samples))
 		vals := samples[n:n]
+		rel := samples[2*n : 2*n]
 		for j, v := range kept {
+			rel = append(rel, math.NaN())
 			k := len(kept) - 1 - j
 			if k >= polls || math.IsNaN(v) || math.IsInf(v, 0) {
 				continue
@@ -767,7 +771,8 @@ func (e *Engine) didBaselines(m int) {
 			if math.IsNaN(g) || lv.relative && !(g > 0) {
 				continue
 			}
-			vals = append(vals, lv.unshift(v, g))
+			rel[j] = lv.unshift(v, g)
+			vals = append(vals, rel[j])
 		}
 		e.scratch = samples
 		if len(vals) < 2 || 2*len(vals) < int(st.nb) {
@@ -776,11 +781,16 @@ func (e *Engine) didBaselines(m int) {
 		r := autocorrelation(vals)
 		slices.Sort(vals)
 		// samples[:len(vals)] is free now: vals follows it.
-		if madOf(vals, samples[:0]) >= st.madSpread {
+		mad := madOf(vals, samples[:0])
+		if mad >= st.madSpread {
 			continue // the fleet explains none of the host's movement
 		}
 		st.didR = r
 		fillSketch(p, vals, e.didSketch(h, m))
+		st.relMed = median(vals)
+		st.relPair = pairExcess(p, rel, st.relMed)
+		st.relMad = max(mad, p.absFloor)
+		st.relOK = true
 	}
 }
 

@@ -14,10 +14,12 @@ import (
 // higher-is-worse), with the medium preset.
 func testEngine(t *testing.T, n int, metrics []string, policies ...Evaluator) *Engine {
 	t.Helper()
-	cfg, err := Preset(SensitivityMedium)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return testEngineWith(t, mustPreset(t, SensitivityMedium), n, metrics, policies...)
+}
+
+// testEngineWith is testEngine with the detector configuration cfg.
+func testEngineWith(t *testing.T, cfg DetectorConfig, n int, metrics []string, policies ...Evaluator) *Engine {
+	t.Helper()
 	hosts := make([]string, n)
 	for i := range hosts {
 		hosts[i] = "web-" + string(rune('a'+i))
@@ -250,6 +252,59 @@ func TestEngineRiseChangeAgainstTheFleet(t *testing.T) {
 				}
 				return vals
 			})
+		})
+	}
+}
+
+// A step made on the daily rise, decided by the burst on the first polls
+// after the warm-up: the fleet climbs from 50 to 100 through the
+// baseline, the canary's step is 1.5 times the fleet. Against the fleet
+// the step is 50 spreads of the canary's baseline taken back by the
+// fleet; the burst bounded both comparisons by the host's own baseline,
+// whose largest pair is the rise's top (50 over its median), and never
+// fired: the canary's two polls of a 10-minute stage at 5-minute polls
+// passed. Each comparison is bounded by its own baseline now: the one
+// with the fleet by the relative baseline's pairs and spread. The
+// canary that rises with the fleet is not degraded.
+func TestEngineBurstAgainstTheFleetOnARise(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		canary       float64
+		wantDegraded bool
+	}{
+		{"canary 1.5 times the rising fleet", 1.5, true},
+		{"canary rises with the fleet", 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 48
+			level := func(i int) float64 { return 50 + 50*float64(i)/(nb-1) }
+			cfg := mustPreset(t, SensitivityMedium)
+			cfg.Warmup = 1 // 2m at 5-minute polls
+			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
+			for h := range n {
+				b := noise(uint64(h+1), nb, 0, 1)
+				for i := range b {
+					b[i] += level(i)
+				}
+				e.SetBaseline(0, h, b)
+			}
+			e.StartWave("canary", 0, []int{0, 1})
+			// The warm-up's poll and the first after it: no verdict.
+			for tick := range 2 {
+				vals := noise(uint64(100+tick), n, 0, 1)
+				for h := range vals {
+					vals[h] += level(nb + tick)
+					if h < 2 {
+						vals[h] *= tt.canary
+					}
+				}
+				e.Observe(0, vals)
+				e.Tick(PhaseMonitor, float64(tick))
+			}
+			if m := e.Host(0).Metrics["latency"]; e.Host(0).Degraded != tt.wantDegraded {
+				t.Errorf("after 2 polls: degraded %v (score %.2f, current %.1f, baseline %.1f), want %v",
+					e.Host(0).Degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
+			}
 		})
 	}
 }
