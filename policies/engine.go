@@ -829,7 +829,7 @@ func autocorrelation(xs []float64) float64 {
 // 1 + 2 sum_{k<n} (1 - k/n) r^k, the variance factor of a mean of n
 // polls. f(n) grows from 1 + r at 2 polls towards (1+r)/(1-r): a short
 // window holds few correlated pairs, so two polls of a canary are not
-// discounted as twelve are (1.22 against 1.63 at r = 0.5 and a baseline
+// discounted as twelve are (1.25 against 1.65 at r = 0.5 and a baseline
 // of 48).
 func inflation(r float64, nw, nb float64) float64 {
 	if r <= 0 {
