@@ -1210,9 +1210,11 @@ func TestDryRunColdStartPastTheWarmupPromotes(t *testing.T) {
 // for their hour-long stage beside a no-change twin, with the README's
 // seed rule, and returns how many changes were caught and how many twins
 // rolled back.
-func replicaChanges(t *testing.T, canary string, row int, factor float64) (caught, falseAlarms int) {
+// replicaSpec writes the ten replicas' rollout: 2 canaries monitored for
+// canary, then the rest in one 30-minute wave, the seed rule.
+func replicaSpec(t *testing.T, canary string) string {
 	t.Helper()
-	spec := writeSpec(t, `name: replicas
+	return writeSpec(t, `name: replicas
 targets:
   static: [h01, h02, h03, h04, h05, h06, h07, h08, h09, h10]
 canary:
@@ -1230,6 +1232,11 @@ policies:
   - name: seed
     rollback_when: 'top_mean(hosts, 0.30) > 5'
 `)
+}
+
+func replicaChanges(t *testing.T, canary string, row int, factor float64) (caught, falseAlarms int) {
+	t.Helper()
+	spec := replicaSpec(t, canary)
 	for day := 1; day <= 21; day++ {
 		bad := 288*day + row
 		for _, f := range []float64{1, factor} {
@@ -1283,6 +1290,53 @@ func TestDryRunRiseStepOnATenMinuteCanary(t *testing.T) {
 	t.Logf("rise steps caught %d of 21, no-change rollouts rolled back %d", caught, falseAlarms)
 	if caught < 18 || falseAlarms > 0 {
 		t.Errorf("rise steps on a 10-minute canary caught %d of 21, no-change rollouts rolled back %d; want at least 18 and 0", caught, falseAlarms)
+	}
+}
+
+// A traffic surge that comes with the change on every host, canaries and
+// untouched alike, each by its own share (v times s^a, a from 0.7 to 1.3
+// across the ten replicas, the canaries' 1.15 and 1.05, inside the
+// untouched hosts' range), made at 07:00 with the 10-minute canary:
+// nothing changed on the canaries that did not on the fleet, so the canary
+// stage may not roll back. Bounded by the relative baseline's spread
+// alone, the burst against the fleet read the canaries' share as a step:
+// 23 of the 42 canary stages rolled back (c140bea); bounded also by how
+// far the untouched hosts' own moves spread at that poll, 1 (×1.3 on day
+// 14), as none before the burst against the fleet. The 100% wave after
+// it has no untouched host left, and a doubling of every host there is a
+// doubling (4 of 21 at ×2, before and now): logged, not counted.
+func TestDryRunSurgeOnTheRise(t *testing.T) {
+	// h01-h02 the canaries, h03-h10 the untouched hosts.
+	surgeShares := []float64{1.15, 1.05, 0.7, 0.78, 0.87, 0.95, 1, 1.1, 1.2, 1.3}
+	spec := replicaSpec(t, "10m")
+	total := 0
+	for _, surge := range []float64{1.3, 2} {
+		rolledBack := 0
+		for day := 1; day <= 21; day++ {
+			at := 288*day + 84 // 07:00
+			path := filepath.Join(filepath.Dir(spec), fmt.Sprintf("surge-%d-%v.jsonl", at, surge))
+			sec := jumpstarterRecording(t, path, "latency", "m18", jumpstarterServices, at-60, at+30, at, func(h, i int, v float64) (float64, bool) {
+				if i >= at {
+					v *= math.Pow(surge, surgeShares[h])
+				}
+				return v, !math.IsNaN(v)
+			})
+			code, out, errOut := rollguard(t, "dry-run", "-f", spec, "--metrics", path, "--change-at", strconv.FormatInt(sec, 10), "-q")
+			switch code {
+			case 0:
+			case 3:
+				t.Logf("x%v day %d: %s", surge, day, strings.TrimSpace(out))
+				if strings.Contains(out, "in wave canary") {
+					rolledBack++
+				}
+			default:
+				t.Fatalf("x%v day %d: exit %d\n%s%s", surge, day, code, out, errOut)
+			}
+		}
+		total += rolledBack
+	}
+	if total > 1 {
+		t.Errorf("a surge on every host at 07:00 rolled back %d of 42 canary stages, want at most 1", total)
 	}
 }
 

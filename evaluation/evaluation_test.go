@@ -64,17 +64,21 @@ func TestDetectionFigures(t *testing.T) {
 	// the relative baseline (README, "The burst against the fleet")
 	// caught 38 more on dev and 35 held-out (JumpStarter 7,745 to 7,819)
 	// for 6 and 3 rollbacks more (JumpStarter 303 to 311, Nezha 80 to 81
-	// and 1 regression fewer): the floors and ceilings follow.
+	// and 1 regression fewer); bounded also by how far the untouched
+	// hosts' own moves spread at each poll (a surge that moves every host
+	// by its own share), 16 and 11 of those catches went back for 15 and
+	// 9 of the rollbacks (JumpStarter 7,792 and 288, Nezha 1,960 and 80):
+	// the floors and ceilings follow, below 9f7c7cd's rollbacks.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10859, 354},
-			{"pooled, held-out", byHalf(HeldOut), 9602, 405},
+			{"pooled, dev", byHalf(Dev), 10843, 339},
+			{"pooled, held-out", byHalf(HeldOut), 9591, 396},
 			{"nab", byDataset("nab"), 10682, 367},
-			{"jumpstarter", byDataset("jumpstarter"), 7819, 311},
-			{"nezha", byDataset("nezha"), 1960, 81},
+			{"jumpstarter", byDataset("jumpstarter"), 7792, 288},
+			{"nezha", byDataset("nezha"), 1960, 80},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20458, 757},
+			{"pooled", all, 20431, 733},
 		},
 	}
 	for j, figs := range want {

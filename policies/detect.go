@@ -760,7 +760,9 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 
 // adjust brings a value observed now back to the level of the window its
 // host's baseline was taken over: x*mul + add (see fleetLevel.adjustment).
-type adjust struct{ mul, add float64 }
+// spread is how far the reference hosts' own moves spread at this poll,
+// in the host's unit after the adjustment (see fleetLevel.spread).
+type adjust struct{ mul, add, spread float64 }
 
 // identity is the adjustment when there is nothing to adjust for.
 var identity = adjust{mul: 1}
@@ -810,12 +812,15 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// where it is tighter (relOK), else the host's too. A change
 		// made on the daily rise is then measured against how far the
 		// host strays from the fleet, not against how far the rise
-		// took it within its baseline.
+		// took it within its baseline; and never against less than how
+		// far the untouched hosts' own moves spread at this poll
+		// (adj.spread): a surge that moves each host by its own share
+		// moves the host off the fleet's median as much as them.
 		growth := s.burstGrowth(p)
 		bound := max(s.Tolerance, p.burst*s.pair*growth, p.burstZ*s.madSpread)
 		relBound := bound
 		if s.relOK {
-			relBound = max(s.Tolerance, p.burst*s.relPair*growth, p.burstZ*s.relMad)
+			relBound = max(s.Tolerance, p.burst*s.relPair*growth, p.burstZ*max(s.relMad, adj.spread))
 		}
 		if both := min(min(s.last, own)/bound, min(s.lastRel, rel)/relBound); both > 0 {
 			s.burst = p.threshold * both

@@ -198,6 +198,10 @@ type fleetLevel struct {
 	// minReference untouched hosts had both.
 	pre    float64
 	hasPre bool
+	// spread is how far the reference hosts' own shifts spread around
+	// level at the latest tick with them (1.4826 MAD, in shift units):
+	// how differently the hosts the level is taken from moved.
+	spread float64
 }
 
 // preExcess is how much stricter than its baseline median host state st's
@@ -278,12 +282,23 @@ func (l *fleetLevel) adjustment(st *metricState) adjust {
 		return identity
 	}
 	if !l.relative {
-		return adjust{mul: 1, add: st.baseLevel - l.level}
+		return adjust{mul: 1, add: st.baseLevel - l.level, spread: l.spread}
 	}
 	if !(l.level > 0) || !(st.baseLevel > 0) {
 		return identity
 	}
-	return adjust{mul: st.baseLevel / l.level}
+	return adjust{mul: st.baseLevel / l.level, spread: l.spread / l.level * math.Abs(st.relMed)}
+}
+
+// measure sets the level and its spread from the reference hosts' shifts
+// at this tick (non-empty; overwritten).
+func (l *fleetLevel) measure(shifts []float64) {
+	l.level = medianInPlace(shifts)
+	l.seen = true
+	for i, v := range shifts {
+		shifts[i] = math.Abs(v - l.level)
+	}
+	l.spread = 1.4826 * medianInPlace(shifts)
 }
 
 // medianInPlace returns the median of xs (non-empty, no NaN), reordering
@@ -1102,11 +1117,9 @@ func (e *Engine) Tick(phase string, elapsed float64) *TickResult {
 		}
 		switch {
 		case n >= minReference:
-			e.levels[m].level = medianInPlace(e.ctrlBuf[m*nh : m*nh+n])
-			e.levels[m].seen = true
+			e.levels[m].measure(e.ctrlBuf[m*nh : m*nh+n])
 		case k >= minReference:
-			e.levels[m].level = medianInPlace(e.ctrlBuf[(m+1)*nh-k : (m+1)*nh])
-			e.levels[m].seen = true
+			e.levels[m].measure(e.ctrlBuf[(m+1)*nh-k : (m+1)*nh])
 		}
 	}
 

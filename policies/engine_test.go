@@ -264,20 +264,37 @@ func TestEngineRiseChangeAgainstTheFleet(t *testing.T) {
 // whose largest pair is the rise's top (50 over its median), and never
 // fired: the canary's two polls of a 10-minute stage at 5-minute polls
 // passed. Each comparison is bounded by its own baseline now: the one
-// with the fleet by the relative baseline's pairs and spread. The
-// canary that rises with the fleet is not degraded.
+// with the fleet by the relative baseline's pairs and spread, and by how
+// far the untouched hosts' own moves spread at that poll. The canary that
+// rises with the fleet is not degraded, nor one that a traffic surge at
+// the change doubles as it does the untouched hosts, each host by its own
+// share (2^0.7 to 2^1.3 times, the canaries 2^1.3: 1.17 times the fleet's
+// median move, inside the untouched hosts' spread), which the relative
+// baseline's spread alone read as a step (degraded, score 5.05).
 func TestEngineBurstAgainstTheFleetOnARise(t *testing.T) {
+	const n, nb = 10, 48
+	level := func(i int) float64 { return 50 + 50*float64(i)/(nb-1) }
 	for _, tt := range []struct {
 		name         string
-		canary       float64
+		value        func(h, tick int) float64 // before noise
 		wantDegraded bool
 	}{
-		{"canary 1.5 times the rising fleet", 1.5, true},
-		{"canary rises with the fleet", 1, false},
+		{"canary 1.5 times the rising fleet", func(h, tick int) float64 {
+			if h < 2 {
+				return 1.5 * level(nb+tick)
+			}
+			return level(nb + tick)
+		}, true},
+		{"canary rises with the fleet", func(h, tick int) float64 { return level(nb + tick) }, false},
+		{"a surge doubles every host by its own share", func(h, tick int) float64 {
+			share := 0.7 + 0.6*float64(h-2)/(n-3) // the untouched hosts
+			if h < 2 {
+				share = 1.3 // the canaries: 1.17 times the fleet
+			}
+			return level(nb+tick) * math.Pow(2, share)
+		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			const n, nb = 10, 48
-			level := func(i int) float64 { return 50 + 50*float64(i)/(nb-1) }
 			cfg := mustPreset(t, SensitivityMedium)
 			cfg.Warmup = 1 // 2m at 5-minute polls
 			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
@@ -293,10 +310,7 @@ func TestEngineBurstAgainstTheFleetOnARise(t *testing.T) {
 			for tick := range 2 {
 				vals := noise(uint64(100+tick), n, 0, 1)
 				for h := range vals {
-					vals[h] += level(nb + tick)
-					if h < 2 {
-						vals[h] *= tt.canary
-					}
+					vals[h] += tt.value(h, tick)
 				}
 				e.Observe(0, vals)
 				e.Tick(PhaseMonitor, float64(tick))
