@@ -698,16 +698,29 @@ var jumpstarterServices = []string{"service00", "service01", "service03", "servi
 
 // jumpstarterRecording writes to path a recording of the committed
 // JumpStarter copy (evaluation/testdata/jumpstarter, MIT; 5-minute polls):
-// column col of each of services as query name on host h01, h02, …, over
-// rows [from, to), each value v of host index h at row i passed through
-// f (nil: as it is), which returns the value to write (NaN: a staleness
-// marker) or false for no sample. It returns the unix second of row at.
+// column col of each of services as query name (see csvRecording).
 func jumpstarterRecording(t *testing.T, path, name, col string, services []string, from, to, at int, f func(h, i int, v float64) (float64, bool)) int64 {
+	t.Helper()
+	files := make([]string, len(services))
+	for h, svc := range services {
+		files[h] = filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz")
+	}
+	return csvRecording(t, path, name, col, files, from, to, at, f)
+}
+
+// csvRecording writes to path a recording of column col of each of the
+// committed gzipped CSVs files (a unix second in the first column, one
+// row a poll) as query name on host h01, h02, …, over rows [from, to),
+// each value v of host index h at row i passed through f (nil: as it
+// is; an empty or unreadable cell is NaN), which returns the value to
+// write (NaN: a staleness marker) or false for no sample. It returns the
+// unix second of row at.
+func csvRecording(t *testing.T, path, name, col string, files []string, from, to, at int, f func(h, i int, v float64) (float64, bool)) int64 {
 	t.Helper()
 	var b strings.Builder
 	var atSec int64
-	for h, svc := range services {
-		rows := jumpstarterRows(t, svc)
+	for h, file := range files {
+		rows := cachedCSV(t, file)
 		c := slices.Index(rows[0], col)
 		var ts []int64
 		var vs []float64
@@ -739,21 +752,20 @@ func jumpstarterRecording(t *testing.T, path, name, col string, services []strin
 	return atSec
 }
 
-// jumpstarterRows reads a JumpStarter service's committed CSV once per
-// test binary.
-func jumpstarterRows(t *testing.T, svc string) [][]string {
+// cachedCSV reads a committed gzipped CSV once per test binary.
+func cachedCSV(t *testing.T, path string) [][]string {
 	t.Helper()
-	jumpstarterCache.Lock()
-	defer jumpstarterCache.Unlock()
-	if rows, ok := jumpstarterCache.rows[svc]; ok {
+	csvCache.Lock()
+	defer csvCache.Unlock()
+	if rows, ok := csvCache.rows[path]; ok {
 		return rows
 	}
-	rows := readGzipCSV(t, filepath.Join("evaluation/testdata/jumpstarter/hosts", svc+".csv.gz"))
-	jumpstarterCache.rows[svc] = rows
+	rows := readGzipCSV(t, path)
+	csvCache.rows[path] = rows
 	return rows
 }
 
-var jumpstarterCache = struct {
+var csvCache = struct {
 	sync.Mutex
 	rows map[string][][]string
 }{rows: map[string][][]string{}}
@@ -1086,37 +1098,21 @@ var obPods = []string{
 
 // obRecording writes to path a recording of the pods' server_latency_p90_s
 // as query latency on hosts h01, h02, …, over rows [from, to) of the
-// committed copy, each value of host index h at row i passed through f,
-// and returns the unix second of row at.
+// committed copy, each value of host index h at row i passed through f
+// (a row without a value has no sample), and returns the unix second of
+// row at.
 func obRecording(t *testing.T, path string, from, to, at int, f func(h, i int, v float64) float64) int64 {
 	t.Helper()
-	var b strings.Builder
-	var atSec int64
+	files := make([]string, len(obPods))
 	for h, pod := range obPods {
-		rows := readGzipCSV(t, filepath.Join("evaluation/testdata/nezha/online_boutique/2022-08-22/pods", pod+".csv.gz"))
-		c := slices.Index(rows[0], "server_latency_p90_s")
-		var ts []int64
-		var vs []float64
-		for i := from; i < to; i++ {
-			sec, err := strconv.ParseInt(rows[1+i][0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == at {
-				atSec = sec
-			}
-			v, err := strconv.ParseFloat(rows[1+i][c], 64)
-			if rows[1+i][c] == "" || err != nil || math.IsNaN(v) {
-				continue
-			}
-			ts, vs = append(ts, sec*1000), append(vs, f(h, i, v))
+		files[h] = filepath.Join("evaluation/testdata/nezha/online_boutique/2022-08-22/pods", pod+".csv.gz")
+	}
+	return csvRecording(t, path, "latency", "server_latency_p90_s", files, from, to, at, func(h, i int, v float64) (float64, bool) {
+		if math.IsNaN(v) {
+			return 0, false
 		}
-		b.WriteString(exportLine(map[string]string{"__name__": "latency", "instance": fmt.Sprintf("h%02d", h+1)}, vs, ts))
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return atSec
+		return f(h, i, v), true
+	})
 }
 
 // obWaveSpec is a rollout of obPods at 1-minute polls: a canary of one pod,

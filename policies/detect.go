@@ -650,7 +650,6 @@ func selfScore(p *detectorParams, samples []float64, med, spread, tol float64) f
 	return best
 }
 
-// median of sorted, non-empty xs.
 // madOf is 1.4826 times the median absolute deviation of sorted
 // (ascending), the absolute deviations written into buf, which may be
 // sorted itself (its values are then replaced).
@@ -664,6 +663,7 @@ func madOf(sorted, buf []float64) float64 {
 	return 1.4826 * median(buf)
 }
 
+// median of sorted, non-empty xs.
 func median(xs []float64) float64 {
 	n := len(xs)
 	if n%2 == 1 {

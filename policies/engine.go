@@ -200,8 +200,11 @@ type fleetLevel struct {
 	hasPre bool
 	// spread is how far the reference hosts' own shifts spread around
 	// level at the latest tick with them (1.4826 MAD, in shift units):
-	// how differently the hosts the level is taken from moved.
-	spread float64
+	// how differently the hosts the level is taken from moved. Only the
+	// burst of a host with a baseline relative to the fleet reads it, so
+	// it is measured once some host has one (spreadWanted).
+	spread       float64
+	spreadWanted bool
 }
 
 // preExcess is how much stricter than its baseline median host state st's
@@ -290,11 +293,14 @@ func (l *fleetLevel) adjustment(st *metricState) adjust {
 	return adjust{mul: st.baseLevel / l.level, spread: l.spread / l.level * math.Abs(st.relMed)}
 }
 
-// measure sets the level and its spread from the reference hosts' shifts
-// at this tick (non-empty; overwritten).
+// measure sets the level and, when it is wanted, its spread from the
+// reference hosts' shifts at this tick (non-empty; overwritten).
 func (l *fleetLevel) measure(shifts []float64) {
 	l.level = medianInPlace(shifts)
 	l.seen = true
+	if !l.spreadWanted {
+		return
+	}
 	for i, v := range shifts {
 		shifts[i] = math.Abs(v - l.level)
 	}
@@ -806,6 +812,7 @@ func (e *Engine) didBaselines(m int) {
 		st.relPair = pairExcess(p, rel, st.relMed)
 		st.relMad = max(mad, p.absFloor)
 		st.relOK = true
+		lv.spreadWanted = true
 	}
 }
 

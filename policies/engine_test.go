@@ -205,6 +205,20 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 	}
 }
 
+// startOnTheRise gives each of n hosts a baseline of nb polls that
+// climbs with level (noise of spread 1 around it) and starts a canary of
+// the first two.
+func startOnTheRise(e *Engine, n, nb int, level func(int) float64) {
+	for h := range n {
+		b := noise(uint64(h+1), nb, 0, 1)
+		for i := range b {
+			b[i] += level(i)
+		}
+		e.SetBaseline(0, h, b)
+	}
+	e.StartWave("canary", 0, []int{0, 1})
+}
+
 // A change made on the daily rise: the whole fleet climbs from 50 to 100
 // through the canary's 48 baseline polls and on to 112 through its stage.
 // Against its own baseline every host reads worse; against the untouched
@@ -230,14 +244,7 @@ func TestEngineRiseChangeAgainstTheFleet(t *testing.T) {
 			const n, nb = 10, 48
 			level := func(i int) float64 { return 50 + 50*float64(i)/(nb-1) }
 			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
-			for h := range n {
-				b := noise(uint64(h+1), nb, 0, 1)
-				for i := range b {
-					b[i] += level(i)
-				}
-				e.SetBaseline(0, h, b)
-			}
-			e.StartWave("canary", 0, []int{0, 1})
+			startOnTheRise(e, n, nb, level)
 			checkStage(t, e, tt.wantDegraded, func(tick int) []float64 {
 				vals := noise(uint64(100+tick), n, 0, 1)
 				for h := range vals {
@@ -298,14 +305,7 @@ func TestEngineBurstAgainstTheFleetOnARise(t *testing.T) {
 			cfg := mustPreset(t, SensitivityMedium)
 			cfg.Warmup = 1 // 2m at 5-minute polls
 			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
-			for h := range n {
-				b := noise(uint64(h+1), nb, 0, 1)
-				for i := range b {
-					b[i] += level(i)
-				}
-				e.SetBaseline(0, h, b)
-			}
-			e.StartWave("canary", 0, []int{0, 1})
+			startOnTheRise(e, n, nb, level)
 			// The warm-up's poll and the first after it: no verdict.
 			for tick := range 2 {
 				vals := noise(uint64(100+tick), n, 0, 1)
