@@ -151,9 +151,9 @@ type DetectorConfig struct {
 	// MinBaselineSamples is the number of baseline samples below which the
 	// baseline is flagged low-confidence (Metric.LowConfidence).
 	MinBaselineSamples int
-	// SelfCalibrate, when true, raises a host's CUSUM limit to the largest
-	// score its own baseline window reaches when replayed through the
-	// CUSUM against its own centre.
+	// SelfCalibrate, when true, raises a host's CUSUM limit to 1.15 times
+	// the largest score its own baseline window reaches when replayed
+	// through the CUSUM against its own centre (see selfMargin).
 	SelfCalibrate bool
 	// Band is the half-width, in spreads beyond the tolerance, of the band
 	// a reverted host's smoothed metrics must be back in for a rollback to
@@ -479,7 +479,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.relOK = false
 	s.limit = p.limit
 	if p.selfCalibrate {
-		s.limit = max(p.limit, selfScore(p, samples, med, spread, s.Tolerance))
+		s.limit = max(p.limit, selfMargin*selfScore(p, samples, med, spread, s.Tolerance))
 	}
 	return scratch
 }
@@ -614,6 +614,17 @@ func pairExcess(p *detectorParams, samples []float64, med float64) float64 {
 	}
 	return best
 }
+
+// selfMargin is how far above the largest score its own baseline reached a
+// self-calibrated host's CUSUM limit sits. That score is the largest of the
+// few excursions a baseline holds, and a stage after it holds more of the
+// same: over n polls after a baseline of N, one of them passes the
+// baseline's largest in about n/(n+N) of the stages where nothing changed
+// (a fifth, for 12 polls after 48), as one draw passes the largest of the
+// others. 15% above it is where the harness's development halves stopped
+// trading more than one no-change rollback saved for each regression lost
+// (README, "Self-calibration's margin").
+const selfMargin = 1.15
 
 // selfScore replays the baseline samples, in time order, through the CUSUM
 // (the same smoothing, winsorization, tolerance and allowance) against

@@ -773,3 +773,44 @@ func TestBirthWarmupLeftOutOfTheBaseline(t *testing.T) {
 		}
 	}
 }
+
+// Self-calibration's margin: the baseline's largest excursion is the
+// largest of a few, and a stage after it holds more of the same. A flush
+// a little past the baseline's largest (here the baseline's four polls
+// and one more, just over the tolerance) is the host's own; one that lasts
+// a poll longer at full height is not.
+func TestSelfCalibrationMargin(t *testing.T) {
+	bursty := noise(3, 48, 100, 5)
+	for _, at := range []int{10, 30} {
+		for i := at; i < at+4; i++ {
+			bursty[i] = 160
+		}
+	}
+	tests := []struct {
+		name  string
+		after []float64
+		want  bool
+	}{
+		{"the baseline's flush", []float64{160, 160, 160, 160, 100, 100, 100}, false},
+		{"the baseline's flush and a poll just past the tolerance", []float64{160, 160, 160, 160, 112, 100, 100}, false},
+		{"a flush a poll longer than the baseline's", []float64{160, 160, 160, 160, 160, 100, 100}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mediumConfig(t)
+			cfg.Burst = 1e9      // the sequential score alone
+			cfg.TailQuantile = 0 // isolate calibration from the tail floor
+			d := newTestDetector(t, cfg, true)
+			d.SetBaseline(bursty)
+			best := 0.0
+			got := false
+			for _, v := range tt.after {
+				got = d.Observe(v) || got
+				best = max(best, d.Metric().Score)
+			}
+			if got != tt.want {
+				t.Errorf("degraded %v (largest score %.2f), want %v", got, best, tt.want)
+			}
+		})
+	}
+}
