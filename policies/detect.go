@@ -773,7 +773,15 @@ func (s *metricState) observe(p *detectorParams, v float64, ring []float64) {
 // host's baseline was taken over: x*mul + add (see fleetLevel.adjustment).
 // spread is how far the reference hosts' own moves spread at this poll,
 // in the host's unit after the adjustment (see fleetLevel.spread).
-type adjust struct{ mul, add, spread float64 }
+type adjust struct {
+	mul, add, spread float64
+	// zero is true when the fleet's level is zero in ratios (every
+	// untouched host's value fell to 0: a dependency outage, no
+	// traffic): no poll can be taken back by it, and the host is where
+	// the fleet is wherever it is, so the comparison against the fleet
+	// finds no excess.
+	zero bool
+}
 
 // identity is the adjustment when there is nothing to adjust for.
 var identity = adjust{mul: 1}
@@ -797,11 +805,16 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// taken out so too (relExcess).
 	latest := s.latest(ring)
 	own, rel := p.dir*(latest-s.Baseline), s.relExcess(p, adj.apply(latest))
+	did := p.dir * (adj.apply(latest) - s.Baseline)
+	didRank := sketchRank(didSketch, p.dir*adj.apply(latest)-s.Tolerance)
+	if adj.zero {
+		rel, did, didRank = 0, 0, 0.5
+	}
 	// The CUSUM's observation of this poll: the smaller of its excess
 	// over the host's own reference (see reference) and with this poll's
 	// adjustment, both over the baseline median and in its spreads.
 	ref := s.reference()
-	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(own+ref, p.dir*(adj.apply(latest)-s.Baseline))
+	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(own+ref, did)
 	s.burst = 0
 	// A cold start that outlasts a warm-up of two polls or more: every
 	// poll after the warm-up has fallen below the one before by more
@@ -849,7 +862,7 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// fleet, so a daily rise or fall that the untouched hosts share
 	// widens neither.
 	s.uOwn += sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
-	s.uDid += sketchRank(didSketch, p.dir*adj.apply(latest)-s.Tolerance)
+	s.uDid += didRank
 	s.nw++
 }
 

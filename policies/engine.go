@@ -279,13 +279,20 @@ func (l *fleetLevel) expect(st *metricState, p *detectorParams) (expected, sprea
 // adjustment brings a value of host state st observed at the current
 // fleet level back to the level of its baseline window: divided by
 // level / baseLevel (relative), or less level - baseLevel (additive). The
-// identity where expect judges against the host's own baseline.
+// identity where expect judges against the host's own baseline, except
+// where the fleet's level fell to zero in ratios: every untouched host at
+// 0 (availability in a dependency's outage) is the fleet's movement, not
+// a lack of scale, and the comparison against the fleet then finds no
+// excess (adjust.zero), so the host is not degraded by what it shares.
 func (l *fleetLevel) adjustment(st *metricState) adjust {
 	if !l.decided || !st.hasRef {
 		return identity
 	}
 	if !l.relative {
 		return adjust{mul: 1, add: st.baseLevel - l.level, spread: l.spread}
+	}
+	if l.level == 0 && st.baseLevel > 0 {
+		return adjust{mul: 1, zero: true}
 	}
 	if !(l.level > 0) || !(st.baseLevel > 0) {
 		return identity

@@ -1253,3 +1253,52 @@ func TestMedianInPlace(t *testing.T) {
 		}
 	}
 }
+
+// A dependency's outage takes every host's availability to 0: the fleet's
+// level in ratios is 0, the fleet's movement and not a lack of scale. The
+// canary at 0 with every untouched host is not degraded (it was, 500
+// spreads below its own baseline, while 10% on every host was excused);
+// at 0 alone it is.
+func TestEngineFleetAtZero(t *testing.T) {
+	tests := []struct {
+		name          string
+		canary, fleet float64 // availability after the change
+		wantDegraded  bool
+	}{
+		{"every host at 0", 0, 0, false},
+		{"every host at 10", 10, 10, false},
+		{"the canary at 0 alone", 0, 99.9, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 10
+			hosts := make([]string, n)
+			for i := range hosts {
+				hosts[i] = fmt.Sprintf("web-%d", i+1)
+			}
+			e, err := NewEngine(EngineConfig{Hosts: hosts, Metrics: []MetricConfig{{Name: "availability"}},
+				Detector: mustPreset(t, SensitivityMedium), Policies: []Evaluator{degradedPolicy}, NoDataTicks: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for h := range n {
+				e.SetBaseline(0, h, below(100, noise(uint64(h+1), 48, 99.9, 0.05)))
+			}
+			e.StartWave("canary", 0, []int{0, 1})
+			degraded := false
+			for tick := range 12 {
+				vals := fill(n, tt.fleet)
+				vals[0], vals[1] = tt.canary, tt.canary
+				e.Observe(0, vals)
+				e.Tick(PhaseMonitor, float64(tick))
+				degraded = degraded || e.Host(0).Degraded
+			}
+			e.Verdict(PhaseMonitor, 12)
+			degraded = degraded || e.Host(0).Degraded
+			if degraded != tt.wantDegraded {
+				m := e.Host(0).Metrics["availability"]
+				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
+			}
+		})
+	}
+}
