@@ -74,17 +74,22 @@ func TestDetectionFigures(t *testing.T) {
 	// took 26 of NAB's rollbacks off (367 to 341: 6 dev, 20 held-out) for
 	// 9 of its 11,410 regressions (1 dev, 8 held-out), JumpStarter and
 	// Nezha unchanged: the floors came down by those, the ceilings with
-	// the rollbacks.
+	// the rollbacks. Metrics at a bound (README, "Metrics at a bound":
+	// repeated excursions, the untouched hosts' spread for a host that
+	// sits at one value) took 4 of Nezha's regressions (2 dev, 2
+	// held-out) for 3 of its rollbacks and 2 of JumpStarter's; the sixth
+	// scenario hunt's intermittent outages and fleet-wide error surges
+	// are what it is for.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10842, 333},
-			{"pooled, held-out", byHalf(HeldOut), 9583, 376},
+			{"pooled, dev", byHalf(Dev), 10840, 332},
+			{"pooled, held-out", byHalf(HeldOut), 9581, 372},
 			{"nab", byDataset("nab"), 10673, 341},
-			{"jumpstarter", byDataset("jumpstarter"), 7792, 288},
-			{"nezha", byDataset("nezha"), 1960, 80},
+			{"jumpstarter", byDataset("jumpstarter"), 7792, 286},
+			{"nezha", byDataset("nezha"), 1956, 77},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20422, 707},
+			{"pooled", all, 20418, 700},
 		},
 	}
 	for j, figs := range want {

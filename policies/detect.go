@@ -305,6 +305,16 @@ type metricState struct {
 	// bounded by them, as the one with the host's own baseline is by its
 	// own.
 	relMed, relPair, relMad float64
+	// single and relSingle are the largest excess over the median, in
+	// the worse direction, that one baseline poll reached (0 or more),
+	// as observed and taken back by the fleet (where relOK).
+	single, relSingle float64
+	// top holds the repeatPolls largest excursions since the apply,
+	// each the smaller of its excess as observed and against the fleet
+	// over the repeat's bounds (see repeats); repeat is the smallest's
+	// score on the Threshold scale.
+	top    [repeatPolls]float64
+	repeat float64
 	// prev is the latest poll's value as observed (NaN: none since the
 	// apply), for settling.
 	prev float64
@@ -472,6 +482,11 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.Baseline, s.Stddev = med, spread
 	s.Tolerance = max(rel*level, p.tolAbs, p.absFloor)
 	s.pair = pairExcess(p, samples, med)
+	if p.dir > 0 {
+		s.single = max(0, hi-med)
+	} else {
+		s.single = max(0, med-lo)
+	}
 	s.recent = recentMedian(p, samples, scratch)
 	s.lift = recentLift(p, s.recent, med)
 	s.pre = 0
@@ -700,6 +715,7 @@ func (s *metricState) restart() {
 	s.ringN, s.ringPos = 0, 0
 	s.fresh = false
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
+	s.top, s.repeat = [repeatPolls]float64{}, 0
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
 	s.last, s.lastRel, s.prev = math.NaN(), math.NaN(), math.NaN()
 	s.settling = false
@@ -810,6 +826,13 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	if adj.zero {
 		rel, did, didRank = 0, 0, 0.5
 	}
+	if adj.spread > s.Stddev && s.madSpread <= p.absFloor {
+		// A host whose baseline sits at one value (errors at 0,
+		// availability at 100) has no spread of its own to measure the
+		// fleet's surge by: against the fleet, its excess beyond the
+		// tolerance counts in the untouched hosts' spread at this poll.
+		did = s.Tolerance + (did-s.Tolerance)*s.Stddev/adj.spread
+	}
 	// The CUSUM's observation of this poll: the smaller of its excess
 	// over the host's own reference (see reference) and with this poll's
 	// adjustment, both over the baseline median and in its spreads.
@@ -842,7 +865,7 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// moves the host off the fleet's median as much as them.
 		growth := s.burstGrowth(p)
 		bound := max(s.Tolerance, p.burst*s.pair*growth, p.burstZ*s.madSpread)
-		relBound := bound
+		relBound := max(bound, p.burstZ*adj.spread)
 		if s.relOK {
 			relBound = max(s.Tolerance, p.burst*s.relPair*growth, p.burstZ*max(s.relMad, adj.spread))
 		}
@@ -851,6 +874,9 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		}
 	}
 	s.last, s.lastRel = own, rel
+	if !inWarmup && !s.settling {
+		s.repeats(p, own, rel, adj)
+	}
 	if inWarmup {
 		return
 	}
@@ -886,6 +912,49 @@ func (s *metricState) burstGrowth(p *detectorParams) float64 {
 		return 1 + p.burstGrowth*smallLogs[n]
 	}
 	return 1 + p.burstGrowth*math.Log(float64(n))
+}
+
+// repeatPolls is how many polls since the apply must each pass the repeat's
+// bounds: one more than a burst's two, anywhere in the host's watch.
+const repeatPolls = 3
+
+// repeats keeps the repeatPolls largest excursions of the polls since the
+// apply (after the warm-up), each the smaller of the poll's excess as
+// observed and against the fleet over its bound, and scores the smallest
+// of them once it is beyond (it holds for the rest of the host's watch):
+// degraded when repeatPolls polls each went beyond everything one
+// baseline poll showed. An outage that takes one poll in three or
+// four (availability 20 points down, the rest at 100) makes no burst,
+// moves no median, and its capped polls keep the CUSUM under its limit;
+// it repeats. The bounds are the burst's with the baseline's largest
+// single poll in place of its largest pair: Burst times it, growing with
+// the polls watched, never less than the tolerance and BurstSpreads MAD
+// spreads; against the fleet, the baseline taken back by it where relOK
+// and never less than the untouched hosts' spread at this poll.
+func (s *metricState) repeats(p *detectorParams, own, rel float64, adj adjust) {
+	if !(own > 0 && rel > 0) {
+		return
+	}
+	growth := s.burstGrowth(p)
+	bound := max(s.Tolerance, p.burst*s.single*growth, p.burstZ*s.madSpread)
+	relBound := max(bound, p.burstZ*adj.spread)
+	if s.relOK {
+		relBound = max(s.Tolerance, p.burst*s.relSingle*growth, p.burstZ*max(s.relMad, adj.spread))
+	}
+	r := min(own/bound, rel/relBound)
+	k := repeatPolls - 1
+	if r <= s.top[k] {
+		return
+	}
+	s.top[k] = r
+	for i := k; i > 0 && s.top[i] > s.top[i-1]; i-- {
+		s.top[i], s.top[i-1] = s.top[i-1], s.top[i]
+	}
+	if s.top[k] > 1 {
+		// Only once it decides: below, a stage's largest excursions
+		// would hold every host's score up for the rest of its watch.
+		s.repeat = p.threshold * s.top[k]
+	}
 }
 
 // smallLogs holds ln n for the polls of most stages, so that a tick does
@@ -964,7 +1033,7 @@ func (s *metricState) accumulate(p *detectorParams, xring []float64) bool {
 		z := (sum/float64(len(xring)) - s.Tolerance) / s.Stddev
 		s.cusum = max(0, s.cusum+z-p.allowance)
 	}
-	s.Score = min(scoreCap*p.threshold, max(p.threshold*s.cusum/s.limit, s.burst, s.verdict))
+	s.Score = min(scoreCap*p.threshold, max(p.threshold*s.cusum/s.limit, s.burst, s.verdict, s.repeat))
 	return s.Score > p.threshold
 }
 

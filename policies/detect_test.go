@@ -814,3 +814,46 @@ func TestSelfCalibrationMargin(t *testing.T) {
 		})
 	}
 }
+
+// An outage that takes one poll in three or four: availability at 100,
+// every third or fourth poll 20 points down. No two bad polls are in a
+// row (no burst), the median does not move (no window test), and each
+// poll counts at most 4 spreads in the CUSUM, which the good polls
+// between take back. Three polls beyond everything the baseline showed
+// decide it; a host whose baseline dips as deep now and then is not
+// degraded by dipping as before.
+func TestRepeatedExcursions(t *testing.T) {
+	steady := below(100, noise(5, 48, 99.99, 0.01))
+	dipping := slices.Clone(steady)
+	for i := 3; i < len(dipping); i += 8 {
+		dipping[i] = 80
+	}
+	every := func(k int) []float64 {
+		out := fill(12, 100)
+		for i := 1; i < len(out); i += k {
+			out[i] = 80
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		baseline []float64
+		after    []float64
+		want     bool
+	}{
+		{"one poll in three", steady, every(3), true},
+		{"one poll in four", steady, every(4), true},
+		{"two polls in twelve", steady, every(6), false},
+		{"a host that dips so now and then, one poll in four", dipping, every(4), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newTestDetector(t, mediumConfig(t), false)
+			d.SetBaseline(tt.baseline)
+			got := observeAll(d, tt.after) > 0
+			if got != tt.want {
+				t.Errorf("degraded %v (score %.2f, tolerance %.2f), want %v", got, d.Metric().Score, d.Metric().Tolerance, tt.want)
+			}
+		})
+	}
+}

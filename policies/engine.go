@@ -199,12 +199,10 @@ type fleetLevel struct {
 	pre    float64
 	hasPre bool
 	// spread is how far the reference hosts' own shifts spread around
-	// level at the latest tick with them (1.4826 MAD, in shift units):
-	// how differently the hosts the level is taken from moved. Only the
-	// burst of a host with a baseline relative to the fleet reads it, so
-	// it is measured once some host has one (spreadWanted).
-	spread       float64
-	spreadWanted bool
+	// level at the latest tick with them (1.4826 MAD, in shift units;
+	// see measure): how differently the hosts the level is taken from
+	// moved, which no comparison against the fleet is finer than.
+	spread float64
 }
 
 // preExcess is how much stricter than its baseline median host state st's
@@ -300,18 +298,24 @@ func (l *fleetLevel) adjustment(st *metricState) adjust {
 	return adjust{mul: st.baseLevel / l.level, spread: l.spread / l.level * math.Abs(st.relMed)}
 }
 
-// measure sets the level and, when it is wanted, its spread from the
-// reference hosts' shifts at this tick (non-empty; overwritten).
+// measure sets the level and its spread from the reference hosts' shifts
+// at this tick (non-empty; overwritten).
 func (l *fleetLevel) measure(shifts []float64) {
 	l.level = medianInPlace(shifts)
 	l.seen = true
-	if !l.spreadWanted {
-		return
-	}
 	for i, v := range shifts {
 		shifts[i] = math.Abs(v - l.level)
 	}
 	l.spread = 1.4826 * medianInPlace(shifts)
+	if l.spread == 0 {
+		// More than half the hosts moved by the same amount (errors
+		// per poll: most hosts at 0, or at the fleet's surge): 0.87
+		// times the deviations' 75th percentile, which is 1.4826 MAD
+		// for a normal spread and which one host's excursion does not
+		// move. A surge of errors then spreads the fleet by what its
+		// hosts draw of it.
+		l.spread = 0.87 * selectKth(shifts, 3*len(shifts)/4)
+	}
 }
 
 // medianInPlace returns the median of xs (non-empty, no NaN), reordering
@@ -817,9 +821,13 @@ func (e *Engine) didBaselines(m int) {
 		fillSketch(p, vals, e.didSketch(h, m))
 		st.relMed = median(vals)
 		st.relPair = pairExcess(p, rel, st.relMed)
+		if p.dir > 0 {
+			st.relSingle = max(0, vals[len(vals)-1]-st.relMed)
+		} else {
+			st.relSingle = max(0, st.relMed-vals[0])
+		}
 		st.relMad = max(mad, p.absFloor)
 		st.relOK = true
-		lv.spreadWanted = true
 	}
 }
 
@@ -959,13 +967,16 @@ type Evidence struct {
 	// after self-calibration, Window the end-of-stage window test's (0
 	// between verdicts).
 	Burst, CUSUM, Window float64
+	// Repeat is the score of the third largest excursion since the
+	// apply (see metricState.repeats).
+	Repeat float64
 }
 
 // Evidence returns host's evidence on metric (indices into
 // EngineConfig.Hosts and Metrics).
 func (e *Engine) Evidence(host, metric int) Evidence {
 	st := &e.states[host*e.nm+metric]
-	ev := Evidence{Burst: st.burst, Window: st.verdict}
+	ev := Evidence{Burst: st.burst, Window: st.verdict, Repeat: st.repeat}
 	if st.limit > 0 {
 		ev.CUSUM = e.params[metric].threshold * st.cusum / st.limit
 	}

@@ -25,8 +25,10 @@ type Metric struct {
 	// Delta is Current - Baseline.
 	Delta float64 `expr:"delta"`
 	// Score is the degradation score: the strongest of the burst, the
-	// severity x duration (CUSUM) and, at the end of a stage, the window
-	// test, each scaled to detection.threshold (5): over it means
+	// severity x duration (CUSUM), the repeats (three polls beyond
+	// anything one baseline poll showed, once they decide) and, at the
+	// end of a stage, the window test, each scaled to
+	// detection.threshold (5): over it means
 	// degraded, on every host, whatever that host's self-calibrated
 	// limit. It is capped at 1.01 times the threshold.
 	Score float64 `expr:"score"`
