@@ -76,20 +76,20 @@ func TestDetectionFigures(t *testing.T) {
 	// Nezha unchanged: the floors came down by those, the ceilings with
 	// the rollbacks. Metrics at a bound (README, "Metrics at a bound":
 	// repeated excursions, the untouched hosts' spread for a host that
-	// sits at one value) took 4 of Nezha's regressions (2 dev, 2
-	// held-out) for 3 of its rollbacks and 2 of JumpStarter's; the sixth
+	// sits at one value) rolled back 2 and 2 more of JumpStarter's
+	// no-change rollouts (dev, held-out) and caught as many: the sixth
 	// scenario hunt's intermittent outages and fleet-wide error surges
-	// are what it is for.
+	// are what it is for, and the ceilings follow.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10840, 332},
-			{"pooled, held-out", byHalf(HeldOut), 9581, 372},
+			{"pooled, dev", byHalf(Dev), 10842, 335},
+			{"pooled, held-out", byHalf(HeldOut), 9583, 378},
 			{"nab", byDataset("nab"), 10673, 341},
-			{"jumpstarter", byDataset("jumpstarter"), 7792, 286},
-			{"nezha", byDataset("nezha"), 1956, 77},
+			{"jumpstarter", byDataset("jumpstarter"), 7792, 292},
+			{"nezha", byDataset("nezha"), 1960, 80},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20418, 700},
+			{"pooled", all, 20422, 709},
 		},
 	}
 	for j, figs := range want {

@@ -865,7 +865,7 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// moves the host off the fleet's median as much as them.
 		growth := s.burstGrowth(p)
 		bound := max(s.Tolerance, p.burst*s.pair*growth, p.burstZ*s.madSpread)
-		relBound := max(bound, p.burstZ*adj.spread)
+		relBound := bound
 		if s.relOK {
 			relBound = max(s.Tolerance, p.burst*s.relPair*growth, p.burstZ*max(s.relMad, adj.spread))
 		}
@@ -929,7 +929,7 @@ const repeatPolls = 3
 // it repeats. The bounds are the burst's with the baseline's largest
 // single poll in place of its largest pair: Burst times it, growing with
 // the polls watched, never less than the tolerance and BurstSpreads MAD
-// spreads; against the fleet, the baseline taken back by it where relOK
+// spreads; against the fleet, where relOK, the baseline taken back by it
 // and never less than the untouched hosts' spread at this poll.
 func (s *metricState) repeats(p *detectorParams, own, rel float64, adj adjust) {
 	if !(own > 0 && rel > 0) {

@@ -1309,11 +1309,10 @@ func TestEngineFleetAtZero(t *testing.T) {
 // of its own, any error is infinitely many spreads; against the fleet,
 // the canary is one draw of the fleet's. The untouched hosts' spread at
 // each poll (most at the surge's count: the 75th percentile of their
-// deviations, where their MAD is 0) bounds the burst and the repeats,
-// and measures the CUSUM's excess against the fleet, so the canary is not
-// degraded by its share of the surge; by a surge of its own it is. (At
-// +10 per poll 5 of these 20 fleets still roll back, as the sixth scenario
-// hunt's 169 of 1,176: README, "Metrics at a bound".)
+// deviations, where their MAD is 0) bounds the repeats and measures the
+// CUSUM's excess against the fleet, so the canary is not degraded by its
+// share of the surge; by a surge of its own it is. (At +10 per poll 5 of
+// these 20 fleets still roll back: README, "Metrics at a bound".)
 func TestEngineFleetWideErrorSurge(t *testing.T) {
 	poisson := func(r *rand.Rand, lambda float64) float64 {
 		k, p := 0.0, r.Float64()
