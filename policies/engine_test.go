@@ -106,8 +106,9 @@ func checkStage(t *testing.T, e *Engine, wantDegraded bool, values func(tick int
 	e.Verdict(PhaseMonitor, 12)
 	degraded = degraded || e.Host(0).Degraded
 	if degraded != wantDegraded {
-		m := e.Host(0).Metrics["latency"]
-		t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, wantDegraded)
+		for name, m := range e.Host(0).Metrics {
+			t.Errorf("degraded %v (%s: score %.2f, current %.1f, baseline %.1f), want %v", degraded, name, m.Score, m.Current, m.Baseline, wantDegraded)
+		}
 	}
 }
 
@@ -1285,20 +1286,11 @@ func TestEngineFleetAtZero(t *testing.T) {
 				e.SetBaseline(0, h, below(100, noise(uint64(h+1), 48, 99.9, 0.05)))
 			}
 			e.StartWave("canary", 0, []int{0, 1})
-			degraded := false
-			for tick := range 12 {
+			checkStage(t, e, tt.wantDegraded, func(int) []float64 {
 				vals := fill(n, tt.fleet)
 				vals[0], vals[1] = tt.canary, tt.canary
-				e.Observe(0, vals)
-				e.Tick(PhaseMonitor, float64(tick))
-				degraded = degraded || e.Host(0).Degraded
-			}
-			e.Verdict(PhaseMonitor, 12)
-			degraded = degraded || e.Host(0).Degraded
-			if degraded != tt.wantDegraded {
-				m := e.Host(0).Metrics["availability"]
-				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
-			}
+				return vals
+			})
 		})
 	}
 }
