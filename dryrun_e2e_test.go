@@ -1201,11 +1201,6 @@ func TestDryRunColdStartPastTheWarmupPromotes(t *testing.T) {
 	}
 }
 
-// replicaChanges replays the ten replicas (troughRecording) changed at
-// row 288*day + row of each of 21 days, two canaries factor times worse
-// for their hour-long stage beside a no-change twin, with the README's
-// seed rule, and returns how many changes were caught and how many twins
-// rolled back.
 // replicaSpec writes the ten replicas' rollout: 2 canaries monitored for
 // canary, then the rest in one 30-minute wave, the seed rule.
 func replicaSpec(t *testing.T, canary string) string {
@@ -1230,6 +1225,11 @@ policies:
 `)
 }
 
+// replicaChanges replays the ten replicas (troughRecording) changed at
+// row 288*day + row of each of 21 days, two canaries factor times worse
+// for their hour-long stage beside a no-change twin, with the README's
+// seed rule, and returns how many changes were caught and how many twins
+// rolled back.
 func replicaChanges(t *testing.T, canary string, row int, factor float64) (caught, falseAlarms int) {
 	t.Helper()
 	spec := replicaSpec(t, canary)

@@ -94,10 +94,12 @@ func TestDiagnose(t *testing.T) {
 					ev := eng.Evidence(h, m)
 					kind := "cusum"
 					switch {
-					case ev.Window >= max(ev.Burst, ev.CUSUM):
+					case ev.Window >= max(ev.Burst, ev.CUSUM, ev.Repeat):
 						kind = "window"
-					case ev.Burst >= ev.CUSUM:
+					case ev.Burst >= max(ev.CUSUM, ev.Repeat):
 						kind = "burst"
+					case ev.Repeat >= ev.CUSUM:
+						kind = "repeat"
 					}
 					f := fire{c: v.Case, stage: s, poll: k, verdict: verdict, host: h, metric: m, hostStage: hs,
 						evidence: kind, ev: ev, degradedHosts: nd, changedHosts: len(env.Hosts), metricsDegraded: md}
@@ -353,8 +355,8 @@ func pearson(xs, ys []float64) float64 {
 func printFire(f fire) {
 	v := f.c.Materialize()
 	mt := v.Metrics()[f.metric]
-	fmt.Printf("\n### %s host %s metric %s: stage %d poll %d verdict=%v, %s (burst %.1f cusum %.1f window %.1f), %d/%d hosts degraded, %d/%d metrics; drift %.1f own %.1f ctrl %.1f corr %.2f\n",
-		f.c.ID, v.HostNames()[f.host], mt.Name, f.stage, f.poll, f.verdict, f.evidence, f.ev.Burst, f.ev.CUSUM, f.ev.Window,
+	fmt.Printf("\n### %s host %s metric %s: stage %d poll %d verdict=%v, %s (burst %.1f cusum %.1f repeat %.1f window %.1f), %d/%d hosts degraded, %d/%d metrics; drift %.1f own %.1f ctrl %.1f corr %.2f\n",
+		f.c.ID, v.HostNames()[f.host], mt.Name, f.stage, f.poll, f.verdict, f.evidence, f.ev.Burst, f.ev.CUSUM, f.ev.Repeat, f.ev.Window,
 		f.degradedHosts, f.changedHosts, f.metricsDegraded, len(f.c.metrics), f.drift, f.own, f.ctrl, f.corr)
 	base := clean(v.BaselineOf(f.host, f.metric, f.hostStage))
 	med := median(base)

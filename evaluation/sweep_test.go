@@ -204,7 +204,7 @@ func TestOne(t *testing.T) {
 			for m, mt := range c.Metrics() {
 				met := eng.Host(0).Metrics[mt.Name]
 				ev := eng.Evidence(0, m)
-				fmt.Printf("stage %d poll %d %s: cur %.4g base %.4g tol %.3g score %.2f burst %.2f cusum %.2f window %.2f\n", s, k, mt.Name, met.Current, met.Baseline, met.Tolerance, met.Score, ev.Burst, ev.CUSUM, ev.Window)
+				fmt.Printf("stage %d poll %d %s: cur %.4g base %.4g tol %.3g score %.2f burst %.2f cusum %.2f repeat %.2f window %.2f\n", s, k, mt.Name, met.Current, met.Baseline, met.Tolerance, met.Score, ev.Burst, ev.CUSUM, ev.Repeat, ev.Window)
 			}
 		}
 		fmt.Println("decided", r.Decide(c.Materialize()))

@@ -311,10 +311,8 @@ type metricState struct {
 	single, relSingle float64
 	// top holds the repeatPolls largest excursions since the apply,
 	// each the smaller of its excess as observed and against the fleet
-	// over the repeat's bounds (see repeats); repeat is the smallest's
-	// score on the Threshold scale.
-	top    [repeatPolls]float64
-	repeat float64
+	// over the repeat's bounds (see repeats and repeatScore).
+	top [repeatPolls]float64
 	// prev is the latest poll's value as observed (NaN: none since the
 	// apply), for settling.
 	prev float64
@@ -482,11 +480,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.Baseline, s.Stddev = med, spread
 	s.Tolerance = max(rel*level, p.tolAbs, p.absFloor)
 	s.pair = pairExcess(p, samples, med)
-	if p.dir > 0 {
-		s.single = max(0, hi-med)
-	} else {
-		s.single = max(0, med-lo)
-	}
+	s.single = singleExcess(p, lo, hi, med)
 	s.recent = recentMedian(p, samples, scratch)
 	s.lift = recentLift(p, s.recent, med)
 	s.pre = 0
@@ -630,6 +624,15 @@ func pairExcess(p *detectorParams, samples []float64, med float64) float64 {
 	return best
 }
 
+// singleExcess is the largest excess over med, in the worse direction, that
+// one of the samples between lo and hi reached (0 or more).
+func singleExcess(p *detectorParams, lo, hi, med float64) float64 {
+	if p.dir > 0 {
+		return max(0, hi-med)
+	}
+	return max(0, med-lo)
+}
+
 // selfMargin is how far above the largest score its own baseline reached a
 // self-calibrated host's CUSUM limit sits. That score is the largest of the
 // few excursions a baseline holds, and a stage after it holds more of the
@@ -715,7 +718,7 @@ func (s *metricState) restart() {
 	s.ringN, s.ringPos = 0, 0
 	s.fresh = false
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
-	s.top, s.repeat = [repeatPolls]float64{}, 0
+	s.top = [repeatPolls]float64{}
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
 	s.last, s.lastRel, s.prev = math.NaN(), math.NaN(), math.NaN()
 	s.settling = false
@@ -822,9 +825,8 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	latest := s.latest(ring)
 	own, rel := p.dir*(latest-s.Baseline), s.relExcess(p, adj.apply(latest))
 	did := p.dir * (adj.apply(latest) - s.Baseline)
-	didRank := sketchRank(didSketch, p.dir*adj.apply(latest)-s.Tolerance)
 	if adj.zero {
-		rel, did, didRank = 0, 0, 0.5
+		rel, did = 0, 0
 	}
 	if adj.spread > s.Stddev && s.madSpread <= p.absFloor {
 		// A host whose baseline sits at one value (errors at 0,
@@ -851,7 +853,12 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		s.settling = p.warm >= 2 && fell && (past == 1 || s.settling)
 	}
 	s.prev = latest
-	if !inWarmup && !s.settling && !math.IsNaN(s.last) {
+	judged := !inWarmup && !s.settling
+	growth := 1.0
+	if judged {
+		growth = s.burstGrowth(p)
+	}
+	if judged && !math.IsNaN(s.last) {
 		// Both polls beyond the bound, as observed and against the
 		// fleet, each comparison bounded by its own baseline's pairs
 		// and spread: as observed, the host's baseline; against the
@@ -863,19 +870,14 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// far the untouched hosts' own moves spread at this poll
 		// (adj.spread): a surge that moves each host by its own share
 		// moves the host off the fleet's median as much as them.
-		growth := s.burstGrowth(p)
-		bound := max(s.Tolerance, p.burst*s.pair*growth, p.burstZ*s.madSpread)
-		relBound := bound
-		if s.relOK {
-			relBound = max(s.Tolerance, p.burst*s.relPair*growth, p.burstZ*max(s.relMad, adj.spread))
-		}
+		bound, relBound := s.bounds(p, s.pair, s.relPair, growth, adj)
 		if both := min(min(s.last, own)/bound, min(s.lastRel, rel)/relBound); both > 0 {
 			s.burst = p.threshold * both
 		}
 	}
 	s.last, s.lastRel = own, rel
-	if !inWarmup && !s.settling {
-		s.repeats(p, own, rel, adj)
+	if judged {
+		s.repeats(p, own, rel, growth, adj)
 	}
 	if inWarmup {
 		return
@@ -888,7 +890,11 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// fleet, so a daily rise or fall that the untouched hosts share
 	// widens neither.
 	s.uOwn += sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
-	s.uDid += didRank
+	if adj.zero {
+		s.uDid += 0.5 // the poll is where the fleet is: no evidence
+	} else {
+		s.uDid += sketchRank(didSketch, p.dir*adj.apply(latest)-s.Tolerance)
+	}
 	s.nw++
 }
 
@@ -931,16 +937,12 @@ const repeatPolls = 3
 // the polls watched, never less than the tolerance and BurstSpreads MAD
 // spreads; against the fleet, where relOK, the baseline taken back by it
 // and never less than the untouched hosts' spread at this poll.
-func (s *metricState) repeats(p *detectorParams, own, rel float64, adj adjust) {
+func (s *metricState) repeats(p *detectorParams, own, rel, growth float64, adj adjust) {
 	if !(own > 0 && rel > 0) {
 		return
 	}
-	growth := s.burstGrowth(p)
-	bound := max(s.Tolerance, p.burst*s.single*growth, p.burstZ*s.madSpread)
-	relBound := max(bound, p.burstZ*adj.spread)
-	if s.relOK {
-		relBound = max(s.Tolerance, p.burst*s.relSingle*growth, p.burstZ*max(s.relMad, adj.spread))
-	}
+	bound, relBound := s.bounds(p, s.single, s.relSingle, growth, adj)
+	relBound = max(relBound, p.burstZ*adj.spread)
 	r := min(own/bound, rel/relBound)
 	k := repeatPolls - 1
 	if r <= s.top[k] {
@@ -950,11 +952,34 @@ func (s *metricState) repeats(p *detectorParams, own, rel float64, adj adjust) {
 	for i := k; i > 0 && s.top[i] > s.top[i-1]; i-- {
 		s.top[i], s.top[i-1] = s.top[i-1], s.top[i]
 	}
-	if s.top[k] > 1 {
-		// Only once it decides: below, a stage's largest excursions
-		// would hold every host's score up for the rest of its watch.
-		s.repeat = p.threshold * s.top[k]
+}
+
+// repeatScore is the repeats' score on the Threshold scale: the smallest
+// of the repeatPolls largest excursions, once it is beyond its bounds
+// (below, a stage's largest excursions would hold every host's score up
+// for the rest of its watch), else 0.
+func (s *metricState) repeatScore(p *detectorParams) float64 {
+	if r := s.top[repeatPolls-1]; r > 1 {
+		return p.threshold * r
 	}
+	return 0
+}
+
+// bounds are the bounds a poll's excess must pass, as observed and against
+// the fleet, for the burst (ext, relExt: the baseline's largest pair as
+// observed and taken back by the fleet) and the repeats (its largest
+// single poll): Burst times ext, grown by growth, never less than the
+// tolerance and BurstSpreads MAD spreads; against the fleet, where relOK,
+// the same of the baseline taken back by it and never less than
+// BurstSpreads of the untouched hosts' spread at this poll (adj.spread),
+// else the same bound as observed.
+func (s *metricState) bounds(p *detectorParams, ext, relExt, growth float64, adj adjust) (bound, relBound float64) {
+	bound = max(s.Tolerance, p.burst*ext*growth, p.burstZ*s.madSpread)
+	relBound = bound
+	if s.relOK {
+		relBound = max(s.Tolerance, p.burst*relExt*growth, p.burstZ*max(s.relMad, adj.spread))
+	}
+	return bound, relBound
 }
 
 // smallLogs holds ln n for the polls of most stages, so that a tick does
@@ -1033,7 +1058,7 @@ func (s *metricState) accumulate(p *detectorParams, xring []float64) bool {
 		z := (sum/float64(len(xring)) - s.Tolerance) / s.Stddev
 		s.cusum = max(0, s.cusum+z-p.allowance)
 	}
-	s.Score = min(scoreCap*p.threshold, max(p.threshold*s.cusum/s.limit, s.burst, s.verdict, s.repeat))
+	s.Score = min(scoreCap*p.threshold, max(p.threshold*s.cusum/s.limit, s.burst, s.verdict, s.repeatScore(p)))
 	return s.Score > p.threshold
 }
 

@@ -821,11 +821,7 @@ func (e *Engine) didBaselines(m int) {
 		fillSketch(p, vals, e.didSketch(h, m))
 		st.relMed = median(vals)
 		st.relPair = pairExcess(p, rel, st.relMed)
-		if p.dir > 0 {
-			st.relSingle = max(0, vals[len(vals)-1]-st.relMed)
-		} else {
-			st.relSingle = max(0, st.relMed-vals[0])
-		}
+		st.relSingle = singleExcess(p, vals[0], vals[len(vals)-1], st.relMed)
 		st.relMad = max(mad, p.absFloor)
 		st.relOK = true
 	}
@@ -976,7 +972,7 @@ type Evidence struct {
 // EngineConfig.Hosts and Metrics).
 func (e *Engine) Evidence(host, metric int) Evidence {
 	st := &e.states[host*e.nm+metric]
-	ev := Evidence{Burst: st.burst, Window: st.verdict, Repeat: st.repeat}
+	ev := Evidence{Burst: st.burst, Window: st.verdict, Repeat: st.repeatScore(&e.params[metric])}
 	if st.limit > 0 {
 		ev.CUSUM = e.params[metric].threshold * st.cusum / st.limit
 	}
