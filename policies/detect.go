@@ -66,6 +66,18 @@ import (
 // cannot make the reference stricter, and the fleet-adjusted excess must
 // still agree.
 //
+// A drift shared with the fleet. A host that drifted with the untouched
+// hosts before the change, either way (its recent level moved from its
+// median, and its baseline taken back by them spreads at most liftShare
+// times as widely as observed), has a baseline whose spread as observed
+// is the drift's: a step beyond where it was going reads as noise in it.
+// The window test's comparison with the host's own history then also
+// takes each poll back by the untouched hosts' level just before the
+// change and ranks it in the baseline taken back by them, which spreads
+// only by the host's own noise; the poll counts as the worse of the two
+// reads (engine.go, fleetLevel.preAdjust). The reference is still fixed
+// before the change, and the fleet-adjusted comparison must still agree.
+//
 // Three kinds of evidence, each scaled so that it crosses Threshold exactly
 // when it is enough to call the metric degraded; the metric's score is the
 // largest, and the host's the largest of its metrics':
@@ -288,6 +300,12 @@ type metricState struct {
 	// host's change, in the better direction, when beyond the tolerance
 	// (see Engine.StartWave).
 	pre float64
+	// preMul and preAdd take a poll back by the untouched hosts' level
+	// just before the change (x*preMul + preAdd) for the window test's
+	// comparison with the host's own history, when the host drifted with
+	// them (see fleetLevel.preAdjust); preMul is NaN otherwise. float32,
+	// as the sketch the poll is ranked in.
+	preMul, preAdd float32
 	// pair is the largest excess over the median, in the worse direction,
 	// that two consecutive baseline polls both reached (0 or more).
 	pair float64
@@ -484,6 +502,7 @@ func (s *metricState) setBaseline(p *detectorParams, samples, scratch []float64,
 	s.recent = recentMedian(p, samples, scratch)
 	s.lift = recentLift(p, s.recent, med)
 	s.pre = 0
+	s.preMul, s.preAdd = float32(math.NaN()), 0
 	s.didR = 0
 	s.relOK = false
 	s.limit = p.limit
@@ -889,7 +908,16 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// Engine.didBaselines): both sides of the second are relative to the
 	// fleet, so a daily rise or fall that the untouched hosts share
 	// widens neither.
-	s.uOwn += sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
+	rank := sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
+	if !math.IsNaN(float64(s.preMul)) {
+		// A host that drifted with the untouched hosts before the change
+		// (see fleetLevel.preAdjust): also its poll taken back by their
+		// level just before it, against its baseline taken back by them;
+		// the poll is as far beyond the host's own history as the worse
+		// of the two reads.
+		rank = max(rank, sketchRank(didSketch, p.dir*(latest*float64(s.preMul)+float64(s.preAdd))-s.Tolerance))
+	}
+	s.uOwn += rank
 	if adj.zero {
 		s.uDid += 0.5 // the poll is where the fleet is: no evidence
 	} else {

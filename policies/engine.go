@@ -227,6 +227,38 @@ func (l *fleetLevel) preExcess(st *metricState, p *detectorParams) float64 {
 	return min(fleet, own)
 }
 
+// liftShare is how much more narrowly than as observed a host's baseline
+// taken back by the untouched hosts must spread (MAD) for the host to have
+// drifted with them (see preAdjust): chosen on every data set together
+// (make eval and the scenario hunts' replica fleets, README "A drift
+// shared with the fleet"): 0.5 and 1 rolled back more no-change rollouts
+// of JumpStarter's fleets of unlike services for about as many caught.
+const liftShare = 0.3
+
+// preAdjust is the adjustment (x*mul + add) that takes a poll of host
+// state st back by the untouched hosts' level just before the change
+// (pre), when st drifted with them before it: its recent level moved from
+// its median, to the worse side (a lift) or to the better side with them
+// (a stricter reference, see preExcess), and its baseline taken back by
+// them poll by poll spreads at most liftShare times as widely as observed
+// (relOK). mul is NaN otherwise. Such a host's baseline as observed
+// spreads over the drift, in which a step beyond where it was going reads
+// as noise; taken back by the untouched hosts' level before the change,
+// its polls are measured from where it was going, and its baseline taken
+// back by them poll by poll spreads only by its own noise (see judge's
+// window statistics).
+func (l *fleetLevel) preAdjust(st *metricState) (mul, add float32) {
+	switch {
+	case st.lift == 0 && st.pre == 0 || !l.hasPre || !st.relOK || st.relMad > liftShare*st.madSpread:
+		return float32(math.NaN()), 0
+	case !l.relative:
+		return 1, float32(st.baseLevel - l.pre)
+	case !(l.pre > 0):
+		return float32(math.NaN()), 0
+	}
+	return float32(st.baseLevel / l.pre), 0
+}
+
 // identity is the level of the reference window itself.
 func (l *fleetLevel) identity() float64 {
 	if l.relative {
@@ -709,6 +741,7 @@ func (e *Engine) recordWaveLevel(m int) {
 			// Baselined over this window: the untouched hosts' move over
 			// its last polls applies to it.
 			st.pre = lv.preExcess(st, &e.params[m])
+			st.preMul, st.preAdd = lv.preAdjust(st)
 		}
 	}
 	if !lv.seen {

@@ -183,26 +183,40 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 				return 100
 			}
 			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
-			for h := range n {
-				b := noise(uint64(h+1), nb, 0, 1)
-				for i := range b {
-					b[i] += level(h, i)
-				}
-				e.SetBaseline(0, h, b)
-			}
-			e.StartWave("canary", 0, []int{0, 1})
-			checkStage(t, e, tt.wantDegraded, func(tick int) []float64 {
-				vals := noise(uint64(100+tick), n, 0, 1)
-				for h := range vals {
-					f := tt.controls
-					if h < 2 {
-						f = tt.canary
-					}
-					vals[h] += level(h, nb-1) * f
-				}
-				return vals
-			})
+			startAtLevels(e, n, nb, level)
+			checkStage(t, e, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
 		})
+	}
+}
+
+// startAtLevels gives each of n hosts a baseline of nb polls at
+// level(h, i) (noise of spread 1 around it) and starts a canary of the
+// first two.
+func startAtLevels(e *Engine, n, nb int, level func(h, i int) float64) {
+	for h := range n {
+		b := noise(uint64(h+1), nb, 0, 1)
+		for i := range b {
+			b[i] += level(h, i)
+		}
+		e.SetBaseline(0, h, b)
+	}
+	e.StartWave("canary", 0, []int{0, 1})
+}
+
+// stageAtLevels is a stage's polls over n hosts: host h at level(h)
+// times canary for the canaries (the first two) and times controls for
+// the others, noise of spread 1 around it.
+func stageAtLevels(n int, level func(h int) float64, canary, controls float64) func(tick int) []float64 {
+	return func(tick int) []float64 {
+		vals := noise(uint64(100+tick), n, 0, 1)
+		for h := range vals {
+			f := controls
+			if h < 2 {
+				f = canary
+			}
+			vals[h] += level(h) * f
+		}
+		return vals
 	}
 }
 
@@ -210,14 +224,7 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 // climbs with level (noise of spread 1 around it) and starts a canary of
 // the first two.
 func startOnTheRise(e *Engine, n, nb int, level func(int) float64) {
-	for h := range n {
-		b := noise(uint64(h+1), nb, 0, 1)
-		for i := range b {
-			b[i] += level(i)
-		}
-		e.SetBaseline(0, h, b)
-	}
-	e.StartWave("canary", 0, []int{0, 1})
+	startAtLevels(e, n, nb, func(_, i int) float64 { return level(i) })
 }
 
 // A change made on the daily rise: the whole fleet climbs from 50 to 100
@@ -1367,6 +1374,56 @@ func TestEngineFleetWideErrorSurge(t *testing.T) {
 			if misses > 1 {
 				t.Errorf("%d of 20 fleets: canary degraded %v, want %v", misses, !tt.wantDegraded, tt.wantDegraded)
 			}
+		})
+	}
+}
+
+// A change at the end of a drift the whole fleet shared. Every host's
+// latency climbed from 50 to 100 through the second half of its baseline
+// (the evening), or fell from 100 to 40 (the night), so its recent level
+// has moved from its median and its baseline as observed spreads over the
+// whole drift. The CUSUM and the window test judge the host against where
+// it was going (its recent level when that is worse than its median, its
+// median moved by the fleet's fall when better); in that wide spread, a
+// canary 20% above its recent level after the climb, or 1.3 times the
+// fleet's level after the fall (52, still far under its median of 97),
+// while the untouched hosts hold theirs, read as noise, and the canary
+// was promoted. A host whose baseline taken back by the untouched hosts
+// spreads at most 0.3 times as widely as observed (liftShare) drifted
+// with them: the window test's comparison with its own history also
+// takes its polls back by the untouched hosts' level just before the
+// change, in that relative baseline, and counts the worse of the two. The
+// canary is degraded; one that holds its level with the fleet is not, nor
+// one that holds it while the untouched hosts get 30% better after the
+// change, nor one that climbed alone (its lift is its own) and holds it.
+func TestEngineChangeAfterASharedDrift(t *testing.T) {
+	tests := []struct {
+		name             string
+		from, to         float64 // every host's level at the start and the end of its drift
+		alone            bool    // only the canaries drifted
+		canary, controls float64 // factors on the recent level after the change
+		wantDegraded     bool
+	}{
+		{"climb, canaries 20% above the fleet's level", 50, 100, false, 1.2, 1, true},
+		{"climb, canaries and untouched hosts hold it", 50, 100, false, 1, 1, false},
+		{"climb, canaries hold it, untouched hosts improve", 50, 100, false, 1, 0.7, false},
+		{"climb, canaries climbed alone and hold it", 50, 100, true, 1, 1, false},
+		{"fall, canaries 1.3 times the fleet's level", 100, 40, false, 1.3, 1, true},
+		{"fall, canaries and untouched hosts hold it", 100, 40, false, 1, 1, false},
+		{"fall, canaries hold it, untouched hosts improve", 100, 40, false, 1, 0.7, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 48
+			level := func(h, i int) float64 { // host h's level at baseline poll i
+				if i < nb/2 || tt.alone && h >= 2 {
+					return tt.from
+				}
+				return tt.from + (tt.to-tt.from)*float64(i-nb/2+1)/float64(nb/2)
+			}
+			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
+			startAtLevels(e, n, nb, level)
+			checkStage(t, e, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
 		})
 	}
 }
