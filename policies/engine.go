@@ -235,28 +235,27 @@ func (l *fleetLevel) preExcess(st *metricState, p *detectorParams) float64 {
 // of JumpStarter's fleets of unlike services for about as many caught.
 const liftShare = 0.3
 
-// preAdjust is the adjustment (x*mul + add) that takes a poll of host
-// state st back by the untouched hosts' level just before the change
-// (pre), when st drifted with them before it: its recent level moved from
-// its median, to the worse side (a lift) or to the better side with them
-// (a stricter reference, see preExcess), and its baseline taken back by
-// them poll by poll spreads at most liftShare times as widely as observed
-// (relOK). mul is NaN otherwise. Such a host's baseline as observed
+// preAdjust is the adjustment (x*mul + add, see takeBack) that takes a
+// poll of host state st back by the untouched hosts' level just before
+// the change (pre), when st drifted with them before it: its recent level
+// moved from its median, to the worse side (a lift) or to the better side
+// with them (a stricter reference, see preExcess), and its baseline taken
+// back by them poll by poll spreads at most liftShare times as widely as
+// observed (relOK). mul is NaN otherwise, and where a ratio has no scale. Such a host's baseline as observed
 // spreads over the drift, in which a step beyond where it was going reads
 // as noise; taken back by the untouched hosts' level before the change,
 // its polls are measured from where it was going, and its baseline taken
 // back by them poll by poll spreads only by its own noise (see judge's
 // window statistics).
 func (l *fleetLevel) preAdjust(st *metricState) (mul, add float32) {
-	switch {
-	case st.lift == 0 && st.pre == 0 || !l.hasPre || !st.relOK || st.relMad > liftShare*st.madSpread:
-		return float32(math.NaN()), 0
-	case !l.relative:
-		return 1, float32(st.baseLevel - l.pre)
-	case !(l.pre > 0):
+	if st.lift == 0 && st.pre == 0 || !l.hasPre || !st.relOK || st.relMad > liftShare*st.madSpread {
 		return float32(math.NaN()), 0
 	}
-	return float32(st.baseLevel / l.pre), 0
+	a, ok := l.takeBack(st, l.pre)
+	if !ok {
+		return float32(math.NaN()), 0
+	}
+	return float32(a.mul), float32(a.add)
 }
 
 // identity is the level of the reference window itself.
@@ -318,16 +317,33 @@ func (l *fleetLevel) adjustment(st *metricState) adjust {
 	if !l.decided || !st.hasRef {
 		return identity
 	}
-	if !l.relative {
-		return adjust{mul: 1, add: st.baseLevel - l.level, spread: l.spread}
-	}
-	if l.level == 0 && st.baseLevel > 0 {
+	if l.relative && l.level == 0 && st.baseLevel > 0 {
 		return adjust{mul: 1, zero: true}
 	}
-	if !(l.level > 0) || !(st.baseLevel > 0) {
+	a, ok := l.takeBack(st, l.level)
+	if !ok {
 		return identity
 	}
-	return adjust{mul: st.baseLevel / l.level, spread: l.spread / l.level * math.Abs(st.relMed)}
+	a.spread = l.spread
+	if l.relative {
+		a.spread = l.spread / l.level * math.Abs(st.relMed)
+	}
+	return a
+}
+
+// takeBack is the adjustment (without its spread) that brings a value of
+// host state st observed at fleet level level back to the level of its
+// baseline window: divided by level / baseLevel (relative), or less
+// level - baseLevel (additive). ok is false where a ratio has no scale
+// (level or baseLevel not above 0).
+func (l *fleetLevel) takeBack(st *metricState, level float64) (a adjust, ok bool) {
+	if !l.relative {
+		return adjust{mul: 1, add: st.baseLevel - level}, true
+	}
+	if !(level > 0) || !(st.baseLevel > 0) {
+		return identity, false
+	}
+	return adjust{mul: st.baseLevel / level}, true
 }
 
 // measure sets the level and its spread from the reference hosts' shifts
