@@ -1289,6 +1289,22 @@ func TestDryRunRiseStepOnATenMinuteCanary(t *testing.T) {
 	}
 }
 
+// The trough change with the README's 10-minute canary: the warm-up's
+// poll and one more, so only the burst can decide. The burst judged the
+// canaries against their own median, which holds the evening, and 1.5
+// times a trough value is under it: 0 of 21 days rolled back. It judges
+// them against the stricter reference the CUSUM and the window test use
+// (their median moved by the untouched hosts' fall, which they shared)
+// now, and the comparison with the fleet must still agree: 18 of 21. The
+// no-change twins: 0 of 21 before and now.
+func TestDryRunTroughStepOnATenMinuteCanary(t *testing.T) {
+	caught, falseAlarms := replicaChanges(t, "10m", 12, 1.5) // 01:00
+	t.Logf("trough steps caught %d of 21, no-change rollouts rolled back %d", caught, falseAlarms)
+	if caught < 15 || falseAlarms > 0 {
+		t.Errorf("trough steps on a 10-minute canary caught %d of 21, no-change rollouts rolled back %d; want at least 15 and 0", caught, falseAlarms)
+	}
+}
+
 // A traffic surge that comes with the change on every host, canaries and
 // untouched alike, each by its own share (v times s^a, a from 0.7 to 1.3
 // across the ten replicas, the canaries' 1.15 and 1.05, inside the

@@ -87,17 +87,20 @@ func TestDetectionFigures(t *testing.T) {
 	// rollbacks more, 4 of 6,854: the scenario hunts' replica fleets at
 	// the night's trough are what it is for (round 3: 1,051 to 1,178 of
 	// 1,428 caught, no-change twins 6 of 714 as before), and the floors
-	// and ceilings follow.
+	// and ceilings follow. The burst in the trough (README: the burst and
+	// the repeats judge against the stricter of the median and the host's
+	// own reference) caught 6 and 8 more (JumpStarter 7,803 to 7,816,
+	// Nezha 1,960 to 1,961) for no rollback more: the floors follow.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10849, 338},
-			{"pooled, held-out", byHalf(HeldOut), 9587, 379},
+			{"pooled, dev", byHalf(Dev), 10855, 338},
+			{"pooled, held-out", byHalf(HeldOut), 9595, 379},
 			{"nab", byDataset("nab"), 10673, 341},
-			{"jumpstarter", byDataset("jumpstarter"), 7803, 296},
-			{"nezha", byDataset("nezha"), 1960, 80},
+			{"jumpstarter", byDataset("jumpstarter"), 7816, 296},
+			{"nezha", byDataset("nezha"), 1961, 80},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20433, 713},
+			{"pooled", all, 20447, 713},
 		},
 	}
 	for j, figs := range want {

@@ -64,7 +64,11 @@ import (
 // a host that did not move with the fleet keeps its own baseline). The
 // move is fixed before the change: untouched hosts improving after it
 // cannot make the reference stricter, and the fleet-adjusted excess must
-// still agree.
+// still agree. The burst judges against this stricter reference too (a
+// 10-minute canary at 5-minute polls has nothing else that can decide):
+// it always takes the stricter of the median and the host's reference,
+// measured against the same bounds, and the comparison with the fleet
+// must still agree.
 //
 // A drift shared with the fleet. A host that drifted with the untouched
 // hosts before the change, either way (its recent level moved from its
@@ -313,7 +317,8 @@ type metricState struct {
 	// burst must reach BurstSpreads of it, beside the baseline's pairs.
 	madSpread float64
 	// last and lastRel are the excesses of the latest poll (NaN: none
-	// since the apply) as observed and taken back by the fleet's
+	// since the apply) as observed, over the stricter of the baseline
+	// median and the host's reference, and taken back by the fleet's
 	// movement (see judge).
 	last, lastRel float64
 	// relMed, relPair and relMad are the median, the largest pair excess
@@ -860,6 +865,11 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	ref := s.reference()
 	xring[(int(s.ringPos)+len(xring)-1)%len(xring)] = min(own+ref, did)
 	s.burst = 0
+	// The burst and the repeats judge the poll against the stricter of the
+	// baseline median and the host's own reference: a recent level worse
+	// than the median moves neither, the fleet's move to the better side
+	// just before the change moves both.
+	strict := own + max(0, ref)
 	// A cold start that outlasts a warm-up of two polls or more: every
 	// poll after the warm-up has fallen below the one before by more
 	// than the tolerance and BurstSpreads MAD spreads (as observed: the
@@ -890,13 +900,13 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// (adj.spread): a surge that moves each host by its own share
 		// moves the host off the fleet's median as much as them.
 		bound, relBound := s.bounds(p, s.pair, s.relPair, growth, adj)
-		if both := min(min(s.last, own)/bound, min(s.lastRel, rel)/relBound); both > 0 {
+		if both := min(min(s.last, strict)/bound, min(s.lastRel, rel)/relBound); both > 0 {
 			s.burst = p.threshold * both
 		}
 	}
-	s.last, s.lastRel = own, rel
+	s.last, s.lastRel = strict, rel
 	if judged {
-		s.repeats(p, own, rel, growth, adj)
+		s.repeats(p, strict, rel, growth, adj)
 	}
 	if inWarmup {
 		return

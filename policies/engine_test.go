@@ -189,6 +189,56 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 	}
 }
 
+// A 10-minute canary at 5-minute polls in the daily trough: 2 polls, the
+// first a warm-up poll, so only a burst can decide (the CUSUM and the
+// window test need more polls). The burst judges the host against the
+// same reference as the CUSUM and the window test when the host and the
+// untouched hosts moved to the better side just before the change (its
+// median moved by their fall), not the median that holds the evening: a
+// canary at 2 and at 1.5 times the fleet is decided on its second poll.
+// One that holds the trough, or that did not fall with the fleet and
+// holds its own median, is not.
+func TestEngineTroughStepOnATwoPollCanary(t *testing.T) {
+	tests := []struct {
+		name         string
+		level        bool    // the canaries stayed at the evening level
+		canary       float64 // factor on the canaries after the change
+		wantDegraded bool
+	}{
+		{"canaries 2 times the fleet", false, 2, true},
+		{"canaries 1.5 times the fleet", false, 1.5, true},
+		{"canaries hold the trough", false, 1, false},
+		{"canaries did not fall and hold their median", true, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 48
+			level := func(h, i int) float64 {
+				if i >= nb-6 && (h >= 2 || !tt.level) {
+					return 50
+				}
+				return 100
+			}
+			cfg := mustPreset(t, SensitivityMedium)
+			cfg.Warmup = 1
+			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
+			startAtLevels(e, n, nb, level)
+			values := stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, 1)
+			degraded := false
+			for tick := range 2 {
+				e.Observe(0, values(tick))
+				e.Tick(PhaseMonitor, float64(tick))
+				degraded = degraded || e.Host(0).Degraded
+			}
+			e.Verdict(PhaseMonitor, 2)
+			degraded = degraded || e.Host(0).Degraded
+			if m := e.Host(0).Metrics["latency"]; degraded != tt.wantDegraded {
+				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
+			}
+		})
+	}
+}
+
 // startAtLevels gives each of n hosts a baseline of nb polls at
 // level(h, i) (noise of spread 1 around it) and starts a canary of the
 // first two.
