@@ -1225,14 +1225,16 @@ policies:
 `)
 }
 
-// replicaChanges replays the ten replicas (troughRecording) changed at
-// row 288*day + row of each of 21 days, two canaries factor times worse
+// checkReplicaChanges replays the ten replicas (troughRecording) changed
+// at row 288*day + row of each of 21 days, two canaries factor times worse
 // for their hour-long stage beside a no-change twin, with the README's
-// seed rule, and returns how many changes were caught and how many twins
-// rolled back.
-func replicaChanges(t *testing.T, canary string, row int, factor float64) (caught, falseAlarms int) {
+// seed rule and a canary stage of the given monitor, and fails unless at
+// least minCaught of the changes were caught and no twin rolled back;
+// what names the changes in its messages.
+func checkReplicaChanges(t *testing.T, what, canary string, row int, factor float64, minCaught int) {
 	t.Helper()
 	spec := replicaSpec(t, canary)
+	caught, falseAlarms := 0, 0
 	for day := 1; day <= 21; day++ {
 		bad := 288*day + row
 		for _, f := range []float64{1, factor} {
@@ -1250,7 +1252,10 @@ func replicaChanges(t *testing.T, canary string, row int, factor float64) (caugh
 			}
 		}
 	}
-	return caught, falseAlarms
+	t.Logf("%s caught %d of 21, no-change rollouts rolled back %d", what, caught, falseAlarms)
+	if caught < minCaught || falseAlarms > 0 {
+		t.Errorf("%s caught %d of 21, no-change rollouts rolled back %d; want at least %d and 0", what, caught, falseAlarms, minCaught)
+	}
 }
 
 // A change made on the daily rise: the same ten replicas changed at 07:00,
@@ -1265,11 +1270,7 @@ func replicaChanges(t *testing.T, canary string, row int, factor float64) (caugh
 // window is (policies' didBaselines): 21 of 21. The no-change twins:
 // 0 of 21 before and now.
 func TestDryRunRiseChangeAgainstTheFleet(t *testing.T) {
-	caught, falseAlarms := replicaChanges(t, "1h", 84, 1.2) // 07:00
-	t.Logf("rise changes caught %d of 21, no-change rollouts rolled back %d", caught, falseAlarms)
-	if caught < 18 || falseAlarms > 0 {
-		t.Errorf("rise changes caught %d of 21, no-change rollouts rolled back %d; want at least 18 and 0", caught, falseAlarms)
-	}
+	checkReplicaChanges(t, "rise changes", "1h", 84, 1.2, 18) // 07:00
 }
 
 // The same rise with the README's 10-minute canary at 5-minute polls: the
@@ -1282,11 +1283,7 @@ func TestDryRunRiseChangeAgainstTheFleet(t *testing.T) {
 // as the window test's is: 21 of 21, the no-change twins 0 of 21 before
 // and now.
 func TestDryRunRiseStepOnATenMinuteCanary(t *testing.T) {
-	caught, falseAlarms := replicaChanges(t, "10m", 84, 1.5) // 07:00
-	t.Logf("rise steps caught %d of 21, no-change rollouts rolled back %d", caught, falseAlarms)
-	if caught < 18 || falseAlarms > 0 {
-		t.Errorf("rise steps on a 10-minute canary caught %d of 21, no-change rollouts rolled back %d; want at least 18 and 0", caught, falseAlarms)
-	}
+	checkReplicaChanges(t, "rise steps on a 10-minute canary", "10m", 84, 1.5, 18) // 07:00
 }
 
 // The trough change with the README's 10-minute canary: the warm-up's
@@ -1295,14 +1292,22 @@ func TestDryRunRiseStepOnATenMinuteCanary(t *testing.T) {
 // times a trough value is under it: 0 of 21 days rolled back. It judges
 // them against the stricter reference the CUSUM and the window test use
 // (their median moved by the untouched hosts' fall, which they shared)
-// now, and the comparison with the fleet must still agree: 18 of 21. The
-// no-change twins: 0 of 21 before and now.
+// now, and the comparison with the fleet must still agree: 18 of 21 (21
+// with the read below). The no-change twins: 0 of 21 before and now.
 func TestDryRunTroughStepOnATenMinuteCanary(t *testing.T) {
-	caught, falseAlarms := replicaChanges(t, "10m", 12, 1.5) // 01:00
-	t.Logf("trough steps caught %d of 21, no-change rollouts rolled back %d", caught, falseAlarms)
-	if caught < 15 || falseAlarms > 0 {
-		t.Errorf("trough steps on a 10-minute canary caught %d of 21, no-change rollouts rolled back %d; want at least 15 and 0", caught, falseAlarms)
-	}
+	checkReplicaChanges(t, "trough steps on a 10-minute canary", "10m", 12, 1.5, 18) // 01:00
+}
+
+// Deeper in the night (02:00), the canaries fell with the fleet through
+// their 4-hour baseline, whose spread as observed is the fall's: 1.5
+// times the fleet's level is inside the burst's bound, against the median
+// or the stricter reference alike, and 0 of 21 days rolled back. The
+// burst's comparison with the canaries' own history also reads each poll
+// taken back by the untouched hosts' level just before the change,
+// against the baseline taken back by them (the window test's second
+// read): 21 of 21. The no-change twins: 0 of 21 before and now.
+func TestDryRunSharedDriftStepOnATenMinuteCanary(t *testing.T) {
+	checkReplicaChanges(t, "steps after a shared fall on a 10-minute canary", "10m", 24, 1.5, 18) // 02:00
 }
 
 // A traffic surge that comes with the change on every host, canaries and
@@ -1359,11 +1364,9 @@ func TestDryRunSurgeOnTheRise(t *testing.T) {
 // trough value is still under the canary's own median, so every poll's
 // excess over its own baseline was negative and 0 of 21 days rolled back;
 // against its median moved by the untouched hosts' fall just before the
-// change (it fell with them) the canaries are degraded: 19 of 21. The
-// no-change twins must not roll back (0 of 21, before and now).
+// change (it fell with them) the canaries are degraded: 19 of 21, and 21
+// since the burst reads the stricter reference too. The no-change twins
+// must not roll back (0 of 21, before and now).
 func TestDryRunTroughChangeAgainstTheFleet(t *testing.T) {
-	caught, falseAlarms := replicaChanges(t, "1h", 12, 1.5) // 01:00
-	if caught < 15 || falseAlarms > 0 {
-		t.Errorf("trough changes caught %d of 21, no-change rollouts rolled back %d; want at least 15 and 0", caught, falseAlarms)
-	}
+	checkReplicaChanges(t, "trough changes", "1h", 12, 1.5, 15) // 01:00
 }

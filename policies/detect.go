@@ -79,8 +79,12 @@ import (
 // takes each poll back by the untouched hosts' level just before the
 // change and ranks it in the baseline taken back by them, which spreads
 // only by the host's own noise; the poll counts as the worse of the two
-// reads (engine.go, fleetLevel.preAdjust). The reference is still fixed
-// before the change, and the fleet-adjusted comparison must still agree.
+// reads (engine.go, fleetLevel.preAdjust). The burst's and the repeats'
+// comparison with the host's own history reads the poll so too, against
+// the bounds of that baseline (its largest pair or poll, its MAD, the
+// tolerance), and is beyond its bound when either read is. The reference
+// is still fixed before the change, and the fleet-adjusted comparison
+// must still agree.
 //
 // Three kinds of evidence, each scaled so that it crosses Threshold exactly
 // when it is enough to call the metric degraded; the metric's score is the
@@ -319,8 +323,11 @@ type metricState struct {
 	// last and lastRel are the excesses of the latest poll (NaN: none
 	// since the apply) as observed, over the stricter of the baseline
 	// median and the host's reference, and taken back by the fleet's
-	// movement (see judge).
-	last, lastRel float64
+	// movement (see judge); lastPre is its excess taken back by the
+	// untouched hosts' level just before the change, over the baseline
+	// taken back by them (NaN: none, or the host did not drift with them:
+	// preMul).
+	last, lastRel, lastPre float64
 	// relMed, relPair and relMad are the median, the largest pair excess
 	// and the MAD spread of the baseline taken back by the fleet poll by
 	// poll, where it spreads less than as observed (relOK; see
@@ -744,7 +751,7 @@ func (s *metricState) restart() {
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
 	s.top = [repeatPolls]float64{}
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
-	s.last, s.lastRel, s.prev = math.NaN(), math.NaN(), math.NaN()
+	s.last, s.lastRel, s.lastPre, s.prev = math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	s.settling = false
 	s.age = 0
 }
@@ -870,6 +877,16 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// than the median moves neither, the fleet's move to the better side
 	// just before the change moves both.
 	strict := own + max(0, ref)
+	// A host that drifted with the untouched hosts before the change (see
+	// fleetLevel.preAdjust): its own comparison also reads the poll taken
+	// back by their level just before the change, over its baseline taken
+	// back by them, whose spread is the host's own noise, not the drift's
+	// (the window test's second read below); the comparison is beyond its
+	// bound when either read is.
+	pre := math.NaN()
+	if !math.IsNaN(float64(s.preMul)) {
+		pre = s.relExcess(p, latest*float64(s.preMul)+float64(s.preAdd))
+	}
 	// A cold start that outlasts a warm-up of two polls or more: every
 	// poll after the warm-up has fallen below the one before by more
 	// than the tolerance and BurstSpreads MAD spreads (as observed: the
@@ -900,13 +917,17 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// (adj.spread): a surge that moves each host by its own share
 		// moves the host off the fleet's median as much as them.
 		bound, relBound := s.bounds(p, s.pair, s.relPair, growth, adj)
-		if both := min(min(s.last, strict)/bound, min(s.lastRel, rel)/relBound); both > 0 {
+		ownR := min(s.last, strict) / bound
+		if !math.IsNaN(pre) && !math.IsNaN(s.lastPre) {
+			ownR = max(ownR, min(s.lastPre, pre)/s.preBound(p, s.relPair, growth))
+		}
+		if both := min(ownR, min(s.lastRel, rel)/relBound); both > 0 {
 			s.burst = p.threshold * both
 		}
 	}
-	s.last, s.lastRel = strict, rel
+	s.last, s.lastRel, s.lastPre = strict, rel, pre
 	if judged {
-		s.repeats(p, strict, rel, growth, adj)
+		s.repeats(p, strict, rel, pre, growth, adj)
 	}
 	if inWarmup {
 		return
@@ -974,14 +995,21 @@ const repeatPolls = 3
 // single poll in place of its largest pair: Burst times it, growing with
 // the polls watched, never less than the tolerance and BurstSpreads MAD
 // spreads; against the fleet, where relOK, the baseline taken back by it
-// and never less than the untouched hosts' spread at this poll.
-func (s *metricState) repeats(p *detectorParams, own, rel, growth float64, adj adjust) {
-	if !(own > 0 && rel > 0) {
+// and never less than the untouched hosts' spread at this poll. pre is
+// the poll's excess taken back by the untouched hosts' level just before
+// the change (NaN: the host did not drift with them), a second read of
+// the comparison as observed, bounded by preBound.
+func (s *metricState) repeats(p *detectorParams, own, rel, pre, growth float64, adj adjust) {
+	if !((own > 0 || pre > 0) && rel > 0) {
 		return
 	}
 	bound, relBound := s.bounds(p, s.single, s.relSingle, growth, adj)
 	relBound = max(relBound, p.burstZ*adj.spread)
-	r := min(own/bound, rel/relBound)
+	ownR := own / bound
+	if pre > 0 {
+		ownR = max(ownR, pre/s.preBound(p, s.relSingle, growth))
+	}
+	r := min(ownR, rel/relBound)
 	k := repeatPolls - 1
 	if r <= s.top[k] {
 		return
@@ -1018,6 +1046,14 @@ func (s *metricState) bounds(p *detectorParams, ext, relExt, growth float64, adj
 		relBound = max(s.Tolerance, p.burst*relExt*growth, p.burstZ*max(s.relMad, adj.spread))
 	}
 	return bound, relBound
+}
+
+// preBound is the bound of a poll's excess taken back by the untouched
+// hosts' level just before the change (a host that drifted with them):
+// the bounds' against the fleet, without the untouched hosts' spread at
+// this poll (the level it is taken back by was fixed before the change).
+func (s *metricState) preBound(p *detectorParams, relExt, growth float64) float64 {
+	return max(s.Tolerance, p.burst*relExt*growth, p.burstZ*s.relMad)
 }
 
 // smallLogs holds ln n for the polls of most stages, so that a tick does

@@ -97,13 +97,19 @@ func TestEngineDifferenceInDifferences(t *testing.T) {
 // degraded at any of them.
 func checkStage(t *testing.T, e *Engine, wantDegraded bool, values func(tick int) []float64) {
 	t.Helper()
+	checkStagePolls(t, e, 12, wantDegraded, values)
+}
+
+// checkStagePolls is checkStage over a stage of the given polls.
+func checkStagePolls(t *testing.T, e *Engine, polls int, wantDegraded bool, values func(tick int) []float64) {
+	t.Helper()
 	degraded := false
-	for tick := range 12 {
+	for tick := range polls {
 		e.Observe(0, values(tick))
 		e.Tick(PhaseMonitor, float64(tick))
 		degraded = degraded || e.Host(0).Degraded
 	}
-	e.Verdict(PhaseMonitor, 12)
+	e.Verdict(PhaseMonitor, float64(polls))
 	degraded = degraded || e.Host(0).Degraded
 	if degraded != wantDegraded {
 		for name, m := range e.Host(0).Metrics {
@@ -223,18 +229,7 @@ func TestEngineTroughStepOnATwoPollCanary(t *testing.T) {
 			cfg.Warmup = 1
 			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
 			startAtLevels(e, n, nb, level)
-			values := stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, 1)
-			degraded := false
-			for tick := range 2 {
-				e.Observe(0, values(tick))
-				e.Tick(PhaseMonitor, float64(tick))
-				degraded = degraded || e.Host(0).Degraded
-			}
-			e.Verdict(PhaseMonitor, 2)
-			degraded = degraded || e.Host(0).Degraded
-			if m := e.Host(0).Metrics["latency"]; degraded != tt.wantDegraded {
-				t.Errorf("degraded %v (score %.2f, current %.1f, baseline %.1f), want %v", degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
-			}
+			checkStagePolls(t, e, 2, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, 1))
 		})
 	}
 }
@@ -1474,6 +1469,52 @@ func TestEngineChangeAfterASharedDrift(t *testing.T) {
 			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
 			startAtLevels(e, n, nb, level)
 			checkStage(t, e, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
+		})
+	}
+}
+
+// The shared drift with the README's 10-minute canary: the warm-up's poll
+// and one more, so only the burst can decide. The canaries fell with the
+// fleet from 100 to 40 through the whole baseline, then
+// stand at 1.5 times the untouched hosts (60, under their own median):
+// as observed, their baseline spreads with the fall, and the step is
+// inside its bound. The burst's comparison with their own history also
+// reads the poll taken back by the untouched hosts' level just before the
+// change, against their baseline taken back by them (their own noise):
+// degraded on the second poll (before: `degraded false (latency: score
+// 4.03, current 60.8, baseline 69.4), want true`). A climb's step was
+// decided before and is now: the burst judges it against the median,
+// below the recent level. Canaries that hold the fleet's level, or hold
+// it while the untouched hosts improve, are not degraded; nor canaries
+// that climbed alone and hold it.
+func TestEngineSharedDriftStepOnATwoPollCanary(t *testing.T) {
+	tests := []struct {
+		name             string
+		from, to         float64
+		alone            bool
+		canary, controls float64
+		wantDegraded     bool
+	}{
+		{"fall, canaries 1.5 times the fleet's level", 100, 40, false, 1.5, 1, true},
+		{"fall, canaries and untouched hosts hold it", 100, 40, false, 1, 1, false},
+		{"fall, canaries hold it, untouched hosts improve", 100, 40, false, 1, 0.7, false},
+		{"climb, canaries 1.5 times the fleet's level", 50, 100, false, 1.5, 1, true},
+		{"climb, canaries climbed alone and hold it", 50, 100, true, 1, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n, nb = 10, 48
+			level := func(h, i int) float64 {
+				if tt.alone && h >= 2 {
+					return tt.from
+				}
+				return tt.from + (tt.to-tt.from)*float64(i+1)/float64(nb)
+			}
+			cfg := mustPreset(t, SensitivityMedium)
+			cfg.Warmup = 1
+			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
+			startAtLevels(e, n, nb, level)
+			checkStagePolls(t, e, 2, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
 		})
 	}
 }
