@@ -1043,15 +1043,18 @@ func (s *metricState) bounds(p *detectorParams, ext, relExt, growth float64, adj
 	bound = max(s.Tolerance, p.burst*ext*growth, p.burstZ*s.madSpread)
 	relBound = bound
 	if s.relOK {
-		relBound = max(s.Tolerance, p.burst*relExt*growth, p.burstZ*max(s.relMad, adj.spread))
+		relBound = max(s.preBound(p, relExt, growth), p.burstZ*adj.spread)
 	}
 	return bound, relBound
 }
 
-// preBound is the bound of a poll's excess taken back by the untouched
-// hosts' level just before the change (a host that drifted with them):
-// the bounds' against the fleet, without the untouched hosts' spread at
-// this poll (the level it is taken back by was fixed before the change).
+// preBound is the bound of the baseline taken back by the fleet (relOK):
+// Burst times relExt (its largest pair or single poll), grown by growth,
+// never less than the tolerance and BurstSpreads of its MAD. Against the
+// fleet it is never less than the untouched hosts' spread at this poll
+// either (bounds); a poll taken back by their level just before the
+// change (a host that drifted with them) is bounded by it alone, as that
+// level was fixed before the change.
 func (s *metricState) preBound(p *detectorParams, relExt, growth float64) float64 {
 	return max(s.Tolerance, p.burst*relExt*growth, p.burstZ*s.relMad)
 }
