@@ -309,10 +309,11 @@ type metricState struct {
 	// (see Engine.StartWave).
 	pre float64
 	// preMul and preAdd take a poll back by the untouched hosts' level
-	// just before the change (x*preMul + preAdd) for the window test's
-	// comparison with the host's own history, when the host drifted with
-	// them (see fleetLevel.preAdjust); preMul is NaN otherwise. float32,
-	// as the sketch the poll is ranked in.
+	// just before the change (x*preMul + preAdd, preTakeBack) for the
+	// window test's and the burst's comparison with the host's own
+	// history, when the host drifted with them (see
+	// fleetLevel.preAdjust); preMul is NaN otherwise. float32, as the
+	// sketch the poll is ranked in.
 	preMul, preAdd float32
 	// pair is the largest excess over the median, in the worse direction,
 	// that two consecutive baseline polls both reached (0 or more).
@@ -323,11 +324,9 @@ type metricState struct {
 	// last and lastRel are the excesses of the latest poll (NaN: none
 	// since the apply) as observed, over the stricter of the baseline
 	// median and the host's reference, and taken back by the fleet's
-	// movement (see judge); lastPre is its excess taken back by the
-	// untouched hosts' level just before the change, over the baseline
-	// taken back by them (NaN: none, or the host did not drift with them:
-	// preMul).
-	last, lastRel, lastPre float64
+	// movement (see judge). Its second read (preTakeBack) is derived from
+	// prev, its value.
+	last, lastRel float64
 	// relMed, relPair and relMad are the median, the largest pair excess
 	// and the MAD spread of the baseline taken back by the fleet poll by
 	// poll, where it spreads less than as observed (relOK; see
@@ -344,7 +343,7 @@ type metricState struct {
 	// over the repeat's bounds (see repeats and repeatScore).
 	top [repeatPolls]float64
 	// prev is the latest poll's value as observed (NaN: none since the
-	// apply), for settling.
+	// apply), for settling and the burst's second read.
 	prev float64
 	// settling is true while every poll after a warm-up of two polls or
 	// more has fallen below the one before (see judge).
@@ -751,7 +750,7 @@ func (s *metricState) restart() {
 	s.Score, s.cusum, s.burst, s.verdict = 0, 0, 0, 0
 	s.top = [repeatPolls]float64{}
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
-	s.last, s.lastRel, s.lastPre, s.prev = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+	s.last, s.lastRel, s.prev = math.NaN(), math.NaN(), math.NaN()
 	s.settling = false
 	s.age = 0
 }
@@ -882,11 +881,10 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// back by their level just before the change, over its baseline taken
 	// back by them, whose spread is the host's own noise, not the drift's
 	// (the window test's second read below); the comparison is beyond its
-	// bound when either read is.
-	pre := math.NaN()
-	if !math.IsNaN(float64(s.preMul)) {
-		pre = s.relExcess(p, latest*float64(s.preMul)+float64(s.preAdd))
-	}
+	// bound when either read is. NaN when the host did not drift with them
+	// (or, for the last poll, there is none).
+	preX := s.preTakeBack(latest)
+	pre, lastPre := s.relExcess(p, preX), s.relExcess(p, s.preTakeBack(s.prev))
 	// A cold start that outlasts a warm-up of two polls or more: every
 	// poll after the warm-up has fallen below the one before by more
 	// than the tolerance and BurstSpreads MAD spreads (as observed: the
@@ -918,14 +916,14 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		// moves the host off the fleet's median as much as them.
 		bound, relBound := s.bounds(p, s.pair, s.relPair, growth, adj)
 		ownR := min(s.last, strict) / bound
-		if !math.IsNaN(pre) && !math.IsNaN(s.lastPre) {
-			ownR = max(ownR, min(s.lastPre, pre)/s.preBound(p, s.relPair, growth))
+		if !math.IsNaN(pre) && !math.IsNaN(lastPre) {
+			ownR = max(ownR, min(lastPre, pre)/s.preBound(p, s.relPair, growth))
 		}
 		if both := min(ownR, min(s.lastRel, rel)/relBound); both > 0 {
 			s.burst = p.threshold * both
 		}
 	}
-	s.last, s.lastRel, s.lastPre = strict, rel, pre
+	s.last, s.lastRel = strict, rel
 	if judged {
 		s.repeats(p, strict, rel, pre, growth, adj)
 	}
@@ -940,13 +938,13 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	// fleet, so a daily rise or fall that the untouched hosts share
 	// widens neither.
 	rank := sketchRank(sketch, p.dir*latest+ref-s.Tolerance)
-	if !math.IsNaN(float64(s.preMul)) {
+	if !math.IsNaN(preX) {
 		// A host that drifted with the untouched hosts before the change
 		// (see fleetLevel.preAdjust): also its poll taken back by their
 		// level just before it, against its baseline taken back by them;
 		// the poll is as far beyond the host's own history as the worse
 		// of the two reads.
-		rank = max(rank, sketchRank(didSketch, p.dir*(latest*float64(s.preMul)+float64(s.preAdd))-s.Tolerance))
+		rank = max(rank, sketchRank(didSketch, p.dir*preX-s.Tolerance))
 	}
 	s.uOwn += rank
 	if adj.zero {
@@ -1083,6 +1081,13 @@ func (s *metricState) reference() float64 {
 		return -s.lift
 	}
 	return s.pre
+}
+
+// preTakeBack is x taken back by the untouched hosts' level just before
+// the change (x*preMul + preAdd), for a host that drifted with them; NaN
+// otherwise (preMul is NaN) or when x is.
+func (s *metricState) preTakeBack(x float64) float64 {
+	return x*float64(s.preMul) + float64(s.preAdd)
 }
 
 // relExcess is x's excess in the worse direction, x a poll taken back by

@@ -241,12 +241,13 @@ const liftShare = 0.3
 // moved from its median, to the worse side (a lift) or to the better side
 // with them (a stricter reference, see preExcess), and its baseline taken
 // back by them poll by poll spreads at most liftShare times as widely as
-// observed (relOK). mul is NaN otherwise, and where a ratio has no scale. Such a host's baseline as observed
-// spreads over the drift, in which a step beyond where it was going reads
-// as noise; taken back by the untouched hosts' level before the change,
-// its polls are measured from where it was going, and its baseline taken
-// back by them poll by poll spreads only by its own noise (see judge's
-// window statistics).
+// observed (relOK). mul is NaN otherwise, and where a ratio has no scale.
+// Such a host's baseline as observed spreads over the drift, in which a
+// step beyond where it was going reads as noise; taken back by the
+// untouched hosts' level before the change, its polls are measured from
+// where it was going, and its baseline taken back by them poll by poll
+// spreads only by its own noise (see judge: the window test's and the
+// burst's second reads).
 func (l *fleetLevel) preAdjust(st *metricState) (mul, add float32) {
 	if st.lift == 0 && st.pre == 0 || !l.hasPre || !st.relOK || st.relMad > liftShare*st.madSpread {
 		return float32(math.NaN()), 0

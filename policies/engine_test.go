@@ -181,16 +181,13 @@ func TestEngineTroughChangeAgainstTheFleet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			const n, nb = 10, 48
 			level := func(h, i int) float64 { // host h's level at baseline poll i
-				if tt.trough && i >= nb-6 && (h >= 2 || !tt.level) {
+				if tt.trough && i >= levelBaseline-6 && (h >= 2 || !tt.level) {
 					return 50
 				}
 				return 100
 			}
-			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
-			startAtLevels(e, n, nb, level)
-			checkStage(t, e, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
+			checkAtLevels(t, 12, 0, level, tt.canary, tt.controls, tt.wantDegraded)
 		})
 	}
 }
@@ -219,20 +216,35 @@ func TestEngineTroughStepOnATwoPollCanary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			const n, nb = 10, 48
 			level := func(h, i int) float64 {
-				if i >= nb-6 && (h >= 2 || !tt.level) {
+				if i >= levelBaseline-6 && (h >= 2 || !tt.level) {
 					return 50
 				}
 				return 100
 			}
-			cfg := mustPreset(t, SensitivityMedium)
-			cfg.Warmup = 1
-			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
-			startAtLevels(e, n, nb, level)
-			checkStagePolls(t, e, 2, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, 1))
+			checkAtLevels(t, 2, 1, level, tt.canary, 1, tt.wantDegraded)
 		})
 	}
+}
+
+// levelHosts and levelBaseline are the fleet of checkAtLevels: hosts, and
+// polls of baseline.
+const levelHosts, levelBaseline = 10, 48
+
+// checkAtLevels starts a canary of the first two of levelHosts hosts whose
+// baselines are at level(h, i) (startAtLevels) and checks whether host 0
+// is degraded over a stage of polls at each host's last baseline level,
+// times canary on the canaries and controls on the others
+// (stageAtLevels), with the medium preset and a warm-up of warmup polls:
+// 12 and 0, or 2 and 1 (the README's 10-minute canary at 5-minute polls).
+func checkAtLevels(t *testing.T, polls, warmup int, level func(h, i int) float64, canary, controls float64, wantDegraded bool) {
+	t.Helper()
+	cfg := mustPreset(t, SensitivityMedium)
+	cfg.Warmup = warmup
+	e := testEngineWith(t, cfg, levelHosts, []string{"latency"}, degradedPolicy)
+	startAtLevels(e, levelHosts, levelBaseline, level)
+	last := func(h int) float64 { return level(h, levelBaseline-1) }
+	checkStagePolls(t, e, polls, wantDegraded, stageAtLevels(levelHosts, last, canary, controls))
 }
 
 // startAtLevels gives each of n hosts a baseline of nb polls at
@@ -1460,16 +1472,14 @@ func TestEngineChangeAfterASharedDrift(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			const n, nb = 10, 48
+			const half = levelBaseline / 2
 			level := func(h, i int) float64 { // host h's level at baseline poll i
-				if i < nb/2 || tt.alone && h >= 2 {
+				if i < half || tt.alone && h >= 2 {
 					return tt.from
 				}
-				return tt.from + (tt.to-tt.from)*float64(i-nb/2+1)/float64(nb/2)
+				return tt.from + (tt.to-tt.from)*float64(i-half+1)/float64(half)
 			}
-			e := testEngine(t, n, []string{"latency"}, degradedPolicy)
-			startAtLevels(e, n, nb, level)
-			checkStage(t, e, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
+			checkAtLevels(t, 12, 0, level, tt.canary, tt.controls, tt.wantDegraded)
 		})
 	}
 }
@@ -1504,18 +1514,13 @@ func TestEngineSharedDriftStepOnATwoPollCanary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			const n, nb = 10, 48
 			level := func(h, i int) float64 {
 				if tt.alone && h >= 2 {
 					return tt.from
 				}
-				return tt.from + (tt.to-tt.from)*float64(i+1)/float64(nb)
+				return tt.from + (tt.to-tt.from)*float64(i+1)/float64(levelBaseline)
 			}
-			cfg := mustPreset(t, SensitivityMedium)
-			cfg.Warmup = 1
-			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
-			startAtLevels(e, n, nb, level)
-			checkStagePolls(t, e, 2, tt.wantDegraded, stageAtLevels(n, func(h int) float64 { return level(h, nb-1) }, tt.canary, tt.controls))
+			checkAtLevels(t, 2, 1, level, tt.canary, tt.controls, tt.wantDegraded)
 		})
 	}
 }
