@@ -98,17 +98,21 @@ func TestDetectionFigures(t *testing.T) {
 	// for 1 rollback more (held-out, 379 to 380): the scenario hunts'
 	// night-time fleets with a 10-minute canary are what it is for (round
 	// 5, 1 canary x1.5 at 02:00: 0 to 48 of 58), and the floors and
-	// ceilings follow.
+	// ceilings follow. The burst's spreads never asking more than Burst
+	// times the baseline's largest single poll (README: a series that
+	// swings between levels) caught 19 and 23 more (NAB 10,673 to 10,680,
+	// JumpStarter 7,844 to 7,878, Nezha 1,961 to 1,962) for no rollback
+	// more: the floors follow.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10871, 338},
-			{"pooled, held-out", byHalf(HeldOut), 9607, 380},
-			{"nab", byDataset("nab"), 10673, 341},
-			{"jumpstarter", byDataset("jumpstarter"), 7844, 297},
-			{"nezha", byDataset("nezha"), 1961, 80},
+			{"pooled, dev", byHalf(Dev), 10890, 338},
+			{"pooled, held-out", byHalf(HeldOut), 9630, 380},
+			{"nab", byDataset("nab"), 10680, 341},
+			{"jumpstarter", byDataset("jumpstarter"), 7878, 297},
+			{"nezha", byDataset("nezha"), 1962, 80},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20475, 714},
+			{"pooled", all, 20517, 714},
 		},
 	}
 	for j, figs := range want {

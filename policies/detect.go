@@ -99,7 +99,11 @@ import (
 //     the stage; one spike never decides (two polls must agree), and a
 //     host whose baseline holds bursts of that size is protected by its
 //     own baseline. The spreads keep a baseline whose pairs happened to
-//     stay near the median from making an ordinary excursion a burst.
+//     stay near the median from making an ordinary excursion a burst;
+//     they never ask more than Burst times (grown alike) the largest
+//     excess one baseline poll reached, nor less than BurstSpreads of
+//     AbsFloor: a series whose spread is its own swing between levels
+//     reaches less than its spreads in any one poll (spreadFloor).
 //   - Severity x duration: a one-sided CUSUM (Page 1954) of the smoothed
 //     excess beyond the tolerance, in spreads, with allowance k:
 //     S = max(0, S + z' - k). It grows with severity times duration and
@@ -197,7 +201,10 @@ type DetectorConfig struct {
 	BurstGrowth float64
 	// BurstSpreads is the least a burst must reach, in spreads: a
 	// baseline whose pairs happened to stay close to the median does not
-	// make an ordinary excursion a burst. Must be >= 0.
+	// make an ordinary excursion a burst. It never asks more than Burst
+	// times the largest excess one baseline poll reached (grown as the
+	// pair's multiple), nor less than BurstSpreads of AbsFloor. Must be
+	// >= 0.
 	BurstSpreads float64
 	// Confidence is the one-sided confidence at which the end-of-stage
 	// rank test rejects "no shift beyond the tolerance". Must be in
@@ -991,8 +998,9 @@ const repeatPolls = 3
 // moves no median, and its capped polls keep the CUSUM under its limit;
 // it repeats. The bounds are the burst's with the baseline's largest
 // single poll in place of its largest pair: Burst times it, growing with
-// the polls watched, never less than the tolerance and BurstSpreads MAD
-// spreads; against the fleet, where relOK, the baseline taken back by it
+// the polls watched, never less than the tolerance and BurstSpreads of
+// AbsFloor (the spreads' floor is capped by this very bound: spreadFloor);
+// against the fleet, where relOK, the baseline taken back by it
 // and never less than the untouched hosts' spread at this poll. pre is
 // the poll's excess taken back by the untouched hosts' level just before
 // the change (NaN: the host did not drift with them), a second read of
@@ -1033,12 +1041,12 @@ func (s *metricState) repeatScore(p *detectorParams) float64 {
 // the fleet, for the burst (ext, relExt: the baseline's largest pair as
 // observed and taken back by the fleet) and the repeats (its largest
 // single poll): Burst times ext, grown by growth, never less than the
-// tolerance and BurstSpreads MAD spreads; against the fleet, where relOK,
+// tolerance and the spreads' floor (spreadFloor); against the fleet, where relOK,
 // the same of the baseline taken back by it and never less than
 // BurstSpreads of the untouched hosts' spread at this poll (adj.spread),
 // else the same bound as observed.
 func (s *metricState) bounds(p *detectorParams, ext, relExt, growth float64, adj adjust) (bound, relBound float64) {
-	bound = max(s.Tolerance, p.burst*ext*growth, p.burstZ*s.madSpread)
+	bound = max(s.Tolerance, p.burst*ext*growth, spreadFloor(p, s.madSpread, s.single, growth))
 	relBound = bound
 	if s.relOK {
 		relBound = max(s.preBound(p, relExt, growth), p.burstZ*adj.spread)
@@ -1048,13 +1056,30 @@ func (s *metricState) bounds(p *detectorParams, ext, relExt, growth float64, adj
 
 // preBound is the bound of the baseline taken back by the fleet (relOK):
 // Burst times relExt (its largest pair or single poll), grown by growth,
-// never less than the tolerance and BurstSpreads of its MAD. Against the
+// never less than the tolerance and the spreads' floor of its MAD and
+// single poll (spreadFloor). Against the
 // fleet it is never less than the untouched hosts' spread at this poll
 // either (bounds); a poll taken back by their level just before the
 // change (a host that drifted with them) is bounded by it alone, as that
 // level was fixed before the change.
 func (s *metricState) preBound(p *detectorParams, relExt, growth float64) float64 {
-	return max(s.Tolerance, p.burst*relExt*growth, p.burstZ*s.relMad)
+	return max(s.Tolerance, p.burst*relExt*growth, spreadFloor(p, s.relMad, s.relSingle, growth))
+}
+
+// spreadFloor is the least the burst's and the repeats' bounds ask beside
+// the baseline's largest pair or single poll: BurstSpreads MAD spreads,
+// so that a baseline whose pairs happened to stay near the median does
+// not make an ordinary excursion a burst, but never more than Burst times
+// the largest excess a single baseline poll reached (grown as the pair's
+// multiple is): a baseline whose spread is its own regular swing (a
+// series that alternates between levels, a quantized one) reaches less
+// than its spreads say in any one poll, and two polls beyond Burst times
+// anything one poll of it showed are beyond the ordinary. The repeats'
+// own bound is that multiple of the single poll already. It never goes
+// under BurstSpreads of AbsFloor, the least spread the metric is said to
+// have (an error count at 0 whose baseline showed a few fractions).
+func spreadFloor(p *detectorParams, mad, single, growth float64) float64 {
+	return min(p.burstZ*mad, max(p.burst*single*growth, p.burstZ*p.absFloor))
 }
 
 // smallLogs holds ln n for the polls of most stages, so that a tick does

@@ -857,3 +857,38 @@ func TestRepeatedExcursions(t *testing.T) {
 		})
 	}
 }
+
+// A series whose spread is its own regular swing between two levels (a
+// host that flips between a busy and an idle state, as some of NAB's
+// network series do) never reaches its MAD spreads in any one poll: here
+// 2.5 spreads are 46 above its median of 92.5, its highest poll 12.5.
+// Two polls beyond Burst times the largest excess that one baseline poll
+// showed are beyond the ordinary: a step to 130 is decided on a two-poll
+// stage (before, 2.5 spreads held it back), while the swing itself, a
+// spike in it, or a step within the tolerance is not.
+func TestBurstOnASeriesThatSwingsBetweenLevels(t *testing.T) {
+	pattern := []float64{80, 105, 80, 105, 105, 80, 80, 105}
+	cfg := mediumConfig(t)
+	tests := []struct {
+		name     string
+		observed []float64
+		want     int
+	}{
+		{"a step to 130", []float64{130, 135}, 2},
+		{"a step to 130, held", repeat([]float64{130, 135}, 12), 2},
+		{"the swing goes on", repeat(pattern, 12), 0},
+		{"one spike at 150", []float64{80, 150, 80, 105, 105, 80, 80, 105, 80, 105, 80, 105}, 0},
+		{"a step within the tolerance", repeat([]float64{100, 101}, 12), 0},
+	}
+	for _, tt := range tests {
+		d := newTestDetector(t, cfg, true)
+		d.SetBaseline(repeat(pattern, 48))
+		got := observeAll(d, tt.observed)
+		if got == 0 && d.Verdict() {
+			got = -1
+		}
+		if got != tt.want {
+			t.Errorf("%s: decided at poll %d (-1: by the window test; score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+		}
+	}
+}
