@@ -892,3 +892,37 @@ func TestBurstOnASeriesThatSwingsBetweenLevels(t *testing.T) {
 		}
 	}
 }
+
+// The cap on the burst's spreads (Burst times the baseline's largest
+// single poll) never goes under BurstSpreads of the metric's abs_floor:
+// the least spread its user gave it. A series swinging between 0.9 and
+// 1.1 whose user said its spread is at least 0.12 (2.5 of it: 0.3 above
+// the median of 1) does not call two polls at 1.2 a burst, though they
+// pass 1.7 times its largest single poll (0.17 above it); a step to 1.5
+// is decided on its second poll.
+func TestBurstSpreadsCapKeepsTheAbsoluteFloor(t *testing.T) {
+	pattern := []float64{0.9, 1.1, 0.9, 1.1, 1.1, 0.9, 0.9, 1.1}
+	cfg := mediumConfig(t)
+	tests := []struct {
+		name     string
+		observed []float64
+		want     int
+	}{
+		{"two polls at 1.2", []float64{1.2, 1.2}, 0},
+		{"a step to 1.5", []float64{1.5, 1.5}, 2},
+	}
+	for _, tt := range tests {
+		d, err := NewDetector(cfg, MetricConfig{Name: "m", HigherIsWorse: true, AbsFloor: 0.12})
+		if err != nil {
+			t.Fatalf("new detector: %v", err)
+		}
+		d.SetBaseline(repeat(pattern, 48))
+		got := observeAll(d, tt.observed)
+		if got == 0 && d.Verdict() {
+			got = -1
+		}
+		if got != tt.want {
+			t.Errorf("%s: decided at poll %d (-1: by the window test; score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+		}
+	}
+}
