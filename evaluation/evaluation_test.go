@@ -102,17 +102,24 @@ func TestDetectionFigures(t *testing.T) {
 	// times the baseline's largest single poll (README: a series that
 	// swings between levels) caught 19 and 23 more (NAB 10,673 to 10,680,
 	// JumpStarter 7,844 to 7,878, Nezha 1,961 to 1,962) for no rollback
-	// more: the floors follow.
+	// more: the floors follow. A burst that must hold (README, "A burst
+	// holds": a poll after its two still beyond the tolerance), with the
+	// burst's least reach 2.25 spreads instead of 2.5, and a cold start
+	// that falls from the apply on: 65 and 31 fewer rollbacks (dev,
+	// held-out: 338 to 273, 380 to 349; NAB 341 to 286, JumpStarter 297
+	// to 269, Nezha 80 to 67), 9 and 18 more caught (NAB 10,680 to
+	// 10,688, JumpStarter 7,878 to 7,887, Nezha 1,962 to 1,972); the
+	// fraction rule 714 to 615 rolled back, 20,517 to 20,545 caught.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10890, 338},
-			{"pooled, held-out", byHalf(HeldOut), 9630, 380},
-			{"nab", byDataset("nab"), 10680, 341},
-			{"jumpstarter", byDataset("jumpstarter"), 7878, 297},
-			{"nezha", byDataset("nezha"), 1962, 80},
+			{"pooled, dev", byHalf(Dev), 10899, 273},
+			{"pooled, held-out", byHalf(HeldOut), 9648, 349},
+			{"nab", byDataset("nab"), 10688, 286},
+			{"jumpstarter", byDataset("jumpstarter"), 7887, 269},
+			{"nezha", byDataset("nezha"), 1972, 67},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20517, 714},
+			{"pooled", all, 20545, 615},
 		},
 	}
 	for j, figs := range want {

@@ -35,10 +35,11 @@ func TestRollguardHoldsOnFleetGap(t *testing.T) {
 		// wave-1 holds from 18 past its end (24) for its hold limit (12).
 		{"gap to the end of the source's data", 18, polls + after, nil, polls + stage, false},
 		{"the canary's data alone", 3, 10, []int{0}, 3 + 4, false},
-		// wave-1 starts at 17, and its doubling is decided on its second
-		// poll (the first is the warm-up).
-		{"a doubling in wave-1, after the canary held", 8, 16, nil, 17 + 2, true},
-		{"a doubling in wave-1", 0, 0, nil, stage + 2, true},
+		// wave-1 starts at 17, and its doubling is decided on its third
+		// poll (the first is the warm-up, the second ends the burst, the
+		// third holds it).
+		{"a doubling in wave-1, after the canary held", 8, 16, nil, 17 + 3, true},
+		{"a doubling in wave-1", 0, 0, nil, stage + 3, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -676,10 +676,11 @@ func Judges(dir string) []Judge {
 // Curve returns rollguard medium with the seed rule at settings on both
 // sides of the default, for the trade-off curves: the burst's least reach
 // in spreads swept (lower catches more and rolls back more), without the
-// recent level (DetectorConfig.Recent 0), and the warm-up cut to one poll (what a 2-poll canary at 1-minute polls needs).
+// recent level (DetectorConfig.Recent 0), and the warm-up cut to one poll
+// (what a 2-poll canary at 1-minute polls needs).
 func Curve(dir string) []Judge {
 	var out []Judge
-	for _, z := range []float64{1.5, 2, 2.5, 3, 4} {
+	for _, z := range []float64{1.5, 2, 2.25, 2.5, 3, 4} {
 		r := Reference(dir)
 		r.Label = fmt.Sprintf("burst >= %g spreads", z)
 		r.Tweak = func(c *policies.DetectorConfig) { c.BurstSpreads = z }

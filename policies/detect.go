@@ -95,10 +95,16 @@ import (
 //     the largest excess that two consecutive polls of the baseline both
 //     reached, a multiple that grows with the log of the polls the stage
 //     has watched (BurstGrowth: over 12 polls an excursion has 12 chances
-//     to pass a bound set for 1). A clear step is decided on its second poll, however short
-//     the stage; one spike never decides (two polls must agree), and a
-//     host whose baseline holds bursts of that size is protected by its
-//     own baseline. The spreads keep a baseline whose pairs happened to
+//     to pass a bound set for 1). The burst must hold: it is decided on
+//     the first of the next two polls still beyond the tolerance, and
+//     dropped when neither is (two polls far out that fall straight back
+//     are an excursion: a batch job, a backup); at the end of a stage,
+//     with no poll left to hold it, it is decided (holdBurst,
+//     verdictScore). A clear step is decided on its third poll, or on its
+//     second when that ends the stage, however short the stage; one
+//     spike never decides (two polls must agree), and a host whose
+//     baseline holds bursts of that size is protected by its own
+//     baseline. The spreads keep a baseline whose pairs happened to
 //     stay near the median from making an ordinary excursion a burst;
 //     they never ask more than Burst times (grown alike) the largest
 //     excess one baseline poll reached, nor less than BurstSpreads of
@@ -130,11 +136,12 @@ import (
 // Warm-up. The first Warmup polls with data after a host's apply (cold
 // caches, JIT, connection pools) are watched but cannot decide on their
 // own: the CUSUM and the window test start after them, and a burst needs
-// its second poll after them. A cold start that settles within the
-// warm-up never rolls back; a doubling is decided on the first poll after
-// it. Polls without data do not count: a process (or its exporter)
-// restarted by the apply misses the polls right after it, and its cold
-// start comes with the first ones it answers.
+// its second poll after them to hold it (or the stage's end after the
+// first). A cold start that settles within the warm-up never rolls back;
+// a doubling is decided on the second poll after it. Polls without data
+// do not count: a process (or its exporter) restarted by the apply misses
+// the polls right after it, and its cold start comes with the first ones
+// it answers.
 //
 // No data (NaN) is its own state: the score is kept as it was, the metric
 // is marked NoData and consecutive no-data ticks are counted, so that the
@@ -352,9 +359,14 @@ type metricState struct {
 	// prev is the latest poll's value as observed (NaN: none since the
 	// apply), for settling and the burst's second read.
 	prev float64
+	// pending is a burst not yet decided (0: none): the latest two polls'
+	// score over their bounds (see holdBurst), waiting for a poll that
+	// holds beyond the tolerance; pendingAge counts the polls since.
+	pending float64
 	// settling is true while every poll after a warm-up of two polls or
 	// more has fallen below the one before (see judge).
-	settling bool
+	settling   bool
+	pendingAge uint8
 	// relOK: relMed, relPair and relMad hold a baseline relative to the
 	// fleet (beside settling, in the padding before cusum).
 	relOK bool
@@ -758,6 +770,7 @@ func (s *metricState) restart() {
 	s.top = [repeatPolls]float64{}
 	s.uOwn, s.uDid, s.nw = 0, 0, 0
 	s.last, s.lastRel, s.prev = math.NaN(), math.NaN(), math.NaN()
+	s.pending, s.pendingAge = 0, 0
 	s.settling = false
 	s.age = 0
 }
@@ -893,15 +906,20 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 	preX := s.preTakeBack(latest)
 	pre, lastPre := s.relExcess(p, preX), s.relExcess(p, s.preTakeBack(s.prev))
 	// A cold start that outlasts a warm-up of two polls or more: every
-	// poll after the warm-up has fallen below the one before by more
-	// than the tolerance and BurstSpreads MAD spreads (as observed: the
-	// untouched hosts' noise is not the host's), the first below the
-	// warm-up's last. While it keeps falling, no two of its polls are a
-	// burst (the CUSUM still weighs them). A step holds its level and is
-	// decided on the first poll after the warm-up as before.
-	if past := s.age - int32(p.warm); past > 0 {
-		fell := p.dir*(s.prev-latest) > max(s.Tolerance, p.burstZ*s.madSpread)
-		s.settling = p.warm >= 2 && fell && (past == 1 || s.settling)
+	// poll since the apply's first has fallen below the one before, those
+	// after the warm-up by more than the tolerance and BurstSpreads MAD
+	// spreads (as observed: the untouched hosts' noise is not the host's),
+	// the first below the warm-up's last. While it keeps falling, no two
+	// of its polls are a burst (the CUSUM still weighs them). A step holds
+	// its level: a noisy one that rose within the warm-up and fell back
+	// by as much after it is no cold start, and is decided as before.
+	if past := s.age - int32(p.warm); p.warm >= 2 && s.age >= 2 {
+		fall := p.dir * (s.prev - latest)
+		if past <= 0 {
+			s.settling = fall > 0 && (s.age == 2 || s.settling)
+		} else {
+			s.settling = fall > max(s.Tolerance, p.burstZ*s.madSpread) && s.settling
+		}
 	}
 	s.prev = latest
 	judged := !inWarmup && !s.settling
@@ -926,9 +944,7 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		if !math.IsNaN(pre) && !math.IsNaN(lastPre) {
 			ownR = max(ownR, min(lastPre, pre)/s.preBound(p, s.relPair, growth))
 		}
-		if both := min(ownR, min(s.lastRel, rel)/relBound); both > 0 {
-			s.burst = p.threshold * both
-		}
+		s.holdBurst(p, min(ownR, min(s.lastRel, rel)/relBound), min(strict, rel))
 	}
 	s.last, s.lastRel = strict, rel
 	if judged {
@@ -960,6 +976,47 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 		s.uDid += sketchRank(didSketch, p.dir*adj.apply(latest)-s.Tolerance)
 	}
 	s.nw++
+}
+
+// burstHoldPolls is how many polls after a burst's two may hold it: one of
+// them must still be beyond the tolerance, or the burst is dropped.
+const burstHoldPolls = 2
+
+// holdBurst decides a burst once it holds: both is the latest two polls'
+// score over their bounds (> 0: they are a burst), excess the latest poll's
+// smaller excess, as observed over the host's reference and against the
+// fleet. A burst is decided on the first of the burstHoldPolls polls after
+// it that is still beyond the tolerance both ways, and dropped when none
+// is: two polls far out that fall straight back within the tolerance (a
+// batch job, a backup, a burst of traffic the fleet did not share) are an
+// excursion, not a change; a step holds its level. A burst whose second
+// poll ends a stage, with no poll left to hold it, is decided by
+// verdictScore. A smaller pair while one waits does not restart its wait.
+func (s *metricState) holdBurst(p *detectorParams, both, excess float64) {
+	if s.pending > 0 {
+		s.pendingAge++
+		if excess > s.Tolerance {
+			s.burst = p.threshold * s.pending
+			s.pending, s.pendingAge = 0, 0
+		} else if s.pendingAge >= burstHoldPolls {
+			s.pending, s.pendingAge = 0, 0
+		}
+	}
+	if both > s.pending {
+		s.pending, s.pendingAge = both, 0
+	}
+}
+
+// verdictScore is the end-of-stage verdict: the window test's score, and a
+// burst whose second poll was the stage's last (no poll was left to hold
+// it), counted in the metric's score. A burst that a poll since has not
+// held is not: that poll fell back within the tolerance.
+func (s *metricState) verdictScore(p *detectorParams) {
+	s.verdict = s.windowScore(p)
+	if s.pending > 0 && s.pendingAge == 0 {
+		s.burst = max(s.burst, p.threshold*s.pending)
+	}
+	s.Score = min(scoreCap*p.threshold, max(s.Score, s.verdict, s.burst))
 }
 
 // burstGrowth is how much further than Burst times the baseline's largest
@@ -1242,8 +1299,7 @@ func (d *Detector) Observe(v float64) bool {
 // baseline (after the warm-up) and reports whether the metric is degraded
 // with it counted.
 func (d *Detector) Verdict() bool {
-	d.st.verdict = d.st.windowScore(&d.p)
-	d.st.Score = min(scoreCap*d.p.threshold, max(d.st.Score, d.st.verdict))
+	d.st.verdictScore(&d.p)
 	return d.st.Score > d.p.threshold
 }
 

@@ -159,9 +159,23 @@ func observeAll(d *Detector, values []float64) int {
 	return 0
 }
 
+// stageDecision feeds a stage's values and runs its end-of-stage verdict:
+// the 1-based poll at which the detector first called the metric degraded
+// (the stage's last when the verdict did), or 0.
+func stageDecision(d *Detector, values []float64) int {
+	if got := observeAll(d, values); got != 0 {
+		return got
+	}
+	if d.Verdict() {
+		return len(values)
+	}
+	return 0
+}
+
 // A change within the tolerance never degrades, however long it lasts
-// and however quiet the host; twice the tolerance is decided on its second
-// poll (the burst); at a cap, 3 points of availability are an outage.
+// and however quiet the host; twice the tolerance is decided on its third
+// poll (the burst, held by the poll after its two), or at the end of a
+// stage of two polls; at a cap, 3 points of availability are an outage.
 func TestToleranceIsTheChangeThatMatters(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -171,19 +185,20 @@ func TestToleranceIsTheChangeThatMatters(t *testing.T) {
 		want     int
 	}{
 		{"quiet latency +8% for 12 polls", true, noise(1, 48, 200, 1), noise(2, 12, 216, 1), 0},
-		{"quiet latency +20%", true, noise(1, 48, 200, 1), noise(2, 12, 240, 1), 2},
-		{"availability 100% to 97%", false, repeat([]float64{100}, 48), repeat([]float64{97}, 12), 2},
+		{"quiet latency +20%", true, noise(1, 48, 200, 1), noise(2, 12, 240, 1), 3},
+		{"quiet latency +20%, a stage of 2 polls", true, noise(1, 48, 200, 1), noise(2, 2, 240, 1), 2},
+		{"availability 100% to 97%", false, repeat([]float64{100}, 48), repeat([]float64{97}, 12), 3},
 		{"availability 100% to 99.5%", false, repeat([]float64{100}, 48), repeat([]float64{99.5}, 12), 0},
-		{"availability 99.93% (never 100%) to 97%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 97, 0.2), 2},
-		{"availability 98% to 95%", false, below(100, noise(1, 48, 98, 0.3)), noise(2, 12, 95, 0.3), 2},
+		{"availability 99.93% (never 100%) to 97%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 97, 0.2), 3},
+		{"availability 98% to 95%", false, below(100, noise(1, 48, 98, 0.3)), noise(2, 12, 95, 0.3), 3},
 		{"availability 99.93% (never 100%) to 99.5%", false, below(100, noise(1, 48, 99.93, 0.03)), noise(2, 12, 99.5, 0.05), 0},
-		{"errors from exactly 0 to 2%", true, repeat([]float64{0}, 48), repeat([]float64{0.02, 0.01, 0.03}, 12), 2},
+		{"errors from exactly 0 to 2%", true, repeat([]float64{0}, 48), repeat([]float64{0.02, 0.01, 0.03}, 12), 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newTestDetector(t, mediumConfig(t), tt.worse)
 			d.SetBaseline(tt.baseline)
-			if got := observeAll(d, tt.observed); got != tt.want {
+			if got := stageDecision(d, tt.observed); got != tt.want {
 				t.Errorf("decided at poll %d (score %.2f), want %d", got, d.Metric().Score, tt.want)
 			}
 		})
@@ -217,9 +232,13 @@ func TestQuantisedSeriesAndOneSpikeDoNotFire(t *testing.T) {
 }
 
 // Magnitude counts: a step far beyond anything the host's baseline shows
-// is decided on its second poll at every preset, while a host whose
-// baseline holds bursts of that size (two polls at 3x, twice) is
-// protected by its own baseline, and decided only on a larger one.
+// is decided on its third poll at every preset (its first two are the
+// burst, the third holds it), or on its second at the end of a stage,
+// while a host whose baseline holds bursts of that size (two polls at 3x,
+// twice) is protected by its own baseline, and decided only on a larger
+// one. A burst must hold: two polls at 3x that fall straight back within
+// the tolerance are an excursion (a batch job, a backup), and a burst
+// held by the second poll after it is decided there.
 func TestBurst(t *testing.T) {
 	steady := noise(3, 48, 100, 5)
 	bursty := slices.Clone(steady)
@@ -237,15 +256,19 @@ func TestBurst(t *testing.T) {
 			observed []float64
 			want     int
 		}{
-			{"steady host, two polls at 3x", steady, []float64{300, 300, 100, 100}, 2},
-			{"bursty host, two polls at 3x", bursty, []float64{300, 300, 100, 100}, 0},
-			{"bursty host, a step to 10x", bursty, repeat([]float64{1000}, 4), 2},
+			{"steady host, a step to 3x", steady, repeat([]float64{300}, 4), 3},
+			{"steady host, two polls at 3x, then back", steady, []float64{300, 300, 100, 100}, 0},
+			{"steady host, two polls at 3x, then back and up", steady, []float64{300, 300, 100, 300}, 4},
+			{"steady host, two polls at 3x, then back twice", steady, []float64{300, 300, 100, 100, 130}, 0},
+			{"steady host, two polls at 3x ending the stage", steady, []float64{100, 100, 300, 300}, 4},
+			{"bursty host, two polls at 3x ending the stage", bursty, []float64{100, 100, 300, 300}, 0},
+			{"bursty host, a step to 10x", bursty, repeat([]float64{1000}, 4), 3},
 			{"steady host, one poll at 100x", steady, []float64{100, 1e4, 100, 100}, 0},
 		}
 		for _, tt := range tests {
 			d := newTestDetector(t, cfg, true)
 			d.SetBaseline(tt.baseline)
-			if got := observeAll(d, tt.observed); got != tt.want {
+			if got := stageDecision(d, tt.observed); got != tt.want {
 				t.Errorf("%s, %s: decided at poll %d (score %.2f), want %d", name, tt.name, got, d.Metric().Score, tt.want)
 			}
 		}
@@ -254,8 +277,9 @@ func TestBurst(t *testing.T) {
 
 // The burst's bound grows with the polls a stage has watched: two polls at
 // 2.5 times the baseline's largest pair decide when they are the stage's
-// first two, and not when they come at its end (twelve chances to pass a
-// bound set for one), where only a larger excursion decides.
+// first two (held by the third), and not when they end a 12-poll stage
+// (twelve chances to pass a bound set for one), where only a larger
+// excursion decides (at the stage's end, with no poll left to hold it).
 func TestBurstBoundGrowsWithThePollsWatched(t *testing.T) {
 	cfg := mediumConfig(t)
 	base := noise(5, 48, 100, 1)
@@ -266,27 +290,28 @@ func TestBurstBoundGrowsWithThePollsWatched(t *testing.T) {
 		observed []float64
 		want     int
 	}{
-		{"polls 1-2 at 2.5x the pair", append([]float64{175, 175}, quiet...), 2},
+		{"polls 1-3 at 2.5x the pair", append([]float64{175, 175, 175}, quiet...), 3},
 		{"polls 11-12 at 2.5x the pair", append(slices.Clone(quiet), 175, 175), 0},
 		{"polls 11-12 at 5x the pair", append(slices.Clone(quiet), 250, 250), 12},
 	}
 	for _, tt := range tests {
 		d := newTestDetector(t, cfg, true)
 		d.SetBaseline(base)
-		if got := observeAll(d, tt.observed); got != tt.want {
+		if got := stageDecision(d, tt.observed); got != tt.want {
 			t.Errorf("%s: decided at poll %d (score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
 		}
 	}
 	cfg.BurstGrowth = 0
 	d := newTestDetector(t, cfg, true)
 	d.SetBaseline(base)
-	if got := observeAll(d, append(slices.Clone(quiet), 175, 175)); got != 12 {
+	if got := stageDecision(d, append(slices.Clone(quiet), 175, 175)); got != 12 {
 		t.Errorf("without growth, polls 11-12 at 2.5x the pair: decided at poll %d, want 12", got)
 	}
 }
 
 // A step of twice the tolerance is decided within 2 polls of becoming
-// visible at every preset, on a host quiet enough for it to be visible.
+// visible at every preset, on a host quiet enough for it to be visible
+// from its first poll: on its third poll at the latest.
 func TestStepOfTwiceTheToleranceDecidedWithin2Polls(t *testing.T) {
 	for _, name := range []string{SensitivityLow, SensitivityMedium, SensitivityHigh} {
 		cfg, err := Preset(name)
@@ -296,8 +321,8 @@ func TestStepOfTwiceTheToleranceDecidedWithin2Polls(t *testing.T) {
 		for seed := range uint64(20) {
 			d := newTestDetector(t, cfg, true)
 			d.SetBaseline(noise(100+seed, 48, 100, 2))
-			if got := observeAll(d, noise(200+seed, 12, 120, 2)); got == 0 || got > 2 {
-				t.Errorf("%s, seed %d: +20%% step decided at poll %d, want 1..2", name, seed, got)
+			if got := observeAll(d, noise(200+seed, 12, 120, 2)); got == 0 || got > 3 {
+				t.Errorf("%s, seed %d: +20%% step decided at poll %d, want 1..3", name, seed, got)
 			}
 		}
 	}
@@ -305,7 +330,8 @@ func TestStepOfTwiceTheToleranceDecidedWithin2Polls(t *testing.T) {
 
 // Warm-up: a cold start (the first polls after the apply at 2.5x and 1.5x)
 // that settles within the warm-up never degrades; a doubling is decided
-// on the first poll after it.
+// on the second poll after it (the warm-up's last and the first after it
+// are the burst, the second holds it).
 //
 // The warm-up is the first polls WITH DATA after the apply: a process
 // (or its exporter) restarted by the apply misses the polls right after
@@ -313,7 +339,7 @@ func TestStepOfTwiceTheToleranceDecidedWithin2Polls(t *testing.T) {
 // ticks, one missed poll put the cold start's second poll past a 2-poll
 // warm-up and the burst decided on it (the scenario hunt: a x2 cold start
 // of 2 polls, no change, rolled back 23 of 36 with one missed scrape, 2 of
-// 36 with none). A doubling is still decided on the first poll after the
+// 36 with none). A doubling is still decided on the second poll after the
 // warm-up, and a host that never reports counts its ticks without data
 // for on_no_data as before.
 func TestWarmup(t *testing.T) {
@@ -327,14 +353,18 @@ func TestWarmup(t *testing.T) {
 		want     int
 	}{
 		{"cold start", append([]float64{250, 150}, noise(12, 10, 100, 3)...), 0},
-		{"doubling", repeat([]float64{200}, 12), 3},
-		{"cold start, then a doubling", append([]float64{250, 150}, repeat([]float64{200}, 10)...), 3},
+		{"doubling", repeat([]float64{200}, 12), 4},
+		{"cold start, then a doubling", append([]float64{250, 150}, repeat([]float64{200}, 10)...), 4},
 		{"a missed poll, then the cold start", append([]float64{nan, 250, 150}, noise(12, 10, 100, 3)...), 0},
 		{"three missed polls, then the cold start", append([]float64{nan, nan, nan, 250, 150}, noise(12, 10, 100, 3)...), 0},
-		{"a missed poll, then a doubling", append([]float64{nan}, repeat([]float64{200}, 12)...), 4},
+		{"a missed poll, then a doubling", append([]float64{nan}, repeat([]float64{200}, 12)...), 5},
 		{"a missed poll within the warm-up, then a cold start's tail", append([]float64{250, nan, 150}, noise(12, 10, 100, 3)...), 0},
 		{"a cold start that outlasts the warm-up, falling", append([]float64{200, 167, 133}, noise(12, 10, 100, 3)...), 0},
-		{"a cold start that outlasts the warm-up, then a regression", append([]float64{200, 167, 150}, repeat([]float64{150}, 10)...), 4},
+		{"a cold start that outlasts the warm-up, then a regression", append([]float64{200, 167, 150}, repeat([]float64{150}, 10)...), 5},
+		// The quick start's latency-50 shape: a step that rose within the
+		// warm-up and fell back after it, by more than a cold start's fall
+		// must be, is no cold start (it did not fall from the apply on).
+		{"a noisy step, up within the warm-up and down after it", append([]float64{150, 175}, repeat([]float64{150}, 10)...), 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -874,8 +904,8 @@ func TestBurstOnASeriesThatSwingsBetweenLevels(t *testing.T) {
 		observed []float64
 		want     int
 	}{
-		{"a step to 130", []float64{130, 135}, 2},
-		{"a step to 130, held", repeat([]float64{130, 135}, 12), 2},
+		{"a step to 130, ending a stage of 2", []float64{130, 135}, 2},
+		{"a step to 130, held", repeat([]float64{130, 135}, 12), 3},
 		{"the swing goes on", repeat(pattern, 12), 0},
 		{"one spike at 150", []float64{80, 150, 80, 105, 105, 80, 80, 105, 80, 105, 80, 105}, 0},
 		{"a step within the tolerance", repeat([]float64{100, 101}, 12), 0},
@@ -883,12 +913,12 @@ func TestBurstOnASeriesThatSwingsBetweenLevels(t *testing.T) {
 	for _, tt := range tests {
 		d := newTestDetector(t, cfg, true)
 		d.SetBaseline(repeat(pattern, 48))
-		got := observeAll(d, tt.observed)
-		if got == 0 && d.Verdict() {
-			got = -1
-		}
+		got := stageDecision(d, tt.observed)
 		if got != tt.want {
-			t.Errorf("%s: decided at poll %d (-1: by the window test; score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+			t.Errorf("%s: decided at poll %d (score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+		}
+		if got != 0 && !(d.st.burst > d.p.threshold) {
+			t.Errorf("%s: decided by the window test or the CUSUM (burst %.2f), want the burst", tt.name, d.st.burst)
 		}
 	}
 }
@@ -899,7 +929,7 @@ func TestBurstOnASeriesThatSwingsBetweenLevels(t *testing.T) {
 // 1.1 whose user said its spread is at least 0.12 (2.5 of it: 0.3 above
 // the median of 1) does not call two polls at 1.2 a burst, though they
 // pass 1.7 times its largest single poll (0.17 above it); a step to 1.5
-// is decided on its second poll.
+// is decided on its second poll (at the end of a stage of two).
 func TestBurstSpreadsCapKeepsTheAbsoluteFloor(t *testing.T) {
 	pattern := []float64{0.9, 1.1, 0.9, 1.1, 1.1, 0.9, 0.9, 1.1}
 	cfg := mediumConfig(t)
@@ -917,12 +947,12 @@ func TestBurstSpreadsCapKeepsTheAbsoluteFloor(t *testing.T) {
 			t.Fatalf("new detector: %v", err)
 		}
 		d.SetBaseline(repeat(pattern, 48))
-		got := observeAll(d, tt.observed)
-		if got == 0 && d.Verdict() {
-			got = -1
-		}
+		got := stageDecision(d, tt.observed)
 		if got != tt.want {
-			t.Errorf("%s: decided at poll %d (-1: by the window test; score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+			t.Errorf("%s: decided at poll %d (score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
+		}
+		if got != 0 && !(d.st.burst > d.p.threshold) {
+			t.Errorf("%s: decided by the window test or the CUSUM (burst %.2f), want the burst", tt.name, d.st.burst)
 		}
 	}
 }

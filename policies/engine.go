@@ -1232,8 +1232,7 @@ func (e *Engine) Verdict(phase string, elapsed float64) *TickResult {
 		for m := range e.nm {
 			st := &e.states[h*e.nm+m]
 			p := &e.params[m]
-			st.verdict = st.windowScore(p)
-			st.Score = min(scoreCap*p.threshold, max(st.Score, st.verdict))
+			st.verdictScore(p)
 		}
 	}
 	return e.decide(phase, elapsed, false)

@@ -372,7 +372,9 @@ func TestEngineBurstAgainstTheFleetOnARise(t *testing.T) {
 			cfg.Warmup = 1 // 2m at 5-minute polls
 			e := testEngineWith(t, cfg, n, []string{"latency"}, degradedPolicy)
 			startOnTheRise(e, n, nb, level)
-			// The warm-up's poll and the first after it: no verdict.
+			// The warm-up's poll and the first after it, ending the
+			// stage: the burst, with no poll left to hold it, is decided
+			// by the stage's verdict.
 			for tick := range 2 {
 				vals := noise(uint64(100+tick), n, 0, 1)
 				for h := range vals {
@@ -381,8 +383,9 @@ func TestEngineBurstAgainstTheFleetOnARise(t *testing.T) {
 				e.Observe(0, vals)
 				e.Tick(PhaseMonitor, float64(tick))
 			}
+			e.Verdict(PhaseMonitor, 2)
 			if m := e.Host(0).Metrics["latency"]; e.Host(0).Degraded != tt.wantDegraded {
-				t.Errorf("after 2 polls: degraded %v (score %.2f, current %.1f, baseline %.1f), want %v",
+				t.Errorf("after a stage of 2 polls: degraded %v (score %.2f, current %.1f, baseline %.1f), want %v",
 					e.Host(0).Degraded, m.Score, m.Current, m.Baseline, tt.wantDegraded)
 			}
 		})

@@ -262,7 +262,8 @@ func isPolicyFile(root *yaml.Node) bool {
 // validateStages refuses, never silently accepts, a stage that cannot roll
 // back a clear step: detection decides a step on its second poll at the
 // earliest (two polls in a row beyond the baseline, one spike never
-// decides), and the second must come after the warm-up. A monitoring
+// decides; at the stage's end, with no poll left to hold the burst), and
+// the second must come after the warm-up. A monitoring
 // period of exactly 0s is a deliberate choice (the wave is watched only
 // while its playbook runs) and is kept; the bake has no warm-up.
 func (d *decoder) validateStages(s *Spec) {
