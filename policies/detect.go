@@ -363,8 +363,9 @@ type metricState struct {
 	// score over their bounds (see holdBurst), waiting for a poll that
 	// holds beyond the tolerance; pendingAge counts the polls since.
 	pending float64
-	// settling is true while every poll after a warm-up of two polls or
-	// more has fallen below the one before (see judge).
+	// settling is true while every poll since the apply's first has
+	// fallen below the one before, after a warm-up of two polls or more
+	// by more than the tolerance and BurstSpreads spreads (see judge).
 	settling   bool
 	pendingAge uint8
 	// relOK: relMed, relPair and relMad hold a baseline relative to the
