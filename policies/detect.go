@@ -98,9 +98,9 @@ import (
 //     to pass a bound set for 1). The burst must hold: it is decided on
 //     the first of the next two polls still beyond the tolerance, and
 //     dropped when neither is (two polls far out that fall straight back
-//     are an excursion: a batch job, a backup); at the end of a stage,
-//     with no poll left to hold it, it is decided (holdBurst,
-//     verdictScore). A clear step is decided on its third poll, or on its
+//     are an excursion: a batch job, a backup); a burst whose second
+//     poll ends the stage, with no poll left to hold it, is decided by
+//     the stage's verdict (holdBurst, verdictScore). A clear step is decided on its third poll, or on its
 //     second when that ends the stage, however short the stage; one
 //     spike never decides (two polls must agree), and a host whose
 //     baseline holds bursts of that size is protected by its own
@@ -992,7 +992,8 @@ const burstHoldPolls = 2
 // batch job, a backup, a burst of traffic the fleet did not share) are an
 // excursion, not a change; a step holds its level. A burst whose second
 // poll ends a stage, with no poll left to hold it, is decided by
-// verdictScore. A smaller pair while one waits does not restart its wait.
+// verdictScore. A smaller pair while one waits does not restart its wait;
+// a larger one takes its place and waits afresh.
 func (s *metricState) holdBurst(p *detectorParams, both, excess float64) {
 	if s.pending > 0 {
 		s.pendingAge++

@@ -913,13 +913,20 @@ func TestBurstOnASeriesThatSwingsBetweenLevels(t *testing.T) {
 	for _, tt := range tests {
 		d := newTestDetector(t, cfg, true)
 		d.SetBaseline(repeat(pattern, 48))
-		got := stageDecision(d, tt.observed)
-		if got != tt.want {
-			t.Errorf("%s: decided at poll %d (score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
-		}
-		if got != 0 && !(d.st.burst > d.p.threshold) {
-			t.Errorf("%s: decided by the window test or the CUSUM (burst %.2f), want the burst", tt.name, d.st.burst)
-		}
+		wantBurstDecision(t, d, tt.name, tt.observed, tt.want)
+	}
+}
+
+// wantBurstDecision runs a stage through d (its baseline set) and checks
+// that it is decided at poll want (0: never), and by the burst.
+func wantBurstDecision(t *testing.T, d *Detector, name string, observed []float64, want int) {
+	t.Helper()
+	got := stageDecision(d, observed)
+	if got != want {
+		t.Errorf("%s: decided at poll %d (score %.2f), want %d", name, got, d.Metric().Score, want)
+	}
+	if got != 0 && !(d.st.burst > d.p.threshold) {
+		t.Errorf("%s: decided by the window test or the CUSUM (burst %.2f), want the burst", name, d.st.burst)
 	}
 }
 
@@ -947,12 +954,6 @@ func TestBurstSpreadsCapKeepsTheAbsoluteFloor(t *testing.T) {
 			t.Fatalf("new detector: %v", err)
 		}
 		d.SetBaseline(repeat(pattern, 48))
-		got := stageDecision(d, tt.observed)
-		if got != tt.want {
-			t.Errorf("%s: decided at poll %d (score %.2f), want %d", tt.name, got, d.Metric().Score, tt.want)
-		}
-		if got != 0 && !(d.st.burst > d.p.threshold) {
-			t.Errorf("%s: decided by the window test or the CUSUM (burst %.2f), want the burst", tt.name, d.st.burst)
-		}
+		wantBurstDecision(t, d, tt.name, tt.observed, tt.want)
 	}
 }
