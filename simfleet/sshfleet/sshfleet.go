@@ -179,6 +179,13 @@ func (f *Fleet) setUp(ctx context.Context) error {
 		fields := strings.Fields(string(pub))
 		host := Host{Host: h, Namespace: f.net.namespace(i), HostKey: fields[0] + " " + fields[1]}
 		fmt.Fprintf(&known, "%s %s\n", h.Address, host.HostKey)
+		// SetEnv SHLVL=1: bash, run by sshd for a command, sources the
+		// user's ~/.bashrc only as a top-level shell (SHLVL unset). The
+		// fleet's hosts are this machine's root, whose ~/.bashrc may run
+		// anything (here `pyenv init`, whose rehash takes a lock that a
+		// session killed mid-way leaves behind, and every later login
+		// then waits 60 s on it): a host of the fleet starts its
+		// commands as a freshly installed one would, from sshd's PATH.
 		conf := fmt.Sprintf(`# sshd of %s, written by rollguard's sshfleet
 ListenAddress %s:22
 HostKey %s
@@ -190,6 +197,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 UseDNS no
+SetEnv SHLVL=1
 Subsystem sftp internal-sftp
 LogLevel ERROR
 `, h.Name, h.Address, key, f.sshPath(h.Name, "sshd.pid"), f.sshPath("authorized_keys"))

@@ -52,6 +52,13 @@ func TestFleet(t *testing.T) {
 		}
 	}
 
+	// A command starts below bash's top level, so root's ~/.bashrc on
+	// this machine (pyenv's rehash here, 60 s behind a stale lock) does
+	// not run on every login.
+	if out, err := ssh(f, hosts[0], "echo $SHLVL"); err != nil || strings.TrimSpace(out) != "2" {
+		t.Errorf("%s: SHLVL %q (%v), want 2: the session's bash ran as a top-level shell, which sources ~/.bashrc", hosts[0].Name, out, err)
+	}
+
 	// A key the host does not have is refused without a prompt.
 	other := filepath.Join(t.TempDir(), "known_hosts")
 	os.WriteFile(other, []byte(hosts[0].Address+" "+hosts[1].HostKey+"\n"), 0o600)
