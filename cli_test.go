@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -224,6 +225,146 @@ func TestChangeAtOutsideTheRecording(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, want) || strings.Contains(out, "Would") {
 			t.Errorf("--change-at %s: exit %d, stderr %q: want 2 and %q, no verdict", at, code, errOut, want)
 		}
+	}
+}
+
+// A live run's apply takes time (a playbook over many hosts takes
+// minutes), and its stage watches the monitoring period after the apply
+// ends. --run-report replays that timeline: the latency-50 recording,
+// whose canary rises from 12:01, applied from 11:50 to 12:00, is caught in
+// the canary at 12:03, while a replay whose apply takes no time watches
+// 11:50-12:00 in the canary and promotes.
+func TestDryRunReplaysTheRunsTimeline(t *testing.T) {
+	args := []string{"dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl"}
+	if code, out, errOut := rollguard(t, append(args, "--change-at", "2024-01-01T11:50:00Z", "-q")...); code != 0 {
+		t.Fatalf("--change-at 11:50: exit %d, want 0 (the canary watched only polls before the rise)\n%s%s", code, out, errOut)
+	}
+	runReport := filepath.Join(t.TempDir(), "report.json")
+	doc := `{"run_id": "20240101T115000Z-1a2b3c4d", "waves": [
+  {"name": "canary", "apply_started_at": "2024-01-01T11:50:00Z", "apply_ended_at": "2024-01-01T12:00:00Z"},
+  {"name": "wave-1", "apply_started_at": null}]}`
+	if err := os.WriteFile(runReport, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := rollguard(t, append(args, "--run-report", runReport, "-o", "json")...)
+	var r report.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, out, errOut)
+	}
+	if code != 3 || r.Outcome != report.OutcomeRolledBack || len(r.Waves) == 0 || r.Waves[0].Outcome != report.WaveFired {
+		t.Fatalf("--run-report: exit %d, outcome %q, want 3 and the canary fired\n%s", code, r.Outcome, errOut)
+	}
+	c := r.Waves[0]
+	if c.ApplyStartedAt == nil || c.ApplyEndedAt == nil ||
+		!c.ApplyStartedAt.Equal(time.Date(2024, 1, 1, 11, 50, 0, 0, time.UTC)) || !c.ApplyEndedAt.Equal(time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("canary applied from %v to %v, want the run's 11:50 to 12:00", c.ApplyStartedAt, c.ApplyEndedAt)
+	}
+	var fired time.Time
+	for _, d := range r.Decisions {
+		if d.Fired {
+			fired = d.At
+			break
+		}
+	}
+	if want := time.Date(2024, 1, 1, 12, 3, 0, 0, time.UTC); !fired.Equal(want) {
+		t.Errorf("fired at %v, want %v\n%s", fired, want, errOut)
+	}
+}
+
+// A replayed wave starts when the run's did, after what the run spent
+// between waves, and its baseline is the window before that start; a wave
+// the run did not reach follows the one before it at once.
+func TestDryRunReplaysTheRunsWaveStarts(t *testing.T) {
+	runReport := filepath.Join(t.TempDir(), "report.json")
+	doc := `{"run_id": "20240101T120000Z-1a2b3c4d", "waves": [
+  {"name": "canary", "apply_started_at": "2024-01-01T12:00:00Z", "apply_ended_at": "2024-01-01T12:02:00Z"},
+  {"name": "wave-1", "apply_started_at": "2024-01-01T12:20:00Z", "apply_ended_at": "2024-01-01T12:21:00Z"}]}`
+	if err := os.WriteFile(runReport, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/good.yaml", "--metrics", "testdata/recordings/good.jsonl", "--run-report", runReport, "-o", "json")
+	var r report.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || len(r.Waves) != 3 {
+		t.Fatalf("exit %d (%v), want 0 and 3 waves\n%s%s", code, err, out, errOut)
+	}
+	at := func(h, m int) time.Time { return time.Date(2024, 1, 1, h, m, 0, 0, time.UTC) }
+	for i, want := range []struct{ start, from, applied, finished time.Time }{
+		{at(12, 0), at(11, 0), at(12, 2), at(12, 12)},
+		{at(12, 20), at(11, 20), at(12, 21), at(12, 31)},
+		{at(12, 31), at(11, 31), at(12, 31), at(12, 41)},
+	} {
+		w := r.Waves[i]
+		if w.ApplyStartedAt == nil || w.BaselineFrom == nil || w.ApplyEndedAt == nil || w.FinishedAt == nil ||
+			!w.ApplyStartedAt.Equal(want.start) || !w.BaselineFrom.Equal(want.from) || !w.ApplyEndedAt.Equal(want.applied) || !w.FinishedAt.Equal(want.finished) {
+			t.Errorf("%s: baseline from %v, apply %v to %v, finished %v; want %v, %v to %v, %v", w.Name,
+				w.BaselineFrom, w.ApplyStartedAt, w.ApplyEndedAt, w.FinishedAt, want.from, want.start, want.applied, want.finished)
+		}
+	}
+}
+
+// A recorded apply that outlasted this spec's apply.timeout is stopped at
+// the timeout, as a run under this spec would have stopped it: the apply is
+// broken and the wave's hosts are reverted.
+func TestDryRunReplayedApplyPastTheTimeout(t *testing.T) {
+	runReport := filepath.Join(t.TempDir(), "report.json")
+	doc := `{"run_id": "20240101T110000Z-1a2b3c4d", "waves": [
+  {"name": "canary", "apply_started_at": "2024-01-01T11:00:00Z", "apply_ended_at": "2024-01-01T11:45:00Z"}]}`
+	if err := os.WriteFile(runReport, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := rollguard(t, "dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl", "--run-report", runReport, "-o", "json")
+	var r report.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, out, errOut)
+	}
+	if code != 3 || r.Rollback == nil || r.Rollback.Trigger != report.TriggerApplyTimeout || !slices.Equal(r.Rollback.Hosts, []string{"web-1"}) ||
+		!strings.Contains(errOut, "apply.timeout (30m) passed: stopping the playbook") {
+		t.Fatalf("exit %d, rollback %+v: want 3, the canary reverted on apply-timeout\n%s", code, r.Rollback, errOut)
+	}
+	if at := r.Rollback.StartedAt; !at.Equal(time.Date(2024, 1, 1, 11, 30, 0, 0, time.UTC)) {
+		t.Errorf("rollback started at %v, want 11:30, apply.timeout after the apply's start", at)
+	}
+}
+
+// --run-report's problems are bad input that name the file (and the line
+// and column of a document that is not JSON), before anything is replayed.
+func TestDryRunRunReportRefused(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.json", `{"run_id": "r1", "waves": [{"name": "canary", "apply_started_at": "2024-01-01T12:00:00Z"}]}`)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"with --change-at", []string{"--run-report", good, "--change-at", "2024-01-01T12:00:00Z"},
+			"--change-at and --run-report both say when the first apply started: give one"},
+		{"missing", []string{"--run-report", filepath.Join(dir, "nope.json")}, "run report: open " + filepath.Join(dir, "nope.json")},
+		{"not JSON", []string{"--run-report", write("bad.json", "{\"run_id\": \"r1\",\n  \"waves\": [}\n")},
+			"run report " + filepath.Join(dir, "bad.json") + ":2:13: invalid character '}'"},
+		{"a dry run's", []string{"--run-report", write("dry.json", `{"run_id": "dry-1a2b3c4d", "waves": [{"name": "canary", "apply_started_at": "2024-01-01T12:00:00Z"}]}`)},
+			"run dry-1a2b3c4d is a dry run, whose applies took no time: give a live run's report.json"},
+		{"nothing started", []string{"--run-report", write("none.json", `{"run_id": "r1", "waves": [{"name": "canary", "apply_started_at": null}]}`)},
+			"no wave started (no apply_started_at): nothing to replay"},
+		{"another plan", []string{"--run-report", write("other.json", `{"run_id": "r1", "waves": [{"name": "canary", "apply_started_at": "2024-01-01T12:00:00Z"}, {"name": "west", "apply_started_at": "2024-01-01T12:10:00Z"}]}`)},
+			"--run-report " + filepath.Join(dir, "other.json") + ": its wave west is not in this plan, whose waves are canary, wave-1, wave-2"},
+		{"apply ends before it starts", []string{"--run-report", write("order.json", `{"run_id": "r1", "waves": [{"name": "canary", "apply_started_at": "2024-01-01T12:00:00Z", "apply_ended_at": "2024-01-01T11:59:00Z"}]}`)},
+			"wave canary: apply_ended_at 2024-01-01T11:59:00Z is before apply_started_at 2024-01-01T12:00:00Z"},
+		{"outside the recording", []string{"--run-report", write("late.json", `{"run_id": "r1", "waves": [{"name": "canary", "apply_started_at": "2024-02-01T12:00:00Z"}]}`)},
+			"--run-report's first apply_started_at 2024-02-01T12:00:00Z is outside the recording"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := rollguard(t, append([]string{"dry-run", "-f", "testdata/dryrun/latency-50.yaml", "--metrics", "testdata/recordings/latency-50.jsonl"}, tt.args...)...)
+			if code != 2 || !strings.Contains(errOut, tt.want) || strings.Contains(out, "Would") {
+				t.Errorf("exit %d, stdout %q, stderr %q: want 2 and %q, no verdict", code, out, errOut, tt.want)
+			}
+		})
 	}
 }
 

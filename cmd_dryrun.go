@@ -19,11 +19,11 @@ import (
 )
 
 func newDryRunCmd() *cobra.Command {
-	var file, metrics, changeAt, reportDir, checkResult string
+	var file, metrics, changeAt, reportDir, checkResult, runReport string
 	var quiet bool
 	var o outputFlag
 	c := &cobra.Command{
-		Use:   "dry-run -f rollout.yaml --metrics rec.jsonl --change-at T [--report-dir D]",
+		Use:   "dry-run -f rollout.yaml --metrics rec.jsonl (--change-at T | --run-report report.json) [--report-dir D]",
 		Short: "Replay recorded metrics through the waves, detectors and policies (0 would promote, 3 would roll back)",
 		Long: `dry-run says what a real rollout would have done, from recorded metrics and
 with nothing installed: no Ansible, no metrics server, no host touched.
@@ -38,18 +38,28 @@ warns that each sample is then judged as several polls.
 
 The hosts are targets.static; with discovered targets (inventory, Consul,
 Nomad) a dry run asks nothing and takes the hosts the recording has, in name
-order. The canary's apply starts at --change-at; each later wave starts when the
-previous wave's monitoring period ends; each wave's baseline is the recording's
-metrics.baseline window right before it. Time is simulated, so hours replay in
-milliseconds. It prints a timeline (tick, wave, degraded hosts, each policy's
-outcome and reason) and writes report.json, report.md and report.html into
---report-dir when given. --change-at must fall within the recording, after
+order. The canary's apply starts at --change-at and takes no time; each later
+wave starts when the previous wave's monitoring period ends (--run-report
+replays a live run's timeline instead); each wave's baseline is the
+recording's metrics.baseline window right before it. Time is simulated, so
+hours replay in milliseconds. It prints a timeline (tick, wave, degraded
+hosts, each policy's outcome and reason) and writes report.json, report.md
+and report.html into --report-dir when given. --change-at must fall within the recording, after
 its first sample (exit 2 names the recording's time range otherwise); a
 recording that starts less than metrics.baseline before it, or ends before
 the plan's stages do, is replayed with what it holds, with a warning.
 
 --output json prints report.json's document on stdout, and the timeline and
 the verdict on stderr.
+
+--run-report replays a live run's timeline, from its report.json, in place of
+--change-at: each wave starts when the run's did and its apply ends when the
+run's did (the waves' apply_started_at and apply_ended_at), so the run's
+--record file replays as the run saw it. Without it a dry run's applies take
+no time: a stage's monitoring period starts where the apply started, and with
+an apply that took several polls (a playbook over many hosts) the replay
+judges polls from before the change showed and stops before the last ones the
+run judged.
 
 --check-result judges a recorded pre-flight check (the "check" of
 'rollguard plan --diff --json', or report.json's "preflight") against the
@@ -60,11 +70,23 @@ Exit codes: 0 would promote, 3 would roll back, 4 would halt, 1 a canary
 host without a baseline in the recording (nothing judged), 2 bad input.`,
 		Example: `  rollguard dry-run -f rollout.yaml --metrics export.jsonl.gz --change-at 2024-01-01T12:00:00Z --report-dir out/
   rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 1704110400 -q
-  rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 2024-01-01T12:00:00Z -o json | jq -r .outcome`,
+  rollguard dry-run -f rollout.yaml --metrics rec.jsonl --change-at 2024-01-01T12:00:00Z -o json | jq -r .outcome
+  rollguard run -f rollout.yaml --record rec.jsonl.gz --report-dir run/
+  rollguard dry-run -f rollout-new-policies.yaml --metrics rec.jsonl.gz --run-report run/report.json`,
 		Args: cobra.NoArgs,
 		RunE: o.runE(func(c *cobra.Command) error {
-			at, err := parseChangeAt(changeAt)
-			if err != nil {
+			var timing runner.Timing
+			var at time.Time
+			var err error
+			if runReport != "" {
+				if changeAt != "" {
+					return badInput(fmt.Errorf("--change-at and --run-report both say when the first apply started: give one"))
+				}
+				if timing, err = runner.ReadTiming(runReport); err != nil {
+					return badInput(err)
+				}
+				at = timing.Earliest()
+			} else if at, err = parseChangeAt(changeAt); err != nil {
 				return badInput(err)
 			}
 			if metrics == "" {
@@ -80,7 +102,11 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 				return badInput(err)
 			}
 			rec.HostLabel = spec.Metrics.HostLabel
-			if err := changeWithin(at, metrics, rec); err != nil {
+			what := "--change-at"
+			if runReport != "" {
+				what = "--run-report's first apply_started_at"
+			}
+			if err := changeWithin(at, what, metrics, rec); err != nil {
 				return badInput(err)
 			}
 			if w := shortRecording(spec, rec, at); w != "" {
@@ -104,6 +130,9 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 			if err != nil {
 				return badInput(err)
 			}
+			if err := timing.Check(plan); err != nil {
+				return badInput(fmt.Errorf("--run-report %s: %w", runReport, err))
+			}
 			if w := recordingEndsEarly(plan, rec, at); w != "" {
 				fmt.Fprintln(c.ErrOrStderr(), w)
 			}
@@ -124,7 +153,7 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 			if err != nil {
 				return err
 			}
-			ro.CheckResult = check
+			ro.CheckResult, ro.Timing = check, timing
 			res, err := ro.Execute(context.WithoutCancel(c.Context()))
 			if err != nil {
 				return badInput(err)
@@ -136,6 +165,7 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 	c.Flags().StringVar(&metrics, "metrics", "", "recorded metrics (VictoriaMetrics export format, .jsonl or .jsonl.gz)")
 	c.Flags().StringVar(&changeAt, "change-at", "", "when the first apply started: RFC 3339 or unix seconds")
 	c.Flags().StringVar(&reportDir, "report-dir", "", "write report.json, report.md, report.html here")
+	c.Flags().StringVar(&runReport, "run-report", "", "a live run's report.json: replay its timeline (each wave's start and apply end) in place of --change-at")
 	c.Flags().StringVar(&checkResult, "check-result", "", "a recorded pre-flight check result (JSON) to judge before the canary")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the verdict, not the timeline")
 	o.add(c)
@@ -144,14 +174,14 @@ host without a baseline in the recording (nothing judged), 2 bad input.`,
 
 // changeWithin refuses a change time the recording cannot replay: before
 // or at its first sample (no baseline) or after its last.
-func changeWithin(at time.Time, path string, rec *victoriametrics.Recording) error {
+func changeWithin(at time.Time, what, path string, rec *victoriametrics.Recording) error {
 	first, last := rec.Span()
 	if first.IsZero() {
 		return fmt.Errorf("recording %s has no samples", path)
 	}
 	if !at.After(first) || at.After(last) {
-		return fmt.Errorf("--change-at %s is outside the recording, which runs from %s to %s: the first apply must start after its first sample and by its last",
-			at.UTC().Format(time.RFC3339), first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%s %s is outside the recording, which runs from %s to %s: the first apply must start after its first sample and by its last",
+			what, at.UTC().Format(time.RFC3339), first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -221,7 +251,7 @@ func coarseRecording(spec *runner.Spec, rec *victoriametrics.Recording) []string
 // parseChangeAt accepts RFC 3339 or unix seconds.
 func parseChangeAt(s string) (time.Time, error) {
 	if s == "" {
-		return time.Time{}, fmt.Errorf("--change-at is required: the moment the (first) apply started, RFC 3339 (2024-01-01T12:00:00Z) or unix seconds")
+		return time.Time{}, fmt.Errorf("--change-at is required: the moment the (first) apply started, RFC 3339 (2024-01-01T12:00:00Z) or unix seconds (or --run-report: a live run's report.json, whose timeline is replayed)")
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil

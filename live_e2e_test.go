@@ -43,8 +43,9 @@ type live struct {
 	// want is every host's app.conf as the last subtest that passed left
 	// it: where the next one starts from.
 	want map[string]string
-	// records are the --record files of the current subtest's runs.
-	records []string
+	// records are the --record files of the current subtest's runs, with
+	// each run's report directory.
+	records []liveRecord
 }
 
 // sub runs one subtest from a known fleet state: every host's app.conf
@@ -77,17 +78,26 @@ func (l *live) sub(t *testing.T, name string, f func(t *testing.T)) {
 		}
 		keep := filepath.Join(os.TempDir(), "rollguard-live-recordings")
 		for i, rec := range l.records {
-			data, err := os.ReadFile(rec)
+			data, err := os.ReadFile(rec.metrics)
 			if err != nil {
 				continue
 			}
-			dst := filepath.Join(keep, fmt.Sprintf("%s-%d.jsonl.gz", regexp.MustCompile(`\W+`).ReplaceAllString(t.Name(), "_"), i+1))
-			if os.MkdirAll(keep, 0o755) == nil && os.WriteFile(dst, data, 0o644) == nil {
-				t.Logf("the metrics of run %d are kept in %s (replay: rollguard dry-run -f <spec> --metrics %s --change-at <the wave's apply_started_at>)", i+1, dst, dst)
+			base := filepath.Join(keep, fmt.Sprintf("%s-%d", regexp.MustCompile(`\W+`).ReplaceAllString(t.Name(), "_"), i+1))
+			dst := base + ".jsonl.gz"
+			if os.MkdirAll(keep, 0o755) != nil || os.WriteFile(dst, data, 0o644) != nil {
+				continue
 			}
+			replay := "--change-at <the wave's apply_started_at>"
+			if doc, err := os.ReadFile(filepath.Join(rec.reportDir, "report.json")); err == nil && os.WriteFile(base+".report.json", doc, 0o644) == nil {
+				replay = "--run-report " + base + ".report.json"
+			}
+			t.Logf("the metrics of run %d are kept in %s (replay: rollguard dry-run -f <spec> --metrics %s %s)", i+1, dst, dst, replay)
 		}
 	})
 }
+
+// liveRecord is one run's --record file and its --report-dir.
+type liveRecord struct{ metrics, reportDir string }
 
 const liveBaseline = 60 * time.Second
 
@@ -246,11 +256,20 @@ func TestLive(t *testing.T) {
 		}
 		l.selfMetrics(r)
 		l.attributed(r, canary)
-		// What the run saw, replayed by a dry run from the same start,
+		// What the run saw, replayed by a dry run on the run's timeline
+		// (its apply took seconds, several polls on a busy machine),
 		// reaches the same verdict.
-		start := r.Waves[0].ApplyStartedAt.UTC().Format(time.RFC3339Nano)
-		if dcode, dout, derr := rollguard(t, "dry-run", "-f", spec, "--metrics", record, "--change-at", start); dcode != 3 {
-			t.Errorf("dry run of the recording from %s: exit %d, want 3 like the live run\n%s%s", start, dcode, dout, derr)
+		doc, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runReport := filepath.Join(t.TempDir(), "report.json")
+		if err := os.WriteFile(runReport, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if dcode, dout, derr := rollguard(t, "dry-run", "-f", spec, "--metrics", record, "--run-report", runReport); dcode != 3 {
+			t.Errorf("dry run of the recording on the run's timeline (apply %s to %v): exit %d, want 3 like the live run\n%s%s",
+				r.Waves[0].ApplyStartedAt, r.Waves[0].ApplyEndedAt, dcode, dout, derr)
 		}
 		after := l.writes()
 		for _, h := range l.hosts[1:] {
@@ -629,7 +648,7 @@ func (l *live) run(spec string, kill func(string) bool, args ...string) (int, re
 	if !slices.Contains(args, "--record") {
 		rec := filepath.Join(t.TempDir(), "metrics.jsonl.gz")
 		args = append(args, "--record", rec)
-		l.records = append(l.records, rec)
+		l.records = append(l.records, liveRecord{metrics: rec, reportDir: dir})
 	}
 	cmd := exec.CommandContext(l.ctx, binary, append([]string{"run", "-f", spec, "--report-dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), l.extraEnv...)

@@ -55,6 +55,10 @@ type Rollout struct {
 	// CheckResult is a recorded pre-flight check result that a dry run
 	// judges instead of running the check (nil: none).
 	CheckResult *report.Preflight
+	// Timing is a live run's timeline that a dry run replays (nil: each
+	// apply is instantaneous, and each wave starts when the one before
+	// it passed). See ReadTiming.
+	Timing Timing
 	// Resume, when set, continues the unfinished run it describes (or
 	// reverts everything it changed, with Abort).
 	Resume *Resume

@@ -44,6 +44,9 @@ type execution struct {
 	// + apply.timeout, on the run's clock) has passed; nil when none is.
 	stopApply     context.CancelCauseFunc
 	applyDeadline time.Time
+	// replayedApply is a dry run's apply that ends when the live run's
+	// did (Timing): watch takes it once the clock reaches end.
+	replayedApply *replayedApply
 	// errTicks counts consecutive ticks with a failed query; lastErr is
 	// the last failure.
 	errTicks int

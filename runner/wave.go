@@ -64,6 +64,16 @@ type resumeWave struct {
 // verdict ends the rollout when it is not zero.
 func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeWave) (verdict, error) {
 	wr := &x.report.Waves[wi]
+	if t, ok := x.Timing[w.Name]; ok && x.dry() && rw == nil {
+		// A replayed wave starts when the live run's did: what the
+		// live run spent between waves (baselines, snapshots, a pause)
+		// passes here too.
+		if d := t.Start.Sub(x.Clock.Now()); d > 0 {
+			if err := x.Clock.Sleep(ctx, d); err != nil {
+				return verdict{}, err
+			}
+		}
+	}
 	start := x.Clock.Now()
 	if rw != nil {
 		start = rw.start
@@ -125,7 +135,14 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 		for _, h := range hosts {
 			res.Hosts = append(res.Hosts, ports.HostResult{Host: h.Name, Status: ports.HostChanged})
 		}
-		applyDone <- applyOutcome{res: res, resumed: rw != nil}
+		out := applyOutcome{res: res, resumed: rw != nil}
+		if t, ok := x.Timing[w.Name]; ok && x.dry() && t.ApplyEnd.After(x.Clock.Now()) {
+			// Replayed: the apply ends when the live run's did, and the
+			// stage watches the polls until then as it did.
+			x.replayedApply = &replayedApply{out: out, end: t.ApplyEnd}
+		} else {
+			applyDone <- out
+		}
 	default:
 		req := x.applyRequest(ctx, hostNames(hosts))
 		go func() {
@@ -139,6 +156,7 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 		}()
 	}
 	v, err := x.watch(ctx, wi, w, start, time.Time{}, w.Monitor, applyDone)
+	x.replayedApply = nil // a stage that ended during a replayed apply
 	cancelApply(nil)
 	if err == nil && !v.ends() {
 		v = x.stageEmptied(w)
@@ -371,7 +389,21 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 	var heldFor []string
 	for {
 		// The dry run's apply is instantaneous: take its result before
-		// the first tick so the first tick already monitors.
+		// the first tick so the first tick already monitors. A replayed
+		// one ends when the live run's did, unless this spec's
+		// apply.timeout passes first: a run under it would have stopped
+		// that playbook, and the apply is then broken as it would be.
+		if ra := x.replayedApply; ra != nil && applyDone != nil {
+			switch now := x.Clock.Now(); {
+			case !now.Before(ra.end):
+				x.replayedApply = nil
+				applyDone <- ra.out
+			case !now.Before(x.applyDeadline):
+				x.replayedApply = nil
+				ra.out.err = fmt.Errorf("apply.timeout (%s) passed: %w", fmtDuration(x.applyTimeout()), context.DeadlineExceeded)
+				applyDone <- ra.out
+			}
+		}
 		if applyDone != nil {
 			// Past apply.timeout the playbook is stopped, and the Applier
 			// returns once it is.
