@@ -41,7 +41,10 @@ func sshSpecDir(t *testing.T, f *sshfleet.Fleet, knownHosts string) string {
 // to limit (every host when nil), as `rollguard run` does.
 func sshRun(t *testing.T, dir string, limit []string) ports.ApplyResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	// A bound for a hung run, not a timing check: a play over 4 SSH
+	// hosts, one of them down, took over 2 minutes with both cores busy
+	// and the root package's live tests beside it.
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	vault := filepath.Join(dir, "vault.pw")
 	inv := filepath.Join(dir, "inventory.ini")
