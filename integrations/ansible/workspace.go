@@ -8,8 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Every playbook run works in a private directory of its own,
@@ -124,10 +128,14 @@ func sweepWorkspace(ctx context.Context, dir string, log *slog.Logger) {
 }
 
 // stopControlMasters asks every SSH master connection with a socket in
-// dir to exit (`ssh -O exit`). A master outlives ansible-playbook by
-// ControlPersist and leaves the process group, so stopping the group does
-// not reach it; a master left running would keep the host's connection
-// (and its host-key check) open for anyone who finds the socket.
+// dir to exit (`ssh -O exit`) and waits until it has. A master outlives
+// ansible-playbook by ControlPersist and leaves the process group, so
+// stopping the group does not reach it; a master left running would keep
+// the host's connection (and its host-key check) open for anyone who finds
+// the socket. `-O exit` returns once the master has the request, before it
+// has closed its connection and exited, so the wait is on the master's
+// process itself (a pidfd, which becomes readable when it exits), within
+// the same short deadline.
 func stopControlMasters(ctx context.Context, dir string, log *slog.Logger) {
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) == 0 {
@@ -144,11 +152,64 @@ func stopControlMasters(ctx context.Context, dir string, log *slog.Logger) {
 			continue
 		}
 		sock := filepath.Join(dir, e.Name())
+		master := openMaster(ctx, ssh, sock)
 		// The host name is only used to expand %-tokens of a ControlPath,
 		// which -S gives literally.
 		cmd := exec.CommandContext(ctx, ssh, "-S", sock, "-O", "exit", "rollguard-control-master")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		if err != nil {
 			log.Debug("ansible: ssh -O exit", "socket", sock, "err", err, "output", string(out))
+		}
+		if master >= 0 {
+			if err == nil && !waitExit(ctx, master) {
+				log.Warn("ansible: an SSH master connection did not exit in time", "socket", sock)
+			}
+			_ = unix.Close(master)
+		}
+	}
+}
+
+var masterRunning = regexp.MustCompile(`Master running \(pid=(\d+)\)`)
+
+// openMaster returns a pidfd of the master process listening on sock, or
+// -1 when there is none or the kernel has no pidfds (the wait is then
+// skipped).
+func openMaster(ctx context.Context, ssh, sock string) int {
+	out, _ := exec.CommandContext(ctx, ssh, "-S", sock, "-O", "check", "rollguard-control-master").CombinedOutput()
+	m := masterRunning.FindSubmatch(out)
+	if m == nil {
+		return -1
+	}
+	pid, err := strconv.Atoi(string(m[1]))
+	if err != nil || pid <= 0 {
+		return -1
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// waitExit waits until the process of pidfd fd has exited or ctx ends,
+// and tells whether it exited.
+func waitExit(ctx context.Context, fd int) bool {
+	for {
+		ms := 0
+		if deadline, ok := ctx.Deadline(); ok {
+			ms = int(time.Until(deadline).Milliseconds())
+		}
+		if ms <= 0 {
+			ms = 0
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return false
+		default:
+			return n > 0
 		}
 	}
 }
