@@ -18,10 +18,12 @@ deps:
 	@bash ci/install-deps.sh
 
 # End-to-end tests need the real Ansible and VictoriaMetrics: ROLLGUARD_E2E=1
-# makes a missing one a failure instead of a skip.
+# makes a missing one a failure instead of a skip. -parallel 3: the root
+# package's TestLive, TestLiveResume and TestChaos (each with a fleet and a
+# VictoriaMetrics of its own) mostly wait on ticks, and run side by side.
 test: deps lint-workflows
 	$(GO) vet ./...
-	ROLLGUARD_E2E=1 $(GO) test -count=1 -timeout 25m ./...
+	ROLLGUARD_E2E=1 $(GO) test -count=1 -parallel 3 -timeout 25m ./...
 	$(MAKE) fuzz
 
 # Every workflow of the repository: its own and the example users copy.

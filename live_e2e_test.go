@@ -183,24 +183,20 @@ func requireLive(t *testing.T) {
 	}
 }
 
-// TestLive runs real rollouts with real Ansible against a simulated fleet
-// scraped by a real VictoriaMetrics. The cases share one environment (a
-// baseline takes half a minute to collect) and run in order, each starting
-// from the configs the previous one left; the last one kills
-// VictoriaMetrics.
-func TestLive(t *testing.T) {
-	requireLive(t)
-	// Side by side with TestChaos, which has its own fleet and
-	// VictoriaMetrics: both spend most of their time waiting on ticks, so
-	// together they take about the longer one's time, not the sum.
-	t.Parallel()
+// startLive starts a live environment of its own for test t: 6 simulated
+// hosts scraped by a real VictoriaMetrics, with a baseline's worth of
+// data. The cases of one environment share it (a baseline takes a minute
+// to collect) and run in order, each starting from the configs the
+// previous one left.
+func startLive(t *testing.T) *live {
+	t.Helper()
 	ctx, cancel := testContext(t)
-	defer cancel()
+	t.Cleanup(cancel)
 	env, err := demo.StartEnv(ctx, demo.EnvOptions{Dir: t.TempDir(), Hosts: 6, Seed: 11, Playbooks: os.DirFS("testdata/playbooks")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Close()
+	t.Cleanup(func() { env.Close() })
 	if err := env.WaitForData(ctx, liveBaseline+15*time.Second, func(s string) { t.Log(s) }); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +205,21 @@ func TestLive(t *testing.T) {
 		l.hosts = append(l.hosts, h.Name)
 	}
 	l.want = l.confs()
-	canary := l.hosts[0]
+	return l
+}
+
+// TestLive runs real rollouts with real Ansible against a simulated fleet
+// scraped by a real VictoriaMetrics: a good change, a bad one, reverts
+// and their fallbacks, host-level decisions, the lock.
+func TestLive(t *testing.T) {
+	requireLive(t)
+	// Side by side with TestLiveResume and TestChaos, each with a fleet
+	// and a VictoriaMetrics of its own: they spend most of their time
+	// waiting on ticks, so together they take about the longest one's
+	// time, not the sum (make test runs go test with -parallel 3).
+	t.Parallel()
+	l := startLive(t)
+	canary, env, ctx := l.hosts[0], l.env, l.ctx
 
 	l.sub(t, "good change promotes everywhere", func(t *testing.T) {
 		// apply.version is left unset: rollguard names the version.
@@ -432,6 +442,17 @@ func TestLive(t *testing.T) {
 			t.Errorf("a refused run wrote an app.conf")
 		}
 	})
+
+}
+
+// TestLiveResume kills and interrupts real rollouts at every step and
+// resumes them, from the local state and from Consul KV and Nomad
+// Variables, and kills VictoriaMetrics under a run (the last case).
+func TestLiveResume(t *testing.T) {
+	requireLive(t)
+	t.Parallel() // beside TestLive: see there
+	l := startLive(t)
+	env := l.env
 
 	// Killed at each step boundary, then the same command again: every
 	// host ends with either the new version or the one it had (never
