@@ -442,7 +442,6 @@ func TestLive(t *testing.T) {
 			t.Errorf("a refused run wrote an app.conf")
 		}
 	})
-
 }
 
 // TestLiveResume kills and interrupts real rollouts at every step and

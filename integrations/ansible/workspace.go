@@ -191,17 +191,15 @@ func openMaster(ctx context.Context, ssh, sock string) int {
 	return fd
 }
 
-// waitExit waits until the process of pidfd fd has exited or ctx ends,
-// and tells whether it exited.
+// waitExit waits until the process of pidfd fd has exited or ctx's
+// deadline (5 s without one) has passed, and tells whether it exited.
 func waitExit(ctx context.Context, fd int) bool {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(5 * time.Second)
+	}
 	for {
-		ms := 0
-		if deadline, ok := ctx.Deadline(); ok {
-			ms = int(time.Until(deadline).Milliseconds())
-		}
-		if ms <= 0 {
-			ms = 0
-		}
+		ms := max(int(time.Until(deadline).Milliseconds()), 0)
 		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
 		switch {
 		case err == unix.EINTR:
