@@ -145,7 +145,8 @@ func stopControlMasters(ctx context.Context, dir string, log *slog.Logger) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	for _, e := range entries {
 		if e.Type()&fs.ModeSocket == 0 {
@@ -161,7 +162,7 @@ func stopControlMasters(ctx context.Context, dir string, log *slog.Logger) {
 			log.Debug("ansible: ssh -O exit", "socket", sock, "err", err, "output", string(out))
 		}
 		if master >= 0 {
-			if err == nil && !waitExit(ctx, master) {
+			if err == nil && !waitExit(master, deadline) {
 				log.Warn("ansible: an SSH master connection did not exit in time", "socket", sock)
 			}
 			_ = unix.Close(master)
@@ -191,13 +192,9 @@ func openMaster(ctx context.Context, ssh, sock string) int {
 	return fd
 }
 
-// waitExit waits until the process of pidfd fd has exited or ctx's
-// deadline (5 s without one) has passed, and tells whether it exited.
-func waitExit(ctx context.Context, fd int) bool {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(5 * time.Second)
-	}
+// waitExit waits until the process of pidfd fd has exited or deadline
+// has passed, and tells whether it exited.
+func waitExit(fd int, deadline time.Time) bool {
 	for {
 		ms := max(int(time.Until(deadline).Milliseconds()), 0)
 		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
