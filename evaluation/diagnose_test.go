@@ -3,6 +3,7 @@ package evaluation
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -167,6 +168,41 @@ func TestDiagnose(t *testing.T) {
 		})
 		return fmt.Sprintf("%-12s %-18s %s", fs[0].c.Dataset, fs[0].c.Protocol, strings.Join(ks, "+"))
 	})
+	// Every no-change rollout by what the visibility oracle sees in it, and
+	// how many of each kind rollguard rolled back.
+	type seen struct{ d, p, sees string }
+	all, back := map[seen]int{}, map[seen]int{}
+	var pooled [3][2]int
+	for _, c := range quiet {
+		at0, any := oracleSees(c)
+		i, sees := 2, "quiet"
+		switch {
+		case at0:
+			i, sees = 0, "visible from the apply"
+		case any:
+			i, sees = 1, "visible from a later poll"
+		}
+		key := seen{c.Dataset, c.Protocol, sees}
+		all[key]++
+		if c.Dataset == "nezha" && c.Protocol == ShortCanary {
+			continue // refused at medium
+		}
+		pooled[i][0]++
+		if rolled[c] {
+			back[key]++
+			pooled[i][1]++
+		}
+	}
+	fmt.Printf("\n## no-change rollouts rolled back, by what the visibility oracle sees\n\n")
+	for _, key := range slices.SortedFunc(maps.Keys(all), func(a, b seen) int {
+		return cmp.Or(strings.Compare(a.d, b.d), strings.Compare(a.p, b.p), strings.Compare(a.sees, b.sees))
+	}) {
+		fmt.Printf("%-12s %-18s %-26s %5d / %5d\n", key.d, key.p, key.sees, back[key], all[key])
+	}
+	for i, sees := range []string{"visible from the apply", "visible from a later poll", "quiet"} {
+		fmt.Printf("pooled (no Nezha short canary) %-26s %5d / %5d (%.2f%%)\n", sees, pooled[i][1], pooled[i][0],
+			100*float64(pooled[i][1])/float64(pooled[i][0]))
+	}
 	perCase("data set, protocol, stage, verdict", func(fs []fire) string {
 		return fmt.Sprintf("%-12s %-18s stage %d verdict=%v", fs[0].c.Dataset, fs[0].c.Protocol, fs[0].stage, fs[0].verdict)
 	})
