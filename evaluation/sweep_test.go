@@ -103,7 +103,41 @@ func init() {
 		// The window test at the high preset's confidence and below.
 		variant{name: "tried-window95", tweak: func(c *policies.DetectorConfig) { c.Confidence = 0.95 }},
 		variant{name: "tried-window90", tweak: func(c *policies.DetectorConfig) { c.Confidence = 0.90 }},
+		// TestGrid's point that meets the targets on the development
+		// halves: no CUSUM, the window test at 99.5%, bursts from 3
+		// spreads.
+		variant{name: "tried-grid-dev", tweak: func(c *policies.DetectorConfig) {
+			c.Limit, c.Confidence, c.BurstSpreads = 1e9, 0.995, 3
+		}},
 	)
+}
+
+// TestGrid replays rollguard medium over a grid of its four main settings
+// (the CUSUM's limit, 1e9 = no CUSUM; the window test's confidence; the
+// burst's multiple and least reach) and prints the figures pooled over
+// every data set and protocol, and per half (ROLLGUARD_GRID=1).
+func TestGrid(t *testing.T) {
+	if os.Getenv("ROLLGUARD_GRID") == "" {
+		t.Skip("ROLLGUARD_GRID")
+	}
+	cs := cases(t)
+	dir := t.TempDir()
+	for _, limit := range []float64{6.5, 13, 1e9} {
+		for _, conf := range []float64{0.98, 0.995} {
+			for _, burst := range []float64{1.7, 2.1} {
+				for _, spreads := range []float64{2.25, 3} {
+					res := variant{tweak: func(c *policies.DetectorConfig) {
+						c.Limit, c.Confidence, c.Burst, c.BurstSpreads = limit, conf, burst, spreads
+					}}.run(cs, dir)
+					a := res.Tally(0, func(*Case) bool { return true })
+					dev, held := res.Tally(0, byHalf(Dev)), res.Tally(0, byHalf(HeldOut))
+					fmt.Printf("limit %-5g confidence %-5g burst %-3g spreads %-4g | both %5d/%5d %.1f%% / %4d/%5d %.2f%% | dev %.1f%% / %.2f%% | held-out %.1f%% / %.2f%% | step2 %s\n",
+						limit, conf, burst, spreads, a.Caught, a.Visible, 100*a.CatchRate(), a.RolledBack, a.NoChange, 100*a.FalseRate(),
+						100*dev.CatchRate(), 100*dev.FalseRate(), 100*held.CatchRate(), 100*held.FalseRate(), delays(res.Tally(0, byKind(stepKind(2)))))
+				}
+			}
+		}
+	}
 }
 
 func TestCounts(t *testing.T) {
