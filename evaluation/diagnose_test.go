@@ -172,17 +172,18 @@ func TestDiagnose(t *testing.T) {
 	// how many of each kind rollguard rolled back.
 	type seen struct{ d, p, sees string }
 	all, back := map[seen]int{}, map[seen]int{}
-	var pooled [3][2]int
+	sees := [...]string{"visible from the apply", "visible from a later poll", "quiet"}
+	var pooled [len(sees)][2]int
 	for _, c := range quiet {
 		at0, any := oracleSees(c)
-		i, sees := 2, "quiet"
+		i := 2
 		switch {
 		case at0:
-			i, sees = 0, "visible from the apply"
+			i = 0
 		case any:
-			i, sees = 1, "visible from a later poll"
+			i = 1
 		}
-		key := seen{c.Dataset, c.Protocol, sees}
+		key := seen{c.Dataset, c.Protocol, sees[i]}
 		all[key]++
 		if c.Dataset == "nezha" && c.Protocol == ShortCanary {
 			continue // refused at medium
@@ -199,8 +200,8 @@ func TestDiagnose(t *testing.T) {
 	}) {
 		fmt.Printf("%-12s %-18s %-26s %5d / %5d\n", key.d, key.p, key.sees, back[key], all[key])
 	}
-	for i, sees := range []string{"visible from the apply", "visible from a later poll", "quiet"} {
-		fmt.Printf("pooled (no Nezha short canary) %-26s %5d / %5d (%.2f%%)\n", sees, pooled[i][1], pooled[i][0],
+	for i, s := range sees {
+		fmt.Printf("pooled (no Nezha short canary) %-26s %5d / %5d (%.2f%%)\n", s, pooled[i][1], pooled[i][0],
 			100*float64(pooled[i][1])/float64(pooled[i][0]))
 	}
 	perCase("data set, protocol, stage, verdict", func(fs []fire) string {

@@ -54,11 +54,20 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-func printSweep(res *Results, name string) {
+// headline is a run's figures over every data set and protocol: caught /
+// no-change rolled back over both halves and per half, and the polls from
+// visible to decided of a step of twice the tolerance (median / p90).
+func headline(res *Results) string {
+	both := res.Tally(0, func(*Case) bool { return true })
 	dev, held := res.Tally(0, byHalf(Dev)), res.Tally(0, byHalf(HeldOut))
 	st := res.Tally(0, byKind(stepKind(2)))
-	fmt.Printf("== %s: dev %.1f%% / %.2f%%  held %.1f%% / %.2f%%  step2 delay %s (%d/%d)\n", name,
+	return fmt.Sprintf("both %5d/%5d %.1f%% / %4d/%5d %.2f%% | dev %.1f%% / %.2f%% | held-out %.1f%% / %.2f%% | step2 %s (%d/%d)",
+		both.Caught, both.Visible, 100*both.CatchRate(), both.RolledBack, both.NoChange, 100*both.FalseRate(),
 		100*dev.CatchRate(), 100*dev.FalseRate(), 100*held.CatchRate(), 100*held.FalseRate(), delays(st), st.Caught, st.Visible)
+}
+
+func printSweep(res *Results, name string) {
+	fmt.Printf("== %s: %s\n", name, headline(res))
 	var devs strings.Builder
 	for _, d := range Datasets {
 		t := res.Tally(0, and(byDataset(d), byHalf(Dev)))
@@ -130,11 +139,7 @@ func TestGrid(t *testing.T) {
 					res := variant{tweak: func(c *policies.DetectorConfig) {
 						c.Limit, c.Confidence, c.Burst, c.BurstSpreads = limit, conf, burst, spreads
 					}}.run(cs, dir)
-					a := res.Tally(0, func(*Case) bool { return true })
-					dev, held := res.Tally(0, byHalf(Dev)), res.Tally(0, byHalf(HeldOut))
-					fmt.Printf("limit %-5g confidence %-5g burst %-3g spreads %-4g | both %5d/%5d %.1f%% / %4d/%5d %.2f%% | dev %.1f%% / %.2f%% | held-out %.1f%% / %.2f%% | step2 %s\n",
-						limit, conf, burst, spreads, a.Caught, a.Visible, 100*a.CatchRate(), a.RolledBack, a.NoChange, 100*a.FalseRate(),
-						100*dev.CatchRate(), 100*dev.FalseRate(), 100*held.CatchRate(), 100*held.FalseRate(), delays(res.Tally(0, byKind(stepKind(2)))))
+					fmt.Printf("limit %-5g confidence %-5g burst %-3g spreads %-4g | %s\n", limit, conf, burst, spreads, headline(res))
 				}
 			}
 		}
