@@ -204,6 +204,36 @@ func TestDiagnose(t *testing.T) {
 		fmt.Printf("pooled (no Nezha short canary) %-26s %5d / %5d (%.2f%%)\n", s, pooled[i][1], pooled[i][0],
 			100*float64(pooled[i][1])/float64(pooled[i][0]))
 	}
+	// The long canary's rollbacks by the canary's series: where a
+	// half's figure comes from.
+	type series struct {
+		d, src, host string
+		half         Half
+	}
+	lc, lcBack, lcSees := map[series]int{}, map[series]int{}, map[series]int{}
+	for _, c := range quiet {
+		if c.Protocol != LongCanary {
+			continue
+		}
+		key := series{c.Dataset, c.src.Name, c.HostNames()[c.Stages[0].Hosts[0]], c.Half}
+		lc[key]++
+		if _, any := oracleSees(c); any {
+			lcSees[key]++
+		}
+		if rolled[c] {
+			lcBack[key]++
+		}
+	}
+	fmt.Printf("\n## long canary, no-change rollouts by the canary's series (those with a rollback): rolled back / rollouts, and how many of them the visibility oracle calls visible\n\n")
+	for _, key := range slices.SortedFunc(maps.Keys(lcBack), func(a, b series) int {
+		return cmp.Or(strings.Compare(a.d, b.d), cmp.Compare(lcBack[b], lcBack[a]), strings.Compare(a.src+a.host, b.src+b.host))
+	}) {
+		name := key.src // NAB: a series is a source and its host
+		if key.host != key.src {
+			name += " " + key.host
+		}
+		fmt.Printf("%-12s %-8s %-56s %4d / %4d, visible %4d\n", key.d, key.half, name, lcBack[key], lc[key], lcSees[key])
+	}
 	perCase("data set, protocol, stage, verdict", func(fs []fire) string {
 		return fmt.Sprintf("%-12s %-18s stage %d verdict=%v", fs[0].c.Dataset, fs[0].c.Protocol, fs[0].stage, fs[0].verdict)
 	})
