@@ -367,8 +367,8 @@ func TestOracleFloor(t *testing.T) {
 
 // oracleSees reports whether, in a no-change rollout, some judged host's
 // metric looks to the visibility oracle like a visible regression from the
-// apply of its stage on (at0), or from some poll of the stage on (any).
-func oracleSees(c *Case) (at0, any bool) {
+// apply of its stage on (at0), or from some poll of the stage on (some).
+func oracleSees(c *Case) (at0, some bool) {
 	v := c.Materialize()
 	for s, st := range c.Stages {
 		for _, h := range st.Hosts {
@@ -389,17 +389,17 @@ func oracleSees(c *Case) (at0, any bool) {
 						}
 					}
 					if visibleAt(mt, base, ex) >= 0 {
-						any = true
+						some = true
 						if from == 0 {
 							at0 = true
 						}
 					}
-					if any && at0 {
-						return at0, any
+					if some && at0 {
+						return at0, some
 					}
 				}
 			}
 		}
 	}
-	return at0, any
+	return at0, some
 }
