@@ -368,3 +368,71 @@ func TestAbortWithTheStoreFailing(t *testing.T) {
 		t.Errorf("playbook runs %q, want none", app.runs)
 	}
 }
+
+// slowMetrics is flatMetrics on a metrics source whose every poll takes
+// work of the simulated clock's time, and it records when each poll asked.
+type slowMetrics struct {
+	flatMetrics
+	clock *SimClock
+	work  time.Duration
+	asked []time.Time
+}
+
+func (m *slowMetrics) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	m.asked = append(m.asked, at)
+	if err := m.clock.Sleep(ctx, m.work); err != nil {
+		return err
+	}
+	return m.flatMetrics.Instant(ctx, q, keys, at, out)
+}
+
+// A slow metrics source does not stretch the polls: they stay one
+// metrics.interval apart, so a 5-minute canary at 1-minute polls keeps its
+// 5 polls however long each takes to answer, and a poll that takes longer
+// than an interval skips the polls it overran instead of firing them at
+// once.
+func TestPollsKeepTheirIntervalOnASlowSource(t *testing.T) {
+	spec := strings.Replace(execSpec, "  url: http://127.0.0.1:1\n", "  url: http://127.0.0.1:1\n  interval: 1m\n", 1)
+	for _, c := range []struct {
+		work, apart time.Duration
+	}{
+		{0, time.Minute},
+		{20 * time.Second, time.Minute},      // drifted to 1m20s before
+		{150 * time.Second, 3 * time.Minute}, // the poll at +2m was overrun: skipped
+	} {
+		t.Run(c.work.String(), func(t *testing.T) {
+			ro, _, _ := execRollout(t, spec, changedAll)
+			clock := NewSimClock(ro.Clock.Now())
+			m := &slowMetrics{clock: clock, work: c.work}
+			ro.Clock, ro.Metrics = clock, m
+			res, err := ro.Execute(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Report.Outcome != report.OutcomePromoted {
+				t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
+			}
+			// The canary's polls, and those of its 5 monitoring minutes:
+			// after its apply ended, up to its end (the report dates both).
+			w := res.Report.Waves[0]
+			var canary []time.Time
+			monitored := 0
+			for _, at := range m.asked {
+				if !at.After(*w.FinishedAt) {
+					canary = append(canary, at)
+					if at.After(*w.ApplyEndedAt) {
+						monitored++
+					}
+				}
+			}
+			for i := 1; i < len(canary); i++ {
+				if d := canary[i].Sub(canary[i-1]); d != c.apart {
+					t.Fatalf("canary polls at %v: poll %d came %s after the one before, want %s", canary, i, d, c.apart)
+				}
+			}
+			if want := int((5*time.Minute + c.apart - 1) / c.apart); monitored < want {
+				t.Errorf("the canary's 5 minutes of monitoring had %d polls, want %d", monitored, want)
+			}
+		})
+	}
+}

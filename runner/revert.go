@@ -212,8 +212,9 @@ func (x *execution) verify(ctx context.Context, names []string, rb *report.Rollb
 	vctx := context.WithoutCancel(ctx)
 	start := x.Clock.Now()
 	rb.VerifyStartedAt = ptr(start)
+	tick := newTicker(x.Clock, x.Spec.Metrics.Interval.D())
 	for {
-		if err := x.Clock.Sleep(vctx, x.Spec.Metrics.Interval.D()); err != nil {
+		if err := tick.wait(vctx); err != nil {
 			rb.Verification = "not verified: " + err.Error()
 			return
 		}

@@ -387,6 +387,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 	// heldFor holds the hosts the stage held for, short of polls with
 	// data (fewPolls).
 	var heldFor []string
+	tick := newTicker(x.Clock, interval)
 	for {
 		// The dry run's apply is instantaneous: take its result before
 		// the first tick so the first tick already monitors. A replayed
@@ -428,7 +429,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 			default:
 			}
 		}
-		if err := x.Clock.Sleep(ctx, interval); err != nil {
+		if err := tick.wait(ctx); err != nil {
 			return verdict{}, err
 		}
 		now := x.Clock.Now()
