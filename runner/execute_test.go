@@ -433,6 +433,17 @@ func TestPollsKeepTheirIntervalOnASlowSource(t *testing.T) {
 			if want := int((5*time.Minute + c.apart - 1) / c.apart); monitored < want {
 				t.Errorf("the canary's 5 minutes of monitoring had %d polls, want %d", monitored, want)
 			}
+			// A poll that outlasts the interval is said once, in the
+			// report.
+			var slow []string
+			for _, w := range res.Report.Warnings {
+				if strings.Contains(w, "not less than metrics.interval") {
+					slow = append(slow, w)
+				}
+			}
+			if want := c.work >= time.Minute; (len(slow) == 1) != want || len(slow) > 1 {
+				t.Errorf("warnings about slow polls %q, want one: %v", slow, want)
+			}
 		})
 	}
 }

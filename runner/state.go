@@ -62,6 +62,9 @@ type execution struct {
 	// counterWarned holds the queries (by index) already warned of as
 	// reading a counter (see warnCounter).
 	counterWarned map[int]bool
+	// slowWarned is set once a poll that outlasted metrics.interval has
+	// drawn its warning (see watch).
+	slowWarned bool
 	// tel receives what the run does (never nil).
 	tel ports.Telemetry
 }

@@ -437,6 +437,11 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		x.observe(ctx, now)
 		res := x.eng.Tick(phase, now.Sub(start).Seconds())
 		x.tel.Tick(time.Since(began)) // not the reverts decide may run
+		if took := x.Clock.Now().Sub(now); took >= interval && !x.slowWarned {
+			x.slowWarned = true
+			x.warn(fmt.Sprintf("a poll at %s took %s, not less than metrics.interval (%s): the polls it overran are skipped, and a stage gets fewer polls than its monitor holds. A poll runs the %d metrics.queries in turn, each bounded by metrics.timeout (%s): make the source answer faster or raise metrics.interval",
+				now.UTC().Format(time.TimeOnly), fmtDuration(took), fmtDuration(interval), len(x.queries), fmtDuration(x.Spec.Metrics.Timeout.D())))
+		}
 		v, hold := x.decide(ctx, w, now, phase, res)
 		if v.ends() {
 			return v, nil
