@@ -447,3 +447,55 @@ func TestPollsKeepTheirIntervalOnASlowSource(t *testing.T) {
 		})
 	}
 }
+
+// barrierMetrics is flatMetrics on a source that answers a poll's queries
+// only once all n of them have been asked: queries asked one after another
+// time out.
+type barrierMetrics struct {
+	flatMetrics
+	n int
+
+	mu      sync.Mutex
+	arrived map[time.Time]int
+	all     map[time.Time]chan struct{}
+}
+
+func (b *barrierMetrics) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	b.mu.Lock()
+	if b.all[at] == nil {
+		b.all[at] = make(chan struct{})
+	}
+	all := b.all[at]
+	if b.arrived[at]++; b.arrived[at] == b.n {
+		close(all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second): // a guard, not a timing
+		return fmt.Errorf("query %s at %s: the poll's other queries were not asked while it ran", q.Name, at.Format(time.TimeOnly))
+	}
+	return b.flatMetrics.Instant(ctx, q, keys, at, out)
+}
+
+// A poll asks its queries at once, so that it takes its slowest query's
+// time, not their sum: a source that answers only when every query of the
+// poll is under way answers every poll, and the rollout promotes.
+func TestPollAsksItsQueriesAtOnce(t *testing.T) {
+	spec := strings.Replace(execSpec, "    latency: {query: latency}\n",
+		"    latency: {query: latency}\n    errors: {query: errors}\n    cpu: {query: cpu}\n", 1)
+	ro, _, _ := execRollout(t, spec, changedAll)
+	ro.Metrics = &barrierMetrics{n: 3, arrived: map[time.Time]int{}, all: map[time.Time]chan struct{}{}}
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Report.Outcome != report.OutcomePromoted {
+		t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
+	}
+	for _, q := range []string{"latency", "errors", "cpu"} {
+		if n := len(res.Report.Series["web-1"][q]); n < 5 {
+			t.Errorf("web-1's %s has %d points in the report, want every poll's", q, n)
+		}
+	}
+}

@@ -38,8 +38,10 @@ type execution struct {
 	// det is the detection configuration the engine judges with.
 	det     policies.DetectorConfig
 	queries []ports.Query
-	// buf receives one query's values for every host.
-	buf []float64
+	// bufs receive each query's values for every host, and errs each
+	// query's error, at a poll (see observe).
+	bufs [][]float64
+	errs []error
 	// stopApply stops the apply under way once applyDeadline (its start
 	// + apply.timeout, on the run's clock) has passed; nil when none is.
 	stopApply     context.CancelCauseFunc
@@ -155,7 +157,10 @@ func newExecution(r *Rollout) (*execution, error) {
 	if x.eng, err = policies.NewEngine(cfg); err != nil {
 		return nil, fmt.Errorf("rollout %q: %w", spec.Name, err)
 	}
-	x.buf = make([]float64, len(hosts))
+	x.bufs, x.errs = make([][]float64, len(x.queries)), make([]error, len(x.queries))
+	for m := range x.bufs {
+		x.bufs[m] = make([]float64, len(hosts))
+	}
 	x.hosts = make([]hostState, len(hosts))
 	for i, h := range hosts {
 		x.hosts[i] = hostState{Host: h, maxScores: make([]float64, len(x.queries)), worst: make([]worstValue, len(x.queries))}

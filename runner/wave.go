@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rollguard/rollguard/policies"
@@ -439,7 +440,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 		x.tel.Tick(time.Since(began)) // not the reverts decide may run
 		if took := x.Clock.Now().Sub(now); took >= interval && !x.slowWarned {
 			x.slowWarned = true
-			x.warn(fmt.Sprintf("a poll at %s took %s, not less than metrics.interval (%s): the polls it overran are skipped, and a stage gets fewer polls than its monitor holds. A poll runs the %d metrics.queries in turn, each bounded by metrics.timeout (%s): make the source answer faster or raise metrics.interval",
+			x.warn(fmt.Sprintf("a poll at %s took %s, not less than metrics.interval (%s): the polls it overran are skipped, and a stage gets fewer polls than its monitor holds. A poll runs its metrics.queries (%d) at once, each bounded by metrics.timeout (%s) and retried once on a transient error: make the source answer faster or raise metrics.interval",
 				now.UTC().Format(time.TimeOnly), fmtDuration(took), fmtDuration(interval), len(x.queries), fmtDuration(x.Spec.Metrics.Timeout.D())))
 		}
 		v, hold := x.decide(ctx, w, now, phase, res)
@@ -531,17 +532,32 @@ func (x *execution) fewPolls(w PlannedWave) ([]string, string) {
 // A failed query is no data for every host; consecutive failures are
 // counted for the error limit.
 func (x *execution) observe(ctx context.Context, now time.Time) {
+	// The queries run at once: a poll takes its slowest query's time, not
+	// the sum of them all (a poll longer than metrics.interval skips
+	// polls). They are judged in the spec's order, as they were asked.
+	if len(x.queries) == 1 {
+		x.errs[0] = x.Metrics.Instant(ctx, x.queries[0], x.keys, now, x.bufs[0])
+	} else {
+		var wg sync.WaitGroup
+		for m, q := range x.queries {
+			wg.Go(func() { x.errs[m] = x.Metrics.Instant(ctx, q, x.keys, now, x.bufs[m]) })
+		}
+		wg.Wait()
+	}
 	failed := false
 	for m, q := range x.queries {
-		if err := x.Metrics.Instant(ctx, q, x.keys, now, x.buf); err != nil {
+		buf := x.bufs[m]
+		if err := x.errs[m]; err != nil {
+			if !failed {
+				x.lastErr = err // the source names the query
+			}
 			failed = true
-			x.lastErr = err // the source names the query
-			for i := range x.buf {
-				x.buf[i] = math.NaN()
+			for i := range buf {
+				buf[i] = math.NaN()
 			}
 		}
-		x.eng.Observe(m, x.buf)
-		x.recordSeries(q.Name, now, x.buf)
+		x.eng.Observe(m, buf)
+		x.recordSeries(q.Name, now, buf)
 	}
 	if failed {
 		x.errTicks++
