@@ -25,6 +25,10 @@ import (
 // DefaultTimeout bounds one HTTP request when Config.Timeout is zero.
 const DefaultTimeout = 30 * time.Second
 
+// idleConns is how many connections to the source a Client keeps open
+// between polls: one per query a poll asks at once, up to this many.
+const idleConns = 16
+
 // Config configures a Client.
 type Config struct {
 	// URL is the query API's base, e.g. http://127.0.0.1:8428 or
@@ -109,6 +113,13 @@ func New(cfg Config) (*Client, error) {
 	hc := http.Client{}
 	if c.hc != nil {
 		hc = *c.hc
+	} else {
+		// A poll asks its queries at once: keep a connection for each
+		// (net/http keeps 2 per host), so that an https source is not
+		// dialled and handshaken again for the rest at every poll.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = idleConns
+		hc.Transport = t
 	}
 	secrets := []string{cfg.BearerToken, cfg.BasicAuthPassword, urlPass, c.auth, strings.TrimPrefix(c.auth, "Basic ")}
 	for _, v := range cfg.Headers {
