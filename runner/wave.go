@@ -534,7 +534,7 @@ func (x *execution) fewPolls(w PlannedWave) ([]string, string) {
 func (x *execution) observe(ctx context.Context, now time.Time) {
 	// The queries run at once: a poll takes its slowest query's time, not
 	// the sum of them all (a poll longer than metrics.interval skips
-	// polls). They are judged in the spec's order, as they were asked.
+	// polls). They are judged in the spec's order.
 	if len(x.queries) == 1 {
 		x.errs[0] = x.Metrics.Instant(ctx, x.queries[0], x.keys, now, x.bufs[0])
 	} else {
