@@ -448,9 +448,9 @@ func TestPollsKeepTheirIntervalOnASlowSource(t *testing.T) {
 	}
 }
 
-// barrierMetrics is flatMetrics on a source that answers a poll's queries
-// only once all n of them have been asked: queries asked one after another
-// time out.
+// barrierMetrics is flatMetrics on a source that answers a poll's queries,
+// and a baseline's, only once all n of them have been asked: queries asked
+// one after another time out.
 type barrierMetrics struct {
 	flatMetrics
 	n int
@@ -461,6 +461,23 @@ type barrierMetrics struct {
 }
 
 func (b *barrierMetrics) Instant(ctx context.Context, q ports.Query, keys []string, at time.Time, out []float64) error {
+	if err := b.wait(q, at); err != nil {
+		return err
+	}
+	return b.flatMetrics.Instant(ctx, q, keys, at, out)
+}
+
+// Range holds a baseline's queries as Instant holds a poll's, by the
+// window's end.
+func (b *barrierMetrics) Range(ctx context.Context, q ports.Query, keys []string, from, to time.Time, step time.Duration) ([]ports.Samples, error) {
+	if err := b.wait(q, to); err != nil {
+		return nil, err
+	}
+	return b.flatMetrics.Range(ctx, q, keys, from, to, step)
+}
+
+// wait returns once the n queries at time at have all been asked.
+func (b *barrierMetrics) wait(q ports.Query, at time.Time) error {
 	b.mu.Lock()
 	if b.all[at] == nil {
 		b.all[at] = make(chan struct{})
@@ -472,15 +489,16 @@ func (b *barrierMetrics) Instant(ctx context.Context, q ports.Query, keys []stri
 	b.mu.Unlock()
 	select {
 	case <-all:
+		return nil
 	case <-time.After(10 * time.Second): // a guard, not a timing
-		return fmt.Errorf("query %s at %s: the poll's other queries were not asked while it ran", q.Name, at.Format(time.TimeOnly))
+		return fmt.Errorf("query %s at %s: the other queries were not asked while it ran", q.Name, at.Format(time.TimeOnly))
 	}
-	return b.flatMetrics.Instant(ctx, q, keys, at, out)
 }
 
-// A poll asks its queries at once, so that it takes its slowest query's
-// time, not their sum: a source that answers only when every query of the
-// poll is under way answers every poll, and the rollout promotes.
+// A poll asks its queries at once, and a wave's baseline too, so that
+// each takes its slowest query's time, not their sum: a source that
+// answers only when every query of the poll (or baseline) is under way
+// answers them all, and the rollout promotes.
 func TestPollAsksItsQueriesAtOnce(t *testing.T) {
 	spec := strings.Replace(execSpec, "    latency: {query: latency}\n",
 		"    latency: {query: latency}\n    errors: {query: errors}\n    cpu: {query: cpu}\n", 1)

@@ -233,11 +233,22 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 		for i, h := range group {
 			keys[i] = x.keys[h]
 		}
+		// The queries at once, as a poll asks them; taken in the spec's
+		// order.
+		all := make([][]ports.Samples, len(x.queries))
+		errs := make([]error, len(x.queries))
+		var wg sync.WaitGroup
 		for m, q := range x.queries {
-			series, err := x.Metrics.Range(ctx, q, keys, f, to, step)
+			wg.Go(func() { all[m], errs[m] = x.Metrics.Range(ctx, q, keys, f, to, step) })
+		}
+		wg.Wait()
+		for _, err := range errs {
 			if err != nil {
 				return err // the source names the query
 			}
+		}
+		for m, q := range x.queries {
+			series := all[m]
 			for i, h := range group {
 				var s ports.Samples
 				if i < len(series) {
