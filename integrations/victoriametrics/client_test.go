@@ -649,10 +649,12 @@ func TestClientKeepsAConnectionPerConcurrentQuery(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	// 5 for the first poll, and a few where a poll began before the
-	// connections of the one before were back in the pool; net/http's
-	// default of 2 idle connections a host dialled 59-60.
-	if n := dialled.Load(); n > 3*queries {
-		t.Errorf("%d connections dialled for %d polls of %d queries at once, want about %d", n, polls, queries, queries)
+	// 5 for the first poll (5-6 measured). A poll that begins before the
+	// connections of the one before are back in the pool dials more; the
+	// pool keeps those too, up to idleConns, and once it holds a poll's
+	// worth no poll dials again: idleConns + queries leaves a busy machine
+	// room. net/http's default of 2 idle connections a host dialled 59-62.
+	if n := dialled.Load(); n > idleConns+queries {
+		t.Errorf("%d connections dialled for %d polls of %d queries at once, want at most %d (about %d)", n, polls, queries, idleConns+queries, queries)
 	}
 }
