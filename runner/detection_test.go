@@ -65,13 +65,7 @@ func TestBaselineStartsAfterLastRecordedChange(t *testing.T) {
 		At: start.Add(-10 * time.Minute), RunID: "run-0", Outcome: history.VersionKnownGood}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Report.Outcome != report.OutcomePromoted {
-		t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
-	}
+	promoted(t, ro)
 	for _, h := range []string{"web-1", "web-2", "web-4"} {
 		if got, want := m.ranges[h][0], start.Add(-30*time.Minute); !got.Equal(want) {
 			t.Errorf("%s: baseline from %s, want %s (metrics.baseline)", h, got.Format(time.TimeOnly), want.Format(time.TimeOnly))

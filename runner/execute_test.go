@@ -124,6 +124,20 @@ func execRollout(t *testing.T, spec string, apply func(ports.ApplyRequest) ports
 	}, app, store
 }
 
+// promoted executes ro and returns its report, failing the test unless
+// the rollout promoted.
+func promoted(t *testing.T, ro *Rollout) *report.Report {
+	t.Helper()
+	res, err := ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Report.Outcome != report.OutcomePromoted {
+		t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
+	}
+	return res.Report
+}
+
 // A host whose play failed before changing anything is left alone, one
 // whose play failed after changing something is reverted by name, and the
 // report, the journal and the history tell the same story of each host.
@@ -405,16 +419,10 @@ func TestPollsKeepTheirIntervalOnASlowSource(t *testing.T) {
 			clock := NewSimClock(ro.Clock.Now())
 			m := &slowMetrics{clock: clock, work: c.work}
 			ro.Clock, ro.Metrics = clock, m
-			res, err := ro.Execute(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Report.Outcome != report.OutcomePromoted {
-				t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
-			}
+			r := promoted(t, ro)
 			// The canary's polls, and those of its 5 monitoring minutes:
 			// after its apply ended, up to its end (the report dates both).
-			w := res.Report.Waves[0]
+			w := r.Waves[0]
 			var canary []time.Time
 			monitored := 0
 			for _, at := range m.asked {
@@ -430,13 +438,14 @@ func TestPollsKeepTheirIntervalOnASlowSource(t *testing.T) {
 					t.Fatalf("canary polls at %v: poll %d came %s after the one before, want %s", canary, i, d, c.apart)
 				}
 			}
+			t.Logf("canary polls %s apart, %d in its 5 monitoring minutes", c.apart, monitored)
 			if want := int((5*time.Minute + c.apart - 1) / c.apart); monitored < want {
 				t.Errorf("the canary's 5 minutes of monitoring had %d polls, want %d", monitored, want)
 			}
 			// A poll that outlasts the interval is said once, in the
 			// report.
 			var slow []string
-			for _, w := range res.Report.Warnings {
+			for _, w := range r.Warnings {
 				if strings.Contains(w, "not less than metrics.interval") {
 					slow = append(slow, w)
 				}
@@ -508,15 +517,9 @@ func TestPollAsksItsQueriesAtOnce(t *testing.T) {
 		"    latency: {query: latency}\n    errors: {query: errors}\n    cpu: {query: cpu}\n", 1)
 	ro, _, _ := execRollout(t, spec, changedAll)
 	ro.Metrics = &barrierMetrics{n: 3, arrived: map[time.Time]int{}, all: map[time.Time]chan struct{}{}}
-	res, err := ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Report.Outcome != report.OutcomePromoted {
-		t.Fatalf("outcome %q (%s), want promoted", res.Report.Outcome, res.Report.Reason)
-	}
+	r := promoted(t, ro)
 	for _, q := range []string{"latency", "errors", "cpu"} {
-		if n := len(res.Report.Series["web-1"][q]); n < 5 {
+		if n := len(r.Series["web-1"][q]); n < 5 {
 			t.Errorf("web-1's %s has %d points in the report, want every poll's", q, n)
 		}
 	}

@@ -38,10 +38,9 @@ type execution struct {
 	// det is the detection configuration the engine judges with.
 	det     policies.DetectorConfig
 	queries []ports.Query
-	// bufs receive each query's values for every host, and errs each
-	// query's error, at a poll (see observe).
+	// bufs receive each query's values for every host at a poll (see
+	// observe).
 	bufs [][]float64
-	errs []error
 	// stopApply stops the apply under way once applyDeadline (its start
 	// + apply.timeout, on the run's clock) has passed; nil when none is.
 	stopApply     context.CancelCauseFunc
@@ -157,7 +156,7 @@ func newExecution(r *Rollout) (*execution, error) {
 	if x.eng, err = policies.NewEngine(cfg); err != nil {
 		return nil, fmt.Errorf("rollout %q: %w", spec.Name, err)
 	}
-	x.bufs, x.errs = make([][]float64, len(x.queries)), make([]error, len(x.queries))
+	x.bufs = make([][]float64, len(x.queries))
 	for m := range x.bufs {
 		x.bufs[m] = make([]float64, len(hosts))
 	}

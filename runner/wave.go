@@ -233,15 +233,11 @@ func (x *execution) baseline(ctx context.Context, at time.Time, hosts []int) err
 		for i, h := range group {
 			keys[i] = x.keys[h]
 		}
-		// The queries at once, as a poll asks them; taken in the spec's
-		// order.
 		all := make([][]ports.Samples, len(x.queries))
-		errs := make([]error, len(x.queries))
-		var wg sync.WaitGroup
-		for m, q := range x.queries {
-			wg.Go(func() { all[m], errs[m] = x.Metrics.Range(ctx, q, keys, f, to, step) })
-		}
-		wg.Wait()
+		errs := x.askAll(func(m int, q ports.Query) (err error) {
+			all[m], err = x.Metrics.Range(ctx, q, keys, f, to, step)
+			return err
+		})
 		for _, err := range errs {
 			if err != nil {
 				return err // the source names the query
@@ -543,22 +539,13 @@ func (x *execution) fewPolls(w PlannedWave) ([]string, string) {
 // A failed query is no data for every host; consecutive failures are
 // counted for the error limit.
 func (x *execution) observe(ctx context.Context, now time.Time) {
-	// The queries run at once: a poll takes its slowest query's time, not
-	// the sum of them all (a poll longer than metrics.interval skips
-	// polls). They are judged in the spec's order.
-	if len(x.queries) == 1 {
-		x.errs[0] = x.Metrics.Instant(ctx, x.queries[0], x.keys, now, x.bufs[0])
-	} else {
-		var wg sync.WaitGroup
-		for m, q := range x.queries {
-			wg.Go(func() { x.errs[m] = x.Metrics.Instant(ctx, q, x.keys, now, x.bufs[m]) })
-		}
-		wg.Wait()
-	}
+	errs := x.askAll(func(m int, q ports.Query) error {
+		return x.Metrics.Instant(ctx, q, x.keys, now, x.bufs[m])
+	})
 	failed := false
 	for m, q := range x.queries {
 		buf := x.bufs[m]
-		if err := x.errs[m]; err != nil {
+		if err := errs[m]; err != nil {
 			if !failed {
 				x.lastErr = err // the source names the query
 			}
@@ -575,6 +562,20 @@ func (x *execution) observe(ctx context.Context, now time.Time) {
 	} else {
 		x.errTicks = 0
 	}
+}
+
+// askAll asks every query at once (ask(m, q) for query m) and returns
+// when all have answered, with their errors in the spec's order: a poll,
+// or a wave's baseline, takes its slowest query's time, not the sum of
+// them all.
+func (x *execution) askAll(ask func(m int, q ports.Query) error) []error {
+	errs := make([]error, len(x.queries))
+	var wg sync.WaitGroup
+	for m, q := range x.queries {
+		wg.Go(func() { errs[m] = ask(m, q) })
+	}
+	wg.Wait()
+	return errs
 }
 
 // passed records a wave that passed: its version becomes known-good on

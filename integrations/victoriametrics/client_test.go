@@ -654,6 +654,7 @@ func TestClientKeepsAConnectionPerConcurrentQuery(t *testing.T) {
 	// pool keeps those too, up to idleConns, and once it holds a poll's
 	// worth no poll dials again: idleConns + queries leaves a busy machine
 	// room. net/http's default of 2 idle connections a host dialled 59-62.
+	t.Logf("%d connections dialled for %d polls of %d queries at once", dialled.Load(), polls, queries)
 	if n := dialled.Load(); n > idleConns+queries {
 		t.Errorf("%d connections dialled for %d polls of %d queries at once, want at most %d (about %d)", n, polls, queries, idleConns+queries, queries)
 	}
