@@ -103,9 +103,12 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 			fire, fireReason = p.Name, reason
 		}
 	}
-	// Host-level fires revert one host each; the rollout goes on. Under
-	// revert.mode: freeze nothing is reverted: a host fire halts the
-	// rollout as a fleet fire does.
+	// Host-level fires revert their hosts and the rollout goes on: the
+	// hosts of one poll are reverted together, after the poll is
+	// recorded, in one revert and one verification (revertHostFires).
+	// Under revert.mode: freeze nothing is reverted: a host fire halts
+	// the rollout as a fleet fire does.
+	var hostFired, hostReasons []string
 	for _, hf := range res.HostFires {
 		if x.hosts[hf.Host].excluded || slices.Contains(x.notJournaled, x.hosts[hf.Host].Name) {
 			continue
@@ -123,8 +126,12 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 			}
 			continue
 		}
+		if slices.Contains(hostFired, h.Name) {
+			continue // a second host policy fired on it: the first one's revert is its
+		}
 		x.firedAfter(p.Name, now, []int{hf.Host})
-		x.revertHosts(ctx, []string{h.Name}, fmt.Sprintf("host policy %s: %s", p.Name, reason), "host-policy", true)
+		hostFired = append(hostFired, h.Name)
+		hostReasons = append(hostReasons, fmt.Sprintf("host policy %s: %s", p.Name, reason))
 	}
 	var degraded, fresh []string
 	for _, h := range env.Hosts {
@@ -143,14 +150,43 @@ func (x *execution) decide(ctx context.Context, w PlannedWave, now time.Time, ph
 	x.logf("%s %-8s %-7s degraded %d/%d %s| %s", now.UTC().Format("15:04:05"), w.Name, phase, len(degraded), len(env.Hosts),
 		bracket(abbreviate(degraded, 5)), strings.Join(line, " | "))
 
+	// A fleet fire at the same poll ends the rollout: the host fires'
+	// hosts are reverted in its rollback, whatever revert.scope, not
+	// ahead of it in a revert of their own.
 	if x.errTicks >= x.Spec.Metrics.ErrorLimit && fire == "" {
-		return x.metricsError(ctx, w, now), holding{}
+		return x.metricsError(ctx, w, now, hostFired...), holding{}
 	}
 	if fire != "" {
 		x.firedAfter(fire, now, x.carrying())
-		return x.fire(ctx, w, fire, fireReason, fireSilent...), holding{}
+		return x.fire(ctx, w, fire, fireReason, append(fireSilent, hostFired...)...), holding{}
 	}
+	x.revertHostFires(ctx, hostFired, hostReasons)
 	return verdict{}, hold
+}
+
+// revertHostFires reverts the hosts whose host policy fired at one poll,
+// together: one revert (one playbook run limited to them) and one
+// verification, then each host keeps its own policy's reason. Reverted
+// one after another, each would hold up the next, and the watch of every
+// other host, for a whole verification.
+func (x *execution) revertHostFires(ctx context.Context, names, reasons []string) {
+	if len(names) == 0 {
+		return
+	}
+	reason := reasons[0]
+	if len(names) > 1 {
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = n + ": " + reasons[i]
+		}
+		reason = strings.Join(parts, "; ")
+	}
+	x.revertHosts(ctx, names, reason, "host-policy", true)
+	for i, n := range names {
+		if hs := &x.hosts[x.index[n]]; hs.reverted {
+			hs.revertReason = reasons[i]
+		}
+	}
 }
 
 // silent returns the hosts carrying the change that have no value of a
@@ -260,10 +296,10 @@ func (x *execution) scopeHosts(w PlannedWave) (hosts []string, note string) {
 
 // metricsError ends the rollout after error_limit ticks without metrics:
 // it never promotes on missing data.
-func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time) verdict {
+func (x *execution) metricsError(ctx context.Context, w PlannedWave, now time.Time, also ...string) verdict {
 	reason := fmt.Sprintf("metrics unavailable for %d consecutive ticks (error_limit %d): %v; never promoting on missing data", x.errTicks, x.Spec.Metrics.ErrorLimit, x.lastErr)
 	x.decided(report.Decision{At: now, Wave: w.Name, Policy: "metrics", Scope: "fleet", Outcome: "error", Fired: true, Reason: reason})
-	return x.fire(ctx, w, "metrics-error", reason)
+	return x.fire(ctx, w, "metrics-error", reason, also...)
 }
 
 // fire ends the rollout after a fleet-level fire: it reverts per

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"regexp"
@@ -307,5 +308,84 @@ func TestHostLevelRevertInTheReport(t *testing.T) {
 	}
 	if n := strings.Count(strings.Join(g.tel.calls, "\n"), "decided any-degraded"); n != 1 {
 		t.Errorf("telemetry heard %d decision delays, want one for the host fire: %q", n, g.tel.calls)
+	}
+}
+
+// Hosts whose host policy fires at the same poll are reverted together:
+// one revert playbook run limited to them and one verification, as a
+// fleet rollback reverts its hosts, not one after the other, each
+// holding up the next and the watch of every other host for a whole
+// verification.
+func TestHostFiresOfOnePollRevertTogether(t *testing.T) {
+	spec := strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
+		"rollback_when: 'fleet.degraded > 3'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1)
+	spec = strings.Replace(spec, "canary: {hosts: 1, monitor: 5m}", "canary: {hosts: 2, monitor: 5m}", 1)
+	g := regressingRollout(t, spec)
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	var fired []time.Time
+	for _, d := range r.Decisions {
+		if d.Scope == "host" && d.Fired {
+			fired = append(fired, d.At)
+		}
+	}
+	if len(fired) != 2 || !fired[0].Equal(fired[1]) {
+		t.Fatalf("host fires at %v, want web-1 and web-2 at one poll", fired)
+	}
+	runs := g.ro.Applier.(*scriptedApplier).runs
+	if reverts := slices.DeleteFunc(slices.Clone(runs), func(s string) bool { return !strings.HasPrefix(s, "revert.yml") }); !slices.Equal(reverts, []string{"revert.yml: web-1,web-2"}) {
+		t.Errorf("revert playbook runs %q, want one limited to web-1 and web-2", reverts)
+	}
+	if len(r.Rollbacks) != 1 || !slices.Equal(r.Rollbacks[0].Hosts, []string{"web-1", "web-2"}) || !r.Rollbacks[0].HostLevel || !r.Rollbacks[0].Verified {
+		for _, rb := range r.Rollbacks {
+			t.Logf("rollback of %v at %s, verified at %s: %s", rb.Hosts, rb.StartedAt.Format(time.TimeOnly), rb.FinishedAt.Format(time.TimeOnly), rb.Verification)
+		}
+		t.Fatalf("%d rollbacks, want one host-level revert of web-1 and web-2, verified", len(r.Rollbacks))
+	}
+	rb := r.Rollbacks[0]
+	t.Logf("fired at %s, both reverted and verified at %s", fired[0].Format(time.TimeOnly), rb.FinishedAt.Format(time.TimeOnly))
+	for _, h := range r.Hosts {
+		if want := h.Name == "web-1" || h.Name == "web-2"; h.Reverted != want || want && !strings.HasPrefix(h.RevertReason, "host policy any-degraded: ") {
+			t.Errorf("%s reverted %v (%q)", h.Name, h.Reverted, h.RevertReason)
+		}
+	}
+	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "no host of canary carries the change") {
+		t.Errorf("outcome %s: %q, want rolled_back: no host of canary carries the change", r.Outcome, r.Reason)
+	}
+}
+
+// A fleet policy that fires at the poll a host policy fires ends the
+// rollout: the host's revert is the fleet rollback's, not one of its own
+// verified ahead of it.
+func TestFleetFireTakesThatPollsHostFires(t *testing.T) {
+	spec := strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
+		"rollback_when: 'fraction(hosts, .metrics.latency.z > 6) > 0.5'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1)
+	spec = strings.Replace(spec, "canary: {hosts: 1, monitor: 5m}", "canary: {hosts: 2, monitor: 5m}", 1)
+	g := regressingRollout(t, spec)
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	var fired []string
+	for _, d := range r.Decisions {
+		if d.Fired {
+			fired = append(fired, fmt.Sprintf("%s %s %s", d.At.Format(time.TimeOnly), d.Scope, d.Host))
+		}
+	}
+	if len(fired) != 3 || fired[0][:8] != fired[2][:8] {
+		t.Fatalf("fires %q, want the fleet policy and the host policy on web-1 and web-2 at one poll", fired)
+	}
+	if len(r.Rollbacks) != 1 || r.Rollbacks[0].HostLevel || r.Rollbacks[0].Trigger != "any-degraded" || !slices.Equal(r.Rollbacks[0].Hosts, []string{"web-1", "web-2"}) {
+		for _, rb := range r.Rollbacks {
+			t.Logf("rollback of %v by %s (host-level %v), %s to %s", rb.Hosts, rb.Trigger, rb.HostLevel, rb.StartedAt.Format(time.TimeOnly), rb.FinishedAt.Format(time.TimeOnly))
+		}
+		t.Fatalf("%d rollbacks, want one by the fleet policy of web-1 and web-2", len(r.Rollbacks))
+	}
+	if r.Outcome != report.OutcomeRolledBack || !strings.HasPrefix(r.Reason, "any-degraded fired in wave canary") {
+		t.Errorf("outcome %s: %q, want rolled_back by any-degraded", r.Outcome, r.Reason)
 	}
 }
