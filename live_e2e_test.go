@@ -387,6 +387,12 @@ func TestLive(t *testing.T) {
 		if got := l.conf(bad); got != confs[bad] {
 			t.Errorf("%s's app.conf after its host-level revert:\n%s\nwant:\n%s", bad, got, confs[bad])
 		}
+		// Verified while the rollout went on, and reported before it ended.
+		if len(r.Rollbacks) != 1 || !r.Rollbacks[0].Verified || r.Rollbacks[0].FinishedAt.After(r.FinishedAt) {
+			t.Errorf("rollbacks %+v, want %s's, verified before the run ended\n%s", r.Rollbacks, bad, out)
+		} else {
+			t.Logf("%s reverted at %s: %s", bad, r.Rollbacks[0].StartedAt.Format(time.TimeOnly), r.Rollbacks[0].Verification)
+		}
 		for _, h := range l.hosts {
 			if h != bad && l.version(h) != "v5" {
 				t.Errorf("%s runs %s, want v5", h, l.version(h))

@@ -20,20 +20,26 @@ import (
 // that host carries the change: from when the runner has taken the
 // apply's result (the telemetry below hears it), so that no tick sees
 // the change before the runner knows what the apply did, until
-// revert.yml ran on it.
+// revert.yml ran on it. late delays a host's rise after its apply, and
+// recover its return after its revert (none: at once).
 type regressingFleet struct {
 	mu      sync.Mutex
 	changed map[string]bool
+	since   map[string]time.Time // when changed last flipped
+	late    map[string]time.Duration
+	recover time.Duration
 }
 
 func (f *regressingFleet) value(query, host string, at time.Time) float64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	wiggle := 0.002 * math.Sin(float64(at.Unix()/15)+float64(len(host)))
+	since, flipped := f.since[host]
 	switch {
 	case query == "rps":
 		return 100 + 100*wiggle
-	case f.changed[host]:
+	case f.changed[host] && !at.Before(since.Add(f.late[host])),
+		!f.changed[host] && flipped && at.Before(since.Add(f.recover)):
 		return 0.5 + wiggle
 	}
 	return 0.2 + wiggle
@@ -110,8 +116,9 @@ policies:
 // simulated clock that starts at regressionStart, its telemetry and the
 // alerts it sent.
 type regressing struct {
-	ro  *Rollout
-	tel *recordedTelemetry
+	ro    *Rollout
+	tel   *recordedTelemetry
+	fleet *regressingFleet
 
 	mu     sync.Mutex
 	alerts []ports.Alert
@@ -129,12 +136,13 @@ func regressingRollout(t *testing.T, specYAML string) *regressing {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fleet := &regressingFleet{changed: map[string]bool{}}
+	clock := NewSimClock(regressionStart)
+	fleet := &regressingFleet{changed: map[string]bool{}, since: map[string]time.Time{}, late: map[string]time.Duration{}}
 	app := &scriptedApplier{result: func(req ports.ApplyRequest) ports.ApplyResult {
 		if strings.HasSuffix(req.Playbook, "revert.yml") {
 			fleet.mu.Lock()
 			for _, h := range req.Limit {
-				fleet.changed[h] = false
+				fleet.changed[h], fleet.since[h] = false, clock.Now()
 			}
 			fleet.mu.Unlock()
 		}
@@ -152,14 +160,14 @@ func regressingRollout(t *testing.T, specYAML string) *regressing {
 		for _, w := range plan.Waves {
 			for _, h := range w.Hosts {
 				if w.Name == wave {
-					fleet.changed[h.Name] = true
+					fleet.changed[h.Name], fleet.since[h.Name] = true, clock.Now()
 				}
 			}
 		}
-	}}}
+	}}, fleet: fleet}
 	g.ro = &Rollout{
 		Spec: spec, Policies: pols, Plan: plan, Metrics: fleet, Applier: app,
-		Clock: NewSimClock(regressionStart), RunID: "run-1", Telemetry: g.tel,
+		Clock: clock, RunID: "run-1", Telemetry: g.tel,
 		Alerter: ports.AlerterFunc(func(_ context.Context, a ports.Alert) error {
 			g.mu.Lock()
 			g.alerts = append(g.alerts, a)
@@ -311,15 +319,22 @@ func TestHostLevelRevertInTheReport(t *testing.T) {
 	}
 }
 
+// twoCanarySpec is reportSpec with a canary of web-1 and web-2 monitored
+// for monitor, its fleet policy rule and the host policy
+// host.metrics.latency.z > 6.
+func twoCanarySpec(rule, monitor string) string {
+	spec := strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
+		"rollback_when: '"+rule+"'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1)
+	return strings.Replace(spec, "canary: {hosts: 1, monitor: 5m}", "canary: {hosts: 2, monitor: "+monitor+"}", 1)
+}
+
 // Hosts whose host policy fires at the same poll are reverted together:
 // one revert playbook run limited to them and one verification, as a
 // fleet rollback reverts its hosts, not one after the other, each
 // holding up the next and the watch of every other host for a whole
 // verification.
 func TestHostFiresOfOnePollRevertTogether(t *testing.T) {
-	spec := strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
-		"rollback_when: 'fleet.degraded > 3'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1)
-	spec = strings.Replace(spec, "canary: {hosts: 1, monitor: 5m}", "canary: {hosts: 2, monitor: 5m}", 1)
+	spec := twoCanarySpec("fleet.degraded > 3", "5m")
 	g := regressingRollout(t, spec)
 	res, err := g.ro.Execute(t.Context())
 	if err != nil {
@@ -361,9 +376,7 @@ func TestHostFiresOfOnePollRevertTogether(t *testing.T) {
 // rollout: the host's revert is the fleet rollback's, not one of its own
 // verified ahead of it.
 func TestFleetFireTakesThatPollsHostFires(t *testing.T) {
-	spec := strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
-		"rollback_when: 'fraction(hosts, .metrics.latency.z > 6) > 0.5'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1)
-	spec = strings.Replace(spec, "canary: {hosts: 1, monitor: 5m}", "canary: {hosts: 2, monitor: 5m}", 1)
+	spec := twoCanarySpec("fraction(hosts, .metrics.latency.z > 6) > 0.5", "5m")
 	g := regressingRollout(t, spec)
 	res, err := g.ro.Execute(t.Context())
 	if err != nil {
@@ -387,5 +400,87 @@ func TestFleetFireTakesThatPollsHostFires(t *testing.T) {
 	}
 	if r.Outcome != report.OutcomeRolledBack || !strings.HasPrefix(r.Reason, "any-degraded fired in wave canary") {
 		t.Errorf("outcome %s: %q, want rolled_back by any-degraded", r.Outcome, r.Reason)
+	}
+}
+
+// A host-level revert is verified while the rollout goes on: the polls
+// that watch the reverted host come back into its band are the stage's
+// own, and every other host is judged at each of them. Here web-1's
+// latency takes 3 minutes to come back after its revert, and web-2's
+// rises 2 minutes after the apply: web-2 is reverted at its own poll,
+// while web-1's verification is still under way, not when it ends.
+func TestHostRevertIsVerifiedWhileTheRolloutGoesOn(t *testing.T) {
+	spec := twoCanarySpec("fleet.degraded > 3", "10m")
+	spec = strings.Replace(spec, "verify: 2m", "verify: 5m", 1)
+	g := regressingRollout(t, spec)
+	g.fleet.late["web-2"] = 2 * time.Minute
+	g.fleet.recover = 3 * time.Minute
+	if testing.Verbose() {
+		g.ro.Out = t.Output()
+	}
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if len(r.Rollbacks) != 2 {
+		t.Fatalf("%d rollbacks, want web-1's and web-2's (outcome %s: %s)", len(r.Rollbacks), r.Outcome, r.Reason)
+	}
+	first, second := r.Rollbacks[0], r.Rollbacks[1]
+	for _, rb := range r.Rollbacks {
+		t.Logf("%v reverted at %s, verified at %s: %s", rb.Hosts, rb.StartedAt.Format(time.TimeOnly), rb.FinishedAt.Format(time.TimeOnly), rb.Verification)
+	}
+	if !slices.Equal(first.Hosts, []string{"web-1"}) || !slices.Equal(second.Hosts, []string{"web-2"}) || !first.Verified || !second.Verified {
+		t.Fatalf("want web-1's then web-2's revert, both verified")
+	}
+	if !second.StartedAt.Before(first.FinishedAt) {
+		t.Errorf("web-2's revert began at %s, after web-1's verification ended (%s): want while it was under way",
+			second.StartedAt.Format(time.TimeOnly), first.FinishedAt.Format(time.TimeOnly))
+	}
+	if d := first.FinishedAt.Sub(*first.VerifyStartedAt); d < 3*time.Minute {
+		t.Errorf("web-1 verified %s after its revert, want no sooner than its 3 minutes back", d)
+	}
+	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "no host of canary carries the change") {
+		t.Errorf("outcome %s: %q, want rolled_back: no host of canary carries the change", r.Outcome, r.Reason)
+	}
+}
+
+// A host-level revert whose host does not come back is alerted when its
+// verification runs out, while the rollout goes on, and the promotion at
+// the end is a halt: a person must look at that host.
+func TestHostRevertNotVerifiedWhileTheRolloutGoesOn(t *testing.T) {
+	spec := twoCanarySpec("fleet.degraded > 3", "5m")
+	g := regressingRollout(t, spec)
+	g.fleet.late["web-2"] = time.Hour // web-2 and the later hosts hold
+	g.fleet.late["web-3"] = time.Hour
+	g.fleet.late["web-4"] = time.Hour
+	g.fleet.recover = time.Hour // web-1 does not come back
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	if len(r.Rollbacks) != 1 || r.Rollbacks[0].Verified || !strings.HasPrefix(r.Rollbacks[0].Verification, "not verified: after 2m") {
+		t.Fatalf("rollbacks %+v, want web-1's, not verified after 2m", r.Rollbacks)
+	}
+	rb := r.Rollbacks[0]
+	var failed []ports.Alert
+	for _, a := range g.alerts {
+		if a.Event == ports.EventVerifyFailed {
+			failed = append(failed, a)
+		}
+	}
+	canaryEnd := *r.Waves[0].FinishedAt
+	if len(failed) != 1 || !slices.Equal(failed[0].Hosts, []string{"web-1"}) || !failed[0].At.Equal(rb.FinishedAt) || !failed[0].At.Before(canaryEnd) {
+		t.Errorf("verify_failed alerts %+v, want one for web-1 at %s, before the canary ended (%s)", failed, rb.FinishedAt.Format(time.TimeOnly), canaryEnd.Format(time.TimeOnly))
+	}
+	t.Logf("web-1 reverted at %s, not verified at %s; the canary ended at %s, the run at %s", rb.StartedAt.Format(time.TimeOnly), rb.FinishedAt.Format(time.TimeOnly), canaryEnd.Format(time.TimeOnly), r.FinishedAt.Format(time.TimeOnly))
+	if res.ExitCode != 4 || r.Outcome != report.OutcomeHalted || !strings.Contains(r.Reason, "the revert of web-1 was not verified") {
+		t.Errorf("exit %d, outcome %s: %q, want halted: the revert of web-1 was not verified", res.ExitCode, r.Outcome, r.Reason)
+	}
+	for _, h := range r.Hosts {
+		if h.Reverted != (h.Name == "web-1") {
+			t.Errorf("%s reverted: %v", h.Name, h.Reverted)
+		}
 	}
 }

@@ -26,13 +26,15 @@ import (
 // rollback in the report is the one that ended the run.
 // hostLevel says the rollout goes on after it (a host policy, a failed
 // host); the journal keeps that, so a resumed run knows whether the run
-// was ending.
+// was ending. A host-level revert is verified at the run's later polls
+// (verifyLater); its revert-end is journaled once the methods ran.
 func (x *execution) revertHosts(ctx context.Context, names []string, reason, trigger string, hostLevel bool) *report.Rollback {
 	rb := &report.Rollback{Trigger: trigger, Reason: reason, Scope: ScopeHost, Hosts: nonNil(names), Methods: []report.Method{},
 		StartedAt: x.Clock.Now(), HostLevel: hostLevel}
 	// What changed next to what degraded, read before the revert
 	// restarts the hosts' detectors.
 	attribution := x.attribution(names)
+	var later *pendingVerify
 	scope := "fleet"
 	if hostLevel {
 		scope = ScopeHost
@@ -65,7 +67,14 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		rb.Methods = append(rb.Methods, report.Method{Name: m, Hosts: names, OK: true, Detail: "dry run: not executed"})
 		rb.Verification = "dry run: a recording cannot show the effect of a revert"
 	default:
-		x.revertLive(ctx, names, rb)
+		// A host-level revert is verified while the rollout goes on: the
+		// stage's own polls watch the host come back (verifyLater).
+		switch reverted := x.revertLive(ctx, names, rb); {
+		case reverted && hostLevel:
+			later = x.verifyLater(names, rb, attribution)
+		case reverted:
+			x.verify(ctx, names, rb)
+		}
 	}
 	rb.FinishedAt = x.Clock.Now()
 	x.report.Rollback = rb
@@ -75,7 +84,7 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		x.recordOutcome(ctx, names, history.VersionReverted)
 		wave := x.hosts[x.index[names[0]]].wave
 		x.alert(ctx, ports.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil, attribution)
-		if !x.dry() && !rb.Verified {
+		if !x.dry() && !rb.Verified && later == nil {
 			x.alert(ctx, ports.EventVerifyFailed, wave, names, rb.Verification, nil, attribution)
 		}
 	}
@@ -111,9 +120,9 @@ func (x *execution) revertNotJournaled(ctx context.Context, rb *report.Rollback,
 // revertLive runs the revert methods in order: the revert playbook, the
 // last known-good version, the snapshot. Each later method only gets the
 // hosts the earlier ones could not revert; every attempt is in the
-// report. Then it verifies that the hosts' metrics came back into their
-// baseline band.
-func (x *execution) revertLive(ctx context.Context, names []string, rb *report.Rollback) {
+// report. It says whether every host was reverted, and so is to be
+// verified.
+func (x *execution) revertLive(ctx context.Context, names []string, rb *report.Rollback) bool {
 	// A revert must run even when the run was interrupted: it gets its
 	// own context, bounded by the apply timeout.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.applyTimeout())
@@ -132,10 +141,9 @@ func (x *execution) revertLive(ctx context.Context, names []string, rb *report.R
 		rb.Methods = append(rb.Methods, report.Method{Name: "none left", Hosts: left, OK: false, Detail: "no revert method succeeded on these hosts: they may keep the change"})
 		rb.Verification = fmt.Sprintf("not verified: %s could not be reverted", strings.Join(left, ", "))
 		x.logf("   revert FAILED on %s", strings.Join(left, ", "))
-		return
+		return false
 	}
-	x.logf("   reverted %s; verifying", abbreviate(names, 8))
-	x.verify(ctx, names, rb)
+	return true
 }
 
 func (x *execution) applyTimeout() time.Duration {
@@ -204,41 +212,128 @@ var promDurationPart = regexp.MustCompile(`(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)`)
 
 // verify watches reverted hosts until every metric is back in its
 // baseline band, for at most revert.verify (defaultVerify when unset).
+// Its polls also serve the host-level reverts verified while the
+// rollout goes on.
 func (x *execution) verify(ctx context.Context, names []string, rb *report.Rollback) {
+	x.logf("   reverted %s; verifying", abbreviate(names, 8))
+	p := x.newVerify(names, rb, nil)
+	x.pollUntil(ctx, func() bool { return x.verifyPoll(p) }, func(err error) {
+		rb.Verification = "not verified: " + err.Error()
+	})
+}
+
+// pendingVerify is the verification of one revert: its hosts must be
+// back in their baseline band within limit of start.
+type pendingVerify struct {
+	names       []string
+	rb          *report.Rollback
+	start       time.Time
+	limit       time.Duration
+	attribution []string // for the alert when it fails
+}
+
+func (x *execution) newVerify(names []string, rb *report.Rollback, attribution []string) *pendingVerify {
 	limit := x.Spec.Revert.Verify.D()
 	if limit == 0 {
 		limit = defaultVerify(x.Spec).D()
 	}
+	p := &pendingVerify{names: names, rb: rb, start: x.Clock.Now(), limit: limit, attribution: attribution}
+	rb.VerifyStartedAt = ptr(p.start)
+	return p
+}
+
+// verifyPoll judges a verification at the poll the engine just took: it
+// says whether the verification ended (verified, or limit passed
+// without) and writes its outcome into the rollback.
+func (x *execution) verifyPoll(p *pendingVerify) bool {
+	var out []string
+	for _, n := range p.names {
+		if !x.eng.InBand(x.index[n]) {
+			out = append(out, n)
+		}
+	}
+	rb := p.rb
+	elapsed := x.Clock.Now().Sub(p.start)
+	switch {
+	case len(out) == 0:
+		rb.Verified = true
+		rb.Verification = fmt.Sprintf("every metric of %d hosts back in its baseline band after %s", len(p.names), fmtDuration(elapsed))
+		x.logf("   %s verified after %s", abbreviate(p.names, 8), fmtDuration(elapsed))
+	case elapsed >= p.limit:
+		rb.Verification = fmt.Sprintf("not verified: after %s still outside the baseline band: %s", fmtDuration(elapsed), abbreviate(out, 8))
+		x.logf("   NOT verified: %s", rb.Verification)
+	default:
+		return false
+	}
+	rb.FinishedAt = x.Clock.Now()
+	return true
+}
+
+// pollUntil polls the metrics every interval, on its grid, until done
+// says so after a poll. Every poll also judges the host-level reverts
+// under verification (verifyingPoll). A revert must be verified even
+// when the run was interrupted: the polls do not end with ctx; failed
+// hears the clock's error, if it has one.
+func (x *execution) pollUntil(ctx context.Context, done func() bool, failed func(error)) {
 	vctx := context.WithoutCancel(ctx)
-	start := x.Clock.Now()
-	rb.VerifyStartedAt = ptr(start)
 	tick := newTicker(x.Clock, x.Spec.Metrics.Interval.D())
 	for {
 		if err := tick.wait(vctx); err != nil {
-			rb.Verification = "not verified: " + err.Error()
+			failed(err)
 			return
 		}
-		x.observe(vctx, x.Clock.Now())
+		now := x.Clock.Now()
+		x.observe(vctx, now)
 		x.eng.Tick(policies.PhaseMonitor, 0)
-		var out []string
-		for _, n := range names {
-			if !x.eng.InBand(x.index[n]) {
-				out = append(out, n)
-			}
-		}
-		elapsed := x.Clock.Now().Sub(start)
-		if len(out) == 0 {
-			rb.Verified = true
-			rb.Verification = fmt.Sprintf("every metric of %d hosts back in its baseline band after %s", len(names), fmtDuration(elapsed))
-			x.logf("   verified after %s", fmtDuration(elapsed))
-			return
-		}
-		if elapsed >= limit {
-			rb.Verification = fmt.Sprintf("not verified: after %s still outside the baseline band: %s", fmtDuration(elapsed), abbreviate(out, 8))
-			x.logf("   NOT verified: %s", rb.Verification)
+		x.verifyingPoll(vctx, now)
+		if done() {
 			return
 		}
 	}
+}
+
+// verifyLater starts the verification of a host-level revert, judged at
+// every later poll of the run (verifyingPoll): the rollout goes on, and
+// every other host is judged meanwhile. A run that ends first finishes
+// it (finishVerifying).
+func (x *execution) verifyLater(names []string, rb *report.Rollback, attribution []string) *pendingVerify {
+	p := x.newVerify(names, rb, attribution)
+	rb.Verification = "under way while the rollout goes on"
+	x.logf("   reverted %s; verifying while the rollout goes on (up to %s)", abbreviate(names, 8), fmtDuration(p.limit))
+	x.verifying = append(x.verifying, p)
+	return p
+}
+
+// verifyingPoll judges the verifications under way at the poll the
+// engine took at polled, those that began before it; a failed one is
+// alerted.
+func (x *execution) verifyingPoll(ctx context.Context, polled time.Time) {
+	x.verifying = slices.DeleteFunc(x.verifying, func(p *pendingVerify) bool {
+		if !p.start.Before(polled) || !x.verifyPoll(p) {
+			return false
+		}
+		if !p.rb.Verified {
+			wave := x.hosts[x.index[p.names[0]]].wave
+			x.alert(ctx, ports.EventVerifyFailed, wave, p.names, p.rb.Verification, nil, p.attribution)
+		}
+		return true
+	})
+}
+
+// finishVerifying polls on until every host-level verification under
+// way has ended: a run reports how each of its reverts ended.
+func (x *execution) finishVerifying(ctx context.Context) {
+	if len(x.verifying) == 0 {
+		return
+	}
+	x.logf("   waiting for the verification of %d host-level reverts", len(x.verifying))
+	x.pollUntil(ctx, func() bool { return len(x.verifying) == 0 }, func(err error) {
+		for _, p := range x.verifying {
+			p.rb.Verification = "not verified: " + err.Error()
+			p.rb.FinishedAt = x.Clock.Now()
+		}
+		x.verifying = nil
+	})
 }
 
 // revertMethod reverts some hosts and says which it could not.

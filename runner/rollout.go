@@ -128,6 +128,7 @@ func (r *Rollout) Execute(ctx context.Context) (*Result, error) {
 			v = verdict{report.OutcomeError, x.leaveSafe(ctx, err, report.TriggerError)}
 		}
 	}
+	x.finishVerifying(ctx)
 	v = x.journalLost(x.unknownHosts(x.unverifiedRevert(v)))
 	x.end(ctx, v)
 	return &Result{Report: x.report, ExitCode: ExitCode(v.outcome)}, nil

@@ -451,6 +451,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 				now.UTC().Format(time.TimeOnly), fmtDuration(took), fmtDuration(interval), len(x.queries), fmtDuration(x.Spec.Metrics.Timeout.D())))
 		}
 		v, hold := x.decide(ctx, w, now, phase, res)
+		x.verifyingPoll(ctx, now) // after the poll's line: what it verifies is said below it
 		if v.ends() {
 			return v, nil
 		}
