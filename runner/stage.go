@@ -121,7 +121,7 @@ func (x *execution) applied(ctx context.Context, w PlannedWave, ao applyOutcome)
 		x.recordApplied(ctx, ao.res.Hosts)
 	}
 	if reason := x.judgeStage(w); reason != "" {
-		return x.stageFailed(ctx, w, reason)
+		return x.stageFailed(ctx, w, report.TriggerApplyFailed, reason)
 	}
 	if len(revert) > 0 {
 		x.revertHosts(ctx, revert, "apply failed on the host", report.TriggerApplyFailed, true)
@@ -227,13 +227,14 @@ func (h *hostState) appliedStatus() bool {
 }
 
 // stageFailed ends the rollout after a stage whose hosts do not carry the
-// change: what the stage changed is reverted per revert.scope (exit 3).
+// change: what the stage changed is reverted per revert.scope (exit 3),
+// the rollback's trigger says why (apply-failed, host-policy).
 // With nothing left to revert the run halts (exit 4), unless the stage's
 // hosts were reverted already (exit 3): what is wrong (the play's hosts:
 // pattern, the inventory, SSH) needs a person.
-func (x *execution) stageFailed(ctx context.Context, w PlannedWave, reason string) verdict {
+func (x *execution) stageFailed(ctx context.Context, w PlannedWave, trigger, reason string) verdict {
 	if hosts, _ := x.scopeHosts(w); len(hosts) > 0 {
-		return x.fire(ctx, w, report.TriggerApplyFailed, reason)
+		return x.fire(ctx, w, trigger, reason)
 	}
 	for _, wh := range w.Hosts {
 		if x.hosts[x.index[wh.Name]].reverted {
@@ -266,19 +267,21 @@ func (x *execution) applyBroken(ctx context.Context, w PlannedWave, err error) v
 	return x.fire(ctx, w, report.TriggerApplyError, "the playbook could not run: "+err.Error())
 }
 
-// stageEmptied ends the rollout when no host of a wave carries the
-// change at the end of its monitoring (host policies reverted every
-// one): the wave does not pass. The zero verdict when some host does.
-func (x *execution) stageEmptied(w PlannedWave) verdict {
+// stageEmptied says why a wave does not pass when no host of it carries
+// the change at the end of its monitoring (host policies reverted every
+// one); "" when some host does. The rollout then ends as a stage that
+// does not pass (stageFailed): what else revert.scope takes is reverted
+// with it.
+func (x *execution) stageEmptied(w PlannedWave) string {
 	var none []string
 	for _, wh := range w.Hosts {
 		h := &x.hosts[x.index[wh.Name]]
 		if h.carries() {
-			return verdict{}
+			return ""
 		}
 		none = append(none, h.Name)
 	}
-	return verdict{report.OutcomeRolledBack, fmt.Sprintf("no host of %s carries the change at the end of its monitoring: %s", w.Name, x.why(none))}
+	return fmt.Sprintf("no host of %s carries the change at the end of its monitoring: %s", w.Name, x.why(none))
 }
 
 // unknownHosts turns an ending that is not already a halt into one when

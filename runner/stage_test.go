@@ -167,6 +167,20 @@ func TestStageJudgement(t *testing.T) {
 			reason: []string{"no host of canary carries the change at the end of its monitoring: web-1 host policy not-web-1"},
 			hosts:  map[string]reportedHost{"web-1": {ports.HostChanged, true, true}},
 		},
+		{
+			name: "host policies reverting every host of wave-1: the rollout ends and the canary keeps the change (revert.scope: wave)",
+			spec: execSpec + "  - name: not-wave-1\n    host_rollback_when: 'host.wave == \"wave-1\" && phase == \"monitor\"'\n",
+			exit: 3, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-2,web-3,web-4"},
+			reason: []string{"no host of wave-1 carries the change at the end of its monitoring: web-2, web-3, web-4 host policy not-wave-1", "reverted already"},
+			hosts:  map[string]reportedHost{"web-1": {ports.HostChanged, true, false}, "web-2": {ports.HostChanged, true, true}},
+		},
+		{
+			name: "host policies reverting every host of wave-1: with revert.scope: all the canary is reverted too",
+			spec: withRevert("scope: all") + "  - name: not-wave-1\n    host_rollback_when: 'host.wave == \"wave-1\" && phase == \"monitor\"'\n",
+			exit: 3, runs: []string{"site.yml: web-1", "site.yml: web-2,web-3,web-4", "revert.yml: web-2,web-3,web-4", "revert.yml: web-1"},
+			reason: []string{"host-policy fired in wave wave-1: no host of wave-1 carries the change at the end of its monitoring: web-2, web-3, web-4 host policy not-wave-1"},
+			hosts:  map[string]reportedHost{"web-1": {ports.HostChanged, true, true}, "web-2": {ports.HostChanged, true, true}},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

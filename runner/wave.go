@@ -159,8 +159,8 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	v, err := x.watch(ctx, wi, w, start, time.Time{}, w.Monitor, applyDone)
 	x.replayedApply = nil // a stage that ended during a replayed apply
 	cancelApply(nil)
-	if err == nil && !v.ends() {
-		v = x.stageEmptied(w)
+	if reason := x.stageEmptied(w); err == nil && !v.ends() && reason != "" {
+		v = x.stageFailed(ctx, w, "host-policy", reason) // host policies reverted its hosts
 	}
 	wr.FinishedAt = ptr(x.Clock.Now())
 	switch {
@@ -493,7 +493,7 @@ func (x *execution) watch(ctx context.Context, wi int, w PlannedWave, start, app
 				if v, _ := x.decide(ctx, w, now, phaseVerdict, res); v.ends() {
 					return v, nil
 				}
-				if len(w.Hosts) > 0 && x.stageEmptied(w).ends() {
+				if len(w.Hosts) > 0 && x.stageEmptied(w) != "" {
 					// wave() ends the rollout on it: not a pass.
 					x.logf("   %s ended its monitoring after %s with no host carrying the change", w.Name, fmtDuration(past))
 				} else {
