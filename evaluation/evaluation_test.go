@@ -109,17 +109,25 @@ func TestDetectionFigures(t *testing.T) {
 	// held-out: 338 to 273, 380 to 349; NAB 341 to 286, JumpStarter 297
 	// to 269, Nezha 80 to 67), 9 and 18 more caught (NAB 10,680 to
 	// 10,688, JumpStarter 7,878 to 7,887, Nezha 1,962 to 1,972); the
-	// fraction rule 714 to 615 rolled back, 20,517 to 20,545 caught.
+	// fraction rule 714 to 615 rolled back, 20,517 to 20,545 caught. A
+	// burst held only by a poll still half as far out as its second
+	// (README, "A burst holds at half its height"), with the burst's
+	// least reach 2 spreads instead of 2.25 (the untouched hosts' spread
+	// still 2.25): 20 and 15 fewer rollbacks (dev, held-out: 273 to 253,
+	// 349 to 334; NAB 286 to 271, JumpStarter 269 to 263, Nezha 67 to
+	// 53) for 4 and 3 fewer caught (NAB 10,688 to 10,696, JumpStarter
+	// 7,887 to 7,885, Nezha 1,972 to 1,959); the fraction rule 615 to
+	// 580 rolled back, 20,545 to 20,538 caught: the floors follow.
 	want := [][]figure{
 		{ // top_mean(hosts, 0.30) > 5
-			{"pooled, dev", byHalf(Dev), 10899, 273},
-			{"pooled, held-out", byHalf(HeldOut), 9648, 349},
-			{"nab", byDataset("nab"), 10688, 286},
-			{"jumpstarter", byDataset("jumpstarter"), 7887, 269},
-			{"nezha", byDataset("nezha"), 1972, 67},
+			{"pooled, dev", byHalf(Dev), 10895, 253},
+			{"pooled, held-out", byHalf(HeldOut), 9645, 334},
+			{"nab", byDataset("nab"), 10696, 271},
+			{"jumpstarter", byDataset("jumpstarter"), 7885, 263},
+			{"nezha", byDataset("nezha"), 1959, 53},
 		},
 		{ // fraction(hosts, .degraded) >= 0.3
-			{"pooled", all, 20545, 615},
+			{"pooled", all, 20538, 580},
 		},
 	}
 	for j, figs := range want {

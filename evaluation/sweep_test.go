@@ -103,6 +103,14 @@ func printSweep(res *Results, name string) {
 func init() {
 	variants = append(variants,
 		variant{name: "base"},
+		// The burst's hold at a share of its second poll's excess (medium
+		// holds at half), and medium before it: no share, 2.25 spreads.
+		variant{name: "tried-hold0", tweak: func(c *policies.DetectorConfig) { c.BurstHold = 0 }},
+		variant{name: "tried-hold25", tweak: func(c *policies.DetectorConfig) { c.BurstHold = 0.25 }},
+		variant{name: "tried-hold75", tweak: func(c *policies.DetectorConfig) { c.BurstHold = 0.75 }},
+		variant{name: "tried-hold100", tweak: func(c *policies.DetectorConfig) { c.BurstHold = 1 }},
+		variant{name: "tried-hold50-spreads225", tweak: func(c *policies.DetectorConfig) { c.BurstSpreads = 2.25 }},
+		variant{name: "before-hold", tweak: func(c *policies.DetectorConfig) { c.BurstHold, c.BurstSpreads = 0, 2.25 }},
 		variant{name: "fraction", policy: "fraction(hosts, .degraded) >= 0.3"},
 		variant{name: "before-recent0", tweak: func(c *policies.DetectorConfig) { c.Recent = 0 }},
 		variant{name: "before-conf999", tweak: func(c *policies.DetectorConfig) { c.Confidence = 0.999 }},
@@ -135,7 +143,7 @@ func TestGrid(t *testing.T) {
 	for _, limit := range []float64{6.5, 13, 1e9} {
 		for _, conf := range []float64{0.98, 0.995} {
 			for _, burst := range []float64{1.7, 2.1} {
-				for _, spreads := range []float64{2.25, 3} {
+				for _, spreads := range []float64{2, 3} {
 					res := variant{tweak: func(c *policies.DetectorConfig) {
 						c.Limit, c.Confidence, c.Burst, c.BurstSpreads = limit, conf, burst, spreads
 					}}.run(cs, dir)

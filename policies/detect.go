@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -96,9 +97,11 @@ import (
 //     reached, a multiple that grows with the log of the polls the stage
 //     has watched (BurstGrowth: over 12 polls an excursion has 12 chances
 //     to pass a bound set for 1). The burst must hold: it is decided on
-//     the first of the next two polls still beyond the tolerance, and
-//     dropped when neither is (two polls far out that fall straight back
-//     are an excursion: a batch job, a backup); a burst whose second
+//     the first of the next two polls still beyond the tolerance and
+//     still BurstHold (half, at every preset) as far out as the burst's
+//     second poll, and dropped when neither is (two polls far out that
+//     fall back are an excursion: a batch job, a backup; a step holds
+//     its level); a burst whose second
 //     poll ends the stage, with no poll left to hold it, is decided by
 //     the stage's verdict (holdBurst, verdictScore). A clear step is decided on its third poll, or on its
 //     second when that ends the stage, however short the stage; one
@@ -213,6 +216,18 @@ type DetectorConfig struct {
 	// pair's multiple), nor less than BurstSpreads of AbsFloor. Must be
 	// >= 0.
 	BurstSpreads float64
+	// FleetSpreads is the least a burst against the fleet must reach, in
+	// how far the untouched hosts' own moves spread at that poll (see
+	// bounds): that spread is read off a handful of hosts at one poll, a
+	// rougher estimate than a baseline's MAD. 0: BurstSpreads. Must be
+	// >= 0.
+	FleetSpreads float64
+	// BurstHold is how far out, as a share of the burst's second poll's
+	// excess, the poll that holds a burst must still be, beside beyond
+	// the tolerance (see holdBurst): a step holds its level, an
+	// excursion that falls back more than that is decaying. 0: beyond
+	// the tolerance is enough. Must be in [0, 1].
+	BurstHold float64
 	// Confidence is the one-sided confidence at which the end-of-stage
 	// rank test rejects "no shift beyond the tolerance". Must be in
 	// (0.5, 1).
@@ -264,6 +279,10 @@ func (c DetectorConfig) Validate() error {
 	nonNeg("bound tolerance", c.BoundTolerance)
 	nonNeg("burst_spreads", c.BurstSpreads)
 	nonNeg("burst_growth", c.BurstGrowth)
+	nonNeg("fleet_spreads", c.FleetSpreads)
+	if !(c.BurstHold >= 0 && c.BurstHold <= 1) {
+		errs = append(errs, fmt.Errorf("detection burst_hold %v: must be in [0, 1]", c.BurstHold))
+	}
 	if !(c.Burst >= 1) {
 		errs = append(errs, fmt.Errorf("detection burst %v: must be >= 1", c.Burst))
 	}
@@ -361,8 +380,11 @@ type metricState struct {
 	prev float64
 	// pending is a burst not yet decided (0: none): the latest two polls'
 	// score over their bounds (see holdBurst), waiting for a poll that
-	// holds beyond the tolerance; pendingAge counts the polls since.
-	pending float64
+	// holds it; pendingAge counts the polls since, and pendingHold is how
+	// far out that poll must be (BurstHold of the burst's second poll's
+	// excess).
+	pending     float64
+	pendingHold float64
 	// settling is true while every poll since the apply's first has
 	// fallen below the one before, after a warm-up of two polls or more
 	// by more than the tolerance and BurstSpreads spreads (see judge).
@@ -425,7 +447,8 @@ type detectorParams struct {
 	tailQ, tailZ                float64
 	tolerance, boundTol, tolAbs float64
 	burst, burstZ, zAlpha       float64
-	burstGrowth                 float64
+	burstGrowth, burstHold      float64
+	fleetZ                      float64
 	minSamples, smoothing, warm int
 	recent                      int
 	selfCalibrate               bool
@@ -447,6 +470,8 @@ func newDetectorParams(c DetectorConfig, m MetricConfig) detectorParams {
 		burst:         c.Burst,
 		burstZ:        c.BurstSpreads,
 		burstGrowth:   c.BurstGrowth,
+		burstHold:     c.BurstHold,
+		fleetZ:        cmp.Or(c.FleetSpreads, c.BurstSpreads),
 		zAlpha:        math.Sqrt2 * math.Erfinv(2*c.Confidence-1),
 		minSamples:    c.MinBaselineSamples,
 		smoothing:     c.Smoothing,
@@ -980,24 +1005,26 @@ func (s *metricState) judge(p *detectorParams, ring, xring []float64, sketch, di
 }
 
 // burstHoldPolls is how many polls after a burst's two may hold it: one of
-// them must still be beyond the tolerance, or the burst is dropped.
+// them must still be beyond the tolerance, and BurstHold as far out as
+// the burst's second poll, or the burst is dropped.
 const burstHoldPolls = 2
 
 // holdBurst decides a burst once it holds: both is the latest two polls'
 // score over their bounds (> 0: they are a burst), excess the latest poll's
 // smaller excess, as observed over the host's reference and against the
 // fleet. A burst is decided on the first of the burstHoldPolls polls after
-// it that is still beyond the tolerance both ways, and dropped when none
-// is: two polls far out that fall straight back within the tolerance (a
-// batch job, a backup, a burst of traffic the fleet did not share) are an
-// excursion, not a change; a step holds its level. A burst whose second
-// poll ends a stage, with no poll left to hold it, is decided by
+// it that is still beyond the tolerance both ways and still BurstHold of
+// the burst's second poll's excess, and dropped when none is: two polls
+// far out that fall back within the tolerance, or most of the way to it
+// (a batch job, a backup, a burst of traffic the fleet did not share),
+// are an excursion, not a change; a step holds its level. A burst whose
+// second poll ends a stage, with no poll left to hold it, is decided by
 // verdictScore. A smaller pair while one waits does not restart its wait;
 // a larger one takes its place and waits afresh.
 func (s *metricState) holdBurst(p *detectorParams, both, excess float64) {
 	if s.pending > 0 {
 		s.pendingAge++
-		if excess > s.Tolerance {
+		if excess > s.Tolerance && excess >= s.pendingHold {
 			s.burst = p.threshold * s.pending
 			s.pending, s.pendingAge = 0, 0
 		} else if s.pendingAge >= burstHoldPolls {
@@ -1005,7 +1032,7 @@ func (s *metricState) holdBurst(p *detectorParams, both, excess float64) {
 		}
 	}
 	if both > s.pending {
-		s.pending, s.pendingAge = both, 0
+		s.pending, s.pendingAge, s.pendingHold = both, 0, p.burstHold*excess
 	}
 }
 
@@ -1069,7 +1096,7 @@ func (s *metricState) repeats(p *detectorParams, own, rel, pre, growth float64, 
 		return
 	}
 	bound, relBound := s.bounds(p, s.single, s.relSingle, growth, adj)
-	relBound = max(relBound, p.burstZ*adj.spread)
+	relBound = max(relBound, p.fleetZ*adj.spread)
 	ownR := own / bound
 	if pre > 0 {
 		ownR = max(ownR, pre/s.preBound(p, s.relSingle, growth))
@@ -1102,13 +1129,13 @@ func (s *metricState) repeatScore(p *detectorParams) float64 {
 // single poll): Burst times ext, grown by growth, never less than the
 // tolerance and the spreads' floor (spreadFloor); against the fleet, where relOK,
 // the same of the baseline taken back by it and never less than
-// BurstSpreads of the untouched hosts' spread at this poll (adj.spread),
+// FleetSpreads of the untouched hosts' spread at this poll (adj.spread),
 // else the same bound as observed.
 func (s *metricState) bounds(p *detectorParams, ext, relExt, growth float64, adj adjust) (bound, relBound float64) {
 	bound = max(s.Tolerance, p.burst*ext*growth, spreadFloor(p, s.madSpread, s.single, growth))
 	relBound = bound
 	if s.relOK {
-		relBound = max(s.preBound(p, relExt, growth), p.burstZ*adj.spread)
+		relBound = max(s.preBound(p, relExt, growth), p.fleetZ*adj.spread)
 	}
 	return bound, relBound
 }
