@@ -275,6 +275,40 @@ func TestBurst(t *testing.T) {
 	}
 }
 
+// A burst holds at half its height: the poll that holds it must still be
+// half as far out as its second poll. Two polls at 10x on a host whose
+// baseline holds two bursts of 3x, then 1.2x (beyond the tolerance, far
+// under half the height), are an excursion draining away; settling at 6x,
+// more than half, they are a step, decided on the poll that holds it.
+// (At high, the CUSUM's lower limit decides the two polls at 10x on
+// their own.)
+func TestBurstHoldsAtHalfItsHeight(t *testing.T) {
+	bursty := noise(3, 48, 100, 5)
+	for _, at := range []int{10, 30} {
+		bursty[at], bursty[at+1] = 300, 300
+	}
+	for _, name := range []string{SensitivityLow, SensitivityMedium} {
+		cfg, err := Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			name     string
+			observed []float64
+			want     int
+		}{
+			{"then back to 1.2x", []float64{1000, 1000, 120, 100, 100}, 0},
+			{"then 6x", []float64{1000, 1000, 600, 600}, 3},
+		} {
+			d := newTestDetector(t, cfg, true)
+			d.SetBaseline(bursty)
+			if got := stageDecision(d, tt.observed); got != tt.want {
+				t.Errorf("%s, two polls at 10x %s: decided at poll %d (score %.2f), want %d", name, tt.name, got, d.Metric().Score, tt.want)
+			}
+		}
+	}
+}
+
 // The burst's bound grows with the polls a stage has watched: two polls at
 // 2.5 times the baseline's largest pair decide when they are the stage's
 // first two (held by the third), and not when they end a 12-poll stage
@@ -576,13 +610,15 @@ func TestDetectorConfigValidate(t *testing.T) {
 		t.Fatalf("valid config: %v", err)
 	}
 	bad := DetectorConfig{Allowance: -1, Threshold: 0, Limit: 0, Smoothing: 0, RelFloor: -1, AbsFloor: 0, ZCap: -2, Band: 0,
-		TailQuantile: 0.3, MinBaselineSamples: -1, Tolerance: -1, BoundTolerance: -1, BurstSpreads: -1, Burst: 0.5, Confidence: 1, Warmup: -1}
+		TailQuantile: 0.3, MinBaselineSamples: -1, Tolerance: -1, BoundTolerance: -1, BurstSpreads: -1, Burst: 0.5, Confidence: 1, Warmup: -1,
+		FleetSpreads: -1, BurstHold: 1.5}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	for _, field := range []string{"allowance", "threshold", "limit", "smoothing", "rel_floor", "abs_floor", "z_cap", "band",
-		"tail_quantile", "min_baseline_samples", "tolerance", "bound tolerance", "burst_spreads", "burst 0.5", "confidence", "warmup"} {
+		"tail_quantile", "min_baseline_samples", "tolerance", "bound tolerance", "burst_spreads", "burst 0.5", "confidence", "warmup",
+		"fleet_spreads", "burst_hold 1.5"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not name %s: %v", field, err)
 		}
