@@ -126,6 +126,25 @@ type regressing struct {
 
 var regressionStart = time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
 
+// execute runs the rollout, failing the test on an error.
+func (g *regressing) execute(t *testing.T) *Result {
+	t.Helper()
+	res, err := g.ro.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// canaryEmptied fails unless the run rolled back because host policies
+// reverted every host of the canary.
+func canaryEmptied(t *testing.T, r *report.Report) {
+	t.Helper()
+	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "no host of canary carries the change") {
+		t.Errorf("outcome %s: %q, want rolled_back: no host of canary carries the change", r.Outcome, r.Reason)
+	}
+}
+
 func regressingRollout(t *testing.T, specYAML string) *regressing {
 	t.Helper()
 	spec, pols, err := load("testdata/exec.yaml", []byte(specYAML), testEnv, os.ReadFile)
@@ -187,10 +206,7 @@ func regressingRollout(t *testing.T, specYAML string) *regressing {
 // and its delay, the revert and the end.
 func TestReportFromTheHostStates(t *testing.T) {
 	g := regressingRollout(t, reportSpec)
-	res, err := g.ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := g.execute(t)
 	spec, start, tel, alerts := g.ro.Spec, regressionStart, g.tel, g.alerts
 	r := res.Report
 	if r.Outcome != report.OutcomeRolledBack {
@@ -293,10 +309,7 @@ func TestReportFromTheHostStates(t *testing.T) {
 func TestHostLevelRevertInTheReport(t *testing.T) {
 	g := regressingRollout(t, strings.Replace(reportSpec, "rollback_when: 'fleet.degraded > 0'",
 		"rollback_when: 'fleet.degraded > 3'\n    host_rollback_when: 'host.metrics.latency.z > 6'", 1))
-	res, err := g.ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := g.execute(t)
 	r := res.Report
 	var reverted []string
 	for _, rb := range r.Rollbacks {
@@ -308,9 +321,7 @@ func TestHostLevelRevertInTheReport(t *testing.T) {
 	if !slices.Equal(reverted, []string{"web-1"}) {
 		t.Fatalf("reverted %v, want the canary web-1 alone (outcome %s: %s)", reverted, r.Outcome, r.Reason)
 	}
-	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "no host of canary carries the change") {
-		t.Errorf("outcome %s: %q, want rolled_back: no host of canary carries the change", r.Outcome, r.Reason)
-	}
+	canaryEmptied(t, r)
 	if s := report.Summary(r); !strings.Contains(s, "web-1 reverted (host policy any-degraded") {
 		t.Errorf("verdict line %q does not name web-1's host-level revert", s)
 	}
@@ -336,10 +347,7 @@ func twoCanarySpec(rule, monitor string) string {
 func TestHostFiresOfOnePollRevertTogether(t *testing.T) {
 	spec := twoCanarySpec("fleet.degraded > 3", "5m")
 	g := regressingRollout(t, spec)
-	res, err := g.ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := g.execute(t)
 	r := res.Report
 	var fired []time.Time
 	for _, d := range r.Decisions {
@@ -367,9 +375,7 @@ func TestHostFiresOfOnePollRevertTogether(t *testing.T) {
 			t.Errorf("%s reverted %v (%q)", h.Name, h.Reverted, h.RevertReason)
 		}
 	}
-	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "no host of canary carries the change") {
-		t.Errorf("outcome %s: %q, want rolled_back: no host of canary carries the change", r.Outcome, r.Reason)
-	}
+	canaryEmptied(t, r)
 }
 
 // A fleet policy that fires at the poll a host policy fires ends the
@@ -378,10 +384,7 @@ func TestHostFiresOfOnePollRevertTogether(t *testing.T) {
 func TestFleetFireTakesThatPollsHostFires(t *testing.T) {
 	spec := twoCanarySpec("fraction(hosts, .metrics.latency.z > 6) > 0.5", "5m")
 	g := regressingRollout(t, spec)
-	res, err := g.ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := g.execute(t)
 	r := res.Report
 	var fired []string
 	for _, d := range r.Decisions {
@@ -418,10 +421,7 @@ func TestHostRevertIsVerifiedWhileTheRolloutGoesOn(t *testing.T) {
 	if testing.Verbose() {
 		g.ro.Out = t.Output()
 	}
-	res, err := g.ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := g.execute(t)
 	r := res.Report
 	if len(r.Rollbacks) != 2 {
 		t.Fatalf("%d rollbacks, want web-1's and web-2's (outcome %s: %s)", len(r.Rollbacks), r.Outcome, r.Reason)
@@ -440,9 +440,7 @@ func TestHostRevertIsVerifiedWhileTheRolloutGoesOn(t *testing.T) {
 	if d := first.FinishedAt.Sub(*first.VerifyStartedAt); d < 3*time.Minute {
 		t.Errorf("web-1 verified %s after its revert, want no sooner than its 3 minutes back", d)
 	}
-	if r.Outcome != report.OutcomeRolledBack || !strings.Contains(r.Reason, "no host of canary carries the change") {
-		t.Errorf("outcome %s: %q, want rolled_back: no host of canary carries the change", r.Outcome, r.Reason)
-	}
+	canaryEmptied(t, r)
 }
 
 // A host-level revert whose host does not come back is alerted when its
@@ -455,10 +453,7 @@ func TestHostRevertNotVerifiedWhileTheRolloutGoesOn(t *testing.T) {
 	g.fleet.late["web-3"] = time.Hour
 	g.fleet.late["web-4"] = time.Hour
 	g.fleet.recover = time.Hour // web-1 does not come back
-	res, err := g.ro.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := g.execute(t)
 	r := res.Report
 	if len(r.Rollbacks) != 1 || r.Rollbacks[0].Verified || !strings.HasPrefix(r.Rollbacks[0].Verification, "not verified: after 2m") {
 		t.Fatalf("rollbacks %+v, want web-1's, not verified after 2m", r.Rollbacks)

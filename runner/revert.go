@@ -34,7 +34,7 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 	// What changed next to what degraded, read before the revert
 	// restarts the hosts' detectors.
 	attribution := x.attribution(names)
-	var later *pendingVerify
+	verifyingLater := false
 	scope := "fleet"
 	if hostLevel {
 		scope = ScopeHost
@@ -71,9 +71,10 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		// stage's own polls watch the host come back (verifyLater).
 		switch reverted := x.revertLive(ctx, names, rb); {
 		case reverted && hostLevel:
-			later = x.verifyLater(names, rb, attribution)
+			x.verifyLater(rb, attribution)
+			verifyingLater = true
 		case reverted:
-			x.verify(ctx, names, rb)
+			x.verify(ctx, rb)
 		}
 	}
 	rb.FinishedAt = x.Clock.Now()
@@ -84,7 +85,7 @@ func (x *execution) revertHosts(ctx context.Context, names []string, reason, tri
 		x.recordOutcome(ctx, names, history.VersionReverted)
 		wave := x.hosts[x.index[names[0]]].wave
 		x.alert(ctx, ports.EventRollback, wave, names, fmt.Sprintf("%s: %s; reverted %s", trigger, reason, abbreviate(names, 8)), nil, attribution)
-		if !x.dry() && !rb.Verified && later == nil {
+		if !x.dry() && !rb.Verified && !verifyingLater {
 			x.alert(ctx, ports.EventVerifyFailed, wave, names, rb.Verification, nil, attribution)
 		}
 	}
@@ -211,55 +212,43 @@ func promDuration(s string) (time.Duration, bool) {
 var promDurationPart = regexp.MustCompile(`(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)`)
 
 // verify watches reverted hosts until every metric is back in its
-// baseline band, for at most revert.verify (defaultVerify when unset).
-// Its polls also serve the host-level reverts verified while the
-// rollout goes on.
-func (x *execution) verify(ctx context.Context, names []string, rb *report.Rollback) {
-	x.logf("   reverted %s; verifying", abbreviate(names, 8))
-	p := x.newVerify(names, rb, nil)
-	x.pollUntil(ctx, func() bool { return x.verifyPoll(p) }, func(err error) {
+// baseline band, for at most revert.verify (verifyLimit). Its polls also
+// serve the host-level reverts verified while the rollout goes on.
+func (x *execution) verify(ctx context.Context, rb *report.Rollback) {
+	x.logf("   reverted %s; verifying", abbreviate(rb.Hosts, 8))
+	rb.VerifyStartedAt = ptr(x.Clock.Now())
+	x.pollUntil(ctx, func() bool { return x.verifyPoll(rb) }, func(err error) {
 		rb.Verification = "not verified: " + err.Error()
 	})
 }
 
-// pendingVerify is the verification of one revert: its hosts must be
-// back in their baseline band within limit of start.
-type pendingVerify struct {
-	names       []string
-	rb          *report.Rollback
-	start       time.Time
-	limit       time.Duration
-	attribution []string // for the alert when it fails
-}
-
-func (x *execution) newVerify(names []string, rb *report.Rollback, attribution []string) *pendingVerify {
-	limit := x.Spec.Revert.Verify.D()
-	if limit == 0 {
-		limit = defaultVerify(x.Spec).D()
+// verifyLimit is how long a verification may take: revert.verify, or
+// defaultVerify when unset.
+func (x *execution) verifyLimit() time.Duration {
+	if limit := x.Spec.Revert.Verify.D(); limit > 0 {
+		return limit
 	}
-	p := &pendingVerify{names: names, rb: rb, start: x.Clock.Now(), limit: limit, attribution: attribution}
-	rb.VerifyStartedAt = ptr(p.start)
-	return p
+	return defaultVerify(x.Spec).D()
 }
 
-// verifyPoll judges a verification at the poll the engine just took: it
-// says whether the verification ended (verified, or limit passed
-// without) and writes its outcome into the rollback.
-func (x *execution) verifyPoll(p *pendingVerify) bool {
+// verifyPoll judges rb's verification (begun at its VerifyStartedAt) at
+// the poll the engine just took: it says whether the verification ended
+// (verified, or verifyLimit passed without) and writes its outcome into
+// the rollback.
+func (x *execution) verifyPoll(rb *report.Rollback) bool {
 	var out []string
-	for _, n := range p.names {
+	for _, n := range rb.Hosts {
 		if !x.eng.InBand(x.index[n]) {
 			out = append(out, n)
 		}
 	}
-	rb := p.rb
-	elapsed := x.Clock.Now().Sub(p.start)
+	elapsed := x.Clock.Now().Sub(*rb.VerifyStartedAt)
 	switch {
 	case len(out) == 0:
 		rb.Verified = true
-		rb.Verification = fmt.Sprintf("every metric of %d hosts back in its baseline band after %s", len(p.names), fmtDuration(elapsed))
-		x.logf("   %s verified after %s", abbreviate(p.names, 8), fmtDuration(elapsed))
-	case elapsed >= p.limit:
+		rb.Verification = fmt.Sprintf("every metric of %d hosts back in its baseline band after %s", len(rb.Hosts), fmtDuration(elapsed))
+		x.logf("   %s verified after %s", abbreviate(rb.Hosts, 8), fmtDuration(elapsed))
+	case elapsed >= x.verifyLimit():
 		rb.Verification = fmt.Sprintf("not verified: after %s still outside the baseline band: %s", fmtDuration(elapsed), abbreviate(out, 8))
 		x.logf("   NOT verified: %s", rb.Verification)
 	default:
@@ -292,29 +281,35 @@ func (x *execution) pollUntil(ctx context.Context, done func() bool, failed func
 	}
 }
 
+// pendingVerify is a host-level revert under verification while the
+// rollout goes on, and what its alert says, should it fail.
+type pendingVerify struct {
+	rb          *report.Rollback
+	attribution []string
+}
+
 // verifyLater starts the verification of a host-level revert, judged at
 // every later poll of the run (verifyingPoll): the rollout goes on, and
 // every other host is judged meanwhile. A run that ends first finishes
 // it (finishVerifying).
-func (x *execution) verifyLater(names []string, rb *report.Rollback, attribution []string) *pendingVerify {
-	p := x.newVerify(names, rb, attribution)
+func (x *execution) verifyLater(rb *report.Rollback, attribution []string) {
+	rb.VerifyStartedAt = ptr(x.Clock.Now())
 	rb.Verification = "under way while the rollout goes on"
-	x.logf("   reverted %s; verifying while the rollout goes on (up to %s)", abbreviate(names, 8), fmtDuration(p.limit))
-	x.verifying = append(x.verifying, p)
-	return p
+	x.logf("   reverted %s; verifying while the rollout goes on (up to %s)", abbreviate(rb.Hosts, 8), fmtDuration(x.verifyLimit()))
+	x.verifying = append(x.verifying, pendingVerify{rb, attribution})
 }
 
 // verifyingPoll judges the verifications under way at the poll the
 // engine took at polled, those that began before it; a failed one is
 // alerted.
 func (x *execution) verifyingPoll(ctx context.Context, polled time.Time) {
-	x.verifying = slices.DeleteFunc(x.verifying, func(p *pendingVerify) bool {
-		if !p.start.Before(polled) || !x.verifyPoll(p) {
+	x.verifying = slices.DeleteFunc(x.verifying, func(p pendingVerify) bool {
+		if !p.rb.VerifyStartedAt.Before(polled) || !x.verifyPoll(p.rb) {
 			return false
 		}
 		if !p.rb.Verified {
-			wave := x.hosts[x.index[p.names[0]]].wave
-			x.alert(ctx, ports.EventVerifyFailed, wave, p.names, p.rb.Verification, nil, p.attribution)
+			wave := x.hosts[x.index[p.rb.Hosts[0]]].wave
+			x.alert(ctx, ports.EventVerifyFailed, wave, p.rb.Hosts, p.rb.Verification, nil, p.attribution)
 		}
 		return true
 	})

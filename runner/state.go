@@ -62,7 +62,7 @@ type execution struct {
 	report *report.Report
 	// verifying are the host-level reverts whose verification is under
 	// way while the rollout goes on (revert.go's verifyLater).
-	verifying []*pendingVerify
+	verifying []pendingVerify
 	// counterWarned holds the queries (by index) already warned of as
 	// reading a counter (see warnCounter).
 	counterWarned map[int]bool

@@ -159,8 +159,10 @@ func (x *execution) wave(ctx context.Context, wi int, w PlannedWave, rw *resumeW
 	v, err := x.watch(ctx, wi, w, start, time.Time{}, w.Monitor, applyDone)
 	x.replayedApply = nil // a stage that ended during a replayed apply
 	cancelApply(nil)
-	if reason := x.stageEmptied(w); err == nil && !v.ends() && reason != "" {
-		v = x.stageFailed(ctx, w, "host-policy", reason) // host policies reverted its hosts
+	if err == nil && !v.ends() {
+		if reason := x.stageEmptied(w); reason != "" {
+			v = x.stageFailed(ctx, w, "host-policy", reason) // host policies reverted its hosts
+		}
 	}
 	wr.FinishedAt = ptr(x.Clock.Now())
 	switch {
